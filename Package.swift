@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layering (see docs/ARCHITECTURE.md):
+//   CLibUring / CNGHTTP2 / COpenSSL  system libraries (pkg-config, apt hints)
+//   CEdgeShims                       C wrappers for liburing inlines and OpenSSL macros
+//   EdgeHTTP                         pure HTTP: request type, HTTP/1.1 parser, ranges, paths (no I/O)
+//   EdgeAuthToken                    pure EdgeAuth 2.0 token signing and checking (HMAC via OpenSSL)
+//   EdgeConfig                       TOML configuration with validation
+//   EdgeIO                           io_uring ring wrapper; knows nothing of HTTP
+//   EdgeServer                       workers, connections, TLS, HTTP/1.1 + HTTP/2 front ends, file origin
+let package = Package(
+    name: "edge",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "edge", targets: ["edge"]),
+        .executable(name: "edgectl", targets: ["edgectl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibUring", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CEdgeShims", dependencies: ["CLibUring", "CNGHTTP2", "COpenSSL"]),
+        .target(name: "EdgeHTTP"),
+        .target(name: "EdgeAuthToken", dependencies: ["CEdgeShims"]),
+        .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "EdgeIO", dependencies: ["CEdgeShims"]),
+        .target(name: "EdgeServer", dependencies: ["EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "CEdgeShims"]),
+        .executableTarget(name: "edge", dependencies: [
+            "EdgeServer", "EdgeConfig",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "edgectl", dependencies: [
+            "EdgeAuthToken", "EdgeConfig",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
+        .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
+        .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
+    ]
+)

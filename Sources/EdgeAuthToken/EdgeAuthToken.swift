@@ -1,0 +1,185 @@
+import CEdgeShims
+
+/// Akamai EdgeAuth Token 2.0 (escape_early off):
+/// `[ip=…~][st=…~]exp=…~acl=…|url=…[~id=…][~data=…]~hmac=<hex HMAC-SHA256>`.
+///
+/// For an `acl` token the HMAC covers the token bytes before `~hmac=`. For a URL token (no `acl`
+/// field) the signer hashes the fields plus `~url=<path>` without putting the path in the token,
+/// so the checker appends the request path the same way. Pure code: the clock is a parameter.
+public enum EdgeAuthVerdict: String, Sendable, Equatable {
+    case ok, missing, malformed, expired, early, scope, signature, ip, lifetime
+}
+
+public struct EdgeAuthKey: Sendable, Equatable {
+    public let bytes: [UInt8]
+    /// Parses a hex key; nil when it is not even-length hex or is empty.
+    public init?(hex: String) {
+        guard let b = Hex.decode(hex), !b.isEmpty else { return nil }
+        bytes = b
+    }
+}
+
+public struct EdgeAuthPolicy: Sendable {
+    public var keys: [EdgeAuthKey]            // current first, then the transition key
+    public var leewaySeconds: Int
+    public var lifetimeSecondsMax: Int        // refuse tokens valid for longer than this
+    public init(keys: [EdgeAuthKey], leewaySeconds: Int = 10, lifetimeSecondsMax: Int = 86400) {
+        self.keys = keys; self.leewaySeconds = leewaySeconds; self.lifetimeSecondsMax = lifetimeSecondsMax
+    }
+}
+
+public struct EdgeAuthFields: Sendable, Equatable {
+    public var ip: String?
+    public var startTime: Int?
+    public var expiry: Int
+    public var acl: [String]?
+    public var url: String?
+    public var sessionID: String?
+    public var data: String?
+}
+
+public enum EdgeAuthToken {
+    static let fieldOrder = ["ip", "st", "exp", "acl", "url", "id", "data"]
+
+    /// Signs a token. `acl` patterns are joined with `!`; pass `url` instead for a single-URL token.
+    public static func sign(key: EdgeAuthKey, acl: [String]? = nil, url: String? = nil, startTime: Int? = nil,
+                            expiry: Int, ip: String? = nil, sessionID: String? = nil, data: String? = nil) -> String {
+        var fields: [String] = []
+        if let ip { fields.append("ip=\(ip)") }
+        if let startTime { fields.append("st=\(startTime)") }
+        fields.append("exp=\(expiry)")
+        if let acl { fields.append("acl=\(acl.joined(separator: "!"))") }
+        if let sessionID { fields.append("id=\(sessionID)") }
+        if let data { fields.append("data=\(data)") }
+        var hashSource = fields
+        if acl == nil, let url { hashSource.append("url=\(url)") }
+        let mac = hmacHex(key: key, message: Array(hashSource.joined(separator: "~").utf8))
+        fields.append("hmac=\(mac)")
+        return fields.joined(separator: "~")
+    }
+
+    static func hmacHex(key: EdgeAuthKey, message: [UInt8]) -> String {
+        Hex.encode(hmac(key: key, message: message))
+    }
+
+    static func hmac(key: EdgeAuthKey, message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        key.bytes.withUnsafeBufferPointer { k in
+            message.withUnsafeBufferPointer { m in
+                out.withUnsafeMutableBufferPointer { o in
+                    _ = edge_hmac_sha256(k.baseAddress, k.count, m.baseAddress, m.count, o.baseAddress)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Splits a token into fields; nil on syntax errors, duplicate or unknown fields, or a missing `exp`.
+    public static func parse(_ token: String) -> (fields: EdgeAuthFields, signedPrefix: Substring, mac: [UInt8])? {
+        // The last "~hmac=" splits the signed part from the MAC.
+        let bytes = Array(token.utf8)
+        let marker = Array("~hmac=".utf8)
+        guard bytes.count > marker.count else { return nil }
+        var at = -1
+        var k = bytes.count - marker.count
+        while k >= 0 { if bytes[k..<(k + marker.count)].elementsEqual(marker) { at = k; break }; k -= 1 }
+        guard at > 0 else { return nil }
+        let signed = Substring(String(decoding: bytes[0..<at], as: UTF8.self))
+        let macHex = String(decoding: bytes[(at + marker.count)...], as: UTF8.self)
+        guard macHex.utf8.count == 64, let mac = Hex.decode(macHex) else { return nil }
+        var seen = Set<String>()
+        var f = EdgeAuthFields(expiry: 0)
+        var hasExpiry = false
+        for part in signed.split(separator: "~", omittingEmptySubsequences: false) {
+            guard let eq = part.firstIndex(of: "=") else { return nil }
+            let name = String(part[part.startIndex..<eq])
+            let value = String(part[part.index(after: eq)...])
+            guard fieldOrder.contains(name), seen.insert(name).inserted else { return nil }
+            switch name {
+            case "ip": f.ip = value
+            case "st": guard let v = strictInt(value) else { return nil }; f.startTime = v
+            case "exp": guard let v = strictInt(value) else { return nil }; f.expiry = v; hasExpiry = true
+            case "acl": guard !value.isEmpty else { return nil }; f.acl = value.split(separator: "!").map(String.init)
+            case "url": guard !value.isEmpty else { return nil }; f.url = value
+            case "id": f.sessionID = value
+            case "data": f.data = value
+            default: return nil
+            }
+        }
+        guard hasExpiry, !(f.acl != nil && f.url != nil) else { return nil }
+        return (f, signed, mac)
+    }
+
+    static func strictInt(_ s: String) -> Int? {
+        guard !s.isEmpty, s.utf8.count <= 12, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(s)
+    }
+
+    /// Checks `token` for a request of `path` (no query) from `clientIP` at Unix time `now`.
+    public static func verify(_ token: String?, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy) -> EdgeAuthVerdict {
+        guard let token, !token.isEmpty else { return .missing }
+        guard let (f, signed, mac) = parse(token) else { return .malformed }
+        // Signature first: nothing else in an unauthenticated token is worth believing.
+        var message = Array(signed.utf8)
+        if f.acl == nil && f.url == nil { message.append(contentsOf: Array("~url=\(path)".utf8)) }
+        var signatureOK = false
+        for key in policy.keys {
+            let expected = hmac(key: key, message: message)
+            let equal = expected.withUnsafeBytes { e in mac.withUnsafeBytes { m in edge_constant_time_equal(e.baseAddress, m.baseAddress, 32) } }
+            if equal == 1 { signatureOK = true; break }
+        }
+        guard signatureOK else { return .signature }
+        if let st = f.startTime, now + policy.leewaySeconds < st { return .early }
+        if now - policy.leewaySeconds >= f.expiry { return .expired }
+        if f.expiry - (f.startTime ?? now) > policy.lifetimeSecondsMax { return .lifetime }
+        if let ip = f.ip, ip != clientIP { return .ip }
+        if let acl = f.acl {
+            guard acl.contains(where: { aclMatches(pattern: $0, path: path) }) else { return .scope }
+        } else if let url = f.url {
+            guard url == path else { return .scope }
+        }
+        return .ok
+    }
+
+    /// `*` matches any run of characters (including `/`), `?` exactly one; everything else literally.
+    public static func aclMatches(pattern: String, path: String) -> Bool {
+        let p = Array(pattern.utf8), s = Array(path.utf8)
+        var pi = 0, si = 0, starP = -1, starS = 0
+        while si < s.count {
+            if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == s[si]) { pi += 1; si += 1 }
+            else if pi < p.count && p[pi] == UInt8(ascii: "*") { starP = pi; starS = si; pi += 1 }
+            else if starP >= 0 { pi = starP + 1; starS += 1; si = starS }
+            else { return false }
+        }
+        while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
+        return pi == p.count
+    }
+}
+
+public enum Hex {
+    public static func decode(_ s: String) -> [UInt8]? {
+        let u = Array(s.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        var out = [UInt8](); out.reserveCapacity(u.count / 2)
+        var i = 0
+        while i < u.count {
+            guard let h = nibble(u[i]), let l = nibble(u[i + 1]) else { return nil }
+            out.append(h << 4 | l); i += 2
+        }
+        return out
+    }
+    static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+    public static func encode(_ b: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](); out.reserveCapacity(b.count * 2)
+        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,263 @@
+import TOMLKit
+
+/// A configuration error that names the key and says why.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let key: String
+    public let reason: String
+    public init(key: String, reason: String) { self.key = key; self.reason = reason }
+    public var description: String { key.isEmpty ? reason : "\(key): \(reason)" }
+}
+
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Parses `127.0.0.1:8080` or `[::1]:8080`.
+    public static func parse(_ s: String) -> ListenAddress? {
+        var host: Substring, portText: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else { return nil }
+            host = s[s.index(after: s.startIndex)..<close]
+            portText = s[s.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = s.lastIndex(of: ":") else { return nil }
+            host = s[..<colon]; portText = s[s.index(after: colon)...]
+            if host.contains(":") { return nil }
+        }
+        guard !host.isEmpty, let port = Int(portText), (1...65535).contains(port) else { return nil }
+        return ListenAddress(host: String(host), port: port)
+    }
+}
+
+public struct ServerConfig: Sendable {
+    public var listen: [ListenAddress] = []
+    public var listenTLS: [ListenAddress] = []
+    public var tlsCertificate = ""
+    public var tlsPrivateKey = ""
+    /// 0 = one worker per online CPU.
+    public var workers = 0
+    /// Access log: a file path, "-" for standard output, "" for none.
+    public var accessLog = "-"
+    /// Serve HTTP/2 (h2 by ALPN, h2c by prior knowledge).
+    public var http2 = true
+}
+
+public struct TokenConfig: Sendable {
+    public var name = "hdnts"
+    public var keyHex = ""
+    public var transitionKeyHex = ""
+    public var leewaySeconds = 10
+    public var lifetimeSecondsMax = 86400
+    /// When false, /audio is served without a token (for a private network behind another gate).
+    public var required = true
+}
+
+public struct OriginConfig: Sendable {
+    public var urls: [String] = []
+    /// The directory of the first `file://` origin, if any.
+    public var directory: String? {
+        for u in urls where u.hasPrefix("file://") { return String(u.dropFirst("file://".count)) }
+        return nil
+    }
+}
+
+/// Every bound the server enforces. Names end in their unit.
+public struct LimitsConfig: Sendable {
+    public var connectionsPerWorkerMax = 10_000
+    public var ringEntries = 1024
+    public var listenBacklog = 1024
+    public var requestLineBytesMax = 8192
+    public var headerBytesMax = 16384
+    public var headerCountMax = 64
+    public var requestBodyBytesMax = 0
+    public var rangesMax = 16
+    public var requestsPerConnectionMax = 10_000
+    public var recvBufferBytes = 16384
+    public var outputBufferBytesMax = 262_144
+    public var readChunkBytes = 65536
+    public var openFilesMax = 4096
+    public var openFileRevalidateMilliseconds = 5000
+    public var headerTimeoutMilliseconds = 10_000
+    public var keepAliveTimeoutMilliseconds = 60_000
+    public var sendTimeoutMilliseconds = 30_000
+    public var requestTimeoutMilliseconds = 300_000
+    public var drainTimeoutMilliseconds = 10_000
+    public var h2ConcurrentStreamsMax = 128
+    public var h2HeaderListBytesMax = 16384
+    public var h2ContinuationsMax = 8
+    public var h2StreamResetBurst = 1000
+    public var h2StreamResetsPerSecond = 33
+    public var h2ServerResetsPerConnectionMax = 200
+    public var accessLogBufferBytesMax = 1_048_576
+}
+
+public struct EdgeConfig: Sendable {
+    public var server = ServerConfig()
+    public var token = TokenConfig()
+    public var origin = OriginConfig()
+    public var limits = LimitsConfig()
+
+    public init() {}
+
+    /// Parses and validates; throws `ConfigError` naming the first bad key.
+    public static func parse(_ text: String) throws -> EdgeConfig {
+        let root: TOMLTable
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+        }
+        var c = EdgeConfig()
+        var r = Reader(root: root)
+        try r.allowOnly(["server", "token", "origin", "limits"], in: "")
+
+        let s = try r.table("server")
+        try r.allowOnly(["listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2"], in: "server")
+        c.server.listen = try r.addresses(s, "server.listen") ?? []
+        c.server.listenTLS = try r.addresses(s, "server.listen_tls") ?? []
+        c.server.tlsCertificate = try r.string(s, "server.tls_certificate") ?? ""
+        c.server.tlsPrivateKey = try r.string(s, "server.tls_private_key") ?? ""
+        c.server.workers = try r.int(s, "server.workers", 0...256) ?? 0
+        c.server.accessLog = try r.string(s, "server.access_log") ?? "-"
+        c.server.http2 = try r.bool(s, "server.http2") ?? true
+        if c.server.listen.isEmpty && c.server.listenTLS.isEmpty {
+            throw ConfigError(key: "server.listen", reason: "at least one of server.listen and server.listen_tls must be set")
+        }
+        if !c.server.listenTLS.isEmpty {
+            if c.server.tlsCertificate.isEmpty { throw ConfigError(key: "server.tls_certificate", reason: "required when server.listen_tls is set") }
+            if c.server.tlsPrivateKey.isEmpty { throw ConfigError(key: "server.tls_private_key", reason: "required when server.listen_tls is set") }
+        }
+
+        let t = try r.table("token")
+        try r.allowOnly(["name", "key_hex", "transition_key_hex", "leeway_seconds", "max_lifetime_seconds", "required"], in: "token")
+        c.token.name = try r.string(t, "token.name") ?? "hdnts"
+        guard !c.token.name.isEmpty, c.token.name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x5F || $0 == 0x2D }) else {
+            throw ConfigError(key: "token.name", reason: "must be a non-empty name of letters, digits, '_' or '-'")
+        }
+        c.token.keyHex = try r.string(t, "token.key_hex") ?? ""
+        c.token.transitionKeyHex = try r.string(t, "token.transition_key_hex") ?? ""
+        c.token.leewaySeconds = try r.int(t, "token.leeway_seconds", 0...3600) ?? 10
+        c.token.lifetimeSecondsMax = try r.int(t, "token.max_lifetime_seconds", 1...31_536_000) ?? 86400
+        c.token.required = try r.bool(t, "token.required") ?? true
+        if c.token.required && c.token.keyHex.isEmpty { throw ConfigError(key: "token.key_hex", reason: "required (hex HMAC key) unless token.required = false") }
+        for (key, value) in [("token.key_hex", c.token.keyHex), ("token.transition_key_hex", c.token.transitionKeyHex)] where !value.isEmpty {
+            guard value.utf8.count % 2 == 0, value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }) else {
+                throw ConfigError(key: key, reason: "must be hex digits, an even count")
+            }
+            guard value.utf8.count >= 32 else { throw ConfigError(key: key, reason: "too short: at least 16 bytes (32 hex digits)") }
+        }
+
+        let o = try r.table("origin")
+        try r.allowOnly(["urls"], in: "origin")
+        c.origin.urls = try r.strings(o, "origin.urls") ?? []
+        if c.origin.urls.isEmpty { throw ConfigError(key: "origin.urls", reason: "at least one origin is required") }
+        for u in c.origin.urls {
+            if u.hasPrefix("file://") {
+                guard u.dropFirst(7).hasPrefix("/") else { throw ConfigError(key: "origin.urls", reason: "\(u): a file origin needs an absolute path (file:///dir)") }
+            } else if u.hasPrefix("http://") {
+                throw ConfigError(key: "origin.urls", reason: "\(u): HTTP origins are not supported by this build yet; use file:///dir")
+            } else {
+                throw ConfigError(key: "origin.urls", reason: "\(u): unsupported scheme (file:// expected)")
+            }
+        }
+
+        let l = try r.table("limits")
+        var lim = LimitsConfig()
+        let limitKeys: [(String, WritableKeyPath<LimitsConfig, Int>, ClosedRange<Int>)] = [
+            ("connections_per_worker_max", \.connectionsPerWorkerMax, 1...1_000_000),
+            ("ring_entries", \.ringEntries, 64...32768),
+            ("listen_backlog", \.listenBacklog, 1...65535),
+            ("request_line_bytes_max", \.requestLineBytesMax, 64...1_048_576),
+            ("header_bytes_max", \.headerBytesMax, 256...1_048_576),
+            ("header_count_max", \.headerCountMax, 4...1000),
+            ("request_body_bytes_max", \.requestBodyBytesMax, 0...1_048_576),
+            ("ranges_max", \.rangesMax, 1...1000),
+            ("requests_per_connection_max", \.requestsPerConnectionMax, 1...100_000_000),
+            ("recv_buffer_bytes", \.recvBufferBytes, 1024...1_048_576),
+            ("output_buffer_bytes_max", \.outputBufferBytesMax, 16384...67_108_864),
+            ("read_chunk_bytes", \.readChunkBytes, 4096...4_194_304),
+            ("open_files_max", \.openFilesMax, 1...1_000_000),
+            ("open_file_revalidate_milliseconds", \.openFileRevalidateMilliseconds, 0...3_600_000),
+            ("header_timeout_milliseconds", \.headerTimeoutMilliseconds, 100...3_600_000),
+            ("keepalive_timeout_milliseconds", \.keepAliveTimeoutMilliseconds, 100...3_600_000),
+            ("send_timeout_milliseconds", \.sendTimeoutMilliseconds, 100...3_600_000),
+            ("request_timeout_milliseconds", \.requestTimeoutMilliseconds, 100...86_400_000),
+            ("drain_timeout_milliseconds", \.drainTimeoutMilliseconds, 0...3_600_000),
+            ("h2_concurrent_streams_max", \.h2ConcurrentStreamsMax, 1...10000),
+            ("h2_header_list_bytes_max", \.h2HeaderListBytesMax, 256...1_048_576),
+            ("h2_continuations_max", \.h2ContinuationsMax, 1...1000),
+            ("h2_stream_reset_burst", \.h2StreamResetBurst, 1...1_000_000),
+            ("h2_stream_resets_per_second", \.h2StreamResetsPerSecond, 1...1_000_000),
+            ("h2_server_resets_per_connection_max", \.h2ServerResetsPerConnectionMax, 1...1_000_000),
+            ("access_log_buffer_bytes_max", \.accessLogBufferBytesMax, 4096...268_435_456),
+        ]
+        try r.allowOnly(limitKeys.map { $0.0 }, in: "limits")
+        for (key, path, range) in limitKeys {
+            if let v = try r.int(l, "limits.\(key)", range) { lim[keyPath: path] = v }
+        }
+        if lim.readChunkBytes > lim.outputBufferBytesMax {
+            throw ConfigError(key: "limits.read_chunk_bytes", reason: "must not exceed limits.output_buffer_bytes_max")
+        }
+        if lim.requestLineBytesMax > lim.headerBytesMax {
+            throw ConfigError(key: "limits.request_line_bytes_max", reason: "must not exceed limits.header_bytes_max")
+        }
+        c.limits = lim
+        return c
+    }
+}
+
+/// Typed access to TOML values that turns every mismatch into a `ConfigError` naming the key.
+struct Reader {
+    let root: TOMLTable
+
+    func table(_ name: String) throws -> TOMLTable? {
+        guard let v = root[name] else { return nil }
+        guard let t = v.table else { throw ConfigError(key: name, reason: "must be a table ([\(name)])") }
+        return t
+    }
+
+    func allowOnly(_ keys: [String], in section: String) throws {
+        let t: TOMLTable? = section.isEmpty ? root : try table(section)
+        guard let t else { return }
+        for k in t.keys where !keys.contains(k) {
+            throw ConfigError(key: section.isEmpty ? k : "\(section).\(k)", reason: "unknown key")
+        }
+    }
+
+    private func value(_ t: TOMLTable?, _ key: String) -> TOMLValueConvertible? {
+        guard let t, let leaf = key.split(separator: ".").last else { return nil }
+        return t[String(leaf)]
+    }
+    func string(_ t: TOMLTable?, _ key: String) throws -> String? {
+        guard let v = value(t, key) else { return nil }
+        guard let s = v.string else { throw ConfigError(key: key, reason: "must be a string") }
+        return s
+    }
+    func bool(_ t: TOMLTable?, _ key: String) throws -> Bool? {
+        guard let v = value(t, key) else { return nil }
+        guard let b = v.bool else { throw ConfigError(key: key, reason: "must be true or false") }
+        return b
+    }
+    func int(_ t: TOMLTable?, _ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+        guard let v = value(t, key) else { return nil }
+        guard let i = v.int else { throw ConfigError(key: key, reason: "must be an integer") }
+        guard range.contains(i) else { throw ConfigError(key: key, reason: "\(i) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        return i
+    }
+    func strings(_ t: TOMLTable?, _ key: String) throws -> [String]? {
+        guard let v = value(t, key) else { return nil }
+        guard let a = v.array else { throw ConfigError(key: key, reason: "must be an array of strings") }
+        var out: [String] = []
+        for e in a {
+            guard let s = e.string else { throw ConfigError(key: key, reason: "must be an array of strings") }
+            out.append(s)
+        }
+        return out
+    }
+    func addresses(_ t: TOMLTable?, _ key: String) throws -> [ListenAddress]? {
+        guard let list = try strings(t, key) else { return nil }
+        return try list.map {
+            guard let a = ListenAddress.parse($0) else { throw ConfigError(key: key, reason: "\"\($0)\" is not host:port (IPv6 as [addr]:port)") }
+            return a
+        }
+    }
+}

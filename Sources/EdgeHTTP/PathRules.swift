@@ -1,0 +1,122 @@
+/// Request-target checks done before any token, cache or disk work. Pure.
+public enum PathRules {
+    public enum Verdict: Equatable, Sendable {
+        /// The decoded path (no query) and the query string (may be empty).
+        case ok(path: String, query: Substring)
+        case reject(String)
+    }
+
+    /// Splits the target into path and query and rejects what a strict edge should not normalise:
+    /// dot segments, empty segments (`//`), encoded slash / dot / NUL, backslashes, non-ASCII and
+    /// control bytes. Other `%XX` escapes are decoded (and must decode to a safe character).
+    public static func check(_ target: String) -> Verdict {
+        let utf8 = target.utf8
+        guard utf8.first == UInt8(ascii: "/") else { return .reject("not origin-form") }
+        var pathEnd = utf8.endIndex
+        if let q = utf8.firstIndex(of: UInt8(ascii: "?")) { pathEnd = q }
+        if let hash = utf8.firstIndex(of: UInt8(ascii: "#")), hash < pathEnd { return .reject("fragment") }
+        let rawPath = utf8[utf8.startIndex..<pathEnd]
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(rawPath.count)
+        var it = rawPath.makeIterator()
+        while let c = it.next() {
+            switch c {
+            case UInt8(ascii: "%"):
+                guard let h = it.next(), let l = it.next(), let hv = hexValue(h), let lv = hexValue(l) else { return .reject("bad escape") }
+                let v = hv << 4 | lv
+                if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\") { return .reject("encoded separator") }
+                guard v > 0x20, v < 0x7F, v != UInt8(ascii: "%") else { return .reject("encoded unsafe byte") }
+                decoded.append(v)
+            case UInt8(ascii: "\\"): return .reject("backslash")
+            default:
+                guard c > 0x20, c < 0x7F else { return .reject("non-ASCII or control byte") }
+                decoded.append(c)
+            }
+        }
+        // Segment checks on the decoded path.
+        var start = 1
+        let n = decoded.count
+        var k = 1
+        while k <= n {
+            if k == n || decoded[k] == UInt8(ascii: "/") {
+                let segLen = k - start
+                if segLen == 0 && k != n { return .reject("empty segment") }
+                if segLen == 1 && decoded[start] == UInt8(ascii: ".") { return .reject("dot segment") }
+                if segLen == 2 && decoded[start] == UInt8(ascii: ".") && decoded[start + 1] == UInt8(ascii: ".") { return .reject("dot segment") }
+                start = k + 1
+            }
+            k += 1
+        }
+        let query = pathEnd == utf8.endIndex ? Substring("") : Substring(target[target.utf8.index(after: pathEnd)...])
+        return .ok(path: String(decoding: decoded, as: UTF8.self), query: query)
+    }
+
+    @inline(__always) static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+
+    /// Percent-decodes a query parameter value (no '+' folding: tokens use '~' and '=' literally).
+    public static func percentDecode(_ s: Substring) -> String? {
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return String(s) }
+        var out: [UInt8] = []
+        var it = s.utf8.makeIterator()
+        while let c = it.next() {
+            if c == UInt8(ascii: "%") {
+                guard let h = it.next(), let l = it.next(), let hv = hexValue(h), let lv = hexValue(l) else { return nil }
+                out.append(hv << 4 | lv)
+            } else { out.append(c) }
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    /// The value of query parameter `name`, percent-decoded; nil when absent.
+    public static func queryValue(_ query: Substring, name: String) -> String?? {
+        for part in query.split(separator: "&", omittingEmptySubsequences: true) {
+            if let eq = part.firstIndex(of: "=") {
+                if part[part.startIndex..<eq] == name { return .some(percentDecode(part[part.index(after: eq)...])) }
+            } else if part == name { return .some("") }
+        }
+        return nil
+    }
+
+    /// The value of cookie `name` from a Cookie header.
+    public static func cookieValue(_ header: String, name: String) -> String? {
+        for part in header.split(separator: ";") {
+            let trimmed = part.trimmingOWS()
+            if let eq = trimmed.firstIndex(of: "="), trimmed[trimmed.startIndex..<eq] == name {
+                var v = trimmed[trimmed.index(after: eq)...]
+                if v.hasPrefix("\"") && v.hasSuffix("\"") && v.count >= 2 { v = v.dropFirst().dropLast() }
+                return String(v)
+            }
+        }
+        return nil
+    }
+}
+
+public enum MediaTypes {
+    /// Content-Type by file extension; audio formats first, a safe default otherwise.
+    public static func type(forPath path: String) -> String {
+        guard let dot = path.lastIndex(of: "."), path[dot...].count <= 8 else { return "application/octet-stream" }
+        switch path[path.index(after: dot)...].lowercased() {
+        case "m4a", "mp4", "m4s": return "audio/mp4"
+        case "aac": return "audio/aac"
+        case "mp3": return "audio/mpeg"
+        case "ogg", "oga": return "audio/ogg"
+        case "opus": return "audio/ogg; codecs=opus"
+        case "webm": return "audio/webm"
+        case "flac": return "audio/flac"
+        case "wav": return "audio/wav"
+        case "ts": return "video/mp2t"
+        case "m3u8": return "application/vnd.apple.mpegurl"
+        case "mpd": return "application/dash+xml"
+        case "json": return "application/json"
+        case "enc", "bin": return "application/octet-stream"
+        default: return "application/octet-stream"
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import CEdgeShims
+import EdgeHTTP
+
+enum OpKind {
+    static let ignore: UInt8 = 0
+    static let accept: UInt8 = 1
+    static let recv: UInt8 = 2
+    static let send: UInt8 = 3
+    static let close: UInt8 = 4
+    static let fileOpen: UInt8 = 5
+    static let fileStat: UInt8 = 6
+    static let fileRead: UInt8 = 7
+    static let tick: UInt8 = 8
+    static let wake: UInt8 = 9
+    static let logWrite: UInt8 = 10
+    static let listenerClose: UInt8 = 11
+}
+
+/// One request/response exchange: an HTTP/1.1 request on its connection or one HTTP/2 stream.
+final class Exchange {
+    let request: EdgeRequest
+    let streamID: Int32
+    let startMicroseconds: Int64
+    var verdict = "-"
+    var logPath: String
+    var status = 0
+    var ttfbMicroseconds: Int64 = -1
+    var bytesSent = 0
+    var rangeText = "-"
+    var body: BodyStream?
+    var responded = false
+    var logged = false
+    var keepAlive = true
+
+    init(request: EdgeRequest, streamID: Int32, startMicroseconds: Int64, logPath: String) {
+        self.request = request; self.streamID = streamID; self.startMicroseconds = startMicroseconds; self.logPath = logPath
+    }
+    var isHead: Bool { request.method == "HEAD" }
+}
+
+/// A client connection. It lives in a fixed slot of its worker; every completion that names the
+/// slot carries the generation it was submitted under, so a completion for a dead connection is
+/// recognised and ignored. The slot is reused only when no operation on it is in flight.
+final class Connection {
+    enum WireProtocol { case undecided, http1, http2 }
+
+    let slot: UInt32
+    var generation: UInt32 = 0
+    var fd: Int32 = -1
+    var inUse = false
+    var closing = false
+    var pendingOps = 0
+    var tls: OpaquePointer? = nil
+    var proto: WireProtocol = .undecided
+    var h2: H2Session? = nil
+    let recvBuffer: UnsafeMutableRawPointer
+    let recvBufferBytes: Int
+    var recvInFlight = false
+    let input: ByteBuffer
+    let output: OutputQueue
+    var client = "-"
+    var exchange: Exchange? = nil
+    var requestsServed = 0
+    var skipBodyBytes = 0
+    var closeAfterFlush = false
+    var acceptedMicroseconds: Int64 = 0
+    var idleSinceMicroseconds: Int64 = 0
+    var headerStartMicroseconds: Int64 = 0
+    var lastSendProgressMicroseconds: Int64 = 0
+
+    init(slot: UInt32, recvBufferBytes: Int, outputCapacity: Int) {
+        self.slot = slot
+        self.recvBufferBytes = recvBufferBytes
+        recvBuffer = .allocate(byteCount: recvBufferBytes, alignment: 64)
+        input = ByteBuffer(capacity: 4096)
+        output = OutputQueue(capacity: outputCapacity)
+    }
+    deinit { recvBuffer.deallocate() }
+
+    var protocolName: String {
+        switch proto {
+        case .http2: return tls == nil ? "h2c" : "h2"
+        default: return tls == nil ? "http/1.1" : "https/1.1"
+        }
+    }
+
+    /// Queues plaintext for the peer: encrypted first on a TLS connection.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        if let tls {
+            var offset = 0
+            while offset < bytes.count {
+                let n = edge_tls_write(tls, bytes.baseAddress! + offset, Int32(min(bytes.count - offset, 1 << 30)))
+                if n <= 0 { closing = true; return }
+                offset += Int(n)
+            }
+            drainTLS()
+        } else {
+            output.pending.append(bytes)
+        }
+    }
+
+    func write(_ s: String) { var s = s; s.withUTF8 { write(UnsafeRawBufferPointer($0)) } }
+
+    /// Moves ciphertext (handshake or records) from OpenSSL's memory BIO to the output queue.
+    func drainTLS() {
+        guard let tls else { return }
+        while true {
+            let pending = Int(edge_tls_pending_out(tls))
+            if pending <= 0 { break }
+            let w = output.pending.reserve(pending)
+            let n = edge_tls_drain(tls, w, Int32(pending))
+            if n <= 0 { break }
+            output.pending.commit(Int(n))
+        }
+    }
+
+    func reset() {
+        generation = (generation + 1) & 0xFF_FFFF
+        fd = -1; inUse = false; closing = false; pendingOps = 0
+        if let tls { edge_tls_free(tls); self.tls = nil }
+        proto = .undecided; h2 = nil; recvInFlight = false
+        input.clear(); input.shrink(to: 4096)
+        output.sending.clear(); output.pending.clear(); output.inFlight = false
+        output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
+        client = "-"; exchange = nil; requestsServed = 0; skipBodyBytes = 0; closeAfterFlush = false
+        headerStartMicroseconds = 0
+    }
+}

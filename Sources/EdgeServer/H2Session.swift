@@ -1,0 +1,280 @@
+import CNGHTTP2
+import EdgeHTTP
+import EdgeConfig
+
+/// An HTTP/2 server session over libnghttp2, driven with mem_recv/mem_send so the worker's ring
+/// does all I/O. Callbacks are C functions that find this object through nghttp2's user_data.
+/// Response bodies are pulled by nghttp2 as flow control allows: the data callback hands over what
+/// the body has buffered, or starts a file read and defers the stream until it completes.
+final class H2Session {
+    private var session: OpaquePointer?
+    unowned let worker: Worker
+    unowned let connection: Connection
+    let limits: LimitsConfig
+    /// Streams with a complete request, by stream id.
+    private(set) var exchanges: [Int32: Exchange] = [:]
+    /// Requests whose headers are still arriving.
+    private var building: [Int32: RequestBuilder] = [:]
+    private var serverResets = 0
+    private var goAwaySent = false
+    var idleSinceMicroseconds: Int64
+    private var bodyBytesReceived: [Int32: Int] = [:]
+
+    struct RequestBuilder {
+        var method = "", path = "", authority = "", scheme = ""
+        var headers: [HeaderField] = []
+        var listBytes = 0
+        var tooLarge = false
+    }
+
+    init?(worker: Worker, connection: Connection, limits: LimitsConfig) {
+        self.worker = worker
+        self.connection = connection
+        self.limits = limits
+        idleSinceMicroseconds = worker.now
+        var callbacks: OpaquePointer? = nil
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { return nil }
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, h2OnBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, h2OnHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, h2OnFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, h2OnDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, h2OnStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, h2OnFrameSend)
+
+        var option: OpaquePointer? = nil
+        guard nghttp2_option_new(&option) == 0, let option else { return nil }
+        defer { nghttp2_option_del(option) }
+        // nghttp2's own protections: rapid-reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316).
+        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(limits.h2StreamResetBurst), UInt64(limits.h2StreamResetsPerSecond))
+        nghttp2_option_set_max_continuations(option, Int(limits.h2ContinuationsMax))
+        nghttp2_option_set_max_settings(option, 32)
+        nghttp2_option_set_max_outbound_ack(option, 1000)
+        nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
+
+        var s: OpaquePointer? = nil
+        guard nghttp2_session_server_new2(&s, callbacks, Unmanaged.passUnretained(self).toOpaque(), option) == 0, let s else { return nil }
+        session = s
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(limits.h2ConcurrentStreamsMax)),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(limits.h2HeaderListBytesMax)),
+            // Players send no bodies: a small receive window bounds what a client can push at us.
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 65535),
+        ]
+        guard nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count) == 0 else { return nil }
+    }
+
+    deinit { if let session { nghttp2_session_del(session) } }
+
+    var finished: Bool {
+        guard let session else { return true }
+        return nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0
+    }
+
+    var hasBlockedData: Bool { exchanges.values.contains { $0.body != nil && !($0.body!.isComplete) } }
+    var oldestStartMicroseconds: Int64? { exchanges.values.map(\.startMicroseconds).min() }
+
+    func receive(_ bytes: UnsafeRawBufferPointer) {
+        guard let session, bytes.count > 0 else { return }
+        let rc = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if rc < 0 {
+            // nghttp2 has queued a GOAWAY for protocol errors it detects; send it, then close.
+            if rc != Int(NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue) {
+                _ = nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
+            }
+            connection.closeAfterFlush = true
+        }
+    }
+
+    /// Serialises frames into the connection's output until the high-water mark.
+    func send(highWater: Int) {
+        guard let session else { return }
+        while connection.output.count < highWater && !connection.closing {
+            var data: UnsafePointer<UInt8>? = nil
+            let n = nghttp2_session_mem_send(session, &data)
+            if n < 0 { connection.closeAfterFlush = true; return }
+            if n == 0 { break }
+            connection.write(UnsafeRawBufferPointer(start: data, count: n))
+        }
+    }
+
+    func resume(streamID: Int32) {
+        guard let session else { return }
+        _ = nghttp2_session_resume_data(session, streamID)
+    }
+
+    func goAway() {
+        guard let session, !goAwaySent else { return }
+        goAwaySent = true
+        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+                                  UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
+    }
+
+    /// Releases every stream's resources when the connection goes away.
+    func shutdown() {
+        for ex in exchanges.values {
+            if let body = ex.body { worker.finishBody(body) }
+            if ex.responded && !ex.logged { worker.logExchange(connection, ex) }
+        }
+        exchanges.removeAll()
+        building.removeAll()
+        if let session { nghttp2_session_del(session); self.session = nil }
+    }
+
+    func submitResponse(_ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, date: String) {
+        guard let session else { return }
+        var fields: [(String, String)] = [(":status", String(status)), ("server", "edge"), ("date", date)]
+        for h in headers { fields.append((h.name, h.value)) }
+        if status != 304 && status != 204 { fields.append(("content-length", String(contentLength))) }
+        // One contiguous block of names and values; nghttp2 copies them during the call.
+        var storage: [UInt8] = []
+        var spans: [(Int, Int, Int, Int)] = []
+        for (n, v) in fields {
+            let ns = storage.count; storage.append(contentsOf: n.utf8)
+            let vs = storage.count; storage.append(contentsOf: v.utf8)
+            spans.append((ns, n.utf8.count, vs, v.utf8.count))
+        }
+        storage.withUnsafeMutableBufferPointer { buf in
+            var nva = spans.map { s in
+                nghttp2_nv(name: buf.baseAddress! + s.0, value: buf.baseAddress! + s.2, namelen: s.1, valuelen: s.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            }
+            if ex.body != nil {
+                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadBody)
+                _ = nghttp2_submit_response(session, ex.streamID, &nva, nva.count, &provider)
+            } else {
+                _ = nghttp2_submit_response(session, ex.streamID, &nva, nva.count, nil)
+            }
+        }
+    }
+
+    // MARK: callbacks (called from inside mem_recv / mem_send)
+
+    fileprivate func beginHeaders(streamID: Int32) {
+        building[streamID] = RequestBuilder()
+    }
+
+    fileprivate func header(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        guard var b = building[streamID] else { return }
+        b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
+        if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); building[streamID] = b; return }
+        if b.tooLarge { return }
+        let n = String(decoding: name, as: UTF8.self), v = String(decoding: value, as: UTF8.self)
+        switch n {
+        case ":method": b.method = v
+        case ":path": b.path = v
+        case ":authority": b.authority = v
+        case ":scheme": b.scheme = v
+        default:
+            if b.headers.count < limits.headerCountMax { b.headers.append(HeaderField(n, v)) } else { b.tooLarge = true }
+        }
+        building[streamID] = b
+    }
+
+    fileprivate func requestComplete(streamID: Int32) {
+        guard let b = building.removeValue(forKey: streamID) else { return }
+        var headers = b.headers
+        if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
+        let request = EdgeRequest(method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
+        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: worker.now, logPath: Worker.logPath(request.target))
+        exchanges[streamID] = ex
+        if b.tooLarge {
+            worker.respondSimple(connection, ex, status: 431, body: "request header fields too large\n", extraHeaders: [])
+        } else if (bodyBytesReceived[streamID] ?? 0) > limits.requestBodyBytesMax {
+            worker.respondSimple(connection, ex, status: 413, body: "content too large\n", extraHeaders: [])
+        } else {
+            worker.handle(connection, ex)
+        }
+    }
+
+    fileprivate func dataChunk(streamID: Int32, length: Int) {
+        let total = (bodyBytesReceived[streamID] ?? 0) + length
+        bodyBytesReceived[streamID] = total
+    }
+
+    fileprivate func streamClosed(streamID: Int32) {
+        building[streamID] = nil
+        bodyBytesReceived[streamID] = nil
+        guard let ex = exchanges.removeValue(forKey: streamID) else { return }
+        if let body = ex.body { worker.finishBody(body) }
+        if ex.responded { worker.logExchange(connection, ex) }
+        if exchanges.isEmpty { idleSinceMicroseconds = worker.now }
+    }
+
+    fileprivate func frameSent(type: UInt8) {
+        guard type == UInt8(NGHTTP2_RST_STREAM.rawValue), let session else { return }
+        // Resets the server itself sends are bounded too ("MadeYouReset"-style abuse).
+        serverResets += 1
+        if serverResets > limits.h2ServerResetsPerConnectionMax {
+            _ = nghttp2_session_terminate_session(session, UInt32(NGHTTP2_ENHANCE_YOUR_CALM.rawValue))
+        }
+    }
+
+    fileprivate func readBody(streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard let ex = exchanges[streamID], let body = ex.body else {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return 0
+        }
+        if body.failed { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }   // RST_STREAM: never wrong bytes
+        let buffered = body.buffered
+        if buffered.count == 0 && !body.isComplete {
+            worker.startRead(body)
+            if body.buffered.count == 0 { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
+        }
+        let ready = body.buffered
+        let n = min(ready.count, length)
+        if n > 0 { UnsafeMutableRawPointer(buf).copyMemory(from: ready.baseAddress!, byteCount: n) }
+        body.consume(n)
+        ex.bytesSent += n
+        if body.isComplete { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+        return n
+    }
+}
+
+@inline(__always) private func h2Session(_ p: UnsafeMutableRawPointer?) -> H2Session {
+    Unmanaged<H2Session>.fromOpaque(p!).takeUnretainedValue()
+}
+
+private let h2OnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, user in
+    guard let frame else { return 0 }
+    if frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) && frame.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+        h2Session(user).beginHeaders(streamID: frame.pointee.hd.stream_id)
+    }
+    return 0
+}
+
+private let h2OnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, user in
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    h2Session(user).header(streamID: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: namelen),
+                           value: UnsafeRawBufferPointer(start: value, count: valuelen))
+    return 0
+}
+
+private let h2OnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, user in
+    guard let frame else { return 0 }
+    let type = frame.pointee.hd.type
+    if (type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue))
+        && frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
+        h2Session(user).requestComplete(streamID: frame.pointee.hd.stream_id)
+    }
+    return 0
+}
+
+private let h2OnDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, streamID, _, length, user in
+    h2Session(user).dataChunk(streamID: streamID, length: length)
+    return 0
+}
+
+private let h2OnStreamClose: nghttp2_on_stream_close_callback = { _, streamID, _, user in
+    h2Session(user).streamClosed(streamID: streamID)
+    return 0
+}
+
+private let h2OnFrameSend: nghttp2_on_frame_send_callback = { _, frame, user in
+    guard let frame else { return 0 }
+    h2Session(user).frameSent(type: frame.pointee.hd.type)
+    return 0
+}
+
+private let h2ReadBody: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, user in
+    h2Session(user).readBody(streamID: streamID, into: buf!, length: length, flags: flags!)
+}

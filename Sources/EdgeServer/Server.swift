@@ -1,0 +1,101 @@
+import CEdgeShims
+import Glibc
+import EdgeConfig
+import EdgeAuthToken
+
+public struct StartupError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Start-up and shutdown: listeners per worker (SO_REUSEPORT), the TLS context, the access log,
+/// one thread per worker; the main thread waits for SIGTERM/SIGINT and wakes every worker's ring
+/// through its eventfd so each drains and exits on its own.
+public final class EdgeServer {
+    let config: EdgeConfig
+    public init(config: EdgeConfig) { self.config = config }
+
+    public var workerCount: Int { config.server.workers > 0 ? config.server.workers : Int(edge_online_cpus()) }
+
+    /// Runs until a signal asks it to stop; returns when every worker has drained.
+    public func run(ready: (String) -> Void = { _ in }) throws {
+        edge_block_signals()   // inherited by the worker threads: only the main thread takes signals
+        var keys: [EdgeAuthKey] = []
+        if let k = EdgeAuthKey(hex: config.token.keyHex) { keys.append(k) }
+        if let k = EdgeAuthKey(hex: config.token.transitionKeyHex) { keys.append(k) }
+        let router = Router(tokenName: config.token.name, tokenRequired: config.token.required,
+                            policy: EdgeAuthPolicy(keys: keys, leewaySeconds: config.token.leewaySeconds,
+                                                   lifetimeSecondsMax: config.token.lifetimeSecondsMax),
+                            rangesMax: config.limits.rangesMax)
+        var tlsContext: OpaquePointer? = nil
+        if !config.server.listenTLS.isEmpty {
+            var err = [CChar](repeating: 0, count: 512)
+            guard let ctx = edge_tls_ctx_new(config.server.tlsCertificate, config.server.tlsPrivateKey, config.server.http2 ? 1 : 0, &err, 512) else {
+                throw StartupError(description: "tls: " + String(cString: err))
+            }
+            tlsContext = ctx
+        }
+        var logFD: Int32 = -1
+        switch config.server.accessLog {
+        case "": logFD = -1
+        case "-": logFD = 1
+        default:
+            logFD = edge_open_append(config.server.accessLog)
+            if logFD < 0 { throw StartupError(description: "server.access_log: cannot open \(config.server.accessLog): errno \(-logFD)") }
+        }
+        let settings = WorkerSettings(config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD)
+
+        var plans: [WorkerPlan] = []
+        var wakeFDs: [Int32] = []
+        for i in 0..<workerCount {
+            var listeners: [Listener] = []
+            for (addresses, tls) in [(config.server.listen, false), (config.server.listenTLS, true)] {
+                for a in addresses {
+                    let fd = edge_listen(a.host, Int32(a.port), Int32(config.limits.listenBacklog))
+                    if fd < 0 { throw StartupError(description: "cannot listen on \(a): \(String(cString: strerror(-fd)))") }
+                    listeners.append(Listener(fd: fd, isTLS: tls, armed: false))
+                }
+            }
+            let wake = edge_eventfd_create()
+            if wake < 0 { throw StartupError(description: "eventfd: errno \(-wake)") }
+            wakeFDs.append(wake)
+            plans.append(WorkerPlan(index: i, settings: settings, listeners: listeners, wakeFD: wake))
+        }
+        var handles: [UInt64] = []
+        for plan in plans {
+            var h: UInt64 = 0
+            let box = Unmanaged.passRetained(plan).toOpaque()
+            // The ring is created on its own thread: with IORING_SETUP_SINGLE_ISSUER only the
+            // creating task may submit to it.
+            let rc = edge_thread_start({ arg in
+                let plan = Unmanaged<WorkerPlan>.fromOpaque(arg!).takeRetainedValue()
+                do {
+                    try Worker(index: plan.index, settings: plan.settings, listeners: plan.listeners, wakeFD: plan.wakeFD).run()
+                } catch {
+                    printError("edge: worker \(plan.index): \(error) (is io_uring allowed here?)")
+                    exit(1)
+                }
+                return nil
+            }, box, &h)
+            if rc != 0 { throw StartupError(description: "pthread_create: \(rc)") }
+            handles.append(h)
+        }
+        let listenText = (config.server.listen.map { "http://\($0)" } + config.server.listenTLS.map { "https://\($0)" }).joined(separator: " ")
+        ready("edge: \(workerCount) workers, listening on \(listenText)")
+        let sig = edge_wait_signal()
+        printError("edge: signal \(sig), draining (up to \(config.limits.drainTimeoutMilliseconds) ms)")
+        for fd in wakeFDs { _ = edge_eventfd_signal(fd) }
+        for h in handles { _ = edge_thread_join(h) }
+        if let tlsContext { edge_tls_ctx_free(tlsContext) }
+        printError("edge: stopped")
+    }
+}
+
+final class WorkerPlan {
+    let index: Int
+    let settings: WorkerSettings
+    let listeners: [Listener]
+    let wakeFD: Int32
+    init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32) {
+        self.index = index; self.settings = settings; self.listeners = listeners; self.wakeFD = wakeFD
+    }
+}

@@ -1,0 +1,623 @@
+import CEdgeShims
+import Glibc
+import EdgeIO
+import EdgeHTTP
+import EdgeConfig
+
+/// Settings every worker shares, read-only after start-up.
+final class WorkerSettings: @unchecked Sendable {
+    let config: EdgeConfig
+    let router: Router
+    let tlsContext: OpaquePointer?
+    let accessLogFD: Int32
+    init(config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32) {
+        self.config = config; self.router = router; self.tlsContext = tlsContext; self.accessLogFD = accessLogFD
+    }
+}
+
+struct Listener { var fd: Int32; var isTLS: Bool; var armed: Bool }
+
+/// One thread, one ring, its own SO_REUSEPORT listeners. A connection lives and dies here.
+/// Completions are drained into a fixed array, then each is dispatched by its kind to a plain
+/// method; no handler runs inside the drain.
+final class Worker {
+    let index: Int
+    let settings: WorkerSettings
+    let limits: LimitsConfig
+    let ring: Ring
+    var listeners: [Listener]
+    let files: FileTable
+    let log: AccessLog
+    let readPool: BufferPool
+    private(set) var connections: [Connection] = []
+    private var freeSlots: [UInt32] = []
+    var liveConnections = 0
+    private var readOps: [(body: BodyStream, length: Int)?] = []
+    private var freeReadOps: [UInt32] = []
+    let wakeFD: Int32
+    private let wakeValue = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private let tickStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
+    let tickMilliseconds = 250
+    var draining = false
+    var drainDeadlineMicroseconds: Int64 = 0
+    var now: Int64 = 0
+    var dateText = ""
+    private var dateSecond: Int64 = -1
+    var boundaryCounter: UInt64
+    var rejectedConnections = 0
+    var acceptBackoff = false
+
+    init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32) throws {
+        self.index = index
+        self.settings = settings
+        limits = settings.config.limits
+        ring = try Ring(entries: limits.ringEntries)
+        self.listeners = listeners
+        self.wakeFD = wakeFD
+        files = FileTable(root: settings.config.origin.directory ?? "/nonexistent", ring: ring,
+                          entriesMax: limits.openFilesMax, revalidateMilliseconds: limits.openFileRevalidateMilliseconds)
+        log = AccessLog(fd: settings.accessLogFD, ring: ring, bufferBytesMax: limits.accessLogBufferBytesMax)
+        readPool = BufferPool(size: limits.readChunkBytes, keepMax: 1024)
+        var seed: UInt64 = 0
+        withUnsafeMutableBytes(of: &seed) { _ = edge_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
+        boundaryCounter = seed
+    }
+
+    // MARK: loop
+
+    func run() {
+        now = Clock.monotonicMicroseconds()
+        updateDate()
+        for i in listeners.indices { armAccept(i) }
+        ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
+        ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
+        while true {
+            let n: Int
+            do { n = try ring.submitAndWait() } catch {
+                printError("worker \(index): \(error)")
+                break
+            }
+            now = Clock.monotonicMicroseconds()
+            for i in 0..<n {
+                let c = ring.completion(at: i)
+                dispatch(c.data, c.result, c.more)
+            }
+            if draining && (liveConnections == 0 || now >= drainDeadlineMicroseconds) { break }
+        }
+        finish()
+    }
+
+    @inline(__always) private func dispatch(_ d: UserData, _ result: Int32, _ more: Bool) {
+        switch d.kind {
+        case OpKind.recv: if let c = connection(d) { onRecv(c, result) }
+        case OpKind.send: if let c = connection(d) { onSend(c, result) }
+        case OpKind.fileRead: onRead(slot: d.slot, result)
+        case OpKind.accept: onAccept(listener: Int(d.slot), result, more: more)
+        case OpKind.close: onClosed(slot: d.slot)
+        case OpKind.fileOpen: if let e = files.opened(slot: d.slot, result: result, now: now) { fileSettled(e) }
+        case OpKind.fileStat: if let e = files.statted(slot: d.slot, result: result, now: now) { fileSettled(e) }
+        case OpKind.tick: onTick()
+        case OpKind.wake: beginDrain()
+        case OpKind.logWrite: log.written(result)
+        default: break
+        }
+    }
+
+    /// The connection a completion belongs to, counting the completion against its in-flight ops.
+    @inline(__always) private func connection(_ d: UserData) -> Connection? {
+        let c = connections[Int(d.slot)]
+        c.pendingOps -= 1
+        if c.closing {
+            if c.pendingOps == 0 && c.inUse == false { release(c) }
+            return nil
+        }
+        return c.generation == d.generation ? c : nil
+    }
+
+    private func finish() {
+        for c in connections where c.inUse && !c.closing { close(c) }
+        files.closeAll()
+        log.flush()
+        // The last completions (closes, the log write) before the thread exits.
+        var rounds = 0
+        while rounds < 20 && (!log.idle || liveConnections > 0) {
+            guard let n = try? ring.submitAndWait() else { break }
+            for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
+            rounds += 1
+        }
+        ring.submit()
+    }
+
+    private func updateDate() {
+        let wall = Clock.wallMilliseconds() / 1000
+        if wall != dateSecond { dateSecond = wall; dateText = HTTPDate.format(unixSeconds: Int(wall)) }
+    }
+
+    // MARK: accept
+
+    private func armAccept(_ i: Int) {
+        guard !draining, !listeners[i].armed else { return }
+        listeners[i].armed = true
+        ring.acceptMultishot(fd: listeners[i].fd, UserData(kind: OpKind.accept, slot: UInt32(i)))
+    }
+
+    private func onAccept(listener i: Int, _ result: Int32, more: Bool) {
+        if !more { listeners[i].armed = false }
+        if result < 0 {
+            // EMFILE/ENFILE/ENOMEM: back off to the next tick instead of spinning.
+            if result != -EINTR_VALUE && result != -EAGAIN_VALUE && result != -ECANCELED_VALUE { acceptBackoff = true }
+            if !listeners[i].armed && !acceptBackoff { armAccept(i) }
+            return
+        }
+        if !listeners[i].armed && !acceptBackoff { armAccept(i) }
+        let fd = result
+        guard !draining else { ring.close(fd: fd, UserData(kind: OpKind.ignore, slot: 0)); return }
+        guard let c = takeSlot() else {
+            rejectedConnections += 1
+            ring.close(fd: fd, UserData(kind: OpKind.ignore, slot: 0))
+            return
+        }
+        c.fd = fd
+        c.inUse = true
+        c.acceptedMicroseconds = now
+        c.idleSinceMicroseconds = now
+        c.lastSendProgressMicroseconds = now
+        _ = edge_set_nodelay(fd)
+        var address = [CChar](repeating: 0, count: 64)
+        _ = edge_peer_address(fd, &address, 64)
+        c.client = String(cString: address)
+        if listeners[i].isTLS, let ctx = settings.tlsContext {
+            guard let ssl = edge_tls_new(ctx) else { close(c); return }
+            c.tls = ssl
+        }
+        liveConnections += 1
+        postRecv(c)
+    }
+
+    private func takeSlot() -> Connection? {
+        if let s = freeSlots.popLast() { return connections[Int(s)] }
+        guard connections.count < limits.connectionsPerWorkerMax else { return nil }
+        let c = Connection(slot: UInt32(connections.count), recvBufferBytes: limits.recvBufferBytes, outputCapacity: 16384)
+        connections.append(c)
+        return c
+    }
+
+    // MARK: receive
+
+    func postRecv(_ c: Connection) {
+        guard !c.recvInFlight, !c.closing, !c.closeAfterFlush else { return }
+        // HTTP/1.1 back-pressure: while a response is in progress, buffer at most one header section.
+        if c.proto == .http1 && c.exchange != nil && c.input.count >= limits.headerBytesMax { return }
+        c.recvInFlight = true
+        c.pendingOps += 1
+        ring.recv(fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes, UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
+    }
+
+    private func onRecv(_ c: Connection, _ result: Int32) {
+        c.recvInFlight = false
+        if result <= 0 {
+            if result == -EINTR_VALUE || result == -EAGAIN_VALUE || result == -ENOBUFS_VALUE { postRecv(c); return }
+            // 0: the peer closed; ECONNRESET and the rest: the connection is gone.
+            close(c)
+            return
+        }
+        let bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
+        if let tls = c.tls {
+            if edge_tls_feed(tls, bytes.baseAddress, Int32(bytes.count)) < 0 { close(c); return }
+            let wasDone = edge_tls_handshake_done(tls) != 0
+            while !c.closing {
+                let n = withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buf -> Int32 in
+                    let n = edge_tls_read(tls, buf.baseAddress!, 16384)
+                    if n > 0 {
+                        if !wasDone || c.proto == .undecided { c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1 }
+                        processPlaintext(c, UnsafeRawBufferPointer(start: buf.baseAddress!, count: Int(n)))
+                    }
+                    return n
+                }
+                if n == 0 { break }
+                if n < 0 { c.drainTLS(); flush(c); c.closeAfterFlush = true; if c.output.isEmpty { close(c) }; return }
+            }
+            if !wasDone && edge_tls_handshake_done(tls) != 0 && c.proto == .undecided {
+                c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1
+                if c.proto == .http2 { startH2(c, initial: UnsafeRawBufferPointer(start: nil, count: 0)) }
+            }
+            c.drainTLS()
+            flush(c)
+        } else {
+            processPlaintext(c, bytes)
+        }
+        if !c.closing { postRecv(c) }
+    }
+
+    private static let h2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private func processPlaintext(_ c: Connection, _ bytes: UnsafeRawBufferPointer) {
+        switch c.proto {
+        case .http2:
+            if c.h2 == nil { startH2(c, initial: bytes) } else { c.h2!.receive(bytes) }
+            pump(c)
+        case .http1:
+            c.input.append(bytes)
+            if c.headerStartMicroseconds == 0 { c.headerStartMicroseconds = now }
+            if c.exchange == nil { h1Next(c) }
+        case .undecided:
+            c.input.append(bytes)
+            let have = c.input.readable
+            let k = min(have.count, Self.h2Preface.count)
+            let prefixMatches = settings.config.server.http2 && have.prefix(k).elementsEqual(Self.h2Preface.prefix(k))
+            if prefixMatches && k < Self.h2Preface.count { return }   // wait for the rest of the preface
+            if prefixMatches {
+                c.proto = .http2
+                let initial = ByteBuffer(capacity: c.input.count)
+                initial.append(c.input.readable)
+                c.input.clear()
+                startH2(c, initial: initial.readable)
+                pump(c)
+            } else {
+                c.proto = .http1
+                c.headerStartMicroseconds = now
+                h1Next(c)
+            }
+        }
+    }
+
+    private func startH2(_ c: Connection, initial: UnsafeRawBufferPointer) {
+        guard c.h2 == nil else { return }
+        guard let session = H2Session(worker: self, connection: c, limits: limits) else { close(c); return }
+        c.h2 = session
+        if initial.count > 0 { session.receive(initial) }
+        pump(c)
+    }
+
+    // MARK: HTTP/1.1
+
+    /// Parses and starts the next request on an HTTP/1.1 connection, if one is complete.
+    func h1Next(_ c: Connection) {
+        while c.exchange == nil && !c.closing && !c.closeAfterFlush {
+            if c.skipBodyBytes > 0 {
+                let n = min(c.skipBodyBytes, c.input.count)
+                c.input.consume(n); c.skipBodyBytes -= n
+                if c.skipBodyBytes > 0 { return }
+            }
+            if c.input.isEmpty { c.headerStartMicroseconds = 0; return }
+            if c.headerStartMicroseconds == 0 { c.headerStartMicroseconds = now }
+            let parser = HTTP1Parser(limits: HTTP1Limits(requestLineBytesMax: limits.requestLineBytesMax,
+                                                         headerBytesMax: limits.headerBytesMax, headerCountMax: limits.headerCountMax))
+            switch parser.parse(c.input.readable) {
+            case .needMore:
+                return
+            case .error(let status, let reason):
+                let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0,
+                                  startMicroseconds: now, logPath: "-")
+                ex.keepAlive = false
+                c.exchange = ex
+                c.input.clear()
+                respondSimple(c, ex, status: status, body: "\(HTTPStatus.reason(status).lowercased()): \(reason)\n", extraHeaders: [])
+                return
+            case .request(let request, let consumed, let bodyLength):
+                c.input.consume(consumed)
+                c.headerStartMicroseconds = 0
+                let ex = Exchange(request: request, streamID: 0, startMicroseconds: now, logPath: Self.logPath(request.target))
+                ex.keepAlive = request.wantsKeepAlive && c.requestsServed + 1 < limits.requestsPerConnectionMax && !draining
+                c.exchange = ex
+                if bodyLength > limits.requestBodyBytesMax {
+                    ex.keepAlive = false
+                    respondSimple(c, ex, status: 413, body: "content too large\n", extraHeaders: [])
+                    return
+                }
+                c.skipBodyBytes = bodyLength
+                handle(c, ex)
+            }
+        }
+    }
+
+    /// The path as logged: the target without its query (the token never reaches the log).
+    static func logPath(_ target: String) -> String {
+        if let q = target.firstIndex(of: "?") { return String(target[..<q]) }
+        return target
+    }
+
+    private func h1Finished(_ c: Connection, _ ex: Exchange) {
+        logExchange(c, ex)
+        if let body = ex.body { finishBody(body) }
+        c.exchange = nil
+        c.requestsServed += 1
+        c.idleSinceMicroseconds = now
+        if !ex.keepAlive {
+            if let tls = c.tls { edge_tls_shutdown(tls); c.drainTLS() }
+            c.closeAfterFlush = true
+            return
+        }
+        h1Next(c)
+        if !c.closing { postRecv(c) }
+    }
+
+    // MARK: requests (both protocols)
+
+    /// Routes a complete request: access checks, then the file.
+    func handle(_ c: Connection, _ ex: Exchange) {
+        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(Clock.wallMilliseconds() / 1000))
+        switch decision {
+        case let .simple(status, body, extraHeaders, verdict):
+            ex.verdict = verdict
+            respondSimple(c, ex, status: status, body: body, extraHeaders: extraHeaders)
+        case let .audio(path, verdict):
+            ex.verdict = verdict
+            ex.logPath = path
+            switch files.lookup(path, now: now) {
+            case .ready(let e): serveFile(c, ex, e)
+            case .missing: respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: [])
+            case .pending(let e): e.waiters.append(FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID))
+            }
+        }
+    }
+
+    private func fileSettled(_ e: FileEntry) {
+        let waiters = e.waiters
+        e.waiters = []
+        for w in waiters {
+            let c = connections[Int(w.connectionSlot)]
+            guard c.inUse, !c.closing, c.generation == w.generation else { continue }
+            let ex: Exchange?
+            if w.streamID == 0 { ex = c.exchange } else { ex = c.h2?.exchanges[w.streamID] }
+            guard let ex, !ex.responded else { continue }
+            if e.state == .ready { serveFile(c, ex, e) } else { respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: []) }
+            pump(c)
+        }
+        if e.retired { files.release(e) }
+    }
+
+    private func serveFile(_ c: Connection, _ ex: Exchange, _ e: FileEntry) {
+        boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
+        let r = FileResponse.build(request: ex.request, path: ex.logPath, size: e.size, etag: e.etag, lastModified: e.lastModified,
+                                   rangesMax: limits.rangesMax, boundarySeed: boundaryCounter)
+        ex.rangeText = r.rangeText
+        var body: BodyStream? = nil
+        if !ex.isHead && !r.segments.isEmpty {
+            files.acquire(e)
+            body = BodyStream(file: e, segments: r.segments, owner: FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
+                              bufferCapacity: limits.readChunkBytes)
+        }
+        respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: body)
+    }
+
+    func respondSimple(_ c: Connection, _ ex: Exchange, status: Int, body: String, extraHeaders: [HeaderField]) {
+        let bytes = Array(body.utf8)
+        var headers = extraHeaders
+        if !bytes.isEmpty { headers.insert(HeaderField("content-type", "text/plain; charset=utf-8"), at: 0) }
+        if status == 408 || status == 400 || status == 413 || status == 414 || status == 431 || status == 505 { ex.keepAlive = false }
+        let stream = (ex.isHead || bytes.isEmpty) ? nil : BodyStream(file: nil, segments: [.bytes(bytes)],
+                      owner: FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID), bufferCapacity: max(bytes.count, 64))
+        respond(c, ex, status: status, headers: headers, contentLength: bytes.count, body: stream)
+    }
+
+    /// Hands a response to the connection's protocol front end.
+    private func respond(_ c: Connection, _ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, body: BodyStream?) {
+        ex.responded = true
+        ex.status = status
+        ex.body = body
+        ex.ttfbMicroseconds = now - ex.startMicroseconds
+        if c.proto == .http2, let h2 = c.h2 {
+            h2.submitResponse(ex, status: status, headers: headers, contentLength: contentLength, date: dateText)
+            return
+        }
+        // HTTP/1.1 head.
+        var head = "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nServer: edge\r\nDate: \(dateText)\r\n"
+        for h in headers { head += "\(h.name): \(h.value)\r\n" }
+        if status != 304 && status != 204 { head += "Content-Length: \(contentLength)\r\n" }
+        if !ex.keepAlive { head += "Connection: close\r\n" } else if ex.request.version == .http1_0 { head += "Connection: keep-alive\r\n" }
+        head += "\r\n"
+        c.write(head)
+        if body == nil { h1Finished(c, ex) }
+        pump(c)
+    }
+
+    // MARK: output
+
+    /// Moves as much response data into the output queue as the high-water mark allows, starting
+    /// file reads as bodies run dry, then sends.
+    func pump(_ c: Connection) {
+        guard !c.closing else { return }
+        let highWater = limits.outputBufferBytesMax
+        if c.proto == .http2, let h2 = c.h2 {
+            h2.send(highWater: highWater)
+            if h2.finished && c.output.isEmpty && !c.output.inFlight { close(c); return }
+        } else if let ex = c.exchange, let body = ex.body {
+            while c.output.count < highWater && !c.closing {
+                let buffered = body.buffered
+                if buffered.count > 0 {
+                    let n = min(buffered.count, highWater - c.output.count)
+                    c.write(UnsafeRawBufferPointer(rebasing: buffered[0..<n]))
+                    body.consume(n)
+                    ex.bytesSent += n
+                } else if body.isComplete {
+                    h1Finished(c, ex)
+                    break
+                } else if body.failed {
+                    // The file changed under a response: cut the connection rather than send wrong bytes.
+                    ex.keepAlive = false
+                    logExchange(c, ex)
+                    close(c)
+                    return
+                } else {
+                    startRead(body)
+                    if body.buffered.count == 0 { break }
+                }
+            }
+        }
+        flush(c)
+    }
+
+    /// Starts the next file read of a body, if it needs one (or copies its in-memory segments).
+    func startRead(_ body: BodyStream) {
+        guard let (offset, length, into) = body.prepare(pool: readPool) else { return }
+        let slot: UInt32
+        if let s = freeReadOps.popLast() { slot = s; readOps[Int(s)] = (body, length) } else { slot = UInt32(readOps.count); readOps.append((body, length)) }
+        ring.read(fd: body.file!.fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
+    }
+
+    private func onRead(slot: UInt32, _ result: Int32) {
+        guard let op = readOps[Int(slot)] else { return }
+        readOps[Int(slot)] = nil
+        freeReadOps.append(slot)
+        let body = op.body
+        body.readCompleted(result, requested: op.length)
+        if body.cancelled { finishBody(body); return }
+        let c = connections[Int(body.owner.connectionSlot)]
+        guard c.inUse, !c.closing, c.generation == body.owner.generation else { finishBody(body); return }
+        if c.proto == .http2, let h2 = c.h2 { h2.resume(streamID: body.owner.streamID) }
+        pump(c)
+    }
+
+    /// Returns a body's buffer and file reference once nothing reads into it any more.
+    func finishBody(_ body: BodyStream) {
+        body.cancelled = true
+        guard !body.readInFlight else { return }   // onRead finishes it
+        body.releaseBuffer(to: readPool)
+        // Released exactly once, even when both the protocol and a late read finish the body.
+        if let f = body.file, !body.fileReleased { body.fileReleased = true; files.release(f) }
+    }
+
+    func flush(_ c: Connection) {
+        guard !c.closing, let bytes = c.output.nextSend() else {
+            if c.closeAfterFlush && c.output.isEmpty && !c.output.inFlight && !c.closing { close(c) }
+            return
+        }
+        c.pendingOps += 1
+        ring.send(fd: c.fd, from: bytes.baseAddress!, length: bytes.count, UserData(kind: OpKind.send, slot: c.slot, generation: c.generation))
+    }
+
+    private func onSend(_ c: Connection, _ result: Int32) {
+        if result < 0 {
+            c.output.sent(0)
+            if result == -EINTR_VALUE || result == -EAGAIN_VALUE || result == -ENOBUFS_VALUE { flush(c); return }
+            close(c)   // EPIPE, ECONNRESET, ...
+            return
+        }
+        c.output.sent(Int(result))
+        c.lastSendProgressMicroseconds = now
+        pump(c)
+    }
+
+    // MARK: logging, closing, timers
+
+    func logExchange(_ c: Connection, _ ex: Exchange) {
+        guard !ex.logged else { return }
+        ex.logged = true
+        log.log(AccessLog.Record(client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
+                                 status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
+                                 ttfbMicroseconds: max(0, ex.ttfbMicroseconds), totalMicroseconds: now - ex.startMicroseconds,
+                                 token: ex.verdict), wallMilliseconds: Clock.wallMilliseconds())
+    }
+
+    func close(_ c: Connection) {
+        guard c.inUse, !c.closing else { return }
+        c.closing = true
+        if let ex = c.exchange {
+            if let body = ex.body { finishBody(body) }
+            if ex.responded && !ex.logged { logExchange(c, ex) }
+            c.exchange = nil
+        }
+        if let h2 = c.h2 { h2.shutdown(); c.h2 = nil }
+        c.pendingOps += 1
+        ring.shutdownAndClose(fd: c.fd, UserData(kind: OpKind.close, slot: c.slot, generation: c.generation))
+    }
+
+    private func onClosed(slot: UInt32) {
+        let c = connections[Int(slot)]
+        c.pendingOps -= 1
+        c.inUse = false
+        if c.pendingOps == 0 { release(c) }
+    }
+
+    private func release(_ c: Connection) {
+        liveConnections -= 1
+        c.reset()
+        freeSlots.append(c.slot)
+    }
+
+    private func onTick() {
+        updateDate()
+        log.flush()
+        if acceptBackoff {
+            acceptBackoff = false
+            for i in listeners.indices { armAccept(i) }
+        }
+        let headerTimeout = Int64(limits.headerTimeoutMilliseconds) * 1000
+        let keepAliveTimeout = Int64(limits.keepAliveTimeoutMilliseconds) * 1000
+        let sendTimeout = Int64(limits.sendTimeoutMilliseconds) * 1000
+        let requestTimeout = Int64(limits.requestTimeoutMilliseconds) * 1000
+        for c in connections where c.inUse && !c.closing {
+            // A send that makes no progress: a slow or stalled reader (TCP zero window).
+            if (c.output.inFlight || !c.output.isEmpty) && now - c.lastSendProgressMicroseconds > sendTimeout { close(c); continue }
+            if let tls = c.tls, edge_tls_handshake_done(tls) == 0 {
+                if now - c.acceptedMicroseconds > headerTimeout { close(c) }
+                continue
+            }
+            switch c.proto {
+            case .undecided:
+                if now - c.acceptedMicroseconds > headerTimeout { close(c) }
+            case .http1:
+                if let ex = c.exchange {
+                    if now - ex.startMicroseconds > requestTimeout { close(c) }
+                } else if c.headerStartMicroseconds != 0 && !c.input.isEmpty {
+                    if now - c.headerStartMicroseconds > headerTimeout {
+                        let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0, startMicroseconds: now, logPath: "-")
+                        ex.keepAlive = false
+                        c.exchange = ex
+                        c.input.clear()
+                        respondSimple(c, ex, status: 408, body: "request timeout\n", extraHeaders: [])
+                    }
+                } else {
+                    let limit = c.requestsServed == 0 ? headerTimeout : keepAliveTimeout
+                    if now - c.idleSinceMicroseconds > limit { close(c) }
+                }
+            case .http2:
+                guard let h2 = c.h2 else { continue }
+                if h2.exchanges.isEmpty {
+                    if now - h2.idleSinceMicroseconds > keepAliveTimeout { h2.goAway(); pump(c) }
+                } else if h2.hasBlockedData && now - c.lastSendProgressMicroseconds > sendTimeout {
+                    close(c)   // streams with data the peer will not take (zero window)
+                } else if let oldest = h2.oldestStartMicroseconds, now - oldest > requestTimeout {
+                    close(c)
+                }
+            }
+        }
+        if draining && now >= drainDeadlineMicroseconds {
+            for c in connections where c.inUse && !c.closing { close(c) }
+        }
+        ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
+    }
+
+    /// SIGTERM/SIGINT: stop accepting, GOAWAY to HTTP/2 peers, close idle HTTP/1.1 connections,
+    /// let responses in flight finish until the drain deadline.
+    private func beginDrain() {
+        guard !draining else { return }
+        draining = true
+        drainDeadlineMicroseconds = now + Int64(limits.drainTimeoutMilliseconds) * 1000
+        for l in listeners {
+            // The ring holds its own reference to a listener with a multishot accept: cancel, then close.
+            ring.cancel(fd: l.fd, UserData(kind: OpKind.ignore, slot: 0))
+            ring.close(fd: l.fd, UserData(kind: OpKind.ignore, slot: 0))
+        }
+        for c in connections where c.inUse && !c.closing {
+            switch c.proto {
+            case .http2:
+                c.h2?.goAway()
+                pump(c)
+            default:
+                if let ex = c.exchange { ex.keepAlive = false } else { close(c) }
+            }
+        }
+    }
+}
+
+let EINTR_VALUE: Int32 = 4
+let EAGAIN_VALUE: Int32 = 11
+let ENOBUFS_VALUE: Int32 = 105
+let ECANCELED_VALUE: Int32 = 125
+
+func printError(_ s: String) {
+    var line = s + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import EdgeConfig
+import EdgeServer
+import Foundation
+
+@main
+struct Edge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edge",
+        abstract: "Audio CDN edge: io_uring, HTTP/1.1 + HTTP/2, TLS, signed byte-range requests.")
+
+    @Option(name: .long, help: "Configuration file (TOML).")
+    var config: String = "edge.conf"
+
+    @Flag(name: .long, help: "Validate the configuration and exit (non-zero on error).")
+    var check = false
+
+    func run() throws {
+        let text: String
+        do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
+            FileHandle.standardError.write("edge: cannot read \(config): \(error.localizedDescription)\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+        let parsed: EdgeConfig
+        do { parsed = try EdgeConfig.parse(text) } catch let e as ConfigError {
+            FileHandle.standardError.write("edge: \(config): \(e)\n".data(using: .utf8)!)
+            throw ExitCode(2)
+        }
+        if check {
+            print("edge: \(config): ok")
+            return
+        }
+        do {
+            try EdgeServer(config: parsed).run { line in
+                FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+            }
+        } catch {
+            FileHandle.standardError.write("edge: \(error)\n".data(using: .utf8)!)
+            throw ExitCode(1)
+        }
+    }
+}
