@@ -1,0 +1,96 @@
+import XCTest
+@testable import EdgeAuthToken
+import Foundation
+
+final class EdgeAuthTokenTests: XCTestCase {
+    let key = EdgeAuthKey(hex: "00112233445566778899aabbccddeeff")!
+    let other = EdgeAuthKey(hex: "ffeeddccbbaa99887766554433221100")!
+    let now = 1_800_000_000
+    var policy: EdgeAuthPolicy { EdgeAuthPolicy(keys: [key], leewaySeconds: 10, lifetimeSecondsMax: 86400) }
+
+    func verify(_ t: String?, _ path: String = "/audio/t0001/160/000.bin", ip: String = "127.0.0.1", now: Int? = nil, policy: EdgeAuthPolicy? = nil) -> EdgeAuthVerdict {
+        EdgeAuthToken.verify(t, path: path, clientIP: ip, now: now ?? self.now, policy: policy ?? self.policy)
+    }
+
+    /// A vector computed with Python's hmac module over the documented EdgeAuth 2.0 layout.
+    func testKnownVector() {
+        let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t0001/*"], expiry: 1_800_003_600)
+        XCTAssertEqual(t, "exp=1800003600~acl=/audio/t0001/*~hmac=" + EdgeAuthToken.hmacHex(key: key, message: Array("exp=1800003600~acl=/audio/t0001/*".utf8)))
+        XCTAssertEqual(EdgeAuthToken.hmacHex(key: EdgeAuthKey(hex: "6b6579")!, message: Array("The quick brown fox jumps over the lazy dog".utf8)),
+                       "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")   // RFC 4231-style known HMAC-SHA256
+    }
+
+    func testAclTokenCoversTrack() {
+        let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t0001/*"], expiry: now + 600)
+        XCTAssertEqual(verify(t), .ok)
+        XCTAssertEqual(verify(t, "/audio/t0001/320/023.bin"), .ok)
+        XCTAssertEqual(verify(t, "/audio/t0002/160/000.bin"), .scope)
+        XCTAssertEqual(verify(t, "/audio/t00011/160/000.bin"), .scope)
+    }
+
+    func testAclListWithBang() {
+        let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t1/96/*", "/audio/t1/160/*"], expiry: now + 600)
+        XCTAssertTrue(t.contains("acl=/audio/t1/96/*!/audio/t1/160/*"))
+        XCTAssertEqual(verify(t, "/audio/t1/160/0.bin"), .ok)
+        XCTAssertEqual(verify(t, "/audio/t1/320/0.bin"), .scope)
+    }
+
+    func testURLToken() {
+        let t = EdgeAuthToken.sign(key: key, url: "/audio/t1/160/000.bin", expiry: now + 600)
+        XCTAssertFalse(t.contains("url="))
+        XCTAssertEqual(verify(t, "/audio/t1/160/000.bin"), .ok)
+        XCTAssertEqual(verify(t, "/audio/t1/160/001.bin"), .signature)
+    }
+
+    func testTimes() {
+        XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now - 11)), .expired)
+        XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now - 5)), .ok)   // within leeway
+        XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now + 60, expiry: now + 600)), .early)
+        XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now + 5, expiry: now + 600)), .ok)
+        XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now + 86400 * 2)), .lifetime)
+    }
+
+    func testTamperAndKeys() {
+        let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t0001/*"], expiry: now + 600)
+        XCTAssertEqual(verify(t.replacingOccurrences(of: "t0001", with: "t0002"), "/audio/t0002/x"), .signature)
+        XCTAssertEqual(verify(t.replacingOccurrences(of: "exp=\(now + 600)", with: "exp=\(now + 700)")), .signature)
+        var flipped = Array(t.utf8); flipped[flipped.count - 1] = flipped.last == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+        XCTAssertEqual(verify(String(decoding: flipped, as: UTF8.self)), .signature)
+        let foreign = EdgeAuthToken.sign(key: other, acl: ["/audio/t0001/*"], expiry: now + 600)
+        XCTAssertEqual(verify(foreign), .signature)
+        // Rotation: the transition key is accepted.
+        XCTAssertEqual(verify(foreign, policy: EdgeAuthPolicy(keys: [key, other])), .ok)
+    }
+
+    func testMalformed() {
+        XCTAssertEqual(verify(nil), .missing)
+        XCTAssertEqual(verify(""), .missing)
+        let mac = String(repeating: "0", count: 64)
+        for t in ["exp=1", "acl=/*~hmac=\(mac)", "exp=x~acl=/*~hmac=\(mac)", "exp=1~exp=2~acl=/*~hmac=\(mac)",
+                  "exp=1~acl=/*~foo=1~hmac=\(mac)", "exp=1~acl=/*~hmac=zz", "exp=1~acl=/*~hmac=\(mac)00", "exp=1~~acl=/*~hmac=\(mac)",
+                  "exp=1~acl=/*~url=/x~hmac=\(mac)", "exp=1~acl=~hmac=\(mac)"] {
+            XCTAssertEqual(verify(t), .malformed, t)
+        }
+    }
+
+    func testIPBinding() {
+        let t = EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now + 600, ip: "10.0.0.1")
+        XCTAssertEqual(verify(t, ip: "10.0.0.1"), .ok)
+        XCTAssertEqual(verify(t, ip: "10.0.0.2"), .ip)
+    }
+
+    func testFieldsIDAndData() {
+        let t = EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now, expiry: now + 60, sessionID: "s1", data: "u=42")
+        XCTAssertEqual(t.split(separator: "~").map { $0.split(separator: "=")[0] }, ["st", "exp", "acl", "id", "data", "hmac"])
+        XCTAssertEqual(verify(t), .ok)
+    }
+
+    func testAclGlob() {
+        XCTAssertTrue(EdgeAuthToken.aclMatches(pattern: "/audio/*", path: "/audio/a/b/c"))
+        XCTAssertTrue(EdgeAuthToken.aclMatches(pattern: "/audio/*/160/*", path: "/audio/t1/160/0.bin"))
+        XCTAssertFalse(EdgeAuthToken.aclMatches(pattern: "/audio/*/160/*", path: "/audio/t1/320/0.bin"))
+        XCTAssertTrue(EdgeAuthToken.aclMatches(pattern: "/audio/t?/x", path: "/audio/t1/x"))
+        XCTAssertFalse(EdgeAuthToken.aclMatches(pattern: "/audio/t1", path: "/audio/t1/x"))
+        XCTAssertTrue(EdgeAuthToken.aclMatches(pattern: "*", path: "/anything"))
+    }
+}

@@ -1,0 +1,56 @@
+import XCTest
+@testable import EdgeConfig
+import Foundation
+
+final class EdgeConfigTests: XCTestCase {
+    let base = """
+    [server]
+    listen = ["127.0.0.1:8080"]
+    [token]
+    key_hex = "00112233445566778899aabbccddeeff"
+    [origin]
+    urls = ["file:///srv/audio"]
+    """
+
+    func error(_ text: String) -> ConfigError? {
+        do { _ = try EdgeConfig.parse(text); return nil } catch let e as ConfigError { return e } catch { return nil }
+    }
+
+    func testMinimalAndDefaults() throws {
+        let c = try EdgeConfig.parse(base)
+        XCTAssertEqual(c.server.listen, [ListenAddress(host: "127.0.0.1", port: 8080)])
+        XCTAssertEqual(c.token.name, "hdnts")
+        XCTAssertEqual(c.token.leewaySeconds, 10)
+        XCTAssertEqual(c.origin.directory, "/srv/audio")
+        XCTAssertEqual(c.limits.rangesMax, 16)
+    }
+
+    func testRepoEdgeConfParses() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("edge.conf")
+        let c = try EdgeConfig.parse(try String(contentsOf: url, encoding: .utf8))
+        XCTAssertEqual(c.server.listenTLS.first?.port, 8443)
+    }
+
+    func testErrorsNameTheKey() {
+        XCTAssertEqual(error(base + "\n[limits]\nranges_max = 0")?.key, "limits.ranges_max")
+        XCTAssertEqual(error(base + "\n[limits]\nranges_maxx = 3")?.key, "limits.ranges_maxx")
+        XCTAssertEqual(error(base + "\n[limits]\nranges_max = \"3\"")?.key, "limits.ranges_max")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1"))?.key, "server.listen")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "xyz"))?.key, "token.key_hex")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "0011"))?.key, "token.key_hex")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "gopher://x"))?.key, "origin.urls")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "file://relative"))?.key, "origin.urls")
+        XCTAssertEqual(error(base + "\nlisten_tls = [\"127.0.0.1:8443\"]")?.key, "origin.listen_tls")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "[server]", with: "[server]\nlisten_tls = [\"127.0.0.1:8443\"]"))?.key, "server.tls_certificate")
+        XCTAssertEqual(error(base + "\n[bogus]\nx = 1")?.key, "bogus")
+        XCTAssertNotNil(error("[server"))
+        XCTAssertTrue(error("[server")!.reason.contains("line 1"))
+    }
+
+    func testListenAddressForms() {
+        XCTAssertEqual(ListenAddress.parse("[::1]:443"), ListenAddress(host: "::1", port: 443))
+        XCTAssertNil(ListenAddress.parse("::1:443"))
+        XCTAssertNil(ListenAddress.parse("127.0.0.1:0"))
+        XCTAssertNil(ListenAddress.parse("127.0.0.1:70000"))
+    }
+}

@@ -1,0 +1,37 @@
+import XCTest
+@testable import EdgeHTTP
+import Foundation
+
+final class PathRulesTests: XCTestCase {
+    func testAccepts() {
+        XCTAssertEqual(PathRules.check("/audio/t0001/160/003.bin?hdnts=x"), .ok(path: "/audio/t0001/160/003.bin", query: "hdnts=x"))
+        XCTAssertEqual(PathRules.check("/audio/a%7Eb.bin"), .ok(path: "/audio/a~b.bin", query: ""))
+        XCTAssertEqual(PathRules.check("/audio/A%41.bin"), .ok(path: "/audio/AA.bin", query: ""))
+        XCTAssertEqual(PathRules.check("/audio/x/"), .ok(path: "/audio/x/", query: ""))
+    }
+
+    func testRejects() {
+        for t in ["/audio/../etc/passwd", "/audio/./x", "/audio//x", "/audio/%2e%2e/x", "/audio/%2E/x", "/audio%2Fx",
+                  "/audio/%2fx", "/audio/%00x", "/audio\\x", "/audio/%5cx", "/audio/é", "/audio/%zz", "/audio/%4", "/audio/a%20b", "/..", "/audio/x/..", "audio/x", "/a#b"] {
+            guard case .reject = PathRules.check(t) else { return XCTFail("accepted \(t)") }
+        }
+    }
+
+    func testQueryAndCookie() {
+        XCTAssertEqual(PathRules.queryValue("a=1&hdnts=exp%3D1~acl%3D%2Faudio%2F*~hmac%3Dab&b", name: "hdnts"), .some("exp=1~acl=/audio/*~hmac=ab"))
+        XCTAssertEqual(PathRules.queryValue("a=1", name: "hdnts"), .none)
+        XCTAssertEqual(PathRules.queryValue("hdnts=%zz", name: "hdnts"), .some(nil))
+        XCTAssertEqual(PathRules.cookieValue("a=b; hdnts=\"exp=1~hmac=00\"; c=d", name: "hdnts"), "exp=1~hmac=00")
+        XCTAssertNil(PathRules.cookieValue("a=b", name: "hdnts"))
+    }
+
+    func testMediaTypesAndDates() {
+        XCTAssertEqual(MediaTypes.type(forPath: "/audio/x/160.m4a"), "audio/mp4")
+        XCTAssertEqual(MediaTypes.type(forPath: "/audio/x/manifest.json"), "application/json")
+        XCTAssertEqual(MediaTypes.type(forPath: "/audio/x/noext"), "application/octet-stream")
+        XCTAssertEqual(HTTPDate.format(unixSeconds: 0), "Thu, 01 Jan 1970 00:00:00 GMT")
+        XCTAssertEqual(HTTPDate.format(unixSeconds: 1795229216), "Sat, 21 Nov 2026 02:46:56 GMT")
+        XCTAssertEqual(HTTPDate.format(unixSeconds: 951782400), "Tue, 29 Feb 2000 00:00:00 GMT")
+        XCTAssertEqual(HTTPDate.isoSecond(unixSeconds: 1795229216), "2026-11-21T02:46:56")
+    }
+}

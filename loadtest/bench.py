@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Side-by-side cache-hit benchmark: edge vs nginx (signed-URL edge: secure_link + slice +
+proxy_cache in front of an nginx origin) vs H2O (static files, no token check), same content,
+same h2load load, same run. Each round runs every server through every scenario; the table shows
+the median over rounds of req/s, MB/s and p50/p99 request time, and edge's ratios.
+
+usage: loadtest/bench.py [--rounds 3] [--requests 20000] [--servers edge,nginx,h2o] [--edge-bin PATH]
+Needs: nginx, h2o, h2load (nghttp2-client), openssl; a release build of edge."""
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import hashlib
+import base64
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import make_content  # noqa: E402
+
+H2C, TLS, ORIGIN = 18080, 18443, 18081
+KEY_HEX = "62656e63682d6b65792d626e63682d6b65792d62656e6368"
+NGINX_SECRET = "edge-bench-secret"
+
+SCENARIOS = [
+    ("hit-64k-h2c", "h2c", ["-H", "Range: bytes=0-65535"]),
+    ("hit-64k-tls", "tls", ["-H", "Range: bytes=0-65535"]),
+    ("hit-4k-h2c", "h2c", ["-H", "Range: bytes=4096-8191"]),
+    ("chunk-h2c", "h2c", []),
+]
+
+
+def render(template, dest, **values):
+    text = open(os.path.join(HERE, template)).read()
+    for k, v in values.items():
+        text = text.replace("@" + k + "@", str(v))
+    with open(dest, "w") as f:
+        f.write(text)
+
+
+def wait_port(port, timeout=10.0):
+    import socket
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def kill_pidfile(path):
+    try:
+        pid = int(open(path).read().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
+class Server:
+    def __init__(self, name, run, paths):
+        self.name, self.run, self.paths = name, run, paths
+        self.proc = None
+
+    def urls(self, kind):
+        return os.path.join(self.run, f"urls-{self.name}-{kind}.txt")
+
+
+class Edge(Server):
+    def start(self, content, edge_bin, edgectl_bin):
+        conf = os.path.join(self.run, "edge-bench.conf")
+        render("edge-bench.conf", conf, RUN=self.run, CONTENT=content, H2C=H2C, TLS=TLS, KEY=KEY_HEX)
+        self.proc = subprocess.Popen([edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.run, "edge.err"), "w"))
+        wait_port(H2C)
+        wait_port(TLS)
+        token = subprocess.check_output([edgectl_bin, "sign", "--key-hex", KEY_HEX, "--acl", "/audio/*", "--ttl", "7200"], text=True).strip()
+        for kind, base in (("h2c", f"http://127.0.0.1:{H2C}"), ("tls", f"https://127.0.0.1:{TLS}")):
+            with open(self.urls(kind), "w") as f:
+                f.writelines(f"{base}{p}?hdnts={token}\n" for p in self.paths)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+class Nginx(Server):
+    def start(self, content, *_):
+        render("nginx-origin.conf", os.path.join(self.run, "nginx-origin.conf"), RUN=self.run, CONTENT=content, ORIGIN=ORIGIN)
+        render("nginx-edge.conf", os.path.join(self.run, "nginx-edge.conf"), RUN=self.run, H2C=H2C, TLS=TLS, ORIGIN=ORIGIN, SECRET=NGINX_SECRET)
+        shutil.rmtree(os.path.join(self.run, "nginx-cache"), ignore_errors=True)
+        subprocess.check_call(["nginx", "-c", os.path.join(self.run, "nginx-origin.conf")])
+        subprocess.check_call(["nginx", "-c", os.path.join(self.run, "nginx-edge.conf")])
+        wait_port(H2C)
+        exp = int(time.time()) + 7200
+        for kind, base in (("h2c", f"http://127.0.0.1:{H2C}"), ("tls", f"https://127.0.0.1:{TLS}")):
+            with open(self.urls(kind), "w") as f:
+                for p in self.paths:
+                    h = base64.urlsafe_b64encode(hashlib.md5(f"{exp}{p} {NGINX_SECRET}".encode()).digest()).decode().rstrip("=")
+                    f.write(f"{base}{p}?md5={h}&expires={exp}\n")
+
+    def stop(self):
+        kill_pidfile(os.path.join(self.run, "nginx-edge.pid"))
+        kill_pidfile(os.path.join(self.run, "nginx-origin.pid"))
+        time.sleep(1)
+
+
+class H2O(Server):
+    def start(self, content, *_):
+        conf = os.path.join(self.run, "h2o.conf")
+        render("h2o-static.conf", conf, RUN=self.run, CONTENT=content, H2C=H2C, TLS=TLS)
+        self.proc = subprocess.Popen(["h2o", "-c", conf], stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.run, "h2o.out"), "w"))
+        wait_port(H2C)
+        wait_port(TLS)
+        for kind, base in (("h2c", f"http://127.0.0.1:{H2C}"), ("tls", f"https://127.0.0.1:{TLS}")):
+            with open(self.urls(kind), "w") as f:
+                f.writelines(f"{base}{p}\n" for p in self.paths)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        time.sleep(1)
+
+
+def h2load(urls, n, c, m, extra, log):
+    if os.path.exists(log):
+        os.remove(log)
+    out = subprocess.run(["h2load", "-i", urls, "-n", str(n), "-c", str(c), "-m", str(m), "-t", "1", f"--log-file={log}"] + extra,
+                         capture_output=True, text=True, timeout=600).stdout
+    rps = float(re.search(r"finished in [^,]+, ([0-9.]+) req/s", out).group(1))
+    mbs_m = re.search(r"req/s, ([0-9.]+)([KMG]?)B/s", out)
+    mbs = float(mbs_m.group(1)) * {"": 1e-6, "K": 1e-3, "M": 1, "G": 1e3}[mbs_m.group(2)] * (1.048576 if mbs_m.group(2) else 1)
+    ok = int(re.search(r"(\d+) succeeded", out).group(1))
+    codes = re.search(r"status codes: (.*)", out).group(1).strip()
+    times = sorted(int(l.split("\t")[2]) for l in open(log) if l.count("\t") >= 2)
+    q = lambda p: times[min(len(times) - 1, int(p * len(times)))] / 1000.0
+    return {"rps": rps, "mbs": mbs, "p50": q(0.5), "p99": q(0.99), "ok": ok, "codes": codes}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--streams", type=int, default=8)
+    ap.add_argument("--tracks", type=int, default=50)
+    ap.add_argument("--servers", default="edge,nginx,h2o")
+    ap.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
+    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
+    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    ap.add_argument("--run", default="/tmp/edge-loadtest")
+    a = ap.parse_args()
+    os.makedirs(a.run, exist_ok=True)
+    content = os.path.join(a.run, "content")
+    make_content.make(content, a.tracks)
+    if not os.path.exists(os.path.join(a.run, "cert.pem")):
+        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(a.run, "key.pem"),
+                               "-out", os.path.join(a.run, "cert.pem"), "-days", "30", "-subj", "/CN=localhost"], stderr=subprocess.DEVNULL)
+    paths = make_content.paths(a.requests, a.tracks)
+    classes = {"edge": Edge, "nginx": Nginx, "h2o": H2O}
+    servers = [classes[s](s, a.run, paths) for s in a.servers.split(",")]
+    scenarios = [s for s in SCENARIOS if s[0] in a.scenarios.split(",")]
+    results = {}
+    for rnd in range(a.rounds):
+        for srv in servers:
+            srv.start(content, a.edge_bin, a.edgectl_bin)
+            try:
+                # Warm: every URL once (fills nginx's cache and every page cache).
+                subprocess.run(["h2load", "-i", srv.urls("h2c"), "-n", str(a.requests), "-c", "8", "-m", "4", "-t", "1"],
+                               capture_output=True, timeout=600)
+                for name, kind, extra in scenarios:
+                    r = h2load(srv.urls(kind), a.requests, a.clients, a.streams, extra, os.path.join(a.run, "h2load.log"))
+                    results.setdefault((srv.name, name), []).append(r)
+                    print(f"round {rnd + 1} {srv.name:6} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
+                          f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms ok={r['ok']} [{r['codes']}]", flush=True)
+            finally:
+                srv.stop()
+    med = lambda k, s, f: statistics.median(x[f] for x in results[(k, s)])
+    print(f"\nmedians over {a.rounds} round(s), {a.requests} requests, {a.clients} clients x {a.streams} streams, h2load -t 1, same machine")
+    print(f"{'scenario':12} {'server':6} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}   edge/this req/s")
+    for name, _, _ in scenarios:
+        for srv in servers:
+            if (srv.name, name) not in results:
+                continue
+            ratio = ""
+            if ("edge", name) in results and srv.name != "edge":
+                ratio = f"{med('edge', name, 'rps') / med(srv.name, name, 'rps'):.2f}x"
+            print(f"{name:12} {srv.name:6} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
+                  f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f}   {ratio}")
+
+
+if __name__ == "__main__":
+    main()
