@@ -75,60 +75,80 @@ public enum EdgeAuthToken {
     }
 
     /// Splits a token into fields; nil on syntax errors, duplicate or unknown fields, or a missing `exp`.
+    /// Byte-level: this runs for every request whose token is not cached yet.
     public static func parse(_ token: String) -> (fields: EdgeAuthFields, signedPrefix: Substring, mac: [UInt8])? {
-        // The last "~hmac=" splits the signed part from the MAC.
         let bytes = Array(token.utf8)
-        let marker = Array("~hmac=".utf8)
-        guard bytes.count > marker.count else { return nil }
+        let marker: [UInt8] = Array("~hmac=".utf8)
+        guard bytes.count > marker.count + 64 else { return nil }
+        // The last "~hmac=" splits the signed part from the MAC.
         var at = -1
         var k = bytes.count - marker.count
-        while k >= 0 { if bytes[k..<(k + marker.count)].elementsEqual(marker) { at = k; break }; k -= 1 }
-        guard at > 0 else { return nil }
-        let signed = Substring(String(decoding: bytes[0..<at], as: UTF8.self))
-        let macHex = String(decoding: bytes[(at + marker.count)...], as: UTF8.self)
-        guard macHex.utf8.count == 64, let mac = Hex.decode(macHex) else { return nil }
-        var seen = Set<String>()
+        while k > 0 {
+            if bytes[k] == 0x7E && bytes[k + 1] == 0x68 && bytes[(k + 2)..<(k + marker.count)].elementsEqual(marker[2...]) { at = k; break }
+            k -= 1
+        }
+        guard at > 0, bytes.count - at - marker.count == 64, let mac = Hex.decode(bytes[(at + marker.count)...]) else { return nil }
         var f = EdgeAuthFields(expiry: 0)
-        var hasExpiry = false
-        for part in signed.split(separator: "~", omittingEmptySubsequences: false) {
-            guard let eq = part.firstIndex(of: "=") else { return nil }
-            let name = String(part[part.startIndex..<eq])
-            let value = String(part[part.index(after: eq)...])
-            guard fieldOrder.contains(name), seen.insert(name).inserted else { return nil }
-            switch name {
-            case "ip": f.ip = value
-            case "st": guard let v = strictInt(value) else { return nil }; f.startTime = v
-            case "exp": guard let v = strictInt(value) else { return nil }; f.expiry = v; hasExpiry = true
-            case "acl": guard !value.isEmpty else { return nil }; f.acl = value.split(separator: "!").map(String.init)
-            case "url": guard !value.isEmpty else { return nil }; f.url = value
-            case "id": f.sessionID = value
-            case "data": f.data = value
+        var seen: UInt8 = 0
+        var start = 0
+        while start <= at {
+            var end = start
+            while end < at && bytes[end] != 0x7E { end += 1 }
+            guard let eq = bytes[start..<end].firstIndex(of: 0x3D) else { return nil }
+            let name = bytes[start..<eq]
+            let value = bytes[(eq + 1)..<end]
+            let bit: UInt8
+            switch name.count {
+            case 2 where name.elementsEqual("ip".utf8): bit = 1; f.ip = String(decoding: value, as: UTF8.self)
+            case 2 where name.elementsEqual("st".utf8): bit = 2; guard let v = strictInt(value) else { return nil }; f.startTime = v
+            case 3 where name.elementsEqual("exp".utf8): bit = 4; guard let v = strictInt(value) else { return nil }; f.expiry = v
+            case 3 where name.elementsEqual("acl".utf8):
+                bit = 8; guard !value.isEmpty else { return nil }
+                f.acl = value.split(separator: 0x21).map { String(decoding: $0, as: UTF8.self) }
+            case 3 where name.elementsEqual("url".utf8): bit = 16; guard !value.isEmpty else { return nil }; f.url = String(decoding: value, as: UTF8.self)
+            case 2 where name.elementsEqual("id".utf8): bit = 32; f.sessionID = String(decoding: value, as: UTF8.self)
+            case 4 where name.elementsEqual("data".utf8): bit = 64; f.data = String(decoding: value, as: UTF8.self)
             default: return nil
             }
+            guard seen & bit == 0 else { return nil }
+            seen |= bit
+            start = end + 1
         }
-        guard hasExpiry, !(f.acl != nil && f.url != nil) else { return nil }
-        return (f, signed, mac)
+        guard seen & 4 != 0, seen & 24 != 24 else { return nil }
+        return (f, Substring(String(decoding: bytes[0..<at], as: UTF8.self)), mac)
     }
 
-    static func strictInt(_ s: String) -> Int? {
-        guard !s.isEmpty, s.utf8.count <= 12, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        return Int(s)
+    static func strictInt(_ s: ArraySlice<UInt8>) -> Int? {
+        guard !s.isEmpty, s.count <= 12 else { return nil }
+        var v = 0
+        for c in s { guard c >= 0x30 && c <= 0x39 else { return nil }; v = v * 10 + Int(c - 0x30) }
+        return v
     }
 
     /// Checks `token` for a request of `path` (no query) from `clientIP` at Unix time `now`.
     public static func verify(_ token: String?, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy) -> EdgeAuthVerdict {
         guard let token, !token.isEmpty else { return .missing }
         guard let (f, signed, mac) = parse(token) else { return .malformed }
-        // Signature first: nothing else in an unauthenticated token is worth believing.
+        guard signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else { return .signature }
+        return checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy)
+    }
+
+    /// HMAC over the received bytes before `~hmac=` (plus `~url=<path>` for URL tokens), compared
+    /// in constant time against every configured key.
+    static func signatureValid(_ f: EdgeAuthFields, signed: Substring, mac: [UInt8], path: String, keys: [EdgeAuthKey]) -> Bool {
         var message = Array(signed.utf8)
         if f.acl == nil && f.url == nil { message.append(contentsOf: Array("~url=\(path)".utf8)) }
-        var signatureOK = false
-        for key in policy.keys {
+        var ok = false
+        for key in keys {
             let expected = hmac(key: key, message: message)
             let equal = expected.withUnsafeBytes { e in mac.withUnsafeBytes { m in edge_constant_time_equal(e.baseAddress, m.baseAddress, 32) } }
-            if equal == 1 { signatureOK = true; break }
+            if equal == 1 { ok = true }
         }
-        guard signatureOK else { return .signature }
+        return ok
+    }
+
+    /// Time, lifetime, client and scope checks of an authenticated token.
+    static func checkClaims(_ f: EdgeAuthFields, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy) -> EdgeAuthVerdict {
         if let st = f.startTime, now + policy.leewaySeconds < st { return .early }
         if now - policy.leewaySeconds >= f.expiry { return .expired }
         if f.expiry - (f.startTime ?? now) > policy.lifetimeSecondsMax { return .lifetime }
@@ -157,12 +177,12 @@ public enum EdgeAuthToken {
 }
 
 public enum Hex {
-    public static func decode(_ s: String) -> [UInt8]? {
-        let u = Array(s.utf8)
+    public static func decode(_ s: String) -> [UInt8]? { decode(Array(s.utf8)[...]) }
+    public static func decode(_ u: ArraySlice<UInt8>) -> [UInt8]? {
         guard u.count % 2 == 0 else { return nil }
         var out = [UInt8](); out.reserveCapacity(u.count / 2)
-        var i = 0
-        while i < u.count {
+        var i = u.startIndex
+        while i < u.endIndex {
             guard let h = nibble(u[i]), let l = nibble(u[i + 1]) else { return nil }
             out.append(h << 4 | l); i += 2
         }
@@ -181,5 +201,34 @@ public enum Hex {
         var out = [UInt8](); out.reserveCapacity(b.count * 2)
         for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A verifier that remembers tokens whose signature it has checked, so a player's thousands of
+/// chunk requests under one token cost one HMAC. Time, scope and client checks still run on every
+/// request. Bounded: when full it starts afresh. One per thread (no locking).
+public final class EdgeAuthVerifier {
+    public let policy: EdgeAuthPolicy
+    let entriesMax: Int
+    private var verified: [String: EdgeAuthFields] = [:]
+    public private(set) var hmacCount = 0
+
+    public init(policy: EdgeAuthPolicy, entriesMax: Int = 8192) {
+        self.policy = policy
+        self.entriesMax = entriesMax
+    }
+
+    public func verify(_ token: String?, path: String, clientIP: String, now: Int) -> EdgeAuthVerdict {
+        guard let token, !token.isEmpty else { return .missing }
+        if let f = verified[token] { return EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy) }
+        guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return .malformed }
+        hmacCount += 1
+        guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else { return .signature }
+        // URL tokens sign the path outside the token: only ACL tokens are path-independent.
+        if f.acl != nil {
+            if verified.count >= entriesMax { verified.removeAll(keepingCapacity: true) }
+            verified[token] = f
+        }
+        return EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy)
     }
 }

@@ -74,12 +74,23 @@ public enum PathRules {
         return String(validating: out, as: UTF8.self)
     }
 
-    /// The value of query parameter `name`, percent-decoded; nil when absent.
+    /// The value of query parameter `name`, percent-decoded; nil when absent, .some(nil) when
+    /// present but badly escaped. Works on UTF-8 bytes: this runs on every request.
     public static func queryValue(_ query: Substring, name: String) -> String?? {
-        for part in query.split(separator: "&", omittingEmptySubsequences: true) {
-            if let eq = part.firstIndex(of: "=") {
-                if part[part.startIndex..<eq] == name { return .some(percentDecode(part[part.index(after: eq)...])) }
-            } else if part == name { return .some("") }
+        let q = query.utf8
+        let n = name.utf8
+        var i = q.startIndex
+        while i < q.endIndex {
+            var end = i
+            while end < q.endIndex && q[end] != UInt8(ascii: "&") { end = q.index(after: end) }
+            // Compare the key byte by byte.
+            var k = i, m = n.startIndex
+            while k < end && m < n.endIndex && q[k] == n[m] { k = q.index(after: k); m = n.index(after: m) }
+            if m == n.endIndex {
+                if k == end { return .some("") }
+                if q[k] == UInt8(ascii: "=") { return .some(percentDecode(query[q.index(after: k)..<end])) }
+            }
+            i = end < q.endIndex ? q.index(after: end) : end
         }
         return nil
     }

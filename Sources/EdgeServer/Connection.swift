@@ -84,19 +84,28 @@ final class Connection {
         }
     }
 
-    /// Queues plaintext for the peer: encrypted first on a TLS connection.
+    /// Plaintext waiting to be sealed into TLS records (TLS connections only).
+    let tlsPlaintext = ByteBuffer(capacity: 4096)
+
+    /// Bytes queued for the peer, sealed or not.
+    var queuedBytes: Int { output.count + tlsPlaintext.count }
+
+    /// Queues plaintext for the peer. On TLS it is staged and sealed at flush time in full-size
+    /// records, so many small HTTP/2 frames do not each become a record of their own.
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
-        if let tls {
-            var offset = 0
-            while offset < bytes.count {
-                let n = edge_tls_write(tls, bytes.baseAddress! + offset, Int32(min(bytes.count - offset, 1 << 30)))
-                if n <= 0 { closing = true; return }
-                offset += Int(n)
-            }
+        if tls != nil { tlsPlaintext.append(bytes) } else { output.pending.append(bytes) }
+    }
+
+    /// Encrypts the staged plaintext into the output queue, 16 KiB records at a time.
+    func sealTLS() {
+        guard let tls, !tlsPlaintext.isEmpty else { return }
+        while !tlsPlaintext.isEmpty {
+            let chunk = tlsPlaintext.readable
+            let n = edge_tls_write(tls, chunk.baseAddress!, Int32(min(chunk.count, 16384)))
+            if n <= 0 { closing = true; tlsPlaintext.clear(); return }
+            tlsPlaintext.consume(Int(n))
             drainTLS()
-        } else {
-            output.pending.append(bytes)
         }
     }
 
@@ -121,6 +130,7 @@ final class Connection {
         if let tls { edge_tls_free(tls); self.tls = nil }
         proto = .undecided; h2 = nil; recvInFlight = false
         input.clear(); input.shrink(to: 4096)
+        tlsPlaintext.clear(); tlsPlaintext.shrink(to: 4096)
         output.sending.clear(); output.pending.clear(); output.inFlight = false
         output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
         client = "-"; exchange = nil; requestsServed = 0; skipBodyBytes = 0; closeAfterFlush = false

@@ -20,7 +20,7 @@ final class H2Session {
     var idleSinceMicroseconds: Int64
     private var bodyBytesReceived: [Int32: Int] = [:]
 
-    struct RequestBuilder {
+    final class RequestBuilder {
         var method = "", path = "", authority = "", scheme = ""
         var headers: [HeaderField] = []
         var listBytes = 0
@@ -41,6 +41,7 @@ final class H2Session {
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, h2OnDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, h2OnStreamClose)
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, h2OnFrameSend)
+        nghttp2_session_callbacks_set_send_data_callback(callbacks, h2SendData)
 
         var option: OpaquePointer? = nil
         guard nghttp2_option_new(&option) == 0, let option else { return nil }
@@ -89,7 +90,7 @@ final class H2Session {
     /// Serialises frames into the connection's output until the high-water mark.
     func send(highWater: Int) {
         guard let session else { return }
-        while connection.output.count < highWater && !connection.closing {
+        while connection.queuedBytes < highWater && !connection.closing {
             var data: UnsafePointer<UInt8>? = nil
             let n = nghttp2_session_mem_send(session, &data)
             if n < 0 { connection.closeAfterFlush = true; return }
@@ -154,9 +155,9 @@ final class H2Session {
     }
 
     fileprivate func header(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard var b = building[streamID] else { return }
+        guard let b = building[streamID] else { return }
         b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
-        if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); building[streamID] = b; return }
+        if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); return }
         if b.tooLarge { return }
         let n = String(decoding: name, as: UTF8.self), v = String(decoding: value, as: UTF8.self)
         switch n {
@@ -167,7 +168,6 @@ final class H2Session {
         default:
             if b.headers.count < limits.headerCountMax { b.headers.append(HeaderField(n, v)) } else { b.tooLarge = true }
         }
-        building[streamID] = b
     }
 
     fileprivate func requestComplete(streamID: Int32) {
@@ -220,13 +220,25 @@ final class H2Session {
             worker.startRead(body)
             if body.buffered.count == 0 { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
         }
-        let ready = body.buffered
-        let n = min(ready.count, length)
-        if n > 0 { UnsafeMutableRawPointer(buf).copyMemory(from: ready.baseAddress!, byteCount: n) }
-        body.consume(n)
-        ex.bytesSent += n
-        if body.isComplete { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+        // NO_COPY: nghttp2 only sizes the frame; sendData writes the payload straight from the
+        // body's buffer into the connection's output.
+        let n = min(body.buffered.count, length)
+        flags.pointee |= NGHTTP2_DATA_FLAG_NO_COPY.rawValue
+        if n == body.remaining { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
         return n
+    }
+
+    fileprivate func sendData(streamID: Int32, frameHeader: UnsafePointer<UInt8>, length: Int, padding: Int) -> Int32 {
+        guard let ex = exchanges[streamID], let body = ex.body, body.buffered.count >= length else {
+            return Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+        }
+        connection.write(UnsafeRawBufferPointer(start: frameHeader, count: 9))
+        if padding > 0 { var p = UInt8(padding - 1); withUnsafeBytes(of: &p) { connection.write($0) } }
+        connection.write(UnsafeRawBufferPointer(rebasing: body.buffered[0..<length]))
+        if padding > 1 { connection.write([UInt8](repeating: 0, count: padding - 1).withUnsafeBytes { UnsafeRawBufferPointer($0) }) }
+        body.consume(length)
+        ex.bytesSent += length
+        return 0
     }
 }
 
@@ -273,6 +285,11 @@ private let h2OnFrameSend: nghttp2_on_frame_send_callback = { _, frame, user in
     guard let frame else { return 0 }
     h2Session(user).frameSent(type: frame.pointee.hd.type)
     return 0
+}
+
+private let h2SendData: nghttp2_send_data_callback = { _, frame, framehd, length, _, user in
+    guard let frame, let framehd else { return Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return h2Session(user).sendData(streamID: frame.pointee.hd.stream_id, frameHeader: framehd, length: length, padding: Int(frame.pointee.data.padlen))
 }
 
 private let h2ReadBody: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, user in

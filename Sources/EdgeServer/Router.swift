@@ -7,7 +7,6 @@ struct Router {
     let tokenName: String
     let tokenRequired: Bool
     let policy: EdgeAuthPolicy
-    let rangesMax: Int
 
     enum Decision {
         /// Answer now with a small plain-text body.
@@ -16,7 +15,7 @@ struct Router {
         case audio(path: String, verdict: String)
     }
 
-    func route(_ request: EdgeRequest, clientIP: String, nowSeconds: Int) -> Decision {
+    func route(_ request: EdgeRequest, clientIP: String, nowSeconds: Int, verifier: EdgeAuthVerifier) -> Decision {
         let isGet = request.method == "GET", isHead = request.method == "HEAD"
         if request.target == "*" && request.method == "OPTIONS" {
             return .simple(status: 204, body: "", extraHeaders: [HeaderField("allow", "GET, HEAD, OPTIONS")], verdict: "-")
@@ -43,7 +42,7 @@ struct Router {
         }
         if token == nil, let cookie = request.header("cookie") { token = PathRules.cookieValue(cookie, name: tokenName) }
         if token == nil { token = request.header(tokenName.lowercased()) }
-        let verdict = EdgeAuthToken.verify(token, path: path, clientIP: clientIP, now: nowSeconds, policy: policy)
+        let verdict = verifier.verify(token, path: path, clientIP: clientIP, now: nowSeconds)
         guard verdict == .ok else { return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue) }
         return .audio(path: path, verdict: verdict.rawValue)
     }

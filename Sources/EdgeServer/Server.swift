@@ -24,8 +24,7 @@ public final class EdgeServer {
         if let k = EdgeAuthKey(hex: config.token.transitionKeyHex) { keys.append(k) }
         let router = Router(tokenName: config.token.name, tokenRequired: config.token.required,
                             policy: EdgeAuthPolicy(keys: keys, leewaySeconds: config.token.leewaySeconds,
-                                                   lifetimeSecondsMax: config.token.lifetimeSecondsMax),
-                            rangesMax: config.limits.rangesMax)
+                                                   lifetimeSecondsMax: config.token.lifetimeSecondsMax))
         var tlsContext: OpaquePointer? = nil
         if !config.server.listenTLS.isEmpty {
             var err = [CChar](repeating: 0, count: 512)

@@ -3,6 +3,7 @@ import Glibc
 import EdgeIO
 import EdgeHTTP
 import EdgeConfig
+import EdgeAuthToken
 
 /// Settings every worker shares, read-only after start-up.
 final class WorkerSettings: @unchecked Sendable {
@@ -29,6 +30,7 @@ final class Worker {
     let files: FileTable
     let log: AccessLog
     let readPool: BufferPool
+    let verifier: EdgeAuthVerifier
     private(set) var connections: [Connection] = []
     private var freeSlots: [UInt32] = []
     var liveConnections = 0
@@ -58,6 +60,7 @@ final class Worker {
                           entriesMax: limits.openFilesMax, revalidateMilliseconds: limits.openFileRevalidateMilliseconds)
         log = AccessLog(fd: settings.accessLogFD, ring: ring, bufferBytesMax: limits.accessLogBufferBytesMax)
         readPool = BufferPool(size: limits.readChunkBytes, keepMax: 1024)
+        verifier = EdgeAuthVerifier(policy: settings.router.policy)
         var seed: UInt64 = 0
         withUnsafeMutableBytes(of: &seed) { _ = edge_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
         boundaryCounter = seed
@@ -324,7 +327,7 @@ final class Worker {
         c.requestsServed += 1
         c.idleSinceMicroseconds = now
         if !ex.keepAlive {
-            if let tls = c.tls { edge_tls_shutdown(tls); c.drainTLS() }
+            if let tls = c.tls { c.sealTLS(); edge_tls_shutdown(tls); c.drainTLS() }
             c.closeAfterFlush = true
             return
         }
@@ -336,7 +339,7 @@ final class Worker {
 
     /// Routes a complete request: access checks, then the file.
     func handle(_ c: Connection, _ ex: Exchange) {
-        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(Clock.wallMilliseconds() / 1000))
+        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(Clock.wallMilliseconds() / 1000), verifier: verifier)
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
             ex.verdict = verdict
@@ -421,12 +424,12 @@ final class Worker {
         let highWater = limits.outputBufferBytesMax
         if c.proto == .http2, let h2 = c.h2 {
             h2.send(highWater: highWater)
-            if h2.finished && c.output.isEmpty && !c.output.inFlight { close(c); return }
+            if h2.finished && c.queuedBytes == 0 && !c.output.inFlight { close(c); return }
         } else if let ex = c.exchange, let body = ex.body {
-            while c.output.count < highWater && !c.closing {
+            while c.queuedBytes < highWater && !c.closing {
                 let buffered = body.buffered
                 if buffered.count > 0 {
-                    let n = min(buffered.count, highWater - c.output.count)
+                    let n = min(buffered.count, highWater - c.queuedBytes)
                     c.write(UnsafeRawBufferPointer(rebasing: buffered[0..<n]))
                     body.consume(n)
                     ex.bytesSent += n
@@ -479,6 +482,7 @@ final class Worker {
     }
 
     func flush(_ c: Connection) {
+        if c.tls != nil { c.sealTLS() }
         guard !c.closing, let bytes = c.output.nextSend() else {
             if c.closeAfterFlush && c.output.isEmpty && !c.output.inFlight && !c.closing { close(c) }
             return
