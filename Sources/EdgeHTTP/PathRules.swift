@@ -10,44 +10,55 @@ public enum PathRules {
     /// dot segments, empty segments (`//`), encoded slash / dot / NUL, backslashes, non-ASCII and
     /// control bytes. Other `%XX` escapes are decoded (and must decode to a safe character).
     public static func check(_ target: String) -> Verdict {
-        let utf8 = target.utf8
-        guard utf8.first == UInt8(ascii: "/") else { return .reject("not origin-form") }
-        var pathEnd = utf8.endIndex
-        if let q = utf8.firstIndex(of: UInt8(ascii: "?")) { pathEnd = q }
-        if let hash = utf8.firstIndex(of: UInt8(ascii: "#")), hash < pathEnd { return .reject("fragment") }
-        let rawPath = utf8[utf8.startIndex..<pathEnd]
-        var decoded: [UInt8] = []
-        decoded.reserveCapacity(rawPath.count)
-        var it = rawPath.makeIterator()
-        while let c = it.next() {
-            switch c {
-            case UInt8(ascii: "%"):
-                guard let h = it.next(), let l = it.next(), let hv = hexValue(h), let lv = hexValue(l) else { return .reject("bad escape") }
+        var target = target
+        return target.withUTF8 { check(bytes: $0) }
+    }
+
+    static func check(bytes t: UnsafeBufferPointer<UInt8>) -> Verdict {
+        guard t.first == UInt8(ascii: "/") else { return .reject("not origin-form") }
+        var pathEnd = t.count
+        for k in 0..<t.count {
+            if t[k] == UInt8(ascii: "?") { pathEnd = k; break }
+            if t[k] == UInt8(ascii: "#") { return .reject("fragment") }
+        }
+        var needsCopy = false
+        var k = 0
+        while k < pathEnd {
+            let c = t[k]
+            if c == UInt8(ascii: "%") {
+                guard k + 2 < pathEnd, let hv = hexValue(t[k + 1]), let lv = hexValue(t[k + 2]) else { return .reject("bad escape") }
                 let v = hv << 4 | lv
                 if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\") { return .reject("encoded separator") }
                 guard v > 0x20, v < 0x7F, v != UInt8(ascii: "%") else { return .reject("encoded unsafe byte") }
-                decoded.append(v)
-            case UInt8(ascii: "\\"): return .reject("backslash")
-            default:
-                guard c > 0x20, c < 0x7F else { return .reject("non-ASCII or control byte") }
-                decoded.append(c)
+                needsCopy = true
+                k += 3
+                continue
             }
-        }
-        // Segment checks on the decoded path.
-        var start = 1
-        let n = decoded.count
-        var k = 1
-        while k <= n {
-            if k == n || decoded[k] == UInt8(ascii: "/") {
-                let segLen = k - start
-                if segLen == 0 && k != n { return .reject("empty segment") }
-                if segLen == 1 && decoded[start] == UInt8(ascii: ".") { return .reject("dot segment") }
-                if segLen == 2 && decoded[start] == UInt8(ascii: ".") && decoded[start + 1] == UInt8(ascii: ".") { return .reject("dot segment") }
-                start = k + 1
+            if c == UInt8(ascii: "\\") { return .reject("backslash") }
+            guard c > 0x20, c < 0x7F else { return .reject("non-ASCII or control byte") }
+            if c == UInt8(ascii: "/") && k + 1 < pathEnd {
+                let n = t[k + 1]
+                if n == UInt8(ascii: "/") { return .reject("empty segment") }
+                if n == UInt8(ascii: ".") {
+                    let a = k + 2 < pathEnd ? t[k + 2] : UInt8(ascii: "/")
+                    if a == UInt8(ascii: "/") { return .reject("dot segment") }
+                    if a == UInt8(ascii: ".") && (k + 3 >= pathEnd || t[k + 3] == UInt8(ascii: "/")) { return .reject("dot segment") }
+                }
             }
             k += 1
         }
-        let query = pathEnd == utf8.endIndex ? Substring("") : Substring(target[target.utf8.index(after: pathEnd)...])
+        let query = pathEnd < t.count ? Substring(String(decoding: UnsafeBufferPointer(rebasing: t[(pathEnd + 1)...]), as: UTF8.self)) : Substring("")
+        guard needsCopy else {
+            return .ok(path: String(decoding: UnsafeBufferPointer(rebasing: t[0..<pathEnd]), as: UTF8.self), query: query)
+        }
+        // Escapes never decode to '/' or '.' (rejected above), so the segment checks made on the raw
+        // bytes hold for the decoded path too.
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(pathEnd)
+        k = 0
+        while k < pathEnd {
+            if t[k] == UInt8(ascii: "%") { decoded.append(hexValue(t[k + 1])! << 4 | hexValue(t[k + 2])!); k += 3 } else { decoded.append(t[k]); k += 1 }
+        }
         return .ok(path: String(decoding: decoded, as: UTF8.self), query: query)
     }
 

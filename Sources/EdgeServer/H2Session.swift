@@ -8,8 +8,10 @@ import EdgeConfig
 /// the body has buffered, or starts a file read and defers the stream until it completes.
 final class H2Session {
     private var session: OpaquePointer?
-    unowned let worker: Worker
-    unowned let connection: Connection
+    // The worker owns the connection, which owns this session: both outlive it. unowned(unsafe)
+    // skips the reference-count check on every callback.
+    unowned(unsafe) let worker: Worker
+    unowned(unsafe) let connection: Connection
     let limits: LimitsConfig
     /// Streams with a complete request, by stream id.
     private(set) var exchanges: [Int32: Exchange] = [:]
