@@ -70,10 +70,11 @@ int edge_prep_close(struct io_uring *r, int fd, uint64_t data) {
     GET_SQE; io_uring_prep_close(s, fd); io_uring_sqe_set_data64(s, data); return 0;
 }
 int edge_prep_shutdown_close(struct io_uring *r, int fd, uint64_t data) {
-    // Two linked operations: shutdown wakes any recv still parked on the socket, then close.
+    // Two hard-linked operations: shutdown wakes any recv still parked on the socket, then close.
+    // A hard link: the close runs even when shutdown fails (ENOTCONN after a peer reset).
     if (io_uring_sq_space_left(r) < 2) return -EBUSY;
     struct io_uring_sqe *a = io_uring_get_sqe(r);
-    io_uring_prep_shutdown(a, fd, SHUT_RDWR); io_uring_sqe_set_data64(a, 0); a->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_prep_shutdown(a, fd, SHUT_RDWR); io_uring_sqe_set_data64(a, 0); a->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
     struct io_uring_sqe *b = io_uring_get_sqe(r);
     io_uring_prep_close(b, fd); io_uring_sqe_set_data64(b, data);
     return 0;

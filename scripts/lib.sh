@@ -1,0 +1,44 @@
+# Shared by setup.sh and test.sh: install what is missing, build.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev openssl curl nginx h2o nghttp2-client python3 python3-venv)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_system_packages() {
+    local missing=()
+    for p in "${SYSTEM_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "==> installing: ${missing[*]}"
+        as_root apt-get update -qq
+        # nginx and h2o are benchmark and test anchors: keep their packaged services from starting.
+        as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    for s in nginx h2o; do as_root systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+}
+
+require_swift() {
+    if ! command -v swift >/dev/null 2>&1; then
+        for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do [ -x "$d/swift" ] && export PATH="$d:$PATH" && break; done
+    fi
+    command -v swift >/dev/null 2>&1 || { echo "error: a Swift 6 toolchain is required on PATH (swift.org/install)" >&2; exit 1; }
+}
+
+python_env() {
+    # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames) in a venv.
+    local venv="$ROOT/.build/venv"
+    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps" ]; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2
+        touch "$venv/.edge-deps"
+    fi
+    PYTHON="$venv/bin/python"
+}
+
+build_release() {
+    echo "==> swift build -c release"
+    (cd "$ROOT" && swift build -c release 2>&1 | grep -E "error|warning: unre|Compiling edge|Build complete" || true)
+    [ -x "$ROOT/.build/release/edge" ] || { echo "error: release build failed" >&2; (cd "$ROOT" && swift build -c release); exit 1; }
+}

@@ -1,0 +1,207 @@
+"""End-to-end fixtures: the real edge binary on loopback, real clients (curl, nghttp, h2load,
+openssl), nginx on the same files as the reference for byte ranges."""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EDGE_BIN = os.environ.get("EDGE_BIN", os.path.join(ROOT, ".build/release/edge"))
+EDGECTL_BIN = os.environ.get("EDGECTL_BIN", os.path.join(ROOT, ".build/release/edgectl"))
+KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+TRANSITION_KEY_HEX = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+
+# name -> size in bytes
+FILES = {
+    "/audio/t0001/96/000.bin": 120_000,
+    "/audio/t0001/160/000.bin": 200_000,
+    "/audio/t0001/320/000.bin": 400_000,
+    "/audio/t0001/160/001.bin": 200_000,
+    "/audio/t0002/160/000.bin": 200_000,
+    "/audio/big/track.m4a": 3_000_000,
+    "/audio/tiny/one.bin": 1,
+    "/audio/tiny/empty.bin": 0,
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    d = tempfile.mkdtemp(prefix="edge-e2e-")
+    os.chmod(d, 0o755)   # nginx workers (www-data) read the same files
+    origin = os.path.join(d, "origin")
+    for path, size in FILES.items():
+        full = origin + path
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(random.Random(path).randbytes(size))
+    subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(d, "key.pem"),
+                           "-out", os.path.join(d, "cert.pem"), "-days", "2", "-subj", "/CN=localhost",
+                           "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], stderr=subprocess.DEVNULL)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def file_bytes(workdir, path):
+    with open(os.path.join(workdir, "origin") + path, "rb") as f:
+        return f.read()
+
+
+class Edge:
+    def __init__(self, workdir, limits=None, token=None, server=None):
+        self.workdir = workdir
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.log = os.path.join(workdir, f"access-{self.port}.log")
+        self.conf = os.path.join(workdir, f"edge-{self.port}.conf")
+        server = {"workers": 2, **(server or {})}
+        token = {"key_hex": KEY_HEX, "transition_key_hex": TRANSITION_KEY_HEX, **(token or {})}
+        lines = ["[server]", f'listen = ["127.0.0.1:{self.port}"]', f'listen_tls = ["127.0.0.1:{self.tls_port}"]',
+                 f'tls_certificate = "{workdir}/cert.pem"', f'tls_private_key = "{workdir}/key.pem"', f'access_log = "{self.log}"']
+        lines += [f"{k} = {json.dumps(v)}" for k, v in server.items()]
+        lines += ["[token]"] + [f"{k} = {json.dumps(v)}" for k, v in token.items()]
+        lines += ["[origin]", f'urls = ["file://{workdir}/origin"]']
+        lines += ["[limits]"] + [f"{k} = {json.dumps(v)}" for k, v in (limits or {}).items()]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.stderr = open(os.path.join(workdir, f"edge-{self.port}.err"), "w")
+        self.proc = subprocess.Popen([EDGE_BIN, "--config", self.conf], stdout=subprocess.DEVNULL, stderr=self.stderr)
+        wait_port(self.port)
+        wait_port(self.tls_port)
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tls_base(self):
+        return f"https://127.0.0.1:{self.tls_port}"
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def log_lines(self, settle=0.6):
+        time.sleep(settle)   # the access log is flushed through the ring on every 250 ms tick
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+
+def sign(acl=None, url=None, ttl=600, key=KEY_HEX, start=None, ip=None):
+    args = [EDGECTL_BIN, "sign", "--key-hex", key, "--ttl", str(ttl)]
+    if acl:
+        args += ["--acl", acl]
+    if url:
+        args += ["--url", url]
+    if start is not None:
+        args += ["--start-time", str(start)]
+    if ip:
+        args += ["--ip", ip]
+    return subprocess.check_output(args, text=True).strip()
+
+
+@pytest.fixture(scope="session")
+def edge(workdir):
+    e = Edge(workdir)
+    yield e
+    assert e.stop() == 0, "edge must exit 0 on SIGTERM"
+
+
+@pytest.fixture
+def make_edge(workdir):
+    started = []
+
+    def start(**kw):
+        e = Edge(workdir, **kw)
+        started.append(e)
+        return e
+    yield start
+    for e in started:
+        e.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx(workdir):
+    port = free_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1; daemon on; pid {workdir}/nginx.pid; error_log {workdir}/nginx.err warn;
+events {{ worker_connections 256; }}
+http {{ access_log off; max_ranges 16; default_type application/octet-stream;
+  server {{ listen 127.0.0.1:{port}; root {workdir}/origin; }} }}
+""")
+    subprocess.check_call(["nginx", "-c", conf])
+    wait_port(port)
+    yield f"http://127.0.0.1:{port}"
+    try:
+        os.kill(int(open(f"{workdir}/nginx.pid").read()), signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def curl(url, *args, timeout=20):
+    """Runs curl; returns (status, headers dict lower-case, body bytes, http_version)."""
+    with tempfile.NamedTemporaryFile() as hdr, tempfile.NamedTemporaryFile() as body:
+        cmd = ["curl", "-s", "-k", "--path-as-is", "-D", hdr.name, "-o", body.name, "-w", "%{http_code} %{http_version}", *args, url]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout.split()
+        headers = {}
+        for line in open(hdr.name, "rb").read().decode("latin-1").splitlines():
+            if ":" in line and not line.startswith("HTTP/"):
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        return int(out[0]), headers, open(body.name, "rb").read(), out[1] if len(out) > 1 else ""
+
+
+def raw(port, data, timeout=5.0, read_all=True):
+    """Sends raw bytes, returns everything the server sends until it closes (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+            if not read_all:
+                break
+        return b"".join(chunks)
+
+
+PROTOCOLS = {
+    "http1": lambda e: (e.base, ["--http1.1"]),
+    "h2c": lambda e: (e.base, ["--http2-prior-knowledge"]),
+    "h2": lambda e: (e.tls_base, ["--http2"]),
+    "https1": lambda e: (e.tls_base, ["--http1.1"]),
+}

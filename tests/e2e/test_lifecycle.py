@@ -1,0 +1,123 @@
+"""Start, check, TLS negotiation and resumption, graceful shutdown."""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import EDGE_BIN, EDGECTL_BIN, curl, sign
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_repo_config_checks():
+    out = subprocess.run([EDGE_BIN, "--check", "--config", os.path.join(ROOT, "edge.conf")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert subprocess.run([EDGECTL_BIN, "check", os.path.join(ROOT, "edge.conf")], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("text,key", [
+    ('[server]\nlisten = ["127.0.0.1"]\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///tmp"]\n', "server.listen"),
+    ('[server]\nlisten = ["127.0.0.1:1"]\n[token]\nkey_hex = "zz"\n[origin]\nurls = ["file:///tmp"]\n', "token.key_hex"),
+    ('[server]\nlisten = ["127.0.0.1:1"]\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = []\n', "origin.urls"),
+    ('[server]\nlisten = ["127.0.0.1:1"]\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///tmp"]\n[limits]\nheader_timeout_milliseconds = 5\n', "limits.header_timeout_milliseconds"),
+    ('[server]\nlisten = ["127.0.0.1:1"]\nworkerz = 2\n', "server.workerz"),
+    ('[server\n', "line 1"),
+])
+def test_bad_config_names_the_key(tmp_path, text, key):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(text)
+    for cmd in ([EDGE_BIN, "--check", "--config", str(conf)], [EDGECTL_BIN, "check", str(conf)], [EDGE_BIN, "--config", str(conf)]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        assert out.returncode != 0 and key in out.stderr, (cmd, out.stderr)
+
+
+def test_missing_config_file_and_bad_certificate(tmp_path, workdir):
+    out = subprocess.run([EDGE_BIN, "--config", str(tmp_path / "nope.conf")], capture_output=True, text=True)
+    assert out.returncode != 0 and "cannot read" in out.stderr
+    conf = tmp_path / "c.conf"
+    conf.write_text(f'[server]\nlisten_tls = ["127.0.0.1:1"]\ntls_certificate = "{tmp_path}/missing.pem"\ntls_private_key = "{workdir}/key.pem"\n'
+                    '[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///tmp"]\n')
+    out = subprocess.run([EDGE_BIN, "--config", str(conf)], capture_output=True, text=True, timeout=10)
+    assert out.returncode != 0 and "missing.pem" in out.stderr
+
+
+def test_port_in_use_is_reported(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        conf = tmp_path / "c.conf"
+        conf.write_text(f'[server]\nlisten = ["127.0.0.1:{port}"]\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///tmp"]\n')
+        out = subprocess.run([EDGE_BIN, "--config", str(conf)], capture_output=True, text=True, timeout=10)
+        assert out.returncode != 0 and f"127.0.0.1:{port}" in out.stderr
+
+
+def openssl_client(port, *args, stdin=b"Q\n"):
+    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", *args],
+                          input=stdin, capture_output=True, timeout=20).stdout.decode(errors="replace")
+
+
+def test_alpn_negotiation(edge):
+    assert "ALPN protocol: h2" in openssl_client(edge.tls_port, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: http/1.1" in openssl_client(edge.tls_port, "-alpn", "http/1.1")
+    assert "No ALPN negotiated" in openssl_client(edge.tls_port)
+    status, _, _, version = curl(edge.tls_base + "/healthz", "--http2")
+    assert status == 200 and version == "2"
+
+
+def test_tls_versions(edge):
+    assert "Protocol  : TLSv1.2" in openssl_client(edge.tls_port, "-tls1_2") or "TLSv1.2" in openssl_client(edge.tls_port, "-tls1_2")
+    assert "TLSv1.3" in openssl_client(edge.tls_port, "-tls1_3")
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{edge.tls_port}", "-tls1_1"], input=b"", capture_output=True, timeout=20)
+    assert "Cipher is (NONE)" in out.stdout.decode(errors="replace") or out.returncode != 0
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_session_resumption(edge, tmp_path, version):
+    sess = str(tmp_path / "sess.pem")
+    req = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    first = openssl_client(edge.tls_port, version, "-sess_out", sess, "-ign_eof", stdin=req)
+    assert "New," in first
+    second = openssl_client(edge.tls_port, version, "-sess_in", sess, "-ign_eof", stdin=req)
+    assert "Reused," in second, second[-2000:]
+
+
+def test_nghttp_over_tls(edge, workdir):
+    t = sign(acl="/audio/*")
+    out = subprocess.run(["nghttp", "-nv", f"{edge.tls_base}/audio/t0001/96/000.bin?hdnts={t}"], capture_output=True, text=True, timeout=20).stdout
+    assert ":status: 200" in out and "content-length: 120000" in out
+
+
+def test_sigterm_drains_in_flight_then_exits_zero(make_edge, workdir):
+    e = make_edge(limits={"drain_timeout_milliseconds": 10000})
+    t = sign(acl="/audio/*")
+    # A slow download is in flight when SIGTERM arrives: it completes, whole, then edge exits 0.
+    result = {}
+
+    def download():
+        result["r"] = curl(f"{e.base}/audio/big/track.m4a?hdnts={t}", "--limit-rate", "1M", timeout=30)
+    th = threading.Thread(target=download)
+    th.start()
+    time.sleep(0.7)
+    e.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(OSError):   # no new connections once draining
+        socket.create_connection(("127.0.0.1", e.port), timeout=1).recv(1)
+    th.join()
+    status, _, body, _ = result["r"]
+    assert status == 200 and len(body) == 3_000_000
+    assert e.proc.wait(timeout=15) == 0
+
+
+def test_sigterm_sends_goaway_to_h2(make_edge):
+    e = make_edge()
+    p = subprocess.Popen(["nghttp", "-v", "--no-dep", "-w", "16", f"{e.base}/healthz", f"{e.base}/healthz"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.1)
+    e.proc.send_signal(signal.SIGINT)
+    out = p.communicate(timeout=20)[0]
+    assert e.proc.wait(timeout=15) == 0
+    assert ":status: 200" in out
