@@ -55,6 +55,15 @@ def wait_port(port, timeout=10.0):
     raise RuntimeError(f"port {port} did not open")
 
 
+def require_free(port):
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise SystemExit(f"port {port} is in use: stop whatever holds it (ss -ltnp) and run again")
+
+
 def kill_pidfile(path):
     try:
         pid = int(open(path).read().strip())
@@ -171,6 +180,8 @@ def main():
     results = {}
     for rnd in range(a.rounds):
         for srv in servers:
+            for port in (H2C, TLS, ORIGIN):
+                require_free(port)
             srv.start(content, a.edge_bin, a.edgectl_bin)
             try:
                 # Warm: every URL once (fills nginx's cache and every page cache).

@@ -104,7 +104,7 @@ int edge_ring_submit_wait_drain(struct io_uring *r, uint64_t *datas, int32_t *re
 int edge_cqe_more(uint32_t flags) { return (flags & IORING_CQE_F_MORE) != 0; }
 size_t edge_statx_size(void) { return sizeof(struct statx); }
 
-int edge_listen(const char *host, int port, int backlog) {
+static int edge_bind_socket(const char *host, int port, int reuseport) {
     struct sockaddr_storage ss; memset(&ss, 0, sizeof(ss));
     socklen_t len; int family;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss; struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
@@ -117,11 +117,22 @@ int edge_listen(const char *host, int port, int backlog) {
     if (fd < 0) return -errno;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) { int e = -errno; close(fd); return e; }
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) { int e = -errno; close(fd); return e; }
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) { int e = -errno; close(fd); return e; }
+    return fd;
+}
+int edge_listen(const char *host, int port, int backlog) {
+    int fd = edge_bind_socket(host, port, 1);
+    if (fd < 0) return fd;
     if (listen(fd, backlog) < 0) { int e = -errno; close(fd); return e; }
     return fd;
+}
+int edge_address_free(const char *host, int port) {
+    int fd = edge_bind_socket(host, port, 0);
+    if (fd < 0) return fd;
+    close(fd);
+    return 0;
 }
 int edge_set_nodelay(int fd) { int one = 1; return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); }
 int edge_peer_address(int fd, char *out, size_t cap) {

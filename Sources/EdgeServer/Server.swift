@@ -43,6 +43,10 @@ public final class EdgeServer {
         }
         let settings = WorkerSettings(config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD)
 
+        for a in config.server.listen + config.server.listenTLS {
+            let rc = edge_address_free(a.host, Int32(a.port))
+            if rc < 0 { throw StartupError(description: "cannot listen on \(a): \(String(cString: strerror(-rc)))") }
+        }
         var plans: [WorkerPlan] = []
         var wakeFDs: [Int32] = []
         for i in 0..<workerCount {

@@ -93,4 +93,26 @@ final class EdgeAuthTokenTests: XCTestCase {
         XCTAssertFalse(EdgeAuthToken.aclMatches(pattern: "/audio/t1", path: "/audio/t1/x"))
         XCTAssertTrue(EdgeAuthToken.aclMatches(pattern: "*", path: "/anything"))
     }
+
+    func testVerifierCachesSignatureButChecksClaimsEveryTime() {
+        let v = EdgeAuthVerifier(policy: policy, entriesMax: 2)
+        let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t1/*"], expiry: now + 60)
+        XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
+        XCTAssertEqual(v.verify(t, path: "/audio/t1/b", clientIP: "x", now: now), .ok)
+        XCTAssertEqual(v.hmacCount, 1)
+        XCTAssertEqual(v.verify(t, path: "/audio/t2/a", clientIP: "x", now: now), .scope)
+        XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now + 100), .expired)
+        XCTAssertEqual(v.hmacCount, 1)
+        // A forged token is never cached as good.
+        let forged = t.replacingOccurrences(of: "t1", with: "t2")
+        XCTAssertEqual(v.verify(forged, path: "/audio/t2/a", clientIP: "x", now: now), .signature)
+        XCTAssertEqual(v.verify(forged, path: "/audio/t2/a", clientIP: "x", now: now), .signature)
+        // URL tokens sign the path outside the token: checked every time.
+        let u = EdgeAuthToken.sign(key: key, url: "/audio/t1/a", expiry: now + 60)
+        XCTAssertEqual(v.verify(u, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
+        XCTAssertEqual(v.verify(u, path: "/audio/t1/b", clientIP: "x", now: now), .signature)
+        // Bounded.
+        for i in 0..<5 { _ = v.verify(EdgeAuthToken.sign(key: key, acl: ["/\(i)/*"], expiry: now + 60), path: "/\(i)/x", clientIP: "x", now: now) }
+        XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
+    }
 }

@@ -121,3 +121,11 @@ def test_sigterm_sends_goaway_to_h2(make_edge):
     out = p.communicate(timeout=20)[0]
     assert e.proc.wait(timeout=15) == 0
     assert ":status: 200" in out
+
+
+def test_second_edge_on_same_port_refused(edge, tmp_path):
+    # SO_REUSEPORT would let a second process share the port silently; edge refuses instead.
+    conf = tmp_path / "c.conf"
+    conf.write_text(f'[server]\nlisten = ["127.0.0.1:{edge.port}"]\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///tmp"]\n')
+    out = subprocess.run([EDGE_BIN, "--config", str(conf)], capture_output=True, text=True, timeout=10)
+    assert out.returncode != 0 and "Address already in use" in out.stderr

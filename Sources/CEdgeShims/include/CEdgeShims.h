@@ -62,6 +62,10 @@ size_t edge_statx_size(void);
 // ---- sockets ----
 // Creates a non-blocking SO_REUSEPORT listener on host:port (IPv4 or IPv6 literal). Returns fd or -errno.
 int edge_listen(const char *host, int port, int backlog);
+// 0 when nothing is bound to host:port; -EADDRINUSE (or another -errno) otherwise. Binds without
+// SO_REUSEPORT, which fails even against SO_REUSEPORT listeners of another process: so a second
+// edge on the same port is refused instead of silently sharing its traffic.
+int edge_address_free(const char *host, int port);
 int edge_set_nodelay(int fd);
 // Formats the peer address of an accepted socket as text ("1.2.3.4" or "::1").
 int edge_peer_address(int fd, char *out, size_t cap);
