@@ -58,6 +58,7 @@ def wait_port(port, timeout=10.0):
 def require_free(port):
     import socket
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT leftovers are fine; listeners are not
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -182,8 +183,8 @@ def main():
         for srv in servers:
             for port in (H2C, TLS, ORIGIN):
                 require_free(port)
-            srv.start(content, a.edge_bin, a.edgectl_bin)
             try:
+                srv.start(content, a.edge_bin, a.edgectl_bin)
                 # Warm: every URL once (fills nginx's cache and every page cache).
                 subprocess.run(["h2load", "-i", srv.urls("h2c"), "-n", str(a.requests), "-c", "8", "-m", "4", "-t", "1"],
                                capture_output=True, timeout=600)
