@@ -30,7 +30,7 @@ echo
 echo "edge is running (pid $(cat "$RUN/edge.pid"), log run/edge.out, access log run/access.log)"
 echo "signed URL:  https://localhost:8443$URL_PATH"
 echo "fetch bytes 0-65535 over HTTP/2:"
-CMD="curl --http2 --cacert run/cert.pem -r 0-65535 -o /dev/null -w '%{http_version} %{http_code} %{size_download} bytes\n' 'https://localhost:8443$URL_PATH'"
+CMD="curl -s --http2 --cacert run/cert.pem -r 0-65535 -o /dev/null -w '%{http_version} %{http_code} %{size_download} bytes\n' 'https://localhost:8443$URL_PATH'"
 echo "  $CMD"
 echo -n "  -> "; eval "$CMD"
 echo "stop it with: kill \$(cat run/edge.pid)"

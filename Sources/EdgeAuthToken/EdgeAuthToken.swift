@@ -163,7 +163,11 @@ public enum EdgeAuthToken {
 
     /// `*` matches any run of characters (including `/`), `?` exactly one; everything else literally.
     public static func aclMatches(pattern: String, path: String) -> Bool {
-        let p = Array(pattern.utf8), s = Array(path.utf8)
+        var pattern = pattern, path = path
+        return pattern.withUTF8 { p in path.withUTF8 { s in globMatch(p, s) } }
+    }
+
+    static func globMatch(_ p: UnsafeBufferPointer<UInt8>, _ s: UnsafeBufferPointer<UInt8>) -> Bool {
         var pi = 0, si = 0, starP = -1, starS = 0
         while si < s.count {
             if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == s[si]) { pi += 1; si += 1 }

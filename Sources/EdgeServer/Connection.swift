@@ -22,7 +22,15 @@ final class Exchange {
     let streamID: Int32
     let startMicroseconds: Int64
     var verdict = "-"
-    var logPath: String
+    /// The canonical path once routed (token stripped); before that the log shows the target
+    /// without its query, computed only when a line is written.
+    var canonicalPath: String?
+    var logPath: String {
+        if let canonicalPath { return canonicalPath }
+        let t = request.target
+        if let q = t.firstIndex(of: "?") { return String(t[..<q]) }
+        return t
+    }
     var status = 0
     var ttfbMicroseconds: Int64 = -1
     var bytesSent = 0
@@ -32,8 +40,8 @@ final class Exchange {
     var logged = false
     var keepAlive = true
 
-    init(request: EdgeRequest, streamID: Int32, startMicroseconds: Int64, logPath: String) {
-        self.request = request; self.streamID = streamID; self.startMicroseconds = startMicroseconds; self.logPath = logPath
+    init(request: EdgeRequest, streamID: Int32, startMicroseconds: Int64) {
+        self.request = request; self.streamID = streamID; self.startMicroseconds = startMicroseconds
     }
     var isHead: Bool { request.method == "HEAD" }
 }

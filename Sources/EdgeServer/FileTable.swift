@@ -15,6 +15,7 @@ final class FileEntry {
     var size = 0
     var etag = ""
     var lastModified = ""
+    let contentType: String
     var validatedAtMicroseconds: Int64 = 0
     /// Responses reading the descriptor; it is closed only when this drops to zero after retirement.
     var users = 0
@@ -27,6 +28,7 @@ final class FileEntry {
     init(slot: UInt32, relativePath: String, fullPath: String) {
         self.slot = slot
         self.relativePath = relativePath
+        contentType = MediaTypes.type(forPath: relativePath)
         cPath = strdup(fullPath)!
         statBuffer = .allocate(byteCount: edge_statx_size(), alignment: 16)
     }

@@ -126,26 +126,40 @@ final class H2Session {
 
     func submitResponse(_ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, date: String) {
         guard let session else { return }
-        var fields: [(String, String)] = [(":status", String(status)), ("server", "edge"), ("date", date)]
-        for h in headers { fields.append((h.name, h.value)) }
-        if status != 304 && status != 204 { fields.append(("content-length", String(contentLength))) }
-        // One contiguous block of names and values; nghttp2 copies them during the call.
-        var storage: [UInt8] = []
-        var spans: [(Int, Int, Int, Int)] = []
-        for (n, v) in fields {
-            let ns = storage.count; storage.append(contentsOf: n.utf8)
-            let vs = storage.count; storage.append(contentsOf: v.utf8)
-            spans.append((ns, n.utf8.count, vs, v.utf8.count))
-        }
-        storage.withUnsafeMutableBufferPointer { buf in
-            var nva = spans.map { s in
-                nghttp2_nv(name: buf.baseAddress! + s.0, value: buf.baseAddress! + s.2, namelen: s.1, valuelen: s.3, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-            }
-            if ex.body != nil {
-                var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadBody)
-                _ = nghttp2_submit_response(session, ex.streamID, &nva, nva.count, &provider)
-            } else {
-                _ = nghttp2_submit_response(session, ex.streamID, &nva, nva.count, nil)
+        let statusText = String(status)
+        let lengthText = (status != 304 && status != 204) ? String(contentLength) : nil
+        let count = 3 + headers.count + (lengthText == nil ? 0 : 1)
+        var bytes = ":status".utf8.count + statusText.utf8.count + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
+        for h in headers { bytes += h.name.utf8.count + h.value.utf8.count }
+        if let lengthText { bytes += "content-length".utf8.count + lengthText.utf8.count }
+        // Names and values copied into one scratch block on the stack; nghttp2 copies them again
+        // during the call, so nothing here outlives it.
+        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: count) { nva in
+            withUnsafeTemporaryAllocation(byteCount: max(bytes, 1), alignment: 1) { block in
+                var at = 0, k = 0
+                func put(_ s: String) -> (UnsafeMutablePointer<UInt8>, Int) {
+                    let start = block.baseAddress!.advanced(by: at)
+                    var n = 0
+                    for byte in s.utf8 { block[at + n] = byte; n += 1 }
+                    at += n
+                    return (start.assumingMemoryBound(to: UInt8.self), n)
+                }
+                func add(_ name: String, _ value: String) {
+                    let (np, nl) = put(name), (vp, vl) = put(value)
+                    nva[k] = nghttp2_nv(name: np, value: vp, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                    k += 1
+                }
+                add(":status", statusText)
+                add("server", "edge")
+                add("date", date)
+                for h in headers { add(h.name, h.value) }
+                if let lengthText { add("content-length", lengthText) }
+                if ex.body != nil {
+                    var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadBody)
+                    _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, &provider)
+                } else {
+                    _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, nil)
+                }
             }
         }
     }
@@ -177,7 +191,7 @@ final class H2Session {
         var headers = b.headers
         if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
         let request = EdgeRequest(method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
-        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: worker.now, logPath: Worker.logPath(request.target))
+        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: worker.now)
         exchanges[streamID] = ex
         if b.tooLarge {
             worker.respondSimple(connection, ex, status: 431, body: "request header fields too large\n", extraHeaders: [])

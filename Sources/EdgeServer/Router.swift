@@ -62,9 +62,8 @@ struct FileResponse {
 
     static let cacheControl = "public, max-age=31536000, immutable"
 
-    static func build(request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String,
+    static func build(request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
                       rangesMax: Int, boundarySeed: UInt64) -> FileResponse {
-        let contentType = MediaTypes.type(forPath: path)
         var headers: [HeaderField] = [
             HeaderField("etag", etag),
             HeaderField("last-modified", lastModified),

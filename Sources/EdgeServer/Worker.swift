@@ -291,7 +291,7 @@ final class Worker {
                 return
             case .error(let status, let reason):
                 let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0,
-                                  startMicroseconds: now, logPath: "-")
+                                  startMicroseconds: now)
                 ex.keepAlive = false
                 c.exchange = ex
                 c.input.clear()
@@ -300,7 +300,7 @@ final class Worker {
             case .request(let request, let consumed, let bodyLength):
                 c.input.consume(consumed)
                 c.headerStartMicroseconds = 0
-                let ex = Exchange(request: request, streamID: 0, startMicroseconds: now, logPath: Self.logPath(request.target))
+                let ex = Exchange(request: request, streamID: 0, startMicroseconds: now)
                 ex.keepAlive = request.wantsKeepAlive && c.requestsServed + 1 < limits.requestsPerConnectionMax && !draining
                 c.exchange = ex
                 if bodyLength > limits.requestBodyBytesMax {
@@ -314,11 +314,6 @@ final class Worker {
         }
     }
 
-    /// The path as logged: the target without its query (the token never reaches the log).
-    static func logPath(_ target: String) -> String {
-        if let q = target.firstIndex(of: "?") { return String(target[..<q]) }
-        return target
-    }
 
     private func h1Finished(_ c: Connection, _ ex: Exchange) {
         logExchange(c, ex)
@@ -346,7 +341,7 @@ final class Worker {
             respondSimple(c, ex, status: status, body: body, extraHeaders: extraHeaders)
         case let .audio(path, verdict):
             ex.verdict = verdict
-            ex.logPath = path
+            ex.canonicalPath = path
             switch files.lookup(path, now: now) {
             case .ready(let e): serveFile(c, ex, e)
             case .missing: respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: [])
@@ -372,7 +367,7 @@ final class Worker {
 
     private func serveFile(_ c: Connection, _ ex: Exchange, _ e: FileEntry) {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
-        let r = FileResponse.build(request: ex.request, path: ex.logPath, size: e.size, etag: e.etag, lastModified: e.lastModified,
+        let r = FileResponse.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag, lastModified: e.lastModified, contentType: e.contentType,
                                    rangesMax: limits.rangesMax, boundarySeed: boundaryCounter)
         ex.rangeText = r.rangeText
         var body: BodyStream? = nil
@@ -566,7 +561,7 @@ final class Worker {
                     if now - ex.startMicroseconds > requestTimeout { close(c) }
                 } else if c.headerStartMicroseconds != 0 && !c.input.isEmpty {
                     if now - c.headerStartMicroseconds > headerTimeout {
-                        let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0, startMicroseconds: now, logPath: "-")
+                        let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0, startMicroseconds: now)
                         ex.keepAlive = false
                         c.exchange = ex
                         c.input.clear()
