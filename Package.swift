@@ -7,6 +7,7 @@ import PackageDescription
 //   EdgeHTTP                         pure HTTP: request type, HTTP/1.1 parser, ranges, paths (no I/O)
 //   EdgeAuthToken                    pure EdgeAuth 2.0 token signing and checking (HMAC via OpenSSL)
 //   EdgeConfig                       TOML configuration with validation
+//   EdgeCache                        pure cache policy (LRU/LFU hybrid), baselines, simulator, trace generator
 //   EdgeIO                           io_uring ring wrapper; knows nothing of HTTP
 //   EdgeServer                       workers, connections, TLS, HTTP/1.1 + HTTP/2 front ends, file origin
 let package = Package(
@@ -27,6 +28,7 @@ let package = Package(
         .target(name: "CEdgeShims", dependencies: ["CLibUring", "CNGHTTP2", "COpenSSL"]),
         .target(name: "EdgeHTTP"),
         .target(name: "EdgeAuthToken", dependencies: ["CEdgeShims"]),
+        .target(name: "EdgeCache"),
         .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "EdgeIO", dependencies: ["CEdgeShims"]),
         .target(name: "EdgeServer", dependencies: ["EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "CEdgeShims"]),
@@ -35,11 +37,12 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "edgectl", dependencies: [
-            "EdgeAuthToken", "EdgeConfig",
+            "EdgeAuthToken", "EdgeConfig", "EdgeCache",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
+        .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache"]),
     ]
 )
