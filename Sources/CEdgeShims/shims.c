@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <errno.h>
@@ -87,6 +88,38 @@ int edge_prep_timeout(struct io_uring *r, void *ts_storage, uint64_t millisecond
 }
 int edge_prep_cancel_fd(struct io_uring *r, int fd, uint64_t data) {
     GET_SQE; io_uring_prep_cancel_fd(s, fd, IORING_ASYNC_CANCEL_ALL); io_uring_sqe_set_data64(s, data); return 0;
+}
+int edge_prep_socket(struct io_uring *r, int ipv6, uint64_t data) {
+    GET_SQE; io_uring_prep_socket(s, ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+    io_uring_sqe_set_data64(s, data); return 0;
+}
+int edge_make_sockaddr(const char *host, int port, void *addr) {
+    struct sockaddr_storage *ss = addr; memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss; struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) { a4->sin_family = AF_INET; a4->sin_port = htons(port); return sizeof(*a4); }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) { a6->sin6_family = AF_INET6; a6->sin6_port = htons(port); return sizeof(*a6); }
+    return -EINVAL;
+}
+int edge_prep_connect(struct io_uring *r, int fd, const void *addr, int addrlen, uint64_t data) {
+    GET_SQE; io_uring_prep_connect(s, fd, (const struct sockaddr *)addr, addrlen); io_uring_sqe_set_data64(s, data); return 0;
+}
+int edge_prep_msg_ring(struct io_uring *r, int target_ring_fd, uint64_t data, int32_t res, uint64_t own_data) {
+    GET_SQE; io_uring_prep_msg_ring(s, target_ring_fd, (unsigned)res, data, 0);
+    io_uring_sqe_set_data64(s, own_data); return 0;
+}
+int edge_ring_fd(struct io_uring *r) { return r->ring_fd; }
+int edge_prep_open_create(struct io_uring *r, const char *path, uint64_t data) {
+    GET_SQE; io_uring_prep_openat(s, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    io_uring_sqe_set_data64(s, data); return 0;
+}
+int edge_prep_fsync(struct io_uring *r, int fd, uint64_t data) {
+    GET_SQE; io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC); io_uring_sqe_set_data64(s, data); return 0;
+}
+int edge_prep_rename(struct io_uring *r, const char *from, const char *to, uint64_t data) {
+    GET_SQE; io_uring_prep_renameat(s, AT_FDCWD, from, AT_FDCWD, to, 0); io_uring_sqe_set_data64(s, data); return 0;
+}
+int edge_prep_unlink(struct io_uring *r, const char *path, uint64_t data) {
+    GET_SQE; io_uring_prep_unlinkat(s, AT_FDCWD, path, 0); io_uring_sqe_set_data64(s, data); return 0;
 }
 int edge_ring_submit(struct io_uring *r) { return io_uring_submit(r); }
 int edge_ring_submit_wait_drain(struct io_uring *r, uint64_t *datas, int32_t *results, uint32_t *flags, int max) {
@@ -244,6 +277,10 @@ int edge_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, siz
 }
 int edge_constant_time_equal(const void *a, const void *b, size_t len) { return CRYPTO_memcmp(a, b, len) == 0; }
 int edge_random_bytes(uint8_t *out, int len) { return RAND_bytes(out, len) == 1 ? 0 : -1; }
+int edge_sha256(const void *data, size_t len, uint8_t out[32]) {
+    unsigned int n = 32;
+    return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 ? 0 : -1;
+}
 
 int edge_prep_statx_fd(struct io_uring *r, int fd, struct statx *out, uint64_t data) {
     GET_SQE; io_uring_prep_statx(s, fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, out);

@@ -25,8 +25,19 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
             host = s[..<colon]; portText = s[s.index(after: colon)...]
             if host.contains(":") { return nil }
         }
-        guard !host.isEmpty, let port = Int(portText), (1...65535).contains(port) else { return nil }
+        guard isIPLiteral(host), let port = Int(portText), (1...65535).contains(port) else { return nil }
         return ListenAddress(host: String(host), port: port)
+    }
+
+    /// IPv4 dotted quad or IPv6 text form (hex groups, `::`, optional embedded IPv4).
+    static func isIPLiteral(_ h: Substring) -> Bool {
+        if h.contains(":") {
+            guard h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) || $0 == 0x3A || $0 == 0x2E }) else { return false }
+            let groups = h.split(separator: ":", omittingEmptySubsequences: false)
+            return groups.count >= 3 && groups.count <= 8 && groups.allSatisfy { $0.count <= 4 || $0.contains(".") }
+        }
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in !p.isEmpty && p.count <= 3 && p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) && Int(p)! <= 255 }
     }
 }
 
@@ -53,13 +64,53 @@ public struct TokenConfig: Sendable {
     public var required = true
 }
 
+/// One HTTP/1.1 upstream: `http://host:port[/prefix]` (host an IP literal: no DNS on the data path).
+public struct Upstream: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var prefix: String
+    public var url: String
+
+    public static func parse(_ u: String) -> Upstream? {
+        guard u.hasPrefix("http://") else { return nil }
+        let rest = u.dropFirst(7)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        guard let address = ListenAddress.parse(String(rest[..<slash])) else { return nil }
+        var prefix = String(rest[slash...])
+        while prefix.hasSuffix("/") { prefix.removeLast() }
+        return Upstream(host: address.host, port: address.port, prefix: prefix, url: u)
+    }
+}
+
 public struct OriginConfig: Sendable {
     public var urls: [String] = []
-    /// The directory of the first `file://` origin, if any.
+    public var upstreams: [Upstream] = []
+    public var connectTimeoutMilliseconds = 2000
+    public var firstByteTimeoutMilliseconds = 10_000
+    public var idleReadTimeoutMilliseconds = 10_000
+    /// Upstreams tried for one fill (the first, then the next ones in order).
+    public var attemptsMax = 2
+    /// Open connections per upstream per worker (idle ones kept for reuse).
+    public var connectionsPerUpstreamMax = 64
+    /// Consecutive failures after which an upstream is skipped for `down_milliseconds`, then probed.
+    public var failuresBeforeDown = 3
+    public var downMilliseconds = 10_000
+    /// The directory of the `file://` origin, if that is the origin.
     public var directory: String? {
         for u in urls where u.hasPrefix("file://") { return String(u.dropFirst("file://".count)) }
         return nil
     }
+}
+
+public struct CacheConfig: Sendable {
+    /// Where cached slices live; survives restarts. Required with HTTP origins.
+    public var directory = ""
+    public var diskBytesLimit = 10 * 1024 * 1024 * 1024
+    public var ramBytesLimit = 512 * 1024 * 1024
+    /// Objects are cached as slices of this size (the unit of origin fetches).
+    public var sliceBytes = 262_144
+    /// Origin fills in progress at once, all workers together.
+    public var fillsMax = 1024
 }
 
 /// Every bound the server enforces. Names end in their unit.
@@ -96,6 +147,7 @@ public struct EdgeConfig: Sendable {
     public var server = ServerConfig()
     public var token = TokenConfig()
     public var origin = OriginConfig()
+    public var cache = CacheConfig()
     public var limits = LimitsConfig()
 
     public init() {}
@@ -108,7 +160,7 @@ public struct EdgeConfig: Sendable {
         }
         var c = EdgeConfig()
         var r = Reader(root: root)
-        try r.allowOnly(["server", "token", "origin", "limits"], in: "")
+        try r.allowOnly(["server", "token", "origin", "cache", "limits"], in: "")
 
         let s = try r.table("server")
         try r.allowOnly(["listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2"], in: "server")
@@ -147,18 +199,46 @@ public struct EdgeConfig: Sendable {
         }
 
         let o = try r.table("origin")
-        try r.allowOnly(["urls"], in: "origin")
+        try r.allowOnly(["urls", "connect_timeout_milliseconds", "first_byte_timeout_milliseconds", "idle_read_timeout_milliseconds",
+                         "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds"], in: "origin")
         c.origin.urls = try r.strings(o, "origin.urls") ?? []
         if c.origin.urls.isEmpty { throw ConfigError(key: "origin.urls", reason: "at least one origin is required") }
+        var files = 0
         for u in c.origin.urls {
             if u.hasPrefix("file://") {
                 guard u.dropFirst(7).hasPrefix("/") else { throw ConfigError(key: "origin.urls", reason: "\(u): a file origin needs an absolute path (file:///dir)") }
+                files += 1
             } else if u.hasPrefix("http://") {
-                throw ConfigError(key: "origin.urls", reason: "\(u): HTTP origins are not supported by this build yet; use file:///dir")
+                guard let up = Upstream.parse(u) else {
+                    throw ConfigError(key: "origin.urls", reason: "\(u): expected http://IP:port[/prefix] (an IP literal; IPv6 as [addr]:port)")
+                }
+                c.origin.upstreams.append(up)
             } else {
-                throw ConfigError(key: "origin.urls", reason: "\(u): unsupported scheme (file:// expected)")
+                throw ConfigError(key: "origin.urls", reason: "\(u): unsupported scheme (http:// or file:// expected)")
             }
         }
+        if files > 0 && (files > 1 || !c.origin.upstreams.isEmpty) {
+            throw ConfigError(key: "origin.urls", reason: "either one file:// origin or one or more http:// origins")
+        }
+        c.origin.connectTimeoutMilliseconds = try r.int(o, "origin.connect_timeout_milliseconds", 10...600_000) ?? 2000
+        c.origin.firstByteTimeoutMilliseconds = try r.int(o, "origin.first_byte_timeout_milliseconds", 10...600_000) ?? 10_000
+        c.origin.idleReadTimeoutMilliseconds = try r.int(o, "origin.idle_read_timeout_milliseconds", 10...600_000) ?? 10_000
+        c.origin.attemptsMax = try r.int(o, "origin.attempts_max", 1...16) ?? 2
+        c.origin.connectionsPerUpstreamMax = try r.int(o, "origin.connections_per_upstream_max", 1...10_000) ?? 64
+        c.origin.failuresBeforeDown = try r.int(o, "origin.failures_before_down", 1...1000) ?? 3
+        c.origin.downMilliseconds = try r.int(o, "origin.down_milliseconds", 100...3_600_000) ?? 10_000
+
+        let k = try r.table("cache")
+        try r.allowOnly(["dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max"], in: "cache")
+        c.cache.directory = try r.string(k, "cache.dir") ?? ""
+        c.cache.diskBytesLimit = try r.int(k, "cache.disk_bytes_limit", 0...(1 << 50)) ?? c.cache.diskBytesLimit
+        c.cache.ramBytesLimit = try r.int(k, "cache.ram_bytes_limit", 0...(1 << 42)) ?? c.cache.ramBytesLimit
+        c.cache.sliceBytes = try r.int(k, "cache.slice_bytes", 16384...(64 << 20)) ?? c.cache.sliceBytes
+        c.cache.fillsMax = try r.int(k, "cache.fills_max", 1...1_000_000) ?? c.cache.fillsMax
+        if !c.origin.upstreams.isEmpty && c.cache.directory.isEmpty {
+            throw ConfigError(key: "cache.dir", reason: "required with http:// origins")
+        }
+        if c.cache.sliceBytes % 4096 != 0 { throw ConfigError(key: "cache.slice_bytes", reason: "must be a multiple of 4096") }
 
         let l = try r.table("limits")
         var lim = LimitsConfig()
@@ -256,7 +336,7 @@ struct Reader {
     func addresses(_ t: TOMLTable?, _ key: String) throws -> [ListenAddress]? {
         guard let list = try strings(t, key) else { return nil }
         return try list.map {
-            guard let a = ListenAddress.parse($0) else { throw ConfigError(key: key, reason: "\"\($0)\" is not host:port (IPv6 as [addr]:port)") }
+            guard let a = ListenAddress.parse($0) else { throw ConfigError(key: key, reason: "\"\($0)\" is not IP:port (IPv6 as [addr]:port)") }
             return a
         }
     }

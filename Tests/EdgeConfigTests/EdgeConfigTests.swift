@@ -39,6 +39,10 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertEqual(error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "xyz"))?.key, "token.key_hex")
         XCTAssertEqual(error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "0011"))?.key, "token.key_hex")
         XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "gopher://x"))?.key, "origin.urls")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://origin.example:80"))?.key, "origin.urls")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://127.0.0.1:9000"))?.key, "cache.dir")
+        XCTAssertEqual(error(base.replacingOccurrences(of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000\", \"file:///x\""))?.key, "origin.urls")
+        XCTAssertEqual(error(base + "\n[cache]\ndir = \"/c\"\nslice_bytes = 5000")?.key, "cache.slice_bytes")
         XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "file://relative"))?.key, "origin.urls")
         XCTAssertEqual(error(base + "\nlisten_tls = [\"127.0.0.1:8443\"]")?.key, "origin.listen_tls")
         XCTAssertEqual(error(base.replacingOccurrences(of: "[server]", with: "[server]\nlisten_tls = [\"127.0.0.1:8443\"]"))?.key, "server.tls_certificate")
@@ -47,10 +51,22 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertTrue(error("[server")!.reason.contains("line 1"))
     }
 
+    func testHTTPOrigins() throws {
+        let c = try EdgeConfig.parse(base.replacingOccurrences(of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000/store/\", \"http://[::1]:9001\"") + "\n[cache]\ndir = \"/var/cache/edge\"")
+        XCTAssertEqual(c.origin.upstreams, [Upstream(host: "127.0.0.1", port: 9000, prefix: "/store", url: "http://127.0.0.1:9000/store/"),
+                                            Upstream(host: "::1", port: 9001, prefix: "", url: "http://[::1]:9001")])
+        XCTAssertNil(c.origin.directory)
+        XCTAssertEqual(c.cache.sliceBytes, 262_144)
+    }
+
     func testListenAddressForms() {
         XCTAssertEqual(ListenAddress.parse("[::1]:443"), ListenAddress(host: "::1", port: 443))
         XCTAssertNil(ListenAddress.parse("::1:443"))
         XCTAssertNil(ListenAddress.parse("127.0.0.1:0"))
         XCTAssertNil(ListenAddress.parse("127.0.0.1:70000"))
+        XCTAssertNil(ListenAddress.parse("localhost:80"))
+        XCTAssertNil(ListenAddress.parse("256.1.1.1:80"))
+        XCTAssertNotNil(ListenAddress.parse("0.0.0.0:80"))
+        XCTAssertNotNil(ListenAddress.parse("[::]:80"))
     }
 }

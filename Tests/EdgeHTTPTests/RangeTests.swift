@@ -100,4 +100,24 @@ final class RangeTests: XCTestCase {
             }
         }
     }
+
+    func testOriginResponseParser() {
+        let ok = Array("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n0123456789".utf8)
+        guard case let .head(h, consumed) = ok.withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else { return XCTFail() }
+        XCTAssertEqual(h.status, 206)
+        XCTAssertEqual(h.header("etag"), "\"x\"")
+        XCTAssertEqual(consumed, ok.count - 10)
+        XCTAssertEqual(Array("HTTP/1.1 200 OK\r\nA: b".utf8).withUnsafeBytes { HTTP1ResponseParser.parse($0) }, .needMore)
+        guard case .error = Array("HTTP/9 2 x\r\n\r\n".utf8).withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else { return XCTFail() }
+        guard case .error = Array("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n".utf8).withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else { return XCTFail() }
+    }
+
+    func testContentRange() {
+        XCTAssertEqual(ContentRange.parse("bytes 0-9/100"), ContentRange(first: 0, last: 9, complete: 100))
+        XCTAssertNil(ContentRange.parse("bytes 9-0/100"))
+        XCTAssertNil(ContentRange.parse("bytes 0-100/100"))
+        XCTAssertNil(ContentRange.parse("bytes */100"))
+        XCTAssertNil(ContentRange.parse("bytes 0-9/*"))
+        XCTAssertNil(ContentRange.parse("items 0-9/100"))
+    }
 }

@@ -52,6 +52,18 @@ int edge_prep_close(struct io_uring *r, int fd, uint64_t data);
 int edge_prep_shutdown_close(struct io_uring *r, int fd, uint64_t data);
 int edge_prep_timeout(struct io_uring *r, void *ts_storage, uint64_t milliseconds, uint64_t data);
 int edge_prep_cancel_fd(struct io_uring *r, int fd, uint64_t data);
+int edge_prep_socket(struct io_uring *r, int ipv6, uint64_t data);
+// Resolves host (IPv4/IPv6 literal) and port into `addr` (a struct sockaddr_storage, 128 bytes);
+// returns the address length, or -EINVAL.
+int edge_make_sockaddr(const char *host, int port, void *addr);
+int edge_prep_connect(struct io_uring *r, int fd, const void *addr, int addrlen, uint64_t data);
+// Posts a completion with `data` and `res` to another ring (cross-worker wake-up).
+int edge_prep_msg_ring(struct io_uring *r, int target_ring_fd, uint64_t data, int32_t res, uint64_t own_data);
+int edge_ring_fd(struct io_uring *r);
+int edge_prep_open_create(struct io_uring *r, const char *path, uint64_t data);
+int edge_prep_fsync(struct io_uring *r, int fd, uint64_t data);
+int edge_prep_rename(struct io_uring *r, const char *from, const char *to, uint64_t data);
+int edge_prep_unlink(struct io_uring *r, const char *path, uint64_t data);
 int edge_ring_submit(struct io_uring *r);
 // Submits, waits for at least one completion (or the timeout), then copies up to `max` completions
 // (user_data, res, flags) into the arrays and marks them seen. Returns the count or -errno.
@@ -98,4 +110,5 @@ void edge_tls_shutdown(SSL *ssl);
 int edge_hmac_sha256(const uint8_t *key, size_t keylen, const uint8_t *data, size_t len, uint8_t out[32]);
 int edge_constant_time_equal(const void *a, const void *b, size_t len);
 int edge_random_bytes(uint8_t *out, int len);
+int edge_sha256(const void *data, size_t len, uint8_t out[32]);
 #endif
