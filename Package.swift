@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "EdgeCache"),
         .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "EdgeIO", dependencies: ["CEdgeShims"]),
-        .target(name: "EdgeServer", dependencies: ["EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "CEdgeShims"]),
+        .target(name: "EdgeServer", dependencies: ["EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "CEdgeShims", "CNGHTTP2"]),
         .executableTarget(name: "edge", dependencies: [
             "EdgeServer", "EdgeConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

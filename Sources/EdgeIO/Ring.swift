@@ -70,6 +70,19 @@ public final class Ring {
     public func statx(fd: Int32, into buffer: UnsafeMutableRawPointer, _ d: UserData) {
         retrying { edge_prep_statx_fd(ring, fd, buffer.assumingMemoryBound(to: CEdgeShims.statx.self), d.raw) }
     }
+    public func socket(ipv6: Bool, _ d: UserData) { retrying { edge_prep_socket(ring, ipv6 ? 1 : 0, d.raw) } }
+    public func connect(fd: Int32, address: UnsafeRawPointer, length: Int32, _ d: UserData) {
+        retrying { edge_prep_connect(ring, fd, address, length, d.raw) }
+    }
+    /// Posts a completion carrying `d` into another ring (a cross-thread wake-up, no syscall of its own).
+    public func message(ringFD: Int32, _ d: UserData, result: Int32 = 0) {
+        retrying { edge_prep_msg_ring(ring, ringFD, d.raw, result, 0) }
+    }
+    public var fd: Int32 { edge_ring_fd(ring) }
+    public func openCreate(path: UnsafePointer<CChar>, _ d: UserData) { retrying { edge_prep_open_create(ring, path, d.raw) } }
+    public func fsync(fd: Int32, _ d: UserData) { retrying { edge_prep_fsync(ring, fd, d.raw) } }
+    public func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ d: UserData) { retrying { edge_prep_rename(ring, from, to, d.raw) } }
+    public func unlink(path: UnsafePointer<CChar>, _ d: UserData) { retrying { edge_prep_unlink(ring, path, d.raw) } }
     public func cancel(fd: Int32, _ d: UserData) { retrying { edge_prep_cancel_fd(ring, fd, d.raw) } }
     public func close(fd: Int32, _ d: UserData) { retrying { edge_prep_close(ring, fd, d.raw) } }
     /// Shutdown then close, linked: wakes any receive still parked on the socket.

@@ -15,8 +15,17 @@ final class AccessLog {
     private var timeSecond: Int64 = -1
     private var timePrefix = ""
 
-    init(fd: Int32, ring: Ring, bufferBytesMax: Int) {
-        self.fd = fd; self.ring = ring; self.bufferBytesMax = bufferBytesMax
+    let writeKind: UInt8
+
+    init(fd: Int32, ring: Ring, bufferBytesMax: Int, writeKind: UInt8 = OpKind.logWrite) {
+        self.fd = fd; self.ring = ring; self.bufferBytesMax = bufferBytesMax; self.writeKind = writeKind
+    }
+
+    /// A free-form line (the error log), written the same way.
+    func line(_ text: String, wallMilliseconds: Int64) {
+        guard fd >= 0 else { return }
+        if pending.count > bufferBytesMax { droppedLines += 1; return }
+        pending.append("\(HTTPDate.isoSecond(unixSeconds: Int(wallMilliseconds / 1000)))Z edge: \(text)\n")
     }
 
     struct Record {
@@ -30,6 +39,7 @@ final class AccessLog {
         var ttfbMicroseconds: Int64
         var totalMicroseconds: Int64
         var token: String
+        var cache: String?
     }
 
     func log(_ r: Record, wallMilliseconds: Int64) {
@@ -42,7 +52,9 @@ final class AccessLog {
         var line = "{\"time\":\"\(timePrefix).\(msText)Z\",\"client\":\"\(r.client)\",\"protocol\":\"\(r.protocolName)\","
         line += "\"method\":\(Self.quote(r.method)),\"path\":\(Self.quote(r.path)),\"status\":\(r.status),"
         line += "\"bytes\":\(r.bytesSent),\"range\":\(Self.quote(r.range)),\"ttfb_us\":\(r.ttfbMicroseconds),"
-        line += "\"total_us\":\(r.totalMicroseconds),\"token\":\"\(r.token)\"}\n"
+        line += "\"total_us\":\(r.totalMicroseconds),\"token\":\"\(r.token)\""
+        if let cache = r.cache { line += ",\"cache\":\(Self.quote(cache))" }
+        line += "}\n"
         pending.append(line)
         if pending.count >= 32768 { flush() }
     }
@@ -53,7 +65,7 @@ final class AccessLog {
         swap(&pending, &writing)
         inFlight = true
         let r = writing.readable
-        ring.write(fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: OpKind.logWrite, slot: 0))
+        ring.write(fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: writeKind, slot: 0))
     }
 
     func written(_ result: Int32) {
@@ -63,7 +75,7 @@ final class AccessLog {
             if !writing.isEmpty {   // short write: finish it before anything newer
                 inFlight = true
                 let r = writing.readable
-                ring.write(fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: OpKind.logWrite, slot: 0))
+                ring.write(fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: writeKind, slot: 0))
                 return
             }
         } else {

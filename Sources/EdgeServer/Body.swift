@@ -1,31 +1,55 @@
 import EdgeHTTP
 
-/// The body of one response, pulled by its protocol front end as the peer can take it: a list of
-/// in-memory and file segments (multipart part headers are in-memory segments), read through the
-/// ring in `readChunkBytes` pieces into one buffer. At most one read is in flight per body, and a
-/// new read starts only when the protocol has taken the previous bytes — so a slow reader never
-/// makes the server buffer more than one chunk per stream.
+/// The body of one response, pulled by its protocol front end as the peer can take it. Segments
+/// are in-memory bytes (multipart part headers, short texts), ranges of an origin-directory file,
+/// or ranges of a cached object (served slice by slice). Ready bytes are either in the stream's
+/// own buffer (filled by a file read through the ring) or *borrowed* from a slice buffer: bytes
+/// the RAM tier or a fill in progress already holds are sent from there without a copy. At most
+/// one read is in flight, and a new one starts only when the front end has taken the previous
+/// bytes — a slow reader never makes the server buffer more than one chunk per stream.
 final class BodyStream {
-    enum Segment { case bytes([UInt8]); case file(offset: Int, length: Int) }
+    enum Segment { case bytes([UInt8]); case file(offset: Int, length: Int); case object(offset: Int, length: Int) }
 
+    /// The origin-directory file (for `.file` segments).
     let file: FileEntry?
-    private var segments: [Segment]
-    private var index = 0
-    private var offsetInSegment = 0
+    /// The cached object (for `.object` segments): its path and the ETag the response announced.
+    let objectPath: String?
+    let objectETag: String
+    let segments: [Segment]
+    private(set) var index = 0
+    private(set) var offsetInSegment = 0
     let owner: FileEntry.Waiter
-    private(set) var buffer: UnsafeMutableRawPointer?
     let bufferCapacity: Int
-    private(set) var start = 0
-    private(set) var end = 0
+    private(set) var ownBuffer: UnsafeMutableRawPointer?
+    private var readyPointer: UnsafeRawPointer?
+    private var readyCount = 0
+    /// Keeps a borrowed slice buffer alive while its bytes are referenced.
+    private var borrowedFrom: AnyObject?
     var readInFlight = false
+    var pendingReadLength = 0
     var cancelled = false
     var failed = false
     var fileReleased = false
-    /// Bytes not yet handed to the protocol (buffered ones included).
+    var parked = false
+    /// Bytes not yet handed to the protocol (ready ones included).
     private(set) var remaining: Int
+    // Cached-object cursor: the slice being read and where its bytes come from.
+    var sliceIndex = -1
+    var sliceSource: SliceSource?
+    var diskEntry: FileEntry?
+    /// Whether every slice so far came from the cache (for Cache-Status on the log).
+    var servedFromCache = true
 
-    init(file: FileEntry?, segments: [Segment], owner: FileEntry.Waiter, bufferCapacity: Int) {
+    enum SliceSource {
+        case memory(SliceBuffer, length: Int)
+        case fill(Fill)
+        case disk(DiskSlice)
+    }
+
+    init(file: FileEntry?, objectPath: String? = nil, objectETag: String = "", segments: [Segment], owner: FileEntry.Waiter, bufferCapacity: Int) {
         self.file = file
+        self.objectPath = objectPath
+        self.objectETag = objectETag
         self.segments = segments
         self.owner = owner
         self.bufferCapacity = bufferCapacity
@@ -33,53 +57,88 @@ final class BodyStream {
         for s in segments {
             switch s {
             case .bytes(let b): total += b.count
-            case .file(_, let l): total += l
+            case .file(_, let l), .object(_, let l): total += l
             }
         }
         remaining = total
     }
 
-    var buffered: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: buffer.map { $0 + start }, count: end - start) }
+    var buffered: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: readyPointer, count: readyCount) }
     var isComplete: Bool { remaining == 0 }
+    var currentSegment: Segment? { index < segments.count ? segments[index] : nil }
+    var segmentRemaining: Int {
+        switch segments[index] {
+        case .bytes(let b): return b.count - offsetInSegment
+        case .file(_, let l), .object(_, let l): return l - offsetInSegment
+        }
+    }
+    /// The object offset the next produced byte comes from (for `.object` segments).
+    var objectOffset: Int {
+        if case .object(let o, _) = segments[index] { return o + offsetInSegment }
+        return 0
+    }
+    var fileOffset: Int {
+        if case .file(let o, _) = segments[index] { return o + offsetInSegment }
+        return 0
+    }
 
     func consume(_ n: Int) {
-        start += n; remaining -= n
-        if start == end { start = 0; end = 0 }
+        readyPointer = readyPointer.map { $0 + n }
+        readyCount -= n
+        remaining -= n
+        if readyCount == 0 { readyPointer = nil; borrowedFrom = nil }
     }
 
-    /// Copies in-memory segments into the buffer; returns the file read to start next, if any.
-    func prepare(pool: BufferPool) -> (offset: Int, length: Int, into: UnsafeMutableRawPointer)? {
-        guard !readInFlight, !failed, start == end, index < segments.count else { return nil }
-        if buffer == nil { buffer = pool.take() }
-        let buf = buffer!
-        while index < segments.count && end < bufferCapacity {
-            switch segments[index] {
-            case .bytes(let b):
-                let n = min(b.count - offsetInSegment, bufferCapacity - end)
-                b.withUnsafeBytes { (buf + end).copyMemory(from: $0.baseAddress! + offsetInSegment, byteCount: n) }
-                end += n; offsetInSegment += n
-                if offsetInSegment == b.count { index += 1; offsetInSegment = 0 }
-            case .file(let offset, let length):
-                if end > 0 { return nil }   // hand over the in-memory bytes first
-                let n = min(length - offsetInSegment, bufferCapacity)
-                readInFlight = true
-                return (offset + offsetInSegment, n, buf)
-            }
+    private func produced(_ n: Int) {
+        offsetInSegment += n
+        if offsetInSegment == segmentLength(index) { index += 1; offsetInSegment = 0 }
+    }
+    private func segmentLength(_ i: Int) -> Int {
+        switch segments[i] {
+        case .bytes(let b): return b.count
+        case .file(_, let l), .object(_, let l): return l
         }
-        return nil
     }
 
-    /// A read finished with `result` bytes (or -errno). A short or failed read of an immutable file
-    /// means it changed under us: the response is failed, never padded or spliced.
-    func readCompleted(_ result: Int32, requested: Int) {
+    /// Copies in-memory segments into the own buffer; true when it produced bytes.
+    func copyBytesSegments(pool: BufferPool) -> Bool {
+        guard readyCount == 0, index < segments.count, case .bytes = segments[index] else { return false }
+        let buf = takeOwnBuffer(pool)
+        var n = 0
+        while index < segments.count, case .bytes(let b) = segments[index], n < bufferCapacity {
+            let k = min(b.count - offsetInSegment, bufferCapacity - n)
+            b.withUnsafeBytes { (buf + n).copyMemory(from: $0.baseAddress! + offsetInSegment, byteCount: k) }
+            n += k
+            produced(k)
+        }
+        readyPointer = UnsafeRawPointer(buf)
+        readyCount = n
+        return n > 0
+    }
+
+    func takeOwnBuffer(_ pool: BufferPool) -> UnsafeMutableRawPointer {
+        if ownBuffer == nil { ownBuffer = pool.take() }
+        return ownBuffer!
+    }
+
+    /// Marks `length` bytes, read into the own buffer, as ready.
+    func readCompleted(_ result: Int32) {
         readInFlight = false
-        guard result == Int32(requested) else { failed = true; return }
-        end = Int(result)
-        offsetInSegment += Int(result)
-        if case .file(_, let length) = segments[index], offsetInSegment == length { index += 1; offsetInSegment = 0 }
+        guard result == Int32(pendingReadLength), result > 0 else { failed = true; return }
+        readyPointer = UnsafeRawPointer(ownBuffer!)
+        readyCount = Int(result)
+        produced(Int(result))
+    }
+
+    /// Makes bytes that another object owns ready without copying them.
+    func borrow(_ pointer: UnsafeRawPointer, _ count: Int, owner: AnyObject) {
+        readyPointer = pointer
+        readyCount = count
+        borrowedFrom = owner
+        produced(count)
     }
 
     func releaseBuffer(to pool: BufferPool) {
-        if let b = buffer, !readInFlight { pool.give(b); buffer = nil }
+        if let b = ownBuffer, !readInFlight { pool.give(b); ownBuffer = nil }
     }
 }

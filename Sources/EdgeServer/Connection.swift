@@ -14,6 +14,15 @@ enum OpKind {
     static let wake: UInt8 = 9
     static let logWrite: UInt8 = 10
     static let listenerClose: UInt8 = 11
+    static let originSocket: UInt8 = 12
+    static let originConnect: UInt8 = 13
+    static let originSend: UInt8 = 14
+    static let originRecv: UInt8 = 15
+    static let originClose: UInt8 = 16
+    static let fillWake: UInt8 = 17
+    static let diskWrite: UInt8 = 18
+    static let cacheFileOpen: UInt8 = 19
+    static let cacheFileStat: UInt8 = 20
 }
 
 /// One request/response exchange: an HTTP/1.1 request on its connection or one HTTP/2 stream.
@@ -39,6 +48,8 @@ final class Exchange {
     var responded = false
     var logged = false
     var keepAlive = true
+    /// RFC 9211 Cache-Status of a cached response (nil for the directory origin and errors).
+    var cacheStatus: String?
 
     init(request: EdgeRequest, streamID: Int32, startMicroseconds: Int64) {
         self.request = request; self.streamID = streamID; self.startMicroseconds = startMicroseconds

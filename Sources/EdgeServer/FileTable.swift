@@ -23,7 +23,13 @@ final class FileEntry {
     var waiters: [Waiter] = []
     var lastUseMicroseconds: Int64 = 0
 
-    struct Waiter { var connectionSlot: UInt32; var generation: UInt32; var streamID: Int32 }
+    struct Waiter {
+        var connectionSlot: UInt32
+        var generation: UInt32
+        var streamID: Int32
+        /// A body waiting to read (rather than a request waiting to be answered).
+        var body: BodyStream? = nil
+    }
 
     init(slot: UInt32, relativePath: String, fullPath: String) {
         self.slot = slot
@@ -43,12 +49,16 @@ final class FileTable {
     let ring: Ring
     let entriesMax: Int
     let revalidateMicroseconds: Int64
+    let openKind: UInt8
+    let statKind: UInt8
     private var byPath: [String: UInt32] = [:]
     private(set) var slots: [FileEntry?] = []
     private var freeSlots: [UInt32] = []
     var liveCount = 0
 
-    init(root: String, ring: Ring, entriesMax: Int, revalidateMilliseconds: Int) {
+    init(root: String, ring: Ring, entriesMax: Int, revalidateMilliseconds: Int, openKind: UInt8 = OpKind.fileOpen, statKind: UInt8 = OpKind.fileStat) {
+        self.openKind = openKind
+        self.statKind = statKind
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
         self.ring = ring
         self.entriesMax = entriesMax
@@ -79,7 +89,7 @@ final class FileTable {
         slots[Int(slot)] = e
         byPath[path] = slot
         liveCount += 1
-        ring.openRead(path: e.cPath, UserData(kind: OpKind.fileOpen, slot: slot))
+        ring.openRead(path: e.cPath, UserData(kind: openKind, slot: slot))
         return .pending(e)
     }
 
@@ -93,7 +103,7 @@ final class FileTable {
         }
         e.fd = result
         e.state = .statting
-        ring.statx(fd: result, into: e.statBuffer, UserData(kind: OpKind.fileStat, slot: slot))
+        ring.statx(fd: result, into: e.statBuffer, UserData(kind: statKind, slot: slot))
         return nil
     }
 

@@ -233,7 +233,8 @@ final class H2Session {
         if body.failed { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }   // RST_STREAM: never wrong bytes
         let buffered = body.buffered
         if buffered.count == 0 && !body.isComplete {
-            worker.startRead(body)
+            worker.refill(body)
+            if body.failed { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
             if body.buffered.count == 0 { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
         }
         // NO_COPY: nghttp2 only sizes the frame; sendData writes the payload straight from the

@@ -41,7 +41,16 @@ public final class EdgeServer {
             logFD = edge_open_append(config.server.accessLog)
             if logFD < 0 { throw StartupError(description: "server.access_log: cannot open \(config.server.accessLog): errno \(-logFD)") }
         }
-        let settings = WorkerSettings(config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD)
+        var store: SliceStore? = nil
+        if !config.origin.upstreams.isEmpty {
+            let s = SliceStore(config: (config.cache.directory, config.cache.sliceBytes, config.cache.fillsMax,
+                                        config.cache.ramBytesLimit, config.cache.diskBytesLimit))
+            let (adopted, dropped) = try SliceFile.rebuild(s)
+            printError("edge: cache \(config.cache.directory): \(adopted) slices adopted, \(dropped) dropped (torn, unverifiable or over the limit)")
+            store = s
+        }
+        let settings = WorkerSettings(config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD,
+                                      store: store, directory: WorkerDirectory(workers: workerCount))
 
         for a in config.server.listen + config.server.listenTLS {
             let rc = edge_address_free(a.host, Int32(a.port))

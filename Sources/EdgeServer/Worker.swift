@@ -11,8 +11,12 @@ final class WorkerSettings: @unchecked Sendable {
     let router: Router
     let tlsContext: OpaquePointer?
     let accessLogFD: Int32
-    init(config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32) {
+    /// The shared cache (HTTP origins only).
+    let store: SliceStore?
+    let directory: WorkerDirectory
+    init(config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32, store: SliceStore?, directory: WorkerDirectory) {
         self.config = config; self.router = router; self.tlsContext = tlsContext; self.accessLogFD = accessLogFD
+        self.store = store; self.directory = directory
     }
 }
 
@@ -48,6 +52,14 @@ final class Worker {
     var boundaryCounter: UInt64
     var rejectedConnections = 0
     var acceptBackoff = false
+    // Cache mode (HTTP origins): the shared store, this worker's origin client and slice files.
+    let store: SliceStore?
+    var origin: OriginClient?
+    let cacheFiles: FileTable?
+    var parked: [Parked] = []
+    let errorLog: AccessLog
+    var diskWrites: [DiskWrite?] = []
+    var freeDiskWrites: [UInt32] = []
 
     init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32) throws {
         self.index = index
@@ -61,18 +73,28 @@ final class Worker {
         log = AccessLog(fd: settings.accessLogFD, ring: ring, bufferBytesMax: limits.accessLogBufferBytesMax)
         readPool = BufferPool(size: limits.readChunkBytes, keepMax: 1024)
         verifier = EdgeAuthVerifier(policy: settings.router.policy)
+        store = settings.store
+        errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: 99)
+        if let store {
+            cacheFiles = FileTable(root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
+                                   openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat)
+        } else {
+            cacheFiles = nil
+        }
         var seed: UInt64 = 0
         withUnsafeMutableBytes(of: &seed) { _ = edge_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
         boundaryCounter = seed
+        if let store { origin = OriginClient(worker: self, config: settings.config.origin, sliceBytes: store.sliceBytes) }
     }
 
     // MARK: loop
 
     func run() {
+        settings.directory.register(worker: index, ringFD: ring.fd)
+        ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
         now = Clock.monotonicMicroseconds()
         updateDate()
         for i in listeners.indices { armAccept(i) }
-        ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
         while true {
             let n: Int
@@ -102,6 +124,16 @@ final class Worker {
         case OpKind.tick: onTick()
         case OpKind.wake: beginDrain()
         case OpKind.logWrite: log.written(result)
+        case OpKind.originSocket: origin?.onSocket(d, result)
+        case OpKind.originConnect: origin?.onConnect(d, result)
+        case OpKind.originSend: origin?.onSend(d, result)
+        case OpKind.originRecv: origin?.onRecv(d, result)
+        case OpKind.originClose: origin?.onClose(d)
+        case OpKind.fillWake: onFillWake()
+        case OpKind.diskWrite: onDiskWrite(slot: d.slot, result)
+        case OpKind.cacheFileOpen: if let e = cacheFiles?.opened(slot: d.slot, result: result, now: now) { cacheFileSettled(e) }
+        case OpKind.cacheFileStat: if let e = cacheFiles?.statted(slot: d.slot, result: result, now: now) { cacheFileSettled(e) }
+        case 99: errorLog.written(result)
         default: break
         }
     }
@@ -120,10 +152,12 @@ final class Worker {
     private func finish() {
         for c in connections where c.inUse && !c.closing { close(c) }
         files.closeAll()
+        cacheFiles?.closeAll()
         log.flush()
+        errorLog.flush()
         // The last completions (closes, the log write) before the thread exits.
         var rounds = 0
-        while rounds < 20 && (!log.idle || liveConnections > 0) {
+        while rounds < 20 && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })) {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
             rounds += 1
@@ -342,6 +376,7 @@ final class Worker {
         case let .audio(path, verdict):
             ex.verdict = verdict
             ex.canonicalPath = path
+            if store != nil { handleCached(c, ex, path); return }
             switch files.lookup(path, now: now) {
             case .ready(let e): serveFile(c, ex, e)
             case .missing: respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: [])
@@ -390,7 +425,7 @@ final class Worker {
     }
 
     /// Hands a response to the connection's protocol front end.
-    private func respond(_ c: Connection, _ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, body: BodyStream?) {
+    func respond(_ c: Connection, _ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, body: BodyStream?) {
         ex.responded = true
         ex.status = status
         ex.body = body
@@ -438,20 +473,37 @@ final class Worker {
                     close(c)
                     return
                 } else {
-                    startRead(body)
-                    if body.buffered.count == 0 { break }
+                    refill(body)
+                    if body.buffered.count == 0 && !body.failed { break }
                 }
             }
         }
         flush(c)
     }
 
-    /// Starts the next file read of a body, if it needs one (or copies its in-memory segments).
-    func startRead(_ body: BodyStream) {
-        guard let (offset, length, into) = body.prepare(pool: readPool) else { return }
+    /// Makes the next bytes of a body ready, or starts what will: in-memory segments are copied,
+    /// origin-directory ranges read through the ring, cached-object ranges borrowed from a slice
+    /// buffer or read from a slice file (see Worker+Cache).
+    func refill(_ body: BodyStream) {
+        guard !body.readInFlight, !body.failed, !body.parked, body.buffered.count == 0, let segment = body.currentSegment else { return }
+        switch segment {
+        case .bytes:
+            _ = body.copyBytesSegments(pool: readPool)
+        case .file:
+            let length = min(body.segmentRemaining, body.bufferCapacity)
+            startRead(body, fd: body.file!.fd, offset: body.fileOffset, length: length)
+        case .object:
+            refillObject(body)
+        }
+    }
+
+    func startRead(_ body: BodyStream, fd: Int32, offset: Int, length: Int) {
+        let into = body.takeOwnBuffer(readPool)
+        body.readInFlight = true
+        body.pendingReadLength = length
         let slot: UInt32
         if let s = freeReadOps.popLast() { slot = s; readOps[Int(s)] = (body, length) } else { slot = UInt32(readOps.count); readOps.append((body, length)) }
-        ring.read(fd: body.file!.fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
+        ring.read(fd: fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
     }
 
     private func onRead(slot: UInt32, _ result: Int32) {
@@ -459,8 +511,13 @@ final class Worker {
         readOps[Int(slot)] = nil
         freeReadOps.append(slot)
         let body = op.body
-        body.readCompleted(result, requested: op.length)
+        body.readCompleted(result)
         if body.cancelled { finishBody(body); return }
+        resumeBody(body)
+    }
+
+    /// Wakes the front end of a body that has bytes (or a failure) to report.
+    func resumeBody(_ body: BodyStream) {
         let c = connections[Int(body.owner.connectionSlot)]
         guard c.inUse, !c.closing, c.generation == body.owner.generation else { finishBody(body); return }
         if c.proto == .http2, let h2 = c.h2 { h2.resume(streamID: body.owner.streamID) }
@@ -473,7 +530,11 @@ final class Worker {
         guard !body.readInFlight else { return }   // onRead finishes it
         body.releaseBuffer(to: readPool)
         // Released exactly once, even when both the protocol and a late read finish the body.
-        if let f = body.file, !body.fileReleased { body.fileReleased = true; files.release(f) }
+        if !body.fileReleased {
+            body.fileReleased = true
+            if let f = body.file { files.release(f) }
+            if let d = body.diskEntry, let cf = cacheFiles { cf.release(d); body.diskEntry = nil }
+        }
     }
 
     func flush(_ c: Connection) {
@@ -506,7 +567,7 @@ final class Worker {
         log.log(AccessLog.Record(client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
                                  status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
                                  ttfbMicroseconds: max(0, ex.ttfbMicroseconds), totalMicroseconds: now - ex.startMicroseconds,
-                                 token: ex.verdict), wallMilliseconds: Clock.wallMilliseconds())
+                                 token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: Clock.wallMilliseconds())
     }
 
     func close(_ c: Connection) {
@@ -538,6 +599,8 @@ final class Worker {
     private func onTick() {
         updateDate()
         log.flush()
+        errorLog.flush()
+        origin?.tick(now: now)
         if acceptBackoff {
             acceptBackoff = false
             for i in listeners.indices { armAccept(i) }

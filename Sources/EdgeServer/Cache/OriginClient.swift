@@ -1,0 +1,387 @@
+import CEdgeShims
+import EdgeIO
+import EdgeHTTP
+import EdgeConfig
+import EdgeCache
+
+/// One keep-alive HTTP/1.1 connection to an upstream, owned by one worker.
+final class OriginConnection {
+    enum State { case free, opening, connecting, idle, busy }
+    let slot: UInt32
+    var generation: UInt32 = 0
+    var state = State.free
+    var fd: Int32 = -1
+    var upstream = 0
+    let address = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8)
+    var addressLength: Int32 = 0
+    let recvBuffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 64)
+    let request = ByteBuffer(capacity: 512)
+    let head = ByteBuffer(capacity: 4096)
+    var job: OriginClient.Job?
+    var headParsed = false
+    var bodyExpected = 0       // bytes of the slice still to come
+    var bodyToDiscard = 0      // a 200 whose rest we do not keep: the connection is closed instead
+    var keepAlive = true
+    var pendingOps = 0
+    var recvPending = false
+    var deadlineMicroseconds: Int64 = 0
+    var deadlineStatus = 504
+
+    init(slot: UInt32) { self.slot = slot }
+    deinit { address.deallocate(); recvBuffer.deallocate() }
+}
+
+/// Fetches slices from the configured HTTP upstreams on its worker's ring: keep-alive pools per
+/// upstream (bounded), connect / first-byte / idle-read timeouts, the next upstream on failure
+/// (bounded attempts), and passive health — an upstream that keeps failing is skipped for a
+/// while, then given one probe request.
+final class OriginClient {
+    struct Job { var fill: Fill; var attempts: Int; var tried: [Int] }
+    struct Health { var failures = 0; var downUntilMicroseconds: Int64 = 0; var probing = false }
+
+    unowned(unsafe) let worker: Worker
+    let upstreams: [Upstream]
+    let config: OriginConfig
+    let sliceBytes: Int
+    var connections: [OriginConnection] = []
+    var freeSlots: [UInt32] = []
+    var idle: [[UInt32]]
+    var open: [Int]
+    var health: [Health]
+    var queued: [Job] = []
+    private(set) var requestsSent = 0
+
+    init(worker: Worker, config: OriginConfig, sliceBytes: Int) {
+        self.worker = worker
+        self.config = config
+        upstreams = config.upstreams
+        self.sliceBytes = sliceBytes
+        idle = Array(repeating: [], count: config.upstreams.count)
+        open = Array(repeating: 0, count: config.upstreams.count)
+        health = Array(repeating: Health(), count: config.upstreams.count)
+    }
+
+    var ring: Ring { worker.ring }
+
+    func fetch(_ fill: Fill) { start(Job(fill: fill, attempts: 0, tried: [])) }
+
+    private func pickUpstream(_ job: Job) -> Int? {
+        let now = worker.now
+        var fallback: Int? = nil
+        for u in upstreams.indices where !job.tried.contains(u) {
+            let h = health[u]
+            if h.failures < config.failuresBeforeDown { return u }
+            if now >= h.downUntilMicroseconds && !h.probing { health[u].probing = true; return u }   // half-open probe
+            if fallback == nil { fallback = u }
+        }
+        return fallback   // everything untried is down: try anyway rather than fail without asking
+    }
+
+    private func start(_ job: Job) {
+        var job = job
+        guard job.attempts < config.attemptsMax, let u = pickUpstream(job) else {
+            fail(job.fill, status: 502)
+            return
+        }
+        job.attempts += 1
+        job.tried.append(u)
+        if let s = idle[u].popLast() {
+            let c = connections[Int(s)]
+            c.job = job
+            sendRequest(c)
+            return
+        }
+        guard open[u] < config.connectionsPerUpstreamMax else {
+            job.attempts -= 1; job.tried.removeLast()
+            queued.append(job)
+            return
+        }
+        let c = takeConnection()
+        c.upstream = u
+        c.job = job
+        c.state = .opening
+        open[u] += 1
+        let up = upstreams[u]
+        c.addressLength = edge_make_sockaddr(up.host, Int32(up.port), c.address)
+        c.pendingOps += 1
+        c.deadlineMicroseconds = worker.now + Int64(config.connectTimeoutMilliseconds) * 1000
+        c.deadlineStatus = 504
+        ring.socket(ipv6: up.host.contains(":"), UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
+    }
+
+    private func takeConnection() -> OriginConnection {
+        if let s = freeSlots.popLast() { return connections[Int(s)] }
+        let c = OriginConnection(slot: UInt32(connections.count))
+        connections.append(c)
+        return c
+    }
+
+    private func connection(_ d: UserData) -> OriginConnection? {
+        let c = connections[Int(d.slot)]
+        c.pendingOps -= 1
+        guard c.generation == d.generation, c.state != .free else {
+            if c.state == .free && c.pendingOps == 0 { recycle(c) }
+            return nil
+        }
+        return c
+    }
+
+    func onSocket(_ d: UserData, _ result: Int32) {
+        guard let c = connection(d) else { if result >= 0 { ring.close(fd: result, UserData(kind: OpKind.ignore, slot: 0)) }; return }
+        guard result >= 0 else { failed(c, status: 502, upstreamFault: true); return }
+        c.fd = result
+        c.state = .connecting
+        c.pendingOps += 1
+        ring.connect(fd: c.fd, address: c.address, length: c.addressLength, UserData(kind: OpKind.originConnect, slot: c.slot, generation: c.generation))
+    }
+
+    func onConnect(_ d: UserData, _ result: Int32) {
+        guard let c = connection(d) else { return }
+        guard result >= 0 else { failed(c, status: 502, upstreamFault: true); return }
+        _ = edge_set_nodelay(c.fd)
+        sendRequest(c)
+    }
+
+    private func sendRequest(_ c: OriginConnection) {
+        guard let job = c.job else { return }
+        let key = job.fill.key
+        let up = upstreams[c.upstream]
+        let first = key.index * sliceBytes
+        c.request.clear()
+        c.request.append("GET \(up.prefix)\(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.host.contains(":") ? "[\(up.host)]" : up.host):\(up.port)\r\n")
+        c.request.append("Range: bytes=\(first)-\(first + sliceBytes - 1)\r\nUser-Agent: edge\r\n\r\n")
+        c.state = .busy
+        c.head.clear()
+        c.headParsed = false
+        c.bodyExpected = 0
+        c.bodyToDiscard = 0
+        c.keepAlive = true
+        c.deadlineMicroseconds = worker.now + Int64(config.firstByteTimeoutMilliseconds) * 1000
+        c.deadlineStatus = 504
+        requestsSent += 1
+        let r = c.request.readable
+        c.pendingOps += 1
+        ring.send(fd: c.fd, from: r.baseAddress!, length: r.count, UserData(kind: OpKind.originSend, slot: c.slot, generation: c.generation))
+        postRecv(c)
+    }
+
+    /// At most one receive in flight: an idle connection's pending receive carries the next response.
+    private func postRecv(_ c: OriginConnection) {
+        guard !c.recvPending else { return }
+        c.recvPending = true
+        c.pendingOps += 1
+        ring.recv(fd: c.fd, into: c.recvBuffer, length: 65536, UserData(kind: OpKind.originRecv, slot: c.slot, generation: c.generation))
+    }
+
+    func onSend(_ d: UserData, _ result: Int32) {
+        guard let c = connection(d) else { return }
+        if result < 0 || Int(result) != c.request.count {
+            // A keep-alive connection the upstream closed meanwhile fails here: a retry is safe (GET).
+            failed(c, status: 502, upstreamFault: result != -32 && result != -104)
+        }
+    }
+
+    func onRecv(_ d: UserData, _ result: Int32) {
+        connections[Int(d.slot)].recvPending = false
+        guard let c = connection(d) else { return }
+        guard c.state == .busy, let job = c.job else {
+            // An idle connection said something (usually: the upstream closed it).
+            if c.state == .idle { retire(c) }
+            return
+        }
+        if result <= 0 {
+            failed(c, status: 502, upstreamFault: c.headParsed || result < 0)   // EOF or reset mid-response
+            return
+        }
+        c.deadlineMicroseconds = worker.now + Int64(config.idleReadTimeoutMilliseconds) * 1000
+        var bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
+        if !c.headParsed {
+            c.head.append(bytes)
+            switch HTTP1ResponseParser.parse(c.head.readable) {
+            case .needMore:
+                if c.head.count > 32768 { failed(c, status: 502, upstreamFault: true); return }
+                postRecv(c)
+                return
+            case .error:
+                failed(c, status: 502, upstreamFault: true)
+                return
+            case let .head(h, consumed):
+                c.headParsed = true
+                guard accept(h, c, job) else { return }
+                let rest = c.head.readable
+                bytes = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+            }
+        }
+        let fill = job.fill
+        let written = fill.buffer.available.load(ordering: .relaxed)
+        let take = min(bytes.count, c.bodyExpected)
+        if take > 0 {
+            (fill.buffer.bytes + written).copyMemory(from: bytes.baseAddress!, byteCount: take)
+            fill.buffer.available.store(written + take, ordering: .releasing)
+            c.bodyExpected -= take
+        }
+        if bytes.count > take { c.bodyToDiscard -= bytes.count - take }
+        if c.bodyExpected == 0 {
+            health[c.upstream] = Health()
+            worker.fillCompleted(fill)
+            c.job = nil
+            if c.keepAlive && c.bodyToDiscard == 0 { release(c) } else { retire(c) }
+            startQueued()
+            return
+        }
+        worker.fillProgressed(fill)
+        postRecv(c)
+    }
+
+    /// Checks a response head against the slice asked for; on success publishes the object's
+    /// metadata and the slice length to everyone waiting.
+    private func accept(_ h: OriginResponseHead, _ c: OriginConnection, _ job: Job) -> Bool {
+        let fill = job.fill
+        let first = fill.key.index * sliceBytes
+        if let conn = h.header("connection")?.lowercased(), conn.contains("close") { c.keepAlive = false }
+        let total: Int, length: Int
+        switch h.status {
+        case 206:
+            guard let cr = h.header("content-range").flatMap(ContentRange.parse), cr.first == first,
+                  cr.last == min(first + sliceBytes, cr.complete) - 1 else {
+                failed(c, status: 502, upstreamFault: true); return false
+            }
+            total = cr.complete; length = cr.last - cr.first + 1
+            if let cl = h.header("content-length"), Int(cl) != length { failed(c, status: 502, upstreamFault: true); return false }
+        case 200:
+            // The origin ignored Range. Usable for the first slice only; the rest is not read.
+            guard first == 0, let cl = h.header("content-length").flatMap({ Int($0) }), cl > 0 else {
+                failed(c, status: 502, upstreamFault: true); return false
+            }
+            total = cl; length = min(cl, sliceBytes)
+            c.bodyToDiscard = cl - length
+        case 404, 410:
+            finishWithoutBody(c, status: h.status, contentRange: nil); return false
+        case 416:
+            finishWithoutBody(c, status: 416, contentRange: h.header("content-range")); return false
+        default:
+            failed(c, status: 502, upstreamFault: h.status >= 500); return false
+        }
+        guard length > 0, length <= fill.buffer.capacity else { failed(c, status: 502, upstreamFault: true); return false }
+        let lm = h.header("last-modified") ?? ""
+        let etag = h.header("etag") ?? "\"\(String(total, radix: 16))-\(String(cacheKeyHash(lm) % 0xFFFF_FFFF, radix: 16))\""
+        let meta = ObjectMeta(size: total, etag: etag, lastModified: lm,
+                              contentType: h.header("content-type") ?? MediaTypes.type(forPath: fill.key.path),
+                              storedAtSeconds: Clock.wallMilliseconds() / 1000)
+        guard worker.store!.recordMeta(fill.key.path, meta) else {
+            // The object changed at the origin: everything cached of it is dropped; never mixed.
+            worker.purgeFiles(fill.key.path)
+            failed(c, status: 502, upstreamFault: false, retry: false); return false
+        }
+        fill.meta = meta
+        fill.length = length
+        c.bodyExpected = length
+        fill.phase.store(Fill.Phase.head.rawValue, ordering: .releasing)
+        worker.fillProgressed(fill)
+        return true
+    }
+
+    /// A 404/410/416: answered to the waiting clients, never cached (no CPDoS), connection reused.
+    private func finishWithoutBody(_ c: OriginConnection, status: Int, contentRange: String?) {
+        guard let job = c.job else { return }
+        c.job = nil
+        health[c.upstream] = Health()
+        job.fill.failureContentRange = contentRange
+        fail(job.fill, status: status)
+        // The body of the error (if any) is not read: close rather than resynchronise.
+        retire(c)
+        startQueued()
+    }
+
+    private func failed(_ c: OriginConnection, status: Int, upstreamFault: Bool, retry: Bool = true) {
+        let job = c.job
+        c.job = nil
+        if upstreamFault {
+            health[c.upstream].failures += 1
+            health[c.upstream].probing = false
+            if health[c.upstream].failures >= config.failuresBeforeDown {
+                health[c.upstream].downUntilMicroseconds = worker.now + Int64(config.downMilliseconds) * 1000
+                worker.logError("origin \(upstreams[c.upstream].url) marked down for \(config.downMilliseconds) ms after \(health[c.upstream].failures) failures")
+            }
+        }
+        retire(c)
+        if let job {
+            // Retry only while nothing of the slice has been published to waiters.
+            if retry && job.fill.currentPhase == .requested { start(job) } else { fail(job.fill, status: status) }
+        }
+        startQueued()
+    }
+
+    private func fail(_ fill: Fill, status: Int) {
+        fill.failureStatus = status
+        fill.phase.store(Fill.Phase.failed.rawValue, ordering: .releasing)
+        worker.fillFailed(fill)
+    }
+
+    private func release(_ c: OriginConnection) {
+        c.state = .idle
+        c.deadlineMicroseconds = 0
+        idle[c.upstream].append(c.slot)
+        postRecv(c)   // notices an upstream closing the idle connection
+    }
+
+    /// Closes a connection; its slot is reused once every operation on it has completed.
+    private func retire(_ c: OriginConnection) {
+        guard c.state != .free else { return }
+        if c.state == .idle, let i = idle[c.upstream].firstIndex(of: c.slot) { idle[c.upstream].remove(at: i) }
+        open[c.upstream] -= 1
+        c.state = .free
+        c.job = nil
+        if c.fd >= 0 {
+            c.pendingOps += 1
+            ring.shutdownAndClose(fd: c.fd, UserData(kind: OpKind.originClose, slot: c.slot, generation: c.generation))
+            c.fd = -1
+        }
+        if c.pendingOps == 0 { recycle(c) }
+    }
+
+    func onClose(_ d: UserData) {
+        let c = connections[Int(d.slot)]
+        c.pendingOps -= 1
+        if c.state == .free && c.pendingOps == 0 { recycle(c) }
+    }
+
+    private func recycle(_ c: OriginConnection) {
+        guard !freeSlots.contains(c.slot) else { return }
+        c.generation = (c.generation + 1) & 0xFF_FFFF
+        freeSlots.append(c.slot)
+    }
+
+    private func startQueued() {
+        while !queued.isEmpty {
+            let before = queued.count
+            let job = queued.removeFirst()
+            start(job)
+            if queued.count >= before { break }   // still no connection free: wait for the next release
+        }
+    }
+
+    /// Timeouts, from the worker's tick.
+    func tick(now: Int64) {
+        for c in connections where (c.state == .opening || c.state == .connecting || c.state == .busy) && c.deadlineMicroseconds > 0 && now > c.deadlineMicroseconds {
+            failed(c, status: c.deadlineStatus, upstreamFault: true)
+        }
+    }
+
+    /// Percent-encodes what a request line must not carry raw.
+    static func encodePath(_ p: String) -> String {
+        var out = ""
+        for b in p.utf8 {
+            switch b {
+            case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"),
+                 UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"),
+                 UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"):
+                out.unicodeScalars.append(Unicode.Scalar(b))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                out += "%"; out.unicodeScalars.append(hex[Int(b >> 4)]); out.unicodeScalars.append(hex[Int(b & 15)])
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,226 @@
+import Synchronization
+import EdgeCache
+import CEdgeShims
+
+/// What the origin told us about an object; every slice of it must agree.
+struct ObjectMeta: Sendable, Equatable {
+    var size: Int
+    var etag: String
+    var lastModified: String
+    var contentType: String
+    var storedAtSeconds: Int64
+}
+
+struct SliceKey: Hashable, Sendable {
+    var path: String
+    var index: Int
+    var hash: UInt64 { cacheKeyHash(path) &* 0x9E3779B97F4A7C15 &+ UInt64(index) }
+}
+
+/// A slice's bytes in memory. Written once, front to back, by the worker that fills it; bytes
+/// below `available` never change again, so any worker may read them while the fill goes on
+/// (read-while-writer) — `available` is stored with release and loaded with acquire ordering.
+final class SliceBuffer: @unchecked Sendable {
+    let bytes: UnsafeMutableRawPointer
+    let capacity: Int
+    let available = Atomic<Int>(0)
+    init(capacity: Int) {
+        self.capacity = capacity
+        bytes = .allocate(byteCount: max(capacity, 1), alignment: 4096)
+    }
+    deinit { bytes.deallocate() }
+}
+
+/// One origin fetch of one slice, shared by every request (on any worker) that wants it.
+final class Fill: @unchecked Sendable {
+    enum Phase: Int { case requested = 0, head = 1, complete = 2, failed = 3 }
+    let key: SliceKey
+    let owner: Int
+    let buffer: SliceBuffer
+    let phase = Atomic<Int>(0)
+    /// Workers with requests parked on this fill, one bit each.
+    let waitingWorkers = Atomic<UInt64>(0)
+    // Written by the owner before `phase` moves past `.requested` (release), read after (acquire).
+    var meta: ObjectMeta?
+    var length = 0
+    var failureStatus = 502
+    var failureContentRange: String?
+
+    init(key: SliceKey, owner: Int, capacity: Int) {
+        self.key = key; self.owner = owner
+        buffer = SliceBuffer(capacity: capacity)
+    }
+    var currentPhase: Phase { Phase(rawValue: phase.load(ordering: .acquiring))! }
+}
+
+/// A slice on disk: its file (relative to the cache directory) and where the data starts.
+struct DiskSlice: Sendable, Equatable {
+    var relativePath: String
+    var dataOffset: Int
+    var length: Int
+}
+
+/// The cache index shared by all workers: object metadata, RAM and disk slices, fills in
+/// progress, and the two policies (one per tier). One mutex; every critical section is a few
+/// dictionary operations, never I/O.
+final class SliceStore: @unchecked Sendable {
+    let sliceBytes: Int
+    let fillsMax: Int
+    let directory: String
+
+    struct State {
+        var meta: [String: ObjectMeta] = [:]
+        var ram: [SliceKey: (buffer: SliceBuffer, length: Int)] = [:]
+        var disk: [SliceKey: DiskSlice] = [:]
+        var fills: [SliceKey: Fill] = [:]
+        var keys: [UInt64: SliceKey] = [:]
+        var ramPolicy: EdgePolicy
+        var diskPolicy: EdgePolicy
+        var slicesByPath: [String: Set<Int>] = [:]
+    }
+    let state: Mutex<State>
+
+    init(config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int)) {
+        sliceBytes = config.sliceBytes
+        fillsMax = config.fillsMax
+        directory = config.directory
+        let expectedRAM = max(16, config.ramBytes / max(config.sliceBytes, 1))
+        let expectedDisk = max(16, min(config.diskBytes / max(config.sliceBytes, 1), 4_000_000))
+        state = Mutex(State(ramPolicy: EdgePolicy(capacityBytes: config.ramBytes, expectedEntries: expectedRAM),
+                            diskPolicy: EdgePolicy(capacityBytes: config.diskBytes, expectedEntries: expectedDisk)))
+    }
+
+    enum Lookup {
+        case ram(SliceBuffer, length: Int)
+        case disk(DiskSlice)
+        case filling(Fill)
+        /// Nobody has it: the caller now owns this fill and must fetch it.
+        case startFill(Fill)
+        case overloaded
+    }
+
+    /// Finds a slice or joins/starts its fill, atomically: however many workers ask at once,
+    /// exactly one gets `.startFill`.
+    func lookup(_ key: SliceKey, worker: Int) -> Lookup {
+        let h = key.hash
+        return state.withLock { s in
+            let ramHit = s.ramPolicy.recordAccess(h)
+            let diskHit = s.diskPolicy.recordAccess(h)
+            if ramHit, let r = s.ram[key] { return .ram(r.buffer, length: r.length) }
+            if let f = s.fills[key] { return .filling(f) }
+            if diskHit, let d = s.disk[key] { return .disk(d) }
+            guard s.fills.count < fillsMax else { return .overloaded }
+            let f = Fill(key: key, owner: worker, capacity: sliceBytes)
+            s.fills[key] = f
+            s.keys[h] = key
+            return .startFill(f)
+        }
+    }
+
+    func meta(_ path: String) -> ObjectMeta? { state.withLock { $0.meta[path] } }
+
+    /// The first head of an object sets its metadata; a later one that disagrees (the object
+    /// changed at the origin) purges everything cached for it and reports false.
+    func recordMeta(_ path: String, _ m: ObjectMeta) -> Bool {
+        state.withLock { s in
+            if let old = s.meta[path] {
+                if old.size == m.size && old.etag == m.etag { return true }
+                Self.purgeLocked(&s, path: path)
+                return false
+            }
+            s.meta[path] = m
+            return true
+        }
+    }
+
+    /// A fill finished whole: the slice enters the RAM tier (by its policy) and, if the disk
+    /// policy admits it, the caller writes it to disk. Returns the disk slices to delete.
+    func completeFill(_ f: Fill) -> (writeToDisk: Bool, diskEvicted: [DiskSlice]) {
+        let h = f.key.hash
+        return state.withLock { s in
+            s.fills[f.key] = nil
+            guard s.meta[f.key.path] == f.meta else { return (false, []) }   // purged meanwhile
+            let r = s.ramPolicy.insert(h, size: f.length)
+            for e in r.evicted { if let k = s.keys[e] { s.ram[k] = nil; Self.forgetIfGone(&s, e) } }
+            if r.admitted { s.ram[f.key] = (f.buffer, f.length) }
+            var diskEvicted: [DiskSlice] = []
+            var write = false
+            if s.disk[f.key] == nil {
+                let d = s.diskPolicy.insert(h, size: f.length)
+                for e in d.evicted {
+                    if let k = s.keys[e], let ds = s.disk.removeValue(forKey: k) { diskEvicted.append(ds) }
+                    Self.forgetIfGone(&s, e)
+                }
+                write = d.admitted
+            }
+            s.slicesByPath[f.key.path, default: []].insert(f.key.index)
+            return (write, diskEvicted)
+        }
+    }
+
+    func failFill(_ f: Fill) {
+        state.withLock { s in
+            if s.fills[f.key] === f { s.fills[f.key] = nil }
+        }
+    }
+
+    func diskWritten(_ key: SliceKey, _ d: DiskSlice) {
+        state.withLock { s in
+            if s.diskPolicy.contains(key.hash) { s.disk[key] = d }
+        }
+    }
+
+    func diskWriteFailed(_ key: SliceKey) {
+        state.withLock { s in
+            s.diskPolicy.remove(key.hash)
+            s.disk[key] = nil
+        }
+    }
+
+    /// Drops an object's metadata and every slice of it (the origin changed it, or an operator purge).
+    func purge(_ path: String) -> [DiskSlice] {
+        state.withLock { s in Self.purgeLocked(&s, path: path) }
+    }
+
+    @discardableResult
+    private static func purgeLocked(_ s: inout State, path: String) -> [DiskSlice] {
+        s.meta[path] = nil
+        var removed: [DiskSlice] = []
+        for i in s.slicesByPath.removeValue(forKey: path) ?? [] {
+            let k = SliceKey(path: path, index: i)
+            s.ram[k] = nil
+            if let d = s.disk.removeValue(forKey: k) { removed.append(d) }
+            s.ramPolicy.remove(k.hash)
+            s.diskPolicy.remove(k.hash)
+            s.keys[k.hash] = nil
+        }
+        return removed
+    }
+
+    private static func forgetIfGone(_ s: inout State, _ h: UInt64) {
+        if !s.ramPolicy.contains(h) && !s.diskPolicy.contains(h), let k = s.keys.removeValue(forKey: h) {
+            s.ram[k] = nil
+        }
+    }
+
+    /// Start-up: a verified slice found on disk.
+    func adopt(_ key: SliceKey, meta: ObjectMeta, disk: DiskSlice) -> [DiskSlice] {
+        state.withLock { s in
+            if let old = s.meta[key.path], old.etag != meta.etag || old.size != meta.size { return [disk] }   // older version: drop
+            s.meta[key.path] = meta
+            let d = s.diskPolicy.insert(key.hash, size: disk.length)
+            var dropped: [DiskSlice] = []
+            for e in d.evicted { if let k = s.keys[e], let ds = s.disk.removeValue(forKey: k) { dropped.append(ds) }; Self.forgetIfGone(&s, e) }
+            guard d.admitted else { dropped.append(disk); return dropped }
+            s.keys[key.hash] = key
+            s.disk[key] = disk
+            s.slicesByPath[key.path, default: []].insert(key.index)
+            return dropped
+        }
+    }
+
+    struct Stats { var ramBytes: Int; var diskBytes: Int; var objects: Int; var fills: Int; var diskSlices: Int }
+    var stats: Stats {
+        state.withLock { s in Stats(ramBytes: s.ramPolicy.usedBytes, diskBytes: s.diskPolicy.usedBytes, objects: s.meta.count, fills: s.fills.count, diskSlices: s.disk.count) }
+    }
+}
