@@ -71,7 +71,7 @@ def file_bytes(workdir, path):
 
 
 class Edge:
-    def __init__(self, workdir, limits=None, token=None, server=None):
+    def __init__(self, workdir, limits=None, token=None, server=None, origins=None, cache=None, origin_options=None):
         self.workdir = workdir
         self.port = free_port()
         self.tls_port = free_port()
@@ -83,14 +83,25 @@ class Edge:
                  f'tls_certificate = "{workdir}/cert.pem"', f'tls_private_key = "{workdir}/key.pem"', f'access_log = "{self.log}"']
         lines += [f"{k} = {json.dumps(v)}" for k, v in server.items()]
         lines += ["[token]"] + [f"{k} = {json.dumps(v)}" for k, v in token.items()]
-        lines += ["[origin]", f'urls = ["file://{workdir}/origin"]']
+        urls = origins or [f"file://{workdir}/origin"]
+        lines += ["[origin]", f"urls = {json.dumps(urls)}"] + [f"{k} = {json.dumps(v)}" for k, v in (origin_options or {}).items()]
+        if cache is not None:
+            lines += ["[cache]"] + [f"{k} = {json.dumps(v)}" for k, v in cache.items()]
         lines += ["[limits]"] + [f"{k} = {json.dumps(v)}" for k, v in (limits or {}).items()]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.stderr = open(os.path.join(workdir, f"edge-{self.port}.err"), "w")
+        self.start()
+
+    def start(self):
         self.proc = subprocess.Popen([EDGE_BIN, "--config", self.conf], stdout=subprocess.DEVNULL, stderr=self.stderr)
         wait_port(self.port)
         wait_port(self.tls_port)
+
+    def errors(self, settle=0.6):
+        time.sleep(settle)   # worker error lines are written through the ring on the 250 ms tick
+        self.stderr.flush()
+        return open(self.stderr.name).read()
 
     @property
     def base(self):

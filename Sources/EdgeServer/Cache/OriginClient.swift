@@ -77,10 +77,11 @@ final class OriginClient {
         return fallback   // everything untried is down: try anyway rather than fail without asking
     }
 
-    private func start(_ job: Job) {
+    /// Starts (or retries) a job; `lastStatus` is what the client gets if no attempt is left.
+    private func start(_ job: Job, lastStatus: Int = 502) {
         var job = job
         guard job.attempts < config.attemptsMax, let u = pickUpstream(job) else {
-            fail(job.fill, status: 502)
+            fail(job.fill, status: lastStatus)
             return
         }
         job.attempts += 1
@@ -307,7 +308,7 @@ final class OriginClient {
         retire(c)
         if let job {
             // Retry only while nothing of the slice has been published to waiters.
-            if retry && job.fill.currentPhase == .requested { start(job) } else { fail(job.fill, status: status) }
+            if retry && job.fill.currentPhase == .requested { start(job, lastStatus: status) } else { fail(job.fill, status: status) }
         }
         startQueued()
     }

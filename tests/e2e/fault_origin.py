@@ -1,0 +1,126 @@
+"""A real HTTP/1.1 origin for the cache tests, with faults on demand. Serves files from a
+directory with byte ranges and keep-alive; logs every request; per-path faults:
+
+  slow:<ms>        first byte delayed
+  die              head and half the body, then the connection is closed
+  wrong-length     Content-Length/Content-Range one byte longer than what is sent, then close
+  500              status 500
+  reset            the connection is reset without an answer
+  etag-slice:<n>   the slice starting at byte n*slice gets another ETag
+  ignore-range     200 with the whole body
+  hang             never answers
+  404              not found
+"""
+import os
+import re
+import socket
+import socketserver
+import struct
+import threading
+import time
+
+
+class Origin:
+    def __init__(self, root, slice_bytes=65536):
+        self.root = root
+        self.slice_bytes = slice_bytes
+        self.faults = {}
+        self.log = []   # (path, range header, all headers)
+        self.lock = threading.Lock()
+        origin = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                origin.serve(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests_for(self, path):
+        with self.lock:
+            return [r for r in self.log if r[0] == path]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def serve(self, sock):
+        buf = b""
+        sock.settimeout(30)
+        while True:
+            while b"\r\n\r\n" not in buf:
+                try:
+                    chunk = sock.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for l in lines[1:]:
+                k, _, v = l.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            path = target.split("?")[0]
+            with self.lock:
+                self.log.append((path, headers.get("range"), headers, target))
+            if not self.respond(sock, method, path, headers):
+                return
+
+    def respond(self, sock, method, path, headers):
+        fault = self.faults.get(path, "")
+        if fault == "hang":
+            time.sleep(60)
+            return False
+        if fault == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if fault.startswith("slow:"):
+            time.sleep(int(fault[5:]) / 1000)
+        full = self.root + path
+        if fault == "404" or not os.path.isfile(full):
+            sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+            return True
+        if fault == "500":
+            sock.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nerror")
+            return True
+        data = open(full, "rb").read()
+        st = os.stat(full)
+        etag = '"%x-%x"' % (int(st.st_mtime), len(data))
+        rng = headers.get("range")
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
+        if fault.startswith("etag-slice:") and m and int(m.group(1)) == int(fault[11:]) * self.slice_bytes:
+            etag = '"changed"'
+        if m and fault != "ignore-range":
+            first = int(m.group(1))
+            last = min(int(m.group(2)) if m.group(2) else len(data) - 1, len(data) - 1)
+            if first >= len(data):
+                sock.sendall(f"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len(data)}\r\nContent-Length: 0\r\n\r\n".encode())
+                return True
+            body = data[first:last + 1]
+            length = len(body) + (1 if fault == "wrong-length" else 0)
+            head = (f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{first + length - 1}/{len(data) + (1 if fault == 'wrong-length' else 0)}\r\n"
+                    f"Content-Length: {length}\r\nETag: {etag}\r\nLast-Modified: Sat, 21 Nov 2026 00:00:00 GMT\r\n"
+                    f"Content-Type: application/octet-stream\r\n\r\n")
+        else:
+            body = data
+            head = (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nETag: {etag}\r\n"
+                    f"Last-Modified: Sat, 21 Nov 2026 00:00:00 GMT\r\nContent-Type: application/octet-stream\r\n\r\n")
+        if method == "HEAD":
+            body = b""
+        if fault == "die":
+            sock.sendall(head.encode() + body[:len(body) // 2])
+            return False
+        sock.sendall(head.encode() + body)
+        return fault != "wrong-length"
