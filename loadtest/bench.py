@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Side-by-side cache-hit benchmark: edge vs nginx (signed-URL edge: secure_link + slice +
-proxy_cache in front of an nginx origin) vs H2O (static files, no token check), same content,
+"""Side-by-side cache-hit benchmark: edge (directory origin), edge-cache (edge in front of an
+nginx origin, serving cache hits), nginx (signed-URL edge: secure_link + slice + proxy_cache in
+front of the same nginx origin) and H2O (static files, no token check), same content,
 same h2load load, same run. Each round runs every server through every scenario; the table shows
 the median over rounds of req/s, MB/s and p50/p99 request time, and edge's ratios.
 
@@ -86,6 +87,9 @@ class Edge(Server):
     def start(self, content, edge_bin, edgectl_bin):
         conf = os.path.join(self.run, "edge-bench.conf")
         render("edge-bench.conf", conf, RUN=self.run, CONTENT=content, H2C=H2C, TLS=TLS, KEY=KEY_HEX)
+        self.launch(conf, edge_bin, edgectl_bin)
+
+    def launch(self, conf, edge_bin, edgectl_bin):
         self.proc = subprocess.Popen([edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.run, "edge.err"), "w"))
         wait_port(H2C)
@@ -99,6 +103,22 @@ class Edge(Server):
         if self.proc:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=30)
+
+
+class EdgeCache(Edge):
+    """edge with the HTTP origin and its cache: nginx-origin behind it, warmed like nginx-edge."""
+    def start(self, content, edge_bin, edgectl_bin):
+        render("nginx-origin.conf", os.path.join(self.run, "nginx-origin.conf"), RUN=self.run, CONTENT=content, ORIGIN=ORIGIN)
+        subprocess.check_call(["nginx", "-c", os.path.join(self.run, "nginx-origin.conf")])
+        shutil.rmtree(os.path.join(self.run, "edge-cache"), ignore_errors=True)
+        conf = os.path.join(self.run, "edge-cache-bench.conf")
+        render("edge-cache-bench.conf", conf, RUN=self.run, H2C=H2C, TLS=TLS, KEY=KEY_HEX, ORIGIN=ORIGIN)
+        self.launch(conf, edge_bin, edgectl_bin)
+
+    def stop(self):
+        super().stop()
+        kill_pidfile(os.path.join(self.run, "nginx-origin.pid"))
+        time.sleep(1)
 
 
 class Nginx(Server):
@@ -162,7 +182,7 @@ def main():
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--streams", type=int, default=8)
     ap.add_argument("--tracks", type=int, default=50)
-    ap.add_argument("--servers", default="edge,nginx,h2o")
+    ap.add_argument("--servers", default="edge,edge-cache,nginx,h2o")
     ap.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
     ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
     ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
@@ -175,7 +195,7 @@ def main():
         subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(a.run, "key.pem"),
                                "-out", os.path.join(a.run, "cert.pem"), "-days", "30", "-subj", "/CN=localhost"], stderr=subprocess.DEVNULL)
     paths = make_content.paths(a.requests, a.tracks)
-    classes = {"edge": Edge, "nginx": Nginx, "h2o": H2O}
+    classes = {"edge": Edge, "edge-cache": EdgeCache, "nginx": Nginx, "h2o": H2O}
     servers = [classes[s](s, a.run, paths) for s in a.servers.split(",")]
     scenarios = [s for s in SCENARIOS if s[0] in a.scenarios.split(",")]
     results = {}
@@ -191,21 +211,21 @@ def main():
                 for name, kind, extra in scenarios:
                     r = h2load(srv.urls(kind), a.requests, a.clients, a.streams, extra, os.path.join(a.run, "h2load.log"))
                     results.setdefault((srv.name, name), []).append(r)
-                    print(f"round {rnd + 1} {srv.name:6} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
+                    print(f"round {rnd + 1} {srv.name:10} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
                           f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms ok={r['ok']} [{r['codes']}]", flush=True)
             finally:
                 srv.stop()
     med = lambda k, s, f: statistics.median(x[f] for x in results[(k, s)])
     print(f"\nmedians over {a.rounds} round(s), {a.requests} requests, {a.clients} clients x {a.streams} streams, h2load -t 1, same machine")
-    print(f"{'scenario':12} {'server':6} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}   edge/this req/s")
+    print(f"{'scenario':12} {'server':10} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8}   ratios of req/s (edge variant / this)")
     for name, _, _ in scenarios:
         for srv in servers:
             if (srv.name, name) not in results:
                 continue
             ratio = ""
-            if ("edge", name) in results and srv.name != "edge":
-                ratio = f"{med('edge', name, 'rps') / med(srv.name, name, 'rps'):.2f}x"
-            print(f"{name:12} {srv.name:6} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
+            if srv.name not in ("edge", "edge-cache"):
+                ratio = "  ".join(f"{e}: {med(e, name, 'rps') / med(srv.name, name, 'rps'):.2f}x" for e in ("edge", "edge-cache") if (e, name) in results)
+            print(f"{name:12} {srv.name:10} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
                   f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f}   {ratio}")
 
 

@@ -57,6 +57,8 @@ final class Worker {
     var origin: OriginClient?
     let cacheFiles: FileTable?
     var parked: [Parked] = []
+    /// Parked work that can progress; run at the top of the loop, outside any protocol callback.
+    var resumePending = false
     let errorLog: AccessLog
     var diskWrites: [DiskWrite?] = []
     var freeDiskWrites: [UInt32] = []
@@ -107,6 +109,14 @@ final class Worker {
                 let c = ring.completion(at: i)
                 dispatch(c.data, c.result, c.more)
             }
+            var rounds = 0
+            while resumePending && rounds < 8 {
+                resumePending = false
+                resumeParked()
+                rounds += 1
+            }
+            // Still more to do: a message to our own ring ends the next wait at once.
+            if resumePending { resumePending = false; ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
             if draining && (liveConnections == 0 || now >= drainDeadlineMicroseconds) { break }
         }
         finish()

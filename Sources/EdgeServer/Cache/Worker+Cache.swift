@@ -189,12 +189,22 @@ extension Worker {
 
     // MARK: parking and waking
 
+    /// Parks a request or body on a fill. Never resumes anything itself: it may run inside an
+    /// nghttp2 callback, where calling back into nghttp2 is forbidden; resumption happens at the
+    /// top of the event loop (`resumePending`).
     func park(_ p: Parked) {
         p.body?.parked = true
         parked.append(p)
         // Register, then look again: progress published in between is not missed.
         _ = p.fill.waitingWorkers.bitwiseOr(UInt64(1) << UInt64(index), ordering: .acquiringAndReleasing)
-        if p.fill.owner == index || p.fill.currentPhase != .requested { resumeParked() }
+        if canProgress(p) { resumePending = true }
+    }
+
+    private func canProgress(_ p: Parked) -> Bool {
+        let phase = p.fill.currentPhase
+        guard let body = p.body else { return phase != .requested }
+        if phase == .failed || phase == .complete { return true }
+        return phase == .head && p.fill.buffer.available.load(ordering: .acquiring) > body.objectOffset - body.sliceIndex * sliceBytes
     }
 
     /// Re-examines every parked request and body; resumes those whose fill moved.
@@ -209,9 +219,7 @@ extension Worker {
             let phase = p.fill.currentPhase
             if let body = p.body {
                 if !alive || body.cancelled { body.parked = false; finishBody(body); continue }
-                let progressed = phase == .failed || phase == .complete ||
-                    (phase == .head && p.fill.buffer.available.load(ordering: .acquiring) > body.objectOffset - body.sliceIndex * sliceBytes)
-                if progressed { body.parked = false; resumeBody(body) } else { still.append(p) }
+                if canProgress(p) { body.parked = false; resumeBody(body) } else { still.append(p) }
             } else {
                 guard alive else { continue }
                 let ex: Exchange? = p.streamID == 0 ? c.exchange : c.h2?.exchanges[p.streamID]
@@ -253,7 +261,7 @@ extension Worker {
                 if fd >= 0 { ring.message(ringFD: fd, UserData(kind: OpKind.fillWake, slot: 0)) }
             }
         }
-        resumeParked()
+        resumePending = true
     }
 
     func fillCompleted(_ f: Fill) {
