@@ -164,9 +164,13 @@ final class SliceStore: @unchecked Sendable {
         }
     }
 
-    func diskWritten(_ key: SliceKey, _ d: DiskSlice) {
+    /// A slice file landed. False when the slice was evicted or purged while it was being
+    /// written: the caller deletes the file, or it would sit on disk outside the limit.
+    func diskWritten(_ key: SliceKey, _ d: DiskSlice) -> Bool {
         state.withLock { s in
-            if s.diskPolicy.contains(key.hash) { s.disk[key] = d }
+            guard s.diskPolicy.contains(key.hash), s.meta[key.path] != nil else { return false }
+            s.disk[key] = d
+            return true
         }
     }
 

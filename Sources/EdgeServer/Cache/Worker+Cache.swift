@@ -366,7 +366,9 @@ extension Worker {
         case .rename:
             if w.written == -1 {
                 guard result >= 0 else { return fail("rename") }
-                store!.diskWritten(w.key, DiskSlice(relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length))
+                if !store!.diskWritten(w.key, DiskSlice(relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)) {
+                    ring.unlink(path: w.finalPath, UserData(kind: OpKind.ignore, slot: 0))
+                }
             }
             finish()
         }
