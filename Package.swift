@@ -7,6 +7,8 @@ import PackageDescription
 //   EdgeHTTP                         pure HTTP: request type, HTTP/1.1 parser, ranges, paths (no I/O)
 //   EdgeAuthToken                    pure EdgeAuth 2.0 token signing and checking (HMAC via OpenSSL)
 //   EdgeConfig                       TOML configuration with validation
+//   EdgeCatalog                      the SQLite track catalog (GRDB) and content-key wrapping
+//   EdgePackager                     ffmpeg pipeline, ADTS chunk tables, AES-128-CTR, atomic publish
 //   EdgeCache                        pure cache policy (LRU/LFU hybrid), baselines, simulator, trace generator
 //   EdgeIO                           io_uring ring wrapper; knows nothing of HTTP
 //   EdgeServer                       workers, connections, TLS, HTTP/1.1 + HTTP/2 front ends, file origin
@@ -16,10 +18,13 @@ let package = Package(
     products: [
         .executable(name: "edge", targets: ["edge"]),
         .executable(name: "edgectl", targets: ["edgectl"]),
+        .executable(name: "packager", targets: ["packager"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
     ],
     targets: [
         .systemLibrary(name: "CLibUring", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
@@ -29,6 +34,11 @@ let package = Package(
         .target(name: "EdgeHTTP"),
         .target(name: "EdgeAuthToken", dependencies: ["CEdgeShims"]),
         .target(name: "EdgeCache"),
+        .target(name: "EdgeCatalog", dependencies: ["CEdgeShims", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "EdgePackager", dependencies: [
+            "EdgeCatalog", "EdgeConfig", "CEdgeShims",
+            .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
         .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "EdgeIO", dependencies: ["CEdgeShims"]),
         .target(name: "EdgeServer", dependencies: ["EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "CEdgeShims", "CNGHTTP2"]),
@@ -40,6 +50,11 @@ let package = Package(
             "EdgeAuthToken", "EdgeConfig", "EdgeCache",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "packager", dependencies: [
+            "EdgePackager", "EdgeCatalog", "EdgeConfig",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeShims"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),

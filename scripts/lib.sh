@@ -1,7 +1,7 @@
 # Shared by setup.sh and test.sh: install what is missing, build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev openssl curl nginx h2o nghttp2-client python3 python3-venv)
+SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -27,12 +27,13 @@ require_swift() {
 }
 
 python_env() {
-    # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames) in a venv.
+    # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames,
+    # cryptography to decrypt packaged audio) in a venv.
     local venv="$ROOT/.build/venv"
-    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps" ]; then
+    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-2" ]; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2
-        touch "$venv/.edge-deps"
+        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography
+        touch "$venv/.edge-deps-2"
     fi
     PYTHON="$venv/bin/python"
 }

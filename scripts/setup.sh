@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: installs what is missing (system packages included), builds,
-# creates sample audio and a certificate, starts edge in the background and prints a signed URL
-# and a curl command that fetches a byte range over HTTP/2.
+# packages sample audio (packager demo-content), starts an origin (nginx over the packaged files)
+# and edge caching in front of it, and prints a signed URL and a curl command that fetches a
+# byte range over HTTP/2.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 install_system_packages
@@ -9,28 +10,43 @@ require_swift
 build_release
 RUN="$ROOT/run"
 mkdir -p "$RUN"
-echo "==> sample content in run/origin"
-python3 loadtest/make_content.py "$RUN/origin" 5
 if [ ! -f "$RUN/cert.pem" ]; then
     openssl req -x509 -newkey rsa:2048 -nodes -keyout "$RUN/key.pem" -out "$RUN/cert.pem" -days 365 \
         -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
 fi
-# The repo's edge.conf with the origin pointed at the sample content.
-sed -e "s#^urls = .*#urls = [\"file://$RUN/origin\"]#" edge.conf > "$RUN/edge.conf"
+echo "==> sample content: packager demo-content (3 tracks, 4 bitrates, encrypted)"
+.build/release/packager demo-content --tracks 3 --seconds 40 --out "$RUN/origin" --catalog "$RUN/catalog.sqlite" --config edge.conf >"$RUN/tracks.txt"
+chmod 755 "$RUN" "$RUN/origin" 2>/dev/null || true
+
+stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; }
+stop_pid "$RUN/edge.pid"; stop_pid "$RUN/origin.pid"; sleep 1
+
+echo "==> origin: nginx on 127.0.0.1:8090 serving run/origin"
+cat > "$RUN/origin.conf" <<CONF
+worker_processes 1; daemon on; pid $RUN/origin.pid; error_log $RUN/origin.err warn;
+events { worker_connections 1024; }
+http { access_log $RUN/origin.access.log; sendfile on; keepalive_requests 100000;
+  server { listen 127.0.0.1:8090; root $RUN/origin; } }
+CONF
+nginx -c "$RUN/origin.conf"
+
+echo "==> edge: in front of the origin, cache in run/cache"
+sed -e "s#^urls = .*#urls = [\"http://127.0.0.1:8090\"]#" -e "s#^dir = .*#dir = \"$RUN/cache\"#" edge.conf > "$RUN/edge.conf"
 .build/release/edge --check --config "$RUN/edge.conf"
-if [ -f "$RUN/edge.pid" ] && kill -0 "$(cat "$RUN/edge.pid")" 2>/dev/null; then
-    kill "$(cat "$RUN/edge.pid")"; sleep 1
-fi
 nohup .build/release/edge --config "$RUN/edge.conf" >"$RUN/edge.out" 2>&1 &
 echo $! > "$RUN/edge.pid"
 for _ in $(seq 50); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
+
+TRACK=$(head -1 "$RUN/tracks.txt" | cut -f1)
 KEY=$(sed -n 's/^key_hex = "\(.*\)"/\1/p' "$RUN/edge.conf")
-URL_PATH=$(.build/release/edgectl sign --key-hex "$KEY" --acl '/audio/t0000/*' --ttl 3600 --path /audio/t0000/160/000.bin)
+URL_PATH=$(.build/release/edgectl sign --key-hex "$KEY" --acl "/audio/$TRACK/*" --ttl 3600 --path "/audio/$TRACK/160.opus")
 echo
-echo "edge is running (pid $(cat "$RUN/edge.pid"), log run/edge.out, access log run/access.log)"
+echo "edge is running (pid $(cat "$RUN/edge.pid"); logs run/edge.out, run/access.log), origin nginx on :8090"
+echo "tracks: $(cut -f1 "$RUN/tracks.txt" | tr '\n' ' ')(manifests at /audio/<track>/manifest.json)"
 echo "signed URL:  https://localhost:8443$URL_PATH"
-echo "fetch bytes 0-65535 over HTTP/2:"
+echo "fetch bytes 0-65535 over HTTP/2 (twice: a miss filled from the origin, then a hit):"
 CMD="curl -s --http2 --cacert run/cert.pem -r 0-65535 -o /dev/null -w '%{http_version} %{http_code} %{size_download} bytes\n' 'https://localhost:8443$URL_PATH'"
 echo "  $CMD"
 echo -n "  -> "; eval "$CMD"
-echo "stop it with: kill \$(cat run/edge.pid)"
+echo -n "  -> "; eval "${CMD/-o \/dev\/null/-o /dev/null -D -}" | grep -i cache-status | tr -d '\r'
+echo "stop: kill \$(cat run/edge.pid) \$(cat run/origin.pid)"

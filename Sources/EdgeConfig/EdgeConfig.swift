@@ -160,7 +160,8 @@ public struct EdgeConfig: Sendable {
         }
         var c = EdgeConfig()
         var r = Reader(root: root)
-        try r.allowOnly(["server", "token", "origin", "cache", "limits"], in: "")
+        // [catalog], [packager] and [auth] belong to the other services: one file may serve all.
+        try r.allowOnly(["server", "token", "origin", "cache", "limits", "catalog", "packager", "auth"], in: "")
 
         let s = try r.table("server")
         try r.allowOnly(["listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2"], in: "server")
@@ -333,11 +334,67 @@ struct Reader {
         }
         return out
     }
+    func ints(_ t: TOMLTable?, _ key: String) throws -> [Int]? {
+        guard let v = value(t, key) else { return nil }
+        guard let a = v.array else { throw ConfigError(key: key, reason: "must be an array of integers") }
+        var out: [Int] = []
+        for e in a {
+            guard let i = e.int else { throw ConfigError(key: key, reason: "must be an array of integers") }
+            out.append(i)
+        }
+        return out
+    }
+    func double(_ t: TOMLTable?, _ key: String) throws -> Double? {
+        guard let v = value(t, key) else { return nil }
+        if let d = v.double { return d }
+        if let i = v.int { return Double(i) }
+        throw ConfigError(key: key, reason: "must be a number")
+    }
     func addresses(_ t: TOMLTable?, _ key: String) throws -> [ListenAddress]? {
         guard let list = try strings(t, key) else { return nil }
         return try list.map {
             guard let a = ListenAddress.parse($0) else { throw ConfigError(key: key, reason: "\"\($0)\" is not IP:port (IPv6 as [addr]:port)") }
             return a
         }
+    }
+}
+
+/// `packager`'s settings: `[catalog]` (shared with playback-auth) and `[packager]`.
+public struct PackagerConfig: Sendable {
+    public var masterKeyHex = ""
+    public var bitratesKbps = [24, 96, 160, 320]
+    public var targetLUFS = -14.0
+    public var truePeakDBTP = -1.0
+    public var chunkSeconds = 10.0
+    public var sampleRate = 48000
+
+    public init() {}
+
+    public static func parse(_ text: String) throws -> PackagerConfig {
+        let root: TOMLTable
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+        }
+        let r = Reader(root: root)
+        var c = PackagerConfig()
+        let cat = try r.table("catalog")
+        try r.allowOnly(["master_key_hex"], in: "catalog")
+        c.masterKeyHex = try r.string(cat, "catalog.master_key_hex") ?? ""
+        guard c.masterKeyHex.utf8.count == 64, c.masterKeyHex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }) else {
+            throw ConfigError(key: "catalog.master_key_hex", reason: "required: 32 bytes as 64 hex digits (AES-256 key that wraps content keys)")
+        }
+        let p = try r.table("packager")
+        try r.allowOnly(["bitrates_kbps", "target_lufs", "true_peak_dbtp", "chunk_seconds", "sample_rate"], in: "packager")
+        if let list = try r.ints(p, "packager.bitrates_kbps") {
+            guard !list.isEmpty, list.allSatisfy({ (8...512).contains($0) }), Set(list).count == list.count else {
+                throw ConfigError(key: "packager.bitrates_kbps", reason: "distinct bitrates between 8 and 512 kb/s")
+            }
+            c.bitratesKbps = list.sorted()
+        }
+        if let v = try r.double(p, "packager.target_lufs") { guard (-40.0 ... -5.0).contains(v) else { throw ConfigError(key: "packager.target_lufs", reason: "between -40 and -5") }; c.targetLUFS = v }
+        if let v = try r.double(p, "packager.true_peak_dbtp") { guard (-9.0 ... 0.0).contains(v) else { throw ConfigError(key: "packager.true_peak_dbtp", reason: "between -9 and 0") }; c.truePeakDBTP = v }
+        if let v = try r.double(p, "packager.chunk_seconds") { guard (2.0 ... 60.0).contains(v) else { throw ConfigError(key: "packager.chunk_seconds", reason: "between 2 and 60") }; c.chunkSeconds = v }
+        if let v = try r.int(p, "packager.sample_rate", 8000...96000) { guard [44100, 48000].contains(v) else { throw ConfigError(key: "packager.sample_rate", reason: "44100 or 48000") }; c.sampleRate = v }
+        return c
     }
 }

@@ -1,0 +1,62 @@
+import XCTest
+import CEdgeShims
+@testable import EdgePackager
+
+final class OggTests: XCTestCase {
+    /// A page with `body` bytes in one or more 255-byte lacing segments.
+    func page(granule: Int64, body: [UInt8]) -> [UInt8] {
+        var lacing: [UInt8] = []
+        var n = body.count
+        repeat { lacing.append(UInt8(min(n, 255))); n -= 255 } while n >= 0 && lacing.last == 255
+        var h: [UInt8] = Array("OggS".utf8) + [0, 0]
+        for k in 0..<8 { h.append(UInt8(truncatingIfNeeded: granule >> (8 * Int64(k)))) }
+        h += [1, 0, 0, 0] + [0, 0, 0, 0] + [0, 0, 0, 0] + [UInt8(lacing.count)] + lacing
+        return h + body
+    }
+
+    func opusHead(preSkip: Int) -> [UInt8] {
+        Array("OpusHead".utf8) + [1, 2, UInt8(preSkip & 0xFF), UInt8(preSkip >> 8), 0x80, 0xBB, 0, 0, 0, 0, 0]
+    }
+
+    func testLayout() throws {
+        var stream = page(granule: 0, body: opusHead(preSkip: 312)) + page(granule: 0, body: Array("OpusTags".utf8) + [UInt8](repeating: 0, count: 20))
+        let initLength = stream.count
+        for s in 1...25 { stream += page(granule: Int64(s) * 48000 + 312, body: [UInt8](repeating: UInt8(s), count: 300 + s)) }   // 1 s pages
+        let pages = try Ogg.pages(stream)
+        XCTAssertEqual(pages.count, 27)
+        XCTAssertEqual(try Ogg.opusPreSkip(stream, pages[0]), 312)
+        let l = try Ogg.layout(pages, preSkip: 312, seconds: 10)
+        XCTAssertEqual(l.initLength, initLength)
+        XCTAssertEqual(l.chunks.count, 3)
+        var at = initLength
+        for c in l.chunks { XCTAssertEqual(c.offset, at); at += c.length }
+        XCTAssertEqual(at, stream.count)
+        XCTAssertEqual(l.chunks.map(\.durationMs), [10000, 10000, 5000])
+        XCTAssertEqual(l.durationMs, 25000)
+    }
+
+    func testBrokenStreams() {
+        let good = page(granule: 0, body: opusHead(preSkip: 0))
+        XCTAssertThrowsError(try Ogg.pages([]))
+        XCTAssertThrowsError(try Ogg.pages(good + [0x00, 0x01]))
+        XCTAssertThrowsError(try Ogg.pages(Array(good.dropLast(3))))
+        XCTAssertThrowsError(try Ogg.layout(try Ogg.pages(good), preSkip: 0, seconds: 10))   // headers only
+        XCTAssertThrowsError(try Ogg.opusPreSkip(page(granule: 0, body: Array("Vorbis..........".utf8)), try Ogg.pages(page(granule: 0, body: Array("Vorbis..........".utf8)))[0]))
+    }
+
+    func testCTRAnyRangeDecryptsAlone() {
+        var key = [UInt8](repeating: 0, count: 16), iv = [UInt8](repeating: 0, count: 16)
+        _ = edge_random_bytes(&key, 16); _ = edge_random_bytes(&iv, 8)
+        iv[15] = 0xF0   // counters carry across bytes
+        let plain = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 * 31 + 7) }
+        var cipher = [UInt8](repeating: 0, count: plain.count)
+        XCTAssertEqual(edge_aes128_ctr(key, iv, 0, plain, &cipher, plain.count), 0)
+        XCTAssertNotEqual(cipher, plain)
+        for _ in 0..<200 {
+            let a = Int.random(in: 0..<plain.count), n = Int.random(in: 1...min(5000, plain.count - a))
+            var out = [UInt8](repeating: 0, count: n)
+            _ = edge_aes128_ctr(key, iv, UInt64(a), Array(cipher[a..<(a + n)]), &out, n)
+            XCTAssertEqual(out, Array(plain[a..<(a + n)]), "range \(a)+\(n)")
+        }
+    }
+}
