@@ -9,6 +9,7 @@ import PackageDescription
 //   EdgeConfig                       TOML configuration with validation
 //   EdgeCatalog                      the SQLite track catalog (GRDB) and content-key wrapping
 //   EdgePackager                     ffmpeg pipeline, ADTS chunk tables, AES-128-CTR, atomic publish
+//   PlaybackAuth                     the control plane (Hummingbird 2): who may play what, signed grants
 //   EdgeCache                        pure cache policy (LRU/LFU hybrid), baselines, simulator, trace generator
 //   EdgeIO                           io_uring ring wrapper; knows nothing of HTTP
 //   EdgeServer                       workers, connections, TLS, HTTP/1.1 + HTTP/2 front ends, file origin
@@ -19,12 +20,16 @@ let package = Package(
         .executable(name: "edge", targets: ["edge"]),
         .executable(name: "edgectl", targets: ["edgectl"]),
         .executable(name: "packager", targets: ["packager"]),
+        .executable(name: "playback-auth", targets: ["playback-auth"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CLibUring", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
@@ -50,6 +55,21 @@ let package = Package(
             "EdgeAuthToken", "EdgeConfig", "EdgeCache",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .target(name: "PlaybackAuth", dependencies: [
+            "EdgeAuthToken", "EdgeCatalog", "EdgeConfig",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        .executableTarget(name: "playback-auth", dependencies: [
+            "PlaybackAuth", "EdgeConfig",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "PlaybackAuthTests", dependencies: [
+            "PlaybackAuth", "EdgeAuthToken", "EdgeCatalog",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "JWTKit", package: "jwt-kit"),
+        ], swiftSettings: [.swiftLanguageMode(.v5)]),   // XCTest fixtures are non-Sendable classes
         .executableTarget(name: "packager", dependencies: [
             "EdgePackager", "EdgeCatalog", "EdgeConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

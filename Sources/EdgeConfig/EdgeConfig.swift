@@ -398,3 +398,70 @@ public struct PackagerConfig: Sendable {
         return c
     }
 }
+
+/// `playback-auth`'s settings: `[auth]`, the signing keys in `[token]` (shared with the edges)
+/// and the catalog master key in `[catalog]`.
+public struct PlaybackAuthConfig: Sendable {
+    public var listen = ListenAddress(host: "127.0.0.1", port: 8081)
+    public var catalogPath = ""
+    public var jwtHS256Secret = ""
+    public var jwksFile = ""
+    public var edges: [String] = []
+    public var edgesDown: [String] = []
+    public var grantTTLSeconds = 3600
+    public var rateLimitPerMinute = 100
+    public var prefetchMax = 5
+    public var tokenName = "hdnts"
+    public var tokenKeyHex = ""
+    public var transitionKeyHex = ""
+    public var masterKeyHex = ""
+
+    public init() {}
+
+    public static func parse(_ text: String) throws -> PlaybackAuthConfig {
+        let root: TOMLTable
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+        }
+        let r = Reader(root: root)
+        var c = PlaybackAuthConfig()
+        let a = try r.table("auth")
+        try r.allowOnly(["listen", "catalog", "jwt_hs256_secret", "jwks_file", "edges", "edges_down", "grant_ttl_seconds",
+                         "rate_limit_per_minute", "prefetch_max"], in: "auth")
+        if let l = try r.string(a, "auth.listen") {
+            guard let addr = ListenAddress.parse(l) else { throw ConfigError(key: "auth.listen", reason: "\"\(l)\" is not IP:port") }
+            c.listen = addr
+        }
+        c.catalogPath = try r.string(a, "auth.catalog") ?? ""
+        if c.catalogPath.isEmpty { throw ConfigError(key: "auth.catalog", reason: "required: the SQLite catalog packager writes") }
+        c.jwtHS256Secret = try r.string(a, "auth.jwt_hs256_secret") ?? ""
+        c.jwksFile = try r.string(a, "auth.jwks_file") ?? ""
+        if c.jwtHS256Secret.isEmpty == c.jwksFile.isEmpty {
+            throw ConfigError(key: "auth.jwt_hs256_secret", reason: "set exactly one of auth.jwt_hs256_secret and auth.jwks_file")
+        }
+        if !c.jwtHS256Secret.isEmpty && c.jwtHS256Secret.utf8.count < 32 {
+            throw ConfigError(key: "auth.jwt_hs256_secret", reason: "too short: at least 32 bytes")
+        }
+        c.edges = try r.strings(a, "auth.edges") ?? []
+        if c.edges.isEmpty { throw ConfigError(key: "auth.edges", reason: "at least one edge base URL") }
+        for e in c.edges where !(e.hasPrefix("http://") || e.hasPrefix("https://")) || e.hasSuffix("/") {
+            throw ConfigError(key: "auth.edges", reason: "\"\(e)\" must be an http(s) base URL without a trailing slash")
+        }
+        c.edgesDown = try r.strings(a, "auth.edges_down") ?? []
+        for e in c.edgesDown where !c.edges.contains(e) { throw ConfigError(key: "auth.edges_down", reason: "\"\(e)\" is not in auth.edges") }
+        c.grantTTLSeconds = try r.int(a, "auth.grant_ttl_seconds", 10...86400) ?? 3600
+        c.rateLimitPerMinute = try r.int(a, "auth.rate_limit_per_minute", 1...1_000_000) ?? 100
+        c.prefetchMax = try r.int(a, "auth.prefetch_max", 0...50) ?? 5
+        let t = try r.table("token")
+        c.tokenName = try r.string(t, "token.name") ?? "hdnts"
+        c.tokenKeyHex = try r.string(t, "token.key_hex") ?? ""
+        c.transitionKeyHex = try r.string(t, "token.transition_key_hex") ?? ""
+        guard c.tokenKeyHex.utf8.count >= 32, c.tokenKeyHex.utf8.count % 2 == 0 else {
+            throw ConfigError(key: "token.key_hex", reason: "required: the edges' HMAC key, hex, at least 16 bytes")
+        }
+        let cat = try r.table("catalog")
+        c.masterKeyHex = try r.string(cat, "catalog.master_key_hex") ?? ""
+        guard c.masterKeyHex.utf8.count == 64 else { throw ConfigError(key: "catalog.master_key_hex", reason: "required: 64 hex digits") }
+        return c
+    }
+}

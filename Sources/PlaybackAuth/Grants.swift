@@ -1,0 +1,162 @@
+import Foundation
+import EdgeAuthToken
+import EdgeCatalog
+
+/// A user as the identity provider vouches for them.
+public struct Identity: Sendable, Equatable {
+    public enum Tier: String, Sendable { case free, premium }
+    public var subject: String
+    public var tier: Tier
+    public var country: String
+    public init(subject: String, tier: Tier, country: String) { self.subject = subject; self.tier = tier; self.country = country }
+}
+
+/// Why a request is refused; each maps to a status and a message that says what to fix.
+public enum GrantError: Error, Equatable {
+    case notFound(String)
+    case notLicensed(String)
+    case notReleased(String)
+    case badRequest(String)
+
+    public var status: Int {
+        switch self {
+        case .notFound: return 404
+        case .notLicensed, .notReleased: return 403
+        case .badRequest: return 400
+        }
+    }
+    public var message: String {
+        switch self {
+        case .notFound(let m), .notLicensed(let m), .notReleased(let m), .badRequest(let m): return m
+        }
+    }
+}
+
+public struct PlaybackRequest: Decodable, Sendable {
+    public var track_id: String
+    public var quality: String?
+    public var next: [String]?
+}
+
+public struct Prefetch: Encodable, Sendable, Equatable {
+    public var track_id: String
+    public var base_url: String
+    public var url: String
+    public var token: String
+    public var range: String
+}
+
+public struct Grant: Encodable, Sendable {
+    public var track_id: String
+    public var base_url: String
+    public var token_name: String
+    public var token: String
+    public var expires_at: Int
+    public var quality: String
+    public var bitrate_kbps: Int
+    public var quality_reason: String?
+    public var manifest: Manifest
+    public var key_hex: String
+    public var prefetch: [Prefetch]
+}
+
+/// Decides who may play what, at which quality, and signs the edge token. Pure apart from the
+/// catalog read; the clock is a parameter.
+public struct GrantService: Sendable {
+    public static let qualities: [(name: String, kbps: Int)] = [("low", 24), ("normal", 96), ("high", 160), ("very_high", 320)]
+    public static func maxKbps(_ tier: Identity.Tier) -> Int { tier == .premium ? 320 : 160 }
+
+    let catalog: Catalog
+    let signingKey: EdgeAuthKey
+    let masterKey: [UInt8]
+    let edges: [String]
+    let edgesDown: Set<String>
+    let ttlSeconds: Int
+    let tokenName: String
+    let prefetchMax: Int
+
+    public init(catalog: Catalog, signingKey: EdgeAuthKey, masterKey: [UInt8], edges: [String], edgesDown: [String],
+                ttlSeconds: Int, tokenName: String, prefetchMax: Int) {
+        self.catalog = catalog; self.signingKey = signingKey; self.masterKey = masterKey
+        self.edges = edges; self.edgesDown = Set(edgesDown); self.ttlSeconds = ttlSeconds; self.tokenName = tokenName; self.prefetchMax = prefetchMax
+    }
+
+    /// The track if this user may play it now.
+    public func entitled(_ id: String, _ user: Identity, now: Int) throws -> Track {
+        guard Self.validID(id) else { throw GrantError.badRequest("track_id must be 1-64 letters, digits, '-' or '_'") }
+        guard let t = try catalog.track(id: id) else { throw GrantError.notFound("no track \(id)") }
+        guard t.regions.contains("*") || t.regions.contains(user.country) else {
+            throw GrantError.notLicensed("track \(id) is not licensed in \(user.country)")
+        }
+        guard Int64(now) >= t.releaseAt else { throw GrantError.notReleased("track \(id) is not released yet") }
+        return t
+    }
+
+    static func validID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }
+    }
+
+    public func grant(_ req: PlaybackRequest, for user: Identity, now: Int) throws -> Grant {
+        let track = try entitled(req.track_id, user, now: now)
+        var requested = Self.maxKbps(user.tier)
+        if let q = req.quality {
+            guard let k = Self.qualities.first(where: { $0.name == q })?.kbps else {
+                throw GrantError.badRequest("quality must be one of low, normal, high, very_high")
+            }
+            requested = k
+        }
+        if let next = req.next, next.count > 50 { throw GrantError.badRequest("next: at most 50 track ids") }
+        let allowedMax = Self.maxKbps(user.tier)
+        let allowed = track.manifest.renditions.filter { $0.bitrate_kbps <= allowedMax }
+        guard let lowest = track.manifest.renditions.first else { throw GrantError.notFound("track \(track.id) has no renditions") }
+        let target = min(requested, allowedMax)
+        let chosen = allowed.last(where: { $0.bitrate_kbps <= target }) ?? allowed.first ?? lowest
+        var reason: String? = nil
+        if requested > allowedMax { reason = "the \(user.tier.rawValue) tier allows at most \(allowedMax) kb/s" }
+        else if chosen.bitrate_kbps < requested { reason = "\(requested) kb/s is not available for this track" }
+        let expires = now + ttlSeconds
+        let token = Self.token(for: track, renditions: allowed.isEmpty ? [lowest] : allowed, key: signingKey, now: now, expires: expires)
+        let key = try KeyWrap.unwrap(track.wrappedKeyHex, master: masterKey)
+        var prefetch: [Prefetch] = []
+        for id in (req.next ?? []).prefix(prefetchMax) {
+            // Prefetch only what this user may play; others are skipped silently.
+            guard let t = try? entitled(id, user, now: now) else { continue }
+            let rs = t.manifest.renditions.filter { $0.bitrate_kbps <= allowedMax }
+            guard let r = rs.last(where: { $0.bitrate_kbps <= chosen.bitrate_kbps }) ?? rs.first, let first = r.chunks.first else { continue }
+            let base = edge(for: t.id)
+            let tok = Self.token(for: t, renditions: rs, key: signingKey, now: now, expires: expires)
+            prefetch.append(Prefetch(track_id: t.id, base_url: base, url: "\(base)\(r.path)?\(tokenName)=\(tok)", token: tok,
+                                     range: "bytes=0-\(first.offset + first.length - 1)"))
+        }
+        let quality = Self.qualities.last(where: { $0.kbps <= chosen.bitrate_kbps })?.name ?? "low"
+        return Grant(track_id: track.id, base_url: edge(for: track.id), token_name: tokenName, token: token, expires_at: expires,
+                     quality: quality, bitrate_kbps: chosen.bitrate_kbps, quality_reason: reason, manifest: Manifest(
+                        track_id: track.manifest.track_id, duration_ms: track.manifest.duration_ms, loudness_lufs: track.manifest.loudness_lufs,
+                        target_lufs: track.manifest.target_lufs, renditions: allowed.isEmpty ? [lowest] : allowed),
+                     key_hex: KeyWrap.hex(key), prefetch: prefetch)
+    }
+
+    /// EdgeAuth 2.0 token whose ACL lists exactly the files this user may fetch: the manifest and
+    /// the renditions up to their tier's ceiling (so a free user's token cannot open 320 kb/s).
+    static func token(for t: Track, renditions: [Rendition], key: EdgeAuthKey, now: Int, expires: Int) -> String {
+        let acl = ["/audio/\(t.id)/manifest.json"] + renditions.map(\.path)
+        return EdgeAuthToken.sign(key: key, acl: acl, startTime: now, expiry: expires)
+    }
+
+    /// Rendezvous (highest-random-weight) hashing: a track always maps to the same edge, so its
+    /// chunks concentrate in one cache; an edge marked down hands its tracks to the next best.
+    public func edge(for trackID: String) -> String {
+        let up = edges.filter { !edgesDown.contains($0) }
+        let pool = up.isEmpty ? edges : up
+        return pool.max { Self.weight($0, trackID) < Self.weight($1, trackID) }!
+    }
+
+    static func weight(_ edge: String, _ track: String) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in edge.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        h = (h ^ 0xff) &* 0x100000001b3
+        for b in track.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        h ^= h >> 33; h = h &* 0xff51afd7ed558ccd; h ^= h >> 33
+        return h
+    }
+}

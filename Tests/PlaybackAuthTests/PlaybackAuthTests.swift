@@ -1,0 +1,207 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JWTKit
+import XCTest
+import EdgeAuthToken
+import EdgeCatalog
+import EdgeConfig
+@testable import PlaybackAuth
+
+final class PlaybackAuthTests: XCTestCase {
+    static let secret = "test-identity-provider-secret-0123456789abcdef"
+    static let master = [UInt8](repeating: 7, count: 32)
+    static let tokenKey = "00112233445566778899aabbccddeeff"
+
+    var dir = ""
+    var config = PlaybackAuthConfig()
+
+    override func setUp() async throws {
+        dir = NSTemporaryDirectory() + "pa-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let catalog = try Catalog(path: dir + "/catalog.sqlite")
+        let now = Int64(Date().timeIntervalSince1970)
+        for (id, regions, release) in [("t1", ["*"], Int64(0)), ("t2", ["US"], Int64(0)), ("t3", ["*"], now + 3600), ("t4", ["*"], Int64(0))] {
+            let rs = [24, 96, 160, 320].map { k in
+                Rendition(bitrate_kbps: k, codec: "opus", path: "/audio/\(id)/\(k).opus", bytes: k * 1000, encryption: .init(scheme: "aes-128-ctr", iv_hex: String(repeating: "0", count: 32)),
+                          initSegment: .init(offset: 0, length: 100), chunks: [.init(offset: 100, length: k * 100, duration_ms: 10000)], sample_rate: 48000)
+            }
+            try catalog.insert(Track(id: id, title: "Title \(id)", artist: "A", album: "B", durationMs: 10000, loudnessLUFS: -20,
+                                     manifest: Manifest(track_id: id, duration_ms: 10000, loudness_lufs: -20, target_lufs: -14, renditions: rs),
+                                     wrappedKeyHex: KeyWrap.wrap([UInt8](repeating: 9, count: 16), master: Self.master), regions: regions,
+                                     releaseAt: release, sourceSHA256: "src-\(id)"))
+        }
+        config.catalogPath = dir + "/catalog.sqlite"
+        config.jwtHS256Secret = Self.secret
+        config.edges = ["https://edge-a.example", "https://edge-b.example", "https://edge-c.example"]
+        config.tokenKeyHex = Self.tokenKey
+        config.masterKeyHex = KeyWrap.hex(Self.master)
+        config.rateLimitPerMinute = 5
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    struct Claims: JWTPayload {
+        var sub: SubjectClaim; var exp: ExpirationClaim; var tier: String; var country: String
+        func verify(using algorithm: some JWTAlgorithm) throws {}
+    }
+
+    func jwt(_ sub: String = "u1", tier: String = "premium", country: String = "US", expiresIn: TimeInterval = 600, secret: String = secret) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        return try await keys.sign(Claims(sub: .init(value: sub), exp: .init(value: Date().addingTimeInterval(expiresIn)), tier: tier, country: country))
+    }
+
+    func withApp(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+        let app = try await buildApplication(config: config)
+        try await app.test(.router) { client in try await body(client) }
+    }
+
+    func post(_ client: any TestClientProtocol, _ json: String, token: String?) async throws -> (Int, [String: Any], HTTPFields) {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        return try await client.execute(uri: "/v1/playback", method: .post, headers: headers, body: ByteBuffer(string: json)) { r in
+            let obj = (try? JSONSerialization.jsonObject(with: Data(buffer: r.body))) as? [String: Any] ?? [:]
+            return (Int(r.status.code), obj, r.headers)
+        }
+    }
+
+    func testPremiumGrant() async throws {
+        let token = try await jwt()
+        try await withApp { c in
+            let (status, body, headers) = try await self.post(c, #"{"track_id":"t1","next":["t4","t3","nope"]}"#, token: token)
+            XCTAssertEqual(status, 200)
+            XCTAssertEqual(headers[.cacheControl], "no-store")
+            XCTAssertEqual(body["bitrate_kbps"] as? Int, 320)
+            XCTAssertEqual(body["quality"] as? String, "very_high")
+            XCTAssertEqual(body["token_name"] as? String, "hdnts")
+            XCTAssertEqual(body["key_hex"] as? String, String(repeating: "09", count: 16))
+            XCTAssertTrue(self.config.edges.contains(body["base_url"] as! String))
+            let tok = body["token"] as! String
+            XCTAssertTrue(tok.contains("acl=/audio/t1/manifest.json!/audio/t1/24.opus!/audio/t1/96.opus!/audio/t1/160.opus!/audio/t1/320.opus"))
+            let policy = EdgeAuthPolicy(keys: [EdgeAuthKey(hex: Self.tokenKey)!])
+            let now = Int(Date().timeIntervalSince1970)
+            XCTAssertEqual(EdgeAuthToken.verify(tok, path: "/audio/t1/320.opus", clientIP: "x", now: now, policy: policy), .ok)
+            XCTAssertEqual(EdgeAuthToken.verify(tok, path: "/audio/t2/320.opus", clientIP: "x", now: now, policy: policy), .scope)
+            let prefetch = body["prefetch"] as! [[String: Any]]
+            XCTAssertEqual(prefetch.map { $0["track_id"] as! String }, ["t4"])   // t3 unreleased, "nope" unknown: skipped
+            XCTAssertEqual(prefetch[0]["range"] as? String, "bytes=0-32099")
+            XCTAssertEqual((body["manifest"] as! [String: Any])["track_id"] as? String, "t1")
+            XCTAssertEqual((body["expires_at"] as! Int) - now, 3600, accuracy: 2)
+        }
+    }
+
+    func testFreeTierDowngradedAndScoped() async throws {
+        let token = try await jwt(tier: "free")
+        try await withApp { c in
+            let (status, body, _) = try await self.post(c, #"{"track_id":"t1","quality":"very_high"}"#, token: token)
+            XCTAssertEqual(status, 200)
+            XCTAssertEqual(body["bitrate_kbps"] as? Int, 160)
+            XCTAssertEqual(body["quality"] as? String, "high")
+            XCTAssertEqual(body["quality_reason"] as? String, "the free tier allows at most 160 kb/s")
+            let tok = body["token"] as! String
+            XCTAssertFalse(tok.contains("320.opus"))
+            let renditions = (body["manifest"] as! [String: Any])["renditions"] as! [[String: Any]]
+            XCTAssertEqual(renditions.map { $0["bitrate_kbps"] as! Int }, [24, 96, 160])
+            let (s2, b2, _) = try await self.post(c, #"{"track_id":"t1","quality":"low"}"#, token: token)
+            XCTAssertEqual(s2, 200)
+            XCTAssertEqual(b2["bitrate_kbps"] as? Int, 24)
+            XCTAssertNil(b2["quality_reason"] as? String)
+        }
+    }
+
+    func testIdentityErrors() async throws {
+        let expired = try await jwt(expiresIn: -60)
+        let forged = try await jwt(secret: "another-secret-another-secret-another-secret")
+        let badTier = try await jwt(tier: "gold")
+        try await withApp { c in
+            for t in [nil, "garbage", expired, forged, badTier] as [String?] {
+                let (status, body, headers) = try await self.post(c, #"{"track_id":"t1"}"#, token: t)
+                XCTAssertEqual(status, 401)
+                XCTAssertNotNil(body["error"])
+                XCTAssertNotNil(headers[.wwwAuthenticate])
+            }
+        }
+    }
+
+    func testEntitlementErrors() async throws {
+        let gb = try await jwt(country: "GB")
+        try await withApp { c in
+            var r = try await self.post(c, #"{"track_id":"t2"}"#, token: gb)
+            XCTAssertEqual(r.0, 403); XCTAssertEqual(r.1["error"] as? String, "track t2 is not licensed in GB")
+            r = try await self.post(c, #"{"track_id":"t3"}"#, token: gb)
+            XCTAssertEqual(r.0, 403); XCTAssertEqual(r.1["error"] as? String, "track t3 is not released yet")
+            r = try await self.post(c, #"{"track_id":"t9"}"#, token: gb)
+            XCTAssertEqual(r.0, 404)
+        }
+    }
+
+    func testMalformedBodies() async throws {
+        config.rateLimitPerMinute = 100
+        let token = try await jwt()
+        try await withApp { c in
+            for (json, message) in [("{", "body is not JSON"), ("{}", "missing field track_id"), (#"{"track_id":5}"#, "wrong type for track_id"),
+                                    (#"{"track_id":"t1","quality":"ultra"}"#, "quality must be one of"), (#"{"track_id":"../x"}"#, "track_id must be"),
+                                    (#"{"track_id":"t1","next":"t2"}"#, "wrong type for next")] {
+                let (status, body, _) = try await self.post(c, json, token: token)
+                XCTAssertEqual(status, 400, json)
+                XCTAssertTrue((body["error"] as? String ?? "").hasPrefix(message), "\(json): \(body)")
+            }
+        }
+    }
+
+    func testRateLimit() async throws {
+        let token = try await jwt("busy-user")
+        let other = try await jwt("other-user")
+        try await withApp { c in
+            for _ in 0..<5 { let s = try await self.post(c, #"{"track_id":"t1"}"#, token: token).0; XCTAssertEqual(s, 200) }
+            let (status, _, headers) = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
+            XCTAssertEqual(status, 429)
+            XCTAssertEqual(Int(headers[.retryAfter] ?? ""), 12)   // 5 a minute: one token every 12 s
+            let s = try await self.post(c, #"{"track_id":"t1"}"#, token: other).0
+            XCTAssertEqual(s, 200)   // per user
+        }
+    }
+
+    func testTrackMetadataHealthAndMetrics() async throws {
+        let token = try await jwt()
+        try await withApp { c in
+            try await c.execute(uri: "/v1/tracks/t1", method: .get, headers: [.authorization: "Bearer \(token)"]) { r in
+                XCTAssertEqual(r.status, .ok)
+                let o = try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as! [String: Any]
+                XCTAssertEqual(o["bitrates_kbps"] as? [Int], [24, 96, 160, 320])
+                XCTAssertNil(o["key_hex"])
+            }
+            try await c.execute(uri: "/v1/tracks/t9", method: .get, headers: [.authorization: "Bearer \(token)"]) { XCTAssertEqual($0.status, .notFound) }
+            try await c.execute(uri: "/v1/tracks/t1", method: .get) { XCTAssertEqual($0.status, .unauthorized) }
+            try await c.execute(uri: "/healthz", method: .get) { XCTAssertEqual($0.status, .ok) }
+            _ = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
+            try await c.execute(uri: "/metrics", method: .get) { r in
+                let text = String(buffer: r.body)
+                XCTAssertTrue(text.contains(#"playback_grants_total{result="granted"} 1"#), text)
+                XCTAssertFalse(text.contains(Self.tokenKey))
+            }
+        }
+    }
+
+    func testEdgeSelectionConsistentWithFallback() throws {
+        let catalog = try Catalog(path: config.catalogPath, readOnly: true)
+        let make = { (down: [String]) in
+            GrantService(catalog: catalog, signingKey: EdgeAuthKey(hex: Self.tokenKey)!, masterKey: Self.master, edges: self.config.edges,
+                         edgesDown: down, ttlSeconds: 60, tokenName: "hdnts", prefetchMax: 5)
+        }
+        let all = make([])
+        var counts: [String: Int] = [:]
+        for i in 0..<3000 { counts[all.edge(for: "t\(i)"), default: 0] += 1 }
+        XCTAssertEqual(counts.count, 3)
+        XCTAssertTrue(counts.values.allSatisfy { $0 > 800 }, "\(counts)")
+        XCTAssertEqual(all.edge(for: "t42"), all.edge(for: "t42"))
+        // Taking one edge down moves only its tracks.
+        let down = all.edge(for: "t42")
+        let less = make([down])
+        for i in 0..<3000 {
+            let before = all.edge(for: "t\(i)"), after = less.edge(for: "t\(i)")
+            if before != down { XCTAssertEqual(before, after) } else { XCTAssertNotEqual(after, down) }
+        }
+    }
+}
