@@ -30,10 +30,10 @@ python_env() {
     # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames,
     # cryptography to decrypt packaged audio) in a venv.
     local venv="$ROOT/.build/venv"
-    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-2" ]; then
+    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-3" ]; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography
-        touch "$venv/.edge-deps-2"
+        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml
+        touch "$venv/.edge-deps-3"
     fi
     PYTHON="$venv/bin/python"
 }

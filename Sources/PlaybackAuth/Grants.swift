@@ -58,6 +58,20 @@ public struct Grant: Encodable, Sendable {
     public var manifest: Manifest
     public var key_hex: String
     public var prefetch: [Prefetch]
+
+    enum CodingKeys: String, CodingKey {
+        case track_id, base_url, token_name, token, expires_at, quality, bitrate_kbps, quality_reason, manifest, key_hex, prefetch
+    }
+    /// `quality_reason` is always present (null when the quality is the one asked for): a stable contract.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(track_id, forKey: .track_id); try c.encode(base_url, forKey: .base_url)
+        try c.encode(token_name, forKey: .token_name); try c.encode(token, forKey: .token)
+        try c.encode(expires_at, forKey: .expires_at); try c.encode(quality, forKey: .quality)
+        try c.encode(bitrate_kbps, forKey: .bitrate_kbps)
+        if let quality_reason { try c.encode(quality_reason, forKey: .quality_reason) } else { try c.encodeNil(forKey: .quality_reason) }
+        try c.encode(manifest, forKey: .manifest); try c.encode(key_hex, forKey: .key_hex); try c.encode(prefetch, forKey: .prefetch)
+    }
 }
 
 /// Decides who may play what, at which quality, and signs the edge token. Pure apart from the
