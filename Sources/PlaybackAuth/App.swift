@@ -145,7 +145,9 @@ func playback(_ request: Request, user: Identity, state: AuthState) async -> Res
         return errorResponse(400, "body is not JSON: {\"track_id\": ..., \"quality\"?: ..., \"next\"?: [...]}")
     }
     do {
-        return jsonResponse(try state.grants.grant(req, for: user, now: Int(Date().timeIntervalSince1970)))
+        let g = try state.grants.grant(req, for: user, now: Int(Date().timeIntervalSince1970))
+        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                        body: .init(byteBuffer: ByteBuffer(string: g.json())))
     } catch let e as GrantError {
         return errorResponse(e.status, e.message)
     } catch {

@@ -1,6 +1,34 @@
 import Foundation
+import Synchronization
 import EdgeAuthToken
 import EdgeCatalog
+
+/// Published tracks never change (re-ingesting a source is a no-op), so the decoded track, its
+/// unwrapped key and its manifest JSON per tier are kept for a few seconds instead of being read
+/// and encoded per request. Unknown tracks are not cached: a new release appears at once.
+/// Bounded: beyond `entriesMax` the cache starts afresh.
+final class TrackCache: Sendable {
+    struct Entry {
+        var track: Track
+        var key: [UInt8]
+        var manifestJSON: [Int: String]   // by tier ceiling (kb/s)
+        var loaded: Double
+    }
+    let ttlSeconds: Double
+    let entriesMax: Int
+    let entries = Mutex<[String: Entry]>([:])
+    init(ttlSeconds: Double = 5, entriesMax: Int = 100_000) { self.ttlSeconds = ttlSeconds; self.entriesMax = entriesMax }
+
+    func get(_ id: String, now: Double, load: () throws -> Entry?) rethrows -> Entry? {
+        if let e = entries.withLock({ $0[id] }), now - e.loaded < ttlSeconds { return e }
+        guard let e = try load() else { return nil }
+        entries.withLock { m in
+            if m.count >= entriesMax { m.removeAll(keepingCapacity: true) }
+            m[id] = e
+        }
+        return e
+    }
+}
 
 /// A user as the identity provider vouches for them.
 public struct Identity: Sendable, Equatable {
@@ -46,7 +74,9 @@ public struct Prefetch: Encodable, Sendable, Equatable {
     public var range: String
 }
 
-public struct Grant: Encodable, Sendable {
+/// A granted playback. Serialised by hand: the manifest is spliced in as the JSON cached with
+/// the track, so a grant costs no manifest encoding.
+public struct Grant: Sendable {
     public var track_id: String
     public var base_url: String
     public var token_name: String
@@ -54,23 +84,34 @@ public struct Grant: Encodable, Sendable {
     public var expires_at: Int
     public var quality: String
     public var bitrate_kbps: Int
+    /// Why the quality is lower than asked; always present (null otherwise): a stable contract.
     public var quality_reason: String?
-    public var manifest: Manifest
+    public var manifestJSON: String
     public var key_hex: String
     public var prefetch: [Prefetch]
 
-    enum CodingKeys: String, CodingKey {
-        case track_id, base_url, token_name, token, expires_at, quality, bitrate_kbps, quality_reason, manifest, key_hex, prefetch
+    public func json() -> String {
+        var o = "{\"base_url\":\(q(base_url)),\"bitrate_kbps\":\(bitrate_kbps),\"expires_at\":\(expires_at),\"key_hex\":\(q(key_hex)),"
+        o += "\"manifest\":\(manifestJSON),\"prefetch\":["
+        o += prefetch.map { "{\"base_url\":\(q($0.base_url)),\"range\":\(q($0.range)),\"token\":\(q($0.token)),\"track_id\":\(q($0.track_id)),\"url\":\(q($0.url))}" }
+            .joined(separator: ",")
+        o += "],\"quality\":\(q(quality)),\"quality_reason\":\(quality_reason.map(q) ?? "null"),\"token\":\(q(token)),"
+        o += "\"token_name\":\(q(token_name)),\"track_id\":\(q(track_id))}"
+        return o
     }
-    /// `quality_reason` is always present (null when the quality is the one asked for): a stable contract.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(track_id, forKey: .track_id); try c.encode(base_url, forKey: .base_url)
-        try c.encode(token_name, forKey: .token_name); try c.encode(token, forKey: .token)
-        try c.encode(expires_at, forKey: .expires_at); try c.encode(quality, forKey: .quality)
-        try c.encode(bitrate_kbps, forKey: .bitrate_kbps)
-        if let quality_reason { try c.encode(quality_reason, forKey: .quality_reason) } else { try c.encodeNil(forKey: .quality_reason) }
-        try c.encode(manifest, forKey: .manifest); try c.encode(key_hex, forKey: .key_hex); try c.encode(prefetch, forKey: .prefetch)
+
+    /// A JSON string literal.
+    func q(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 }
 
@@ -88,6 +129,7 @@ public struct GrantService: Sendable {
     let ttlSeconds: Int
     let tokenName: String
     let prefetchMax: Int
+    let cache = TrackCache()
 
     public init(catalog: Catalog, signingKey: EdgeAuthKey, masterKey: [UInt8], edges: [String], edgesDown: [String],
                 ttlSeconds: Int, tokenName: String, prefetchMax: Int) {
@@ -97,13 +139,32 @@ public struct GrantService: Sendable {
 
     /// The track if this user may play it now.
     public func entitled(_ id: String, _ user: Identity, now: Int) throws -> Track {
+        try entry(id, user, now: now).track
+    }
+
+    func entry(_ id: String, _ user: Identity, now: Int) throws -> TrackCache.Entry {
         guard Self.validID(id) else { throw GrantError.badRequest("track_id must be 1-64 letters, digits, '-' or '_'") }
-        guard let t = try catalog.track(id: id) else { throw GrantError.notFound("no track \(id)") }
+        let loaded = try cache.get(id, now: Double(now)) { () -> TrackCache.Entry? in
+            guard let t = try catalog.track(id: id) else { return nil }
+            let key = try KeyWrap.unwrap(t.wrappedKeyHex, master: masterKey)
+            var json: [Int: String] = [:]
+            let e = JSONEncoder()
+            e.outputFormatting = [.sortedKeys]
+            for ceiling in [Self.maxKbps(.free), Self.maxKbps(.premium)] {
+                var m = t.manifest
+                let allowed = m.renditions.filter { $0.bitrate_kbps <= ceiling }
+                m.renditions = allowed.isEmpty ? Array(m.renditions.prefix(1)) : allowed
+                json[ceiling] = String(decoding: try e.encode(m), as: UTF8.self)
+            }
+            return TrackCache.Entry(track: t, key: key, manifestJSON: json, loaded: Double(now))
+        }
+        guard let loaded else { throw GrantError.notFound("no track \(id)") }
+        let t = loaded.track
         guard t.regions.contains("*") || t.regions.contains(user.country) else {
             throw GrantError.notLicensed("track \(id) is not licensed in \(user.country)")
         }
         guard Int64(now) >= t.releaseAt else { throw GrantError.notReleased("track \(id) is not released yet") }
-        return t
+        return loaded
     }
 
     static func validID(_ id: String) -> Bool {
@@ -111,7 +172,8 @@ public struct GrantService: Sendable {
     }
 
     public func grant(_ req: PlaybackRequest, for user: Identity, now: Int) throws -> Grant {
-        let track = try entitled(req.track_id, user, now: now)
+        let cached = try entry(req.track_id, user, now: now)
+        let track = cached.track
         var requested = Self.maxKbps(user.tier)
         if let q = req.quality {
             guard let k = Self.qualities.first(where: { $0.name == q })?.kbps else {
@@ -130,7 +192,7 @@ public struct GrantService: Sendable {
         else if chosen.bitrate_kbps < requested { reason = "\(requested) kb/s is not available for this track" }
         let expires = now + ttlSeconds
         let token = Self.token(for: track, renditions: allowed.isEmpty ? [lowest] : allowed, key: signingKey, now: now, expires: expires)
-        let key = try KeyWrap.unwrap(track.wrappedKeyHex, master: masterKey)
+        let key = cached.key
         var prefetch: [Prefetch] = []
         for id in (req.next ?? []).prefix(prefetchMax) {
             // Prefetch only what this user may play; others are skipped silently.
@@ -144,10 +206,8 @@ public struct GrantService: Sendable {
         }
         let quality = Self.qualities.last(where: { $0.kbps <= chosen.bitrate_kbps })?.name ?? "low"
         return Grant(track_id: track.id, base_url: edge(for: track.id), token_name: tokenName, token: token, expires_at: expires,
-                     quality: quality, bitrate_kbps: chosen.bitrate_kbps, quality_reason: reason, manifest: Manifest(
-                        track_id: track.manifest.track_id, duration_ms: track.manifest.duration_ms, loudness_lufs: track.manifest.loudness_lufs,
-                        target_lufs: track.manifest.target_lufs, renditions: allowed.isEmpty ? [lowest] : allowed),
-                     key_hex: KeyWrap.hex(key), prefetch: prefetch)
+                     quality: quality, bitrate_kbps: chosen.bitrate_kbps, quality_reason: reason,
+                     manifestJSON: cached.manifestJSON[allowedMax]!, key_hex: KeyWrap.hex(key), prefetch: prefetch)
     }
 
     /// EdgeAuth 2.0 token whose ACL lists exactly the files this user may fetch: the manifest and
