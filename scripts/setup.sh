@@ -19,7 +19,7 @@ echo "==> sample content: packager demo-content (3 tracks, 4 bitrates, encrypted
 chmod 755 "$RUN" "$RUN/origin" 2>/dev/null || true
 
 stop_pid() { [ -f "$1" ] && kill "$(cat "$1")" 2>/dev/null || true; }
-stop_pid "$RUN/edge.pid"; stop_pid "$RUN/origin.pid"; sleep 1
+stop_pid "$RUN/edge.pid"; stop_pid "$RUN/origin.pid"; stop_pid "$RUN/auth.pid"; sleep 1
 
 echo "==> origin: nginx on 127.0.0.1:8090 serving run/origin"
 cat > "$RUN/origin.conf" <<CONF
@@ -37,6 +37,12 @@ nohup .build/release/edge --config "$RUN/edge.conf" >"$RUN/edge.out" 2>&1 &
 echo $! > "$RUN/edge.pid"
 for _ in $(seq 50); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
 
+echo "==> playback-auth on 127.0.0.1:8081 (catalog run/catalog.sqlite)"
+sed -e "s#^catalog = .*#catalog = \"$RUN/catalog.sqlite\"#" "$RUN/edge.conf" > "$RUN/auth.conf"
+nohup .build/release/playback-auth --config "$RUN/auth.conf" >"$RUN/auth.out" 2>&1 &
+echo $! > "$RUN/auth.pid"
+for _ in $(seq 100); do curl -sf http://127.0.0.1:8081/healthz >/dev/null && break; sleep 0.1; done
+
 TRACK=$(head -1 "$RUN/tracks.txt" | cut -f1)
 KEY=$(sed -n 's/^key_hex = "\(.*\)"/\1/p' "$RUN/edge.conf")
 URL_PATH=$(.build/release/edgectl sign --key-hex "$KEY" --acl "/audio/$TRACK/*" --ttl 3600 --path "/audio/$TRACK/160.opus")
@@ -49,4 +55,19 @@ CMD="curl -s --http2 --cacert run/cert.pem -r 0-65535 -o /dev/null -w '%{http_ve
 echo "  $CMD"
 echo -n "  -> "; eval "$CMD"
 echo -n "  -> "; eval "${CMD/-o \/dev\/null/-o /dev/null -D -}" | grep -i cache-status | tr -d '\r'
-echo "stop: kill \$(cat run/edge.pid) \$(cat run/origin.pid)"
+# A demo user's JWT (HS256 with the demo secret in edge.conf; a real identity provider issues these).
+SECRET=$(sed -n 's/^jwt_hs256_secret = "\(.*\)"/\1/p' "$RUN/auth.conf")
+JWT=$(python3 - "$SECRET" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b = lambda x: base64.urlsafe_b64encode(x).rstrip(b"=")
+h = b(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+p = b(json.dumps({"sub": "demo-user", "tier": "premium", "country": "US", "exp": int(time.time()) + 86400}).encode())
+print((h + b"." + p + b"." + b(hmac.new(sys.argv[1].encode(), h + b"." + p, hashlib.sha256).digest())).decode())
+PY
+)
+echo "$JWT" > "$RUN/demo-user.jwt"
+echo
+echo "press play (premium demo user; JWT in run/demo-user.jwt):"
+echo "  curl -s -H \"Authorization: Bearer \$(cat run/demo-user.jwt)\" -d '{\"track_id\":\"$TRACK\",\"quality\":\"high\"}' http://127.0.0.1:8081/v1/playback"
+echo -n "  -> "; curl -s -H "Authorization: Bearer $JWT" -d "{\"track_id\":\"$TRACK\",\"quality\":\"high\"}" http://127.0.0.1:8081/v1/playback | python3 -c 'import json,sys; g=json.load(sys.stdin); print({k: g[k] for k in ("base_url","bitrate_kbps","quality","expires_at")}, "token:", g["token"][:40] + "...")'
+echo "stop: kill \$(cat run/edge.pid) \$(cat run/origin.pid) \$(cat run/auth.pid)"
