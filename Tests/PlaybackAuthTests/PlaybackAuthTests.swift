@@ -184,6 +184,33 @@ final class PlaybackAuthTests: XCTestCase {
         }
     }
 
+    /// An identity provider that publishes its public keys as a JWKS (ES256 here).
+    func testJWKSFile() async throws {
+        let privateKey = ES256PrivateKey()
+        let p = privateKey.publicKey.parameters!
+        let jwks = #"{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","kid":"idp-1","use":"sig","x":"\#(p.x)","y":"\#(p.y)"}]}"#
+        let file = dir + "/jwks.json"
+        try jwks.write(toFile: file, atomically: true, encoding: .utf8)
+        config.jwtHS256Secret = ""
+        config.jwksFile = file
+        let signer = JWTKeyCollection()
+        await signer.add(ecdsa: privateKey, kid: "idp-1")
+        let good = try await signer.sign(Claims(sub: .init(value: "u9"), exp: .init(value: Date().addingTimeInterval(600)), tier: "free", country: "US"), kid: "idp-1")
+        let hs = try await jwt()   // an HS256 token no longer verifies
+        try await withApp { c in
+            let ok = try await self.post(c, #"{"track_id":"t1"}"#, token: good)
+            XCTAssertEqual(ok.0, 200)
+            XCTAssertEqual(ok.1["bitrate_kbps"] as? Int, 160)
+            let bad = try await self.post(c, #"{"track_id":"t1"}"#, token: hs)
+            XCTAssertEqual(bad.0, 401)
+        }
+        // A broken JWKS file is a start-up error that names the key.
+        try "{not json".write(toFile: file, atomically: true, encoding: .utf8)
+        do { _ = try await buildApplication(config: config); XCTFail("expected a start-up error") } catch {
+            XCTAssertTrue("\(error)".contains("auth.jwks_file"), "\(error)")
+        }
+    }
+
     func testEdgeSelectionConsistentWithFallback() throws {
         let catalog = try Catalog(path: config.catalogPath, readOnly: true)
         let make = { (down: [String]) in
