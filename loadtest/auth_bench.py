@@ -21,6 +21,8 @@ import time
 import socket
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import free_port, wait_port  # noqa: E402
 ROOT = os.path.dirname(HERE)
 SECRET = "bench-identity-provider-secret-0123456789abcdef"
 MASTER = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
@@ -33,11 +35,6 @@ def jwt(tier="premium"):
     body = b64(json.dumps({"sub": "bench", "tier": tier, "country": "US", "exp": int(time.time()) + 3600}).encode())
     return (head + b"." + body + b"." + b64(hmac.new(SECRET.encode(), head + b"." + body, hashlib.sha256).digest())).decode()
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():

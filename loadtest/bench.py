@@ -20,6 +20,8 @@ import hashlib
 import base64
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import free_port, wait_port  # noqa: E402
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import make_content  # noqa: E402
@@ -43,17 +45,6 @@ def render(template, dest, **values):
     with open(dest, "w") as f:
         f.write(text)
 
-
-def wait_port(port, timeout=10.0):
-    import socket
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def require_free(port):

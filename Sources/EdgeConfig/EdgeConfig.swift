@@ -154,10 +154,7 @@ public struct EdgeConfig: Sendable {
 
     /// Parses and validates; throws `ConfigError` naming the first bad key.
     public static func parse(_ text: String) throws -> EdgeConfig {
-        let root: TOMLTable
-        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
-        }
+        let root = try Reader.parse(text)
         var c = EdgeConfig()
         var r = Reader(root: root)
         // [catalog], [packager] and [auth] belong to the other services: one file may serve all.
@@ -290,6 +287,13 @@ public struct EdgeConfig: Sendable {
 struct Reader {
     let root: TOMLTable
 
+    /// TOML text → table; a syntax error names its line and column.
+    static func parse(_ text: String) throws -> TOMLTable {
+        do { return try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+        }
+    }
+
     func table(_ name: String) throws -> TOMLTable? {
         guard let v = root[name] else { return nil }
         guard let t = v.table else { throw ConfigError(key: name, reason: "must be a table ([\(name)])") }
@@ -371,10 +375,7 @@ public struct PackagerConfig: Sendable {
     public init() {}
 
     public static func parse(_ text: String) throws -> PackagerConfig {
-        let root: TOMLTable
-        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
-        }
+        let root = try Reader.parse(text)
         let r = Reader(root: root)
         var c = PackagerConfig()
         let cat = try r.table("catalog")
@@ -419,10 +420,7 @@ public struct PlaybackAuthConfig: Sendable {
     public init() {}
 
     public static func parse(_ text: String) throws -> PlaybackAuthConfig {
-        let root: TOMLTable
-        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
-        }
+        let root = try Reader.parse(text)
         let r = Reader(root: root)
         var c = PlaybackAuthConfig()
         let a = try r.table("auth")
