@@ -73,7 +73,7 @@ public enum PathRules {
 
     /// Percent-decodes a query parameter value (no '+' folding: tokens use '~' and '=' literally).
     public static func percentDecode(_ s: Substring) -> String? {
-        guard s.utf8.contains(UInt8(ascii: "%")) else { return String(s) }
+        if let plain = s.utf8.withContiguousStorageIfAvailable({ !$0.contains(UInt8(ascii: "%")) }), plain { return String(s) }
         var out: [UInt8] = []
         var it = s.utf8.makeIterator()
         while let c = it.next() {
@@ -86,22 +86,34 @@ public enum PathRules {
     }
 
     /// The value of query parameter `name`, percent-decoded; nil when absent, .some(nil) when
-    /// present but badly escaped. Works on UTF-8 bytes: this runs on every request.
+    /// present but badly escaped. Scans contiguous UTF-8: this runs on every request.
     public static func queryValue(_ query: Substring, name: String) -> String?? {
-        let q = query.utf8
-        let n = name.utf8
-        var i = q.startIndex
-        while i < q.endIndex {
-            var end = i
-            while end < q.endIndex && q[end] != UInt8(ascii: "&") { end = q.index(after: end) }
-            // Compare the key byte by byte.
-            var k = i, m = n.startIndex
-            while k < end && m < n.endIndex && q[k] == n[m] { k = q.index(after: k); m = n.index(after: m) }
-            if m == n.endIndex {
-                if k == end { return .some("") }
-                if q[k] == UInt8(ascii: "=") { return .some(percentDecode(query[q.index(after: k)..<end])) }
+        let n = Array(name.utf8)
+        let found: (Int, Int)?? = query.utf8.withContiguousStorageIfAvailable { q -> (Int, Int)? in
+            var i = 0
+            while i < q.count {
+                var end = i
+                while end < q.count && q[end] != UInt8(ascii: "&") { end += 1 }
+                if end - i >= n.count && (0..<n.count).allSatisfy({ q[i + $0] == n[$0] }) {
+                    let k = i + n.count
+                    if k == end { return (k, k) }
+                    if q[k] == UInt8(ascii: "=") { return (k + 1, end) }
+                }
+                i = end + 1
             }
-            i = end < q.endIndex ? q.index(after: end) : end
+            return nil
+        }
+        guard let found else { return slowQueryValue(query, name: name) }   // non-contiguous storage (bridged strings)
+        guard let (a, b) = found else { return nil }
+        let u = query.utf8
+        return .some(percentDecode(Substring(u[u.index(u.startIndex, offsetBy: a)..<u.index(u.startIndex, offsetBy: b)])))
+    }
+
+    static func slowQueryValue(_ query: Substring, name: String) -> String?? {
+        for part in query.split(separator: "&") {
+            if let eq = part.firstIndex(of: "=") {
+                if part[..<eq] == name { return .some(percentDecode(part[part.index(after: eq)...])) }
+            } else if part == name { return .some("") }
         }
         return nil
     }

@@ -140,7 +140,13 @@ final class H2Session {
                 func put(_ s: String) -> (UnsafeMutablePointer<UInt8>, Int) {
                     let start = block.baseAddress!.advanced(by: at)
                     var n = 0
-                    for byte in s.utf8 { block[at + n] = byte; n += 1 }
+                    let copied: Int? = s.utf8.withContiguousStorageIfAvailable { src -> Int in
+                        if src.count > 0 { start.copyMemory(from: src.baseAddress!, byteCount: src.count) }
+                        return src.count
+                    }
+                    if let copied { n = copied } else {
+                        for byte in s.utf8 { block[at + n] = byte; n += 1 }
+                    }
                     at += n
                     return (start.assumingMemoryBound(to: UInt8.self), n)
                 }
