@@ -207,11 +207,13 @@ SSL_CTX *edge_tls_ctx_new(const char *cert_path, const char *key_path, int allow
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"edge", 4);
     SSL_CTX_sess_set_cache_size(ctx, 20000);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
-        snprintf(errbuf, errcap, "cannot load certificate %s: %s", cert_path, ERR_reason_error_string(ERR_get_error()));
+        char why[256]; ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        snprintf(errbuf, errcap, "cannot load certificate %s: %s", cert_path, access(cert_path, R_OK) == 0 ? why : "no such readable file");
         SSL_CTX_free(ctx); return NULL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
-        snprintf(errbuf, errcap, "cannot load private key %s: %s", key_path, ERR_reason_error_string(ERR_get_error()));
+        char why[256]; ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        snprintf(errbuf, errcap, "cannot load private key %s: %s", key_path, access(key_path, R_OK) == 0 ? why : "no such readable file");
         SSL_CTX_free(ctx); return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

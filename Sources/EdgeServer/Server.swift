@@ -1,4 +1,5 @@
 import CEdgeShims
+import Foundation
 import Glibc
 import EdgeConfig
 import EdgeAuthToken
@@ -13,6 +14,38 @@ public struct StartupError: Error, CustomStringConvertible {
 public final class EdgeServer {
     let config: EdgeConfig
     public init(config: EdgeConfig) { self.config = config }
+
+    /// What `--check` verifies beyond the file itself: the certificate and key load and match, the
+    /// origin directory exists, the cache directory exists or can be created. Each problem names its key.
+    public static func preflight(_ config: EdgeConfig) -> [String] {
+        var problems: [String] = []
+        if !config.server.listenTLS.isEmpty {
+            var err = [CChar](repeating: 0, count: 512)
+            if let ctx = edge_tls_ctx_new(config.server.tlsCertificate, config.server.tlsPrivateKey, 1, &err, 512) {
+                edge_tls_ctx_free(ctx)
+            } else {
+                problems.append("server.tls_certificate / server.tls_private_key: " + String(cString: err))
+            }
+        }
+        var isDir: ObjCBool = false
+        if let dir = config.origin.directory, !(FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) && isDir.boolValue) {
+            problems.append("origin.urls: \(dir) is not a directory")
+        }
+        if !config.origin.upstreams.isEmpty {
+            let dir = config.cache.directory
+            let parent = (dir as NSString).deletingLastPathComponent
+            if !FileManager.default.fileExists(atPath: dir) && !FileManager.default.isWritableFile(atPath: parent.isEmpty ? "." : parent) {
+                problems.append("cache.dir: \(dir) does not exist and cannot be created")
+            }
+        }
+        if !config.server.accessLog.isEmpty && config.server.accessLog != "-" {
+            let parent = (config.server.accessLog as NSString).deletingLastPathComponent
+            if !FileManager.default.isWritableFile(atPath: parent.isEmpty ? "." : parent) {
+                problems.append("server.access_log: cannot write in \(parent)")
+            }
+        }
+        return problems
+    }
 
     public var workerCount: Int { config.server.workers > 0 ? config.server.workers : Int(edge_online_cpus()) }
 

@@ -27,6 +27,9 @@ struct Edge: ParsableCommand {
             throw ExitCode(2)
         }
         if check {
+            let problems = EdgeServer.preflight(parsed)
+            for p in problems { FileHandle.standardError.write("edge: \(config): \(p)\n".data(using: .utf8)!) }
+            if !problems.isEmpty { throw ExitCode(2) }
             print("edge: \(config): ok")
             return
         }

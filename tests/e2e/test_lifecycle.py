@@ -13,10 +13,26 @@ from conftest import EDGE_BIN, EDGECTL_BIN, curl, sign
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_repo_config_checks():
-    out = subprocess.run([EDGE_BIN, "--check", "--config", os.path.join(ROOT, "edge.conf")], capture_output=True, text=True)
+def test_repo_config_checks(workdir, tmp_path):
+    # The repo's edge.conf, with its run/ paths pointed at files that exist here (setup.sh makes them).
+    text = open(os.path.join(ROOT, "edge.conf")).read()
+    text = text.replace('"run/cert.pem"', f'"{workdir}/cert.pem"').replace('"run/key.pem"', f'"{workdir}/key.pem"')
+    text = text.replace('"run/access.log"', f'"{tmp_path}/access.log"').replace('"file:///tmp/edge-demo/origin"', f'"file://{workdir}/origin"')
+    conf = tmp_path / "edge.conf"
+    conf.write_text(text)
+    out = subprocess.run([EDGE_BIN, "--check", "--config", str(conf)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert subprocess.run([EDGECTL_BIN, "check", os.path.join(ROOT, "edge.conf")], capture_output=True).returncode == 0
+
+
+def test_check_verifies_files(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text('[server]\nlisten_tls = ["127.0.0.1:9999"]\ntls_certificate = "/nonexistent/cert.pem"\ntls_private_key = "/nonexistent/key.pem"\n'
+                    'access_log = "/nonexistent/dir/a.log"\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///nonexistent/o"]\n')
+    out = subprocess.run([EDGE_BIN, "--check", "--config", str(conf)], capture_output=True, text=True)
+    assert out.returncode != 0
+    for key in ("server.tls_certificate", "no such readable file", "origin.urls: /nonexistent/o is not a directory", "server.access_log"):
+        assert key in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("text,key", [
