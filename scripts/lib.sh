@@ -3,7 +3,12 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv)
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else echo "error: installing system packages needs root: run as root or install sudo" >&2; exit 1
+    fi
+}
 
 install_system_packages() {
     local missing=()
