@@ -266,3 +266,33 @@ def test_nginx_as_origin(cached_edge, nginx, workdir, make_edge, tmp_path):
         assert status == 206 and body == want[int(a):(int(b) + 1 if b else None)]
     status, _, body, _ = curl(url(e, path), "--http2-prior-knowledge")
     assert status == 200 and body == want
+
+
+@pytest.mark.parametrize("proto", ["http1", "h2c"])
+def test_multipart_across_slices_cold_and_warm(cached_edge, origin, origin_dir, proto):
+    from test_serving import parse_multipart
+    e = cached_edge()
+    base, args = PROTOCOLS[proto](e)
+    path = "/audio/pod/episode.m4a"
+    want = data(origin_dir, path)
+    spec = "bytes=10-20,65530-65545,2999990-"   # three parts in three different slices
+    for _ in range(2):   # cold (fills on the way), then warm
+        status, h, body, _ = curl(url(e, path, base), *args, "-H", f"Range: {spec}")
+        assert status == 206 and h["content-type"].startswith("multipart/byteranges")
+        assert int(h["content-length"]) == len(body)
+        parts = parse_multipart(body, h["content-type"])
+        assert [p[0][:2] for p in parts] == [(10, 20), (65530, 65545), (2999990, 2999999)]
+        for (a, b, total), chunk in parts:
+            assert total == len(want) and chunk == want[a:b + 1]
+
+
+def test_head_conditional_and_suffix_on_cold_objects(cached_edge, origin, origin_dir):
+    e = cached_edge()
+    path = "/audio/c1/160/000.bin"
+    status, h, body, _ = curl(url(e, path), "-I")
+    assert status == 200 and int(h["content-length"]) == 200_000 and "cache-status" in h
+    status, h2, _, _ = curl(url(e, path), "-H", f"If-None-Match: {h['etag']}")
+    assert status == 304 and h2["etag"] == h["etag"]
+    other = "/audio/c2/96/000.bin"
+    status, h3, body, _ = curl(url(e, other), "-r", "-1000")   # suffix range, object not cached yet
+    assert status == 206 and body == data(origin_dir, other)[-1000:] and h3["content-range"] == "bytes 119000-119999/120000"
