@@ -364,3 +364,13 @@ int edge_aes256_gcm_open(const uint8_t key[32], const uint8_t nonce[12], const u
     EVP_CIPHER_CTX_free(c);
     return ok ? 0 : -1;
 }
+
+int edge_reopen_append(int fd, const char *path) {
+    int n = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (n < 0) return -errno;
+    // dup2 swaps the file behind the number atomically: writers keep their descriptor, writes
+    // already submitted finish on the old file, the next ones go to the new one.
+    int rc = dup3(n, fd, O_CLOEXEC) < 0 ? -errno : 0;
+    close(n);
+    return rc;
+}

@@ -126,7 +126,15 @@ public final class EdgeServer {
         }
         let listenText = (config.server.listen.map { "http://\($0)" } + config.server.listenTLS.map { "https://\($0)" }).joined(separator: " ")
         ready("edge: \(workerCount) workers, listening on \(listenText)")
-        let sig = edge_wait_signal()
+        var sig = edge_wait_signal()
+        while sig == SIGHUP {
+            // Log rotation: reopen the access log under its name.
+            if logFD > 2 {
+                let rc = edge_reopen_append(logFD, config.server.accessLog)
+                printError(rc == 0 ? "edge: SIGHUP: reopened \(config.server.accessLog)" : "edge: SIGHUP: cannot reopen \(config.server.accessLog): errno \(-rc)")
+            }
+            sig = edge_wait_signal()
+        }
         printError("edge: signal \(sig), draining (up to \(config.limits.drainTimeoutMilliseconds) ms)")
         for fd in wakeFDs { _ = edge_eventfd_signal(fd) }
         for h in handles { _ = edge_thread_join(h) }

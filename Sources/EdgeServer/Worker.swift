@@ -51,6 +51,8 @@ final class Worker {
     private var dateSecond: Int64 = -1
     var boundaryCounter: UInt64
     var rejectedConnections = 0
+    var reportedRejected = 0
+    var reportedDropped = 0
     var acceptBackoff = false
     // Cache mode (HTTP origins): the shared store, this worker's origin client and slice files.
     let store: SliceStore?
@@ -608,6 +610,15 @@ final class Worker {
 
     private func onTick() {
         updateDate()
+        // Report what limits cost, at most once a tick and only when it changed.
+        if rejectedConnections != reportedRejected {
+            logError("connections_per_worker_max (\(limits.connectionsPerWorkerMax)) reached: \(rejectedConnections - reportedRejected) connections refused (worker \(index), \(rejectedConnections) in all)")
+            reportedRejected = rejectedConnections
+        }
+        if log.droppedLines != reportedDropped {
+            logError("access log behind: \(log.droppedLines - reportedDropped) lines dropped (worker \(index), access_log_buffer_bytes_max \(limits.accessLogBufferBytesMax))")
+            reportedDropped = log.droppedLines
+        }
         log.flush()
         errorLog.flush()
         origin?.tick(now: now)

@@ -145,3 +145,17 @@ def test_second_edge_on_same_port_refused(edge, tmp_path):
     conf.write_text(f'[server]\nlisten = ["127.0.0.1:{edge.port}"]\n[token]\nkey_hex = "00112233445566778899aabbccddeeff"\n[origin]\nurls = ["file:///tmp"]\n')
     out = subprocess.run([EDGE_BIN, "--config", str(conf)], capture_output=True, text=True, timeout=10)
     assert out.returncode != 0 and "Address already in use" in out.stderr
+
+
+def test_sighup_reopens_access_log(make_edge):
+    e = make_edge()
+    assert curl(e.base + "/healthz")[0] == 200
+    time.sleep(0.6)
+    os.rename(e.log, e.log + ".1")   # logrotate's move
+    e.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert e.proc.poll() is None, "SIGHUP must not stop edge"
+    assert curl(e.base + "/healthz")[0] == 200
+    time.sleep(0.6)
+    assert os.path.exists(e.log) and '"path":"/healthz"' in open(e.log).read()
+    assert "reopened" in e.errors()

@@ -22,6 +22,7 @@ def test_connection_limit(make_edge):
         except (ConnectionResetError, BrokenPipeError):
             pass
     assert answered == 4, "exactly the configured number of connections is served"
+    assert "connections_per_worker_max (4) reached" in e.errors()
     for s in conns:
         s.close()
     time.sleep(0.3)

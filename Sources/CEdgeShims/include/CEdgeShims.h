@@ -48,6 +48,8 @@ uint64_t edge_statx_inode(const struct statx *s);
 int edge_thread_start(void *(*fn)(void *), void *arg, uint64_t *handle);
 int edge_thread_join(uint64_t handle);
 int edge_open_append(const char *path);
+// Reopens `path` onto the same descriptor number `fd` (log rotation): 0 or -errno.
+int edge_reopen_append(int fd, const char *path);
 int edge_prep_close(struct io_uring *r, int fd, uint64_t data);
 int edge_prep_shutdown_close(struct io_uring *r, int fd, uint64_t data);
 int edge_prep_timeout(struct io_uring *r, void *ts_storage, uint64_t milliseconds, uint64_t data);
