@@ -1,4 +1,14 @@
+import Foundation
 import TOMLKit
+
+/// Reads and parses a configuration file; an unreadable file is a `ConfigError` too, so every
+/// tool reports both the same way.
+public func loadConfigFile<T>(_ path: String, _ parse: (String) throws -> T) throws -> T {
+    guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        throw ConfigError(key: "", reason: "cannot read \(path)")
+    }
+    return try parse(text)
+}
 
 /// A configuration error that names the key and says why.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {

@@ -16,13 +16,8 @@ struct Edge: ParsableCommand {
     var check = false
 
     func run() throws {
-        let text: String
-        do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
-            FileHandle.standardError.write("edge: cannot read \(config): \(error.localizedDescription)\n".data(using: .utf8)!)
-            throw ExitCode(2)
-        }
         let parsed: EdgeConfig
-        do { parsed = try EdgeConfig.parse(text) } catch let e as ConfigError {
+        do { parsed = try loadConfigFile(config, EdgeConfig.parse) } catch let e as ConfigError {
             FileHandle.standardError.write("edge: \(config): \(e)\n".data(using: .utf8)!)
             throw ExitCode(2)
         }

@@ -57,12 +57,7 @@ struct Check: ParsableCommand {
     var file: String
 
     func run() throws {
-        let text: String
-        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-            FileHandle.standardError.write("edgectl: cannot read \(file): \(error.localizedDescription)\n".data(using: .utf8)!)
-            throw ExitCode(2)
-        }
-        do { _ = try EdgeConfig.parse(text) } catch let e as ConfigError {
+        do { _ = try loadConfigFile(file, EdgeConfig.parse) } catch let e as ConfigError {
             FileHandle.standardError.write("edgectl: \(file): \(e)\n".data(using: .utf8)!)
             throw ExitCode(2)
         }

@@ -25,12 +25,8 @@ struct Common: ParsableArguments {
     var releaseAt: Int64 = 0
 
     func load() throws -> (PackagerConfig, Catalog) {
-        let text: String
-        do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
-            throw ValidationError("cannot read \(config): \(error.localizedDescription)")
-        }
         let c: PackagerConfig
-        do { c = try PackagerConfig.parse(text) } catch let e as ConfigError { throw ValidationError("\(config): \(e)") }
+        do { c = try loadConfigFile(config, PackagerConfig.parse) } catch let e as ConfigError { throw ValidationError("\(config): \(e)") }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         return (c, try Catalog(path: catalog))
     }
@@ -111,8 +107,7 @@ struct Key: AsyncParsableCommand {
     @Option(name: .long) var config: String = "edge.conf"
 
     func run() async throws {
-        let text = try String(contentsOfFile: config, encoding: .utf8)
-        let c = try PackagerConfig.parse(text)
+        let c = try loadConfigFile(config, PackagerConfig.parse)
         guard let t = try Catalog(path: catalog, readOnly: true).track(id: track) else { throw ValidationError("no track \(track) in \(catalog)") }
         print(KeyWrap.hex(try KeyWrap.unwrap(t.wrappedKeyHex, master: KeyWrap.unhex(c.masterKeyHex)!)))
     }

@@ -16,13 +16,8 @@ struct PlaybackAuthCommand: AsyncParsableCommand {
     var check = false
 
     func run() async throws {
-        let text: String
-        do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
-            FileHandle.standardError.write("playback-auth: cannot read \(config): \(error.localizedDescription)\n".data(using: .utf8)!)
-            throw ExitCode(2)
-        }
         let c: PlaybackAuthConfig
-        do { c = try PlaybackAuthConfig.parse(text) } catch let e as ConfigError {
+        do { c = try loadConfigFile(config, PlaybackAuthConfig.parse) } catch let e as ConfigError {
             FileHandle.standardError.write("playback-auth: \(config): \(e)\n".data(using: .utf8)!)
             throw ExitCode(2)
         }
