@@ -13,7 +13,6 @@ enum OpKind {
     static let tick: UInt8 = 8
     static let wake: UInt8 = 9
     static let logWrite: UInt8 = 10
-    static let listenerClose: UInt8 = 11
     static let originSocket: UInt8 = 12
     static let originConnect: UInt8 = 13
     static let originSend: UInt8 = 14

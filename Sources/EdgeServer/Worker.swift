@@ -38,7 +38,8 @@ final class Worker {
     private(set) var connections: [Connection] = []
     private var freeSlots: [UInt32] = []
     var liveConnections = 0
-    private var readOps: [(body: BodyStream, length: Int)?] = []
+    /// File reads in flight, by slot: the body each fills.
+    private var readOps: [BodyStream?] = []
     private var freeReadOps: [UInt32] = []
     let wakeFD: Int32
     private let wakeValue = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
@@ -514,15 +515,14 @@ final class Worker {
         body.readInFlight = true
         body.pendingReadLength = length
         let slot: UInt32
-        if let s = freeReadOps.popLast() { slot = s; readOps[Int(s)] = (body, length) } else { slot = UInt32(readOps.count); readOps.append((body, length)) }
+        if let s = freeReadOps.popLast() { slot = s; readOps[Int(s)] = body } else { slot = UInt32(readOps.count); readOps.append(body) }
         ring.read(fd: fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
     }
 
     private func onRead(slot: UInt32, _ result: Int32) {
-        guard let op = readOps[Int(slot)] else { return }
+        guard let body = readOps[Int(slot)] else { return }
         readOps[Int(slot)] = nil
         freeReadOps.append(slot)
-        let body = op.body
         body.readCompleted(result)
         if body.cancelled { finishBody(body); return }
         resumeBody(body)
