@@ -8,7 +8,7 @@ require_swift
 python_env
 build_release
 echo "==> unit tests (swift test)"
-swift build --build-tests 2>&1 | grep -E "error" || true
+swift build --build-tests 2>&1 | grep -E "error:" || true
 swift test --skip-build 2>&1 | tee .build/unit-tests.log | grep -E "error|failed|Executed .* tests" | tail -5
 grep -q "with 0 failures" .build/unit-tests.log && ! grep -q "error:" .build/unit-tests.log || { echo "unit tests failed"; exit 1; }
 echo "==> end-to-end tests (pytest tests/e2e) against .build/release/edge"
