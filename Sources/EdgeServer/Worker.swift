@@ -216,11 +216,11 @@ final class Worker {
         var address = [CChar](repeating: 0, count: 64)
         _ = edge_peer_address(fd, &address, 64)
         c.client = String(cString: address)
+        liveConnections += 1   // counted before anything can fail: close() and release() balance it
         if listeners[i].isTLS, let ctx = settings.tlsContext {
             guard let ssl = edge_tls_new(ctx) else { close(c); return }
             c.tls = ssl
         }
-        liveConnections += 1
         postRecv(c)
     }
 
