@@ -223,16 +223,22 @@ public final class EdgeAuthVerifier {
     }
 
     public func verify(_ token: String?, path: String, clientIP: String, now: Int) -> EdgeAuthVerdict {
-        guard let token, !token.isEmpty else { return .missing }
-        if let f = verified[token] { return EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy) }
-        guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return .malformed }
+        check(token, path: path, clientIP: clientIP, now: now).verdict
+    }
+
+    /// The verdict and, for a token whose signature verified, its expiry (Unix seconds): a
+    /// response it authorises must not be cached downstream past it.
+    public func check(_ token: String?, path: String, clientIP: String, now: Int) -> (verdict: EdgeAuthVerdict, expiry: Int?) {
+        guard let token, !token.isEmpty else { return (.missing, nil) }
+        if let f = verified[token] { return (EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry) }
+        guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return (.malformed, nil) }
         hmacCount += 1
-        guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else { return .signature }
+        guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else { return (.signature, nil) }
         // URL tokens sign the path outside the token: only ACL tokens are path-independent.
         if f.acl != nil {
             if verified.count >= entriesMax { verified.removeAll(keepingCapacity: true) }
             verified[token] = f
         }
-        return EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy)
+        return (EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry)
     }
 }

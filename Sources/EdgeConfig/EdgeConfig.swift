@@ -105,6 +105,13 @@ public struct OriginConfig: Sendable {
     /// Consecutive failures after which an upstream is skipped for `down_milliseconds`, then probed.
     public var failuresBeforeDown = 3
     public var downMilliseconds = 10_000
+    /// Whole time for one slice response, head and body: a slow-loris origin trickling bytes
+    /// under the idle-read timeout is cut here.
+    public var responseTimeoutMilliseconds = 60_000
+    /// Response head bound (status line and fields); larger heads are a 502.
+    public var responseHeadBytesMax = 32768
+    /// Fetches waiting per worker for a free upstream connection; beyond it clients get 503.
+    public var queueMax = 1024
     /// The directory of the `file://` origin, if that is the origin.
     public var directory: String? {
         for u in urls where u.hasPrefix("file://") { return String(u.dropFirst("file://".count)) }
@@ -121,6 +128,11 @@ public struct CacheConfig: Sendable {
     public var sliceBytes = 262_144
     /// Origin fills in progress at once, all workers together.
     public var fillsMax = 1024
+    /// Largest object an origin may claim (Content-Range complete length, or Content-Length of a
+    /// 200): a bigger claim is a 502 and nothing of it is stored.
+    public var objectBytesMax = 4 * 1024 * 1024 * 1024
+    /// Slice files being written per worker; a completed fill beyond it stays in RAM only.
+    public var diskWritesInFlightMax = 64
 }
 
 /// Every bound the server enforces. Names end in their unit.
@@ -151,6 +163,12 @@ public struct LimitsConfig: Sendable {
     public var h2StreamResetsPerSecond = 33
     public var h2ServerResetsPerConnectionMax = 200
     public var accessLogBufferBytesMax = 1_048_576
+    /// Requests and response bodies waiting per worker (on an origin fill or a file open);
+    /// beyond it requests get 503 and bodies are cut.
+    public var waitingPerWorkerMax = 16384
+    /// Time from an HTTP/2 stream's first HEADERS to the end of its request (END_STREAM); a stream
+    /// that stays incomplete longer is reset and its memory released.
+    public var h2StreamRequestTimeoutMilliseconds = 10_000
 }
 
 public struct EdgeConfig: Sendable {
@@ -208,7 +226,8 @@ public struct EdgeConfig: Sendable {
 
         let o = try r.table("origin")
         try r.allowOnly(["urls", "connect_timeout_milliseconds", "first_byte_timeout_milliseconds", "idle_read_timeout_milliseconds",
-                         "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds"], in: "origin")
+                         "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds",
+                         "response_timeout_milliseconds", "response_head_bytes_max", "queue_max"], in: "origin")
         c.origin.urls = try r.strings(o, "origin.urls") ?? []
         if c.origin.urls.isEmpty { throw ConfigError(key: "origin.urls", reason: "at least one origin is required") }
         var files = 0
@@ -235,14 +254,20 @@ public struct EdgeConfig: Sendable {
         c.origin.connectionsPerUpstreamMax = try r.int(o, "origin.connections_per_upstream_max", 1...10_000) ?? 64
         c.origin.failuresBeforeDown = try r.int(o, "origin.failures_before_down", 1...1000) ?? 3
         c.origin.downMilliseconds = try r.int(o, "origin.down_milliseconds", 100...3_600_000) ?? 10_000
+        c.origin.responseTimeoutMilliseconds = try r.int(o, "origin.response_timeout_milliseconds", 100...3_600_000) ?? 60_000
+        c.origin.responseHeadBytesMax = try r.int(o, "origin.response_head_bytes_max", 1024...1_048_576) ?? 32768
+        c.origin.queueMax = try r.int(o, "origin.queue_max", 1...1_000_000) ?? 1024
 
         let k = try r.table("cache")
-        try r.allowOnly(["dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max"], in: "cache")
+        try r.allowOnly(["dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max", "object_bytes_max",
+                         "disk_writes_in_flight_max"], in: "cache")
         c.cache.directory = try r.string(k, "cache.dir") ?? ""
         c.cache.diskBytesLimit = try r.int(k, "cache.disk_bytes_limit", 0...(1 << 50)) ?? c.cache.diskBytesLimit
         c.cache.ramBytesLimit = try r.int(k, "cache.ram_bytes_limit", 0...(1 << 42)) ?? c.cache.ramBytesLimit
         c.cache.sliceBytes = try r.int(k, "cache.slice_bytes", 16384...(64 << 20)) ?? c.cache.sliceBytes
         c.cache.fillsMax = try r.int(k, "cache.fills_max", 1...1_000_000) ?? c.cache.fillsMax
+        c.cache.objectBytesMax = try r.int(k, "cache.object_bytes_max", 1...(1 << 44)) ?? c.cache.objectBytesMax
+        c.cache.diskWritesInFlightMax = try r.int(k, "cache.disk_writes_in_flight_max", 1...100_000) ?? c.cache.diskWritesInFlightMax
         if !c.origin.upstreams.isEmpty && c.cache.directory.isEmpty {
             throw ConfigError(key: "cache.dir", reason: "required with http:// origins")
         }
@@ -277,6 +302,8 @@ public struct EdgeConfig: Sendable {
             ("h2_stream_resets_per_second", \.h2StreamResetsPerSecond, 1...1_000_000),
             ("h2_server_resets_per_connection_max", \.h2ServerResetsPerConnectionMax, 1...1_000_000),
             ("access_log_buffer_bytes_max", \.accessLogBufferBytesMax, 4096...268_435_456),
+            ("waiting_per_worker_max", \.waitingPerWorkerMax, 1...10_000_000),
+            ("h2_stream_request_timeout_milliseconds", \.h2StreamRequestTimeoutMilliseconds, 100...3_600_000),
         ]
         try r.allowOnly(limitKeys.map { $0.0 }, in: "limits")
         for (key, path, range) in limitKeys {
@@ -299,8 +326,61 @@ struct Reader {
 
     /// TOML text → table; a syntax error names its line and column.
     static func parse(_ text: String) throws -> TOMLTable {
+        try checkTableHeaders(text)
         do { return try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+        }
+    }
+
+    /// toml++ (under TOMLKit) aborts the process on a table header whose key starts with a
+    /// character that cannot start a key (`[@x]`), instead of reporting an error (found by the
+    /// configuration fuzzer). Such lines are refused here first, with the line number. Outside
+    /// multi-line strings, a line that starts with `[` must start a table header's key.
+    static func checkTableHeaders(_ text: String) throws {
+        var inMultiline: UInt8? = nil   // the quote character of an open multi-line string
+        var lineNumber = 0
+        for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let bytes = Array(line)
+            var i = 0
+            if inMultiline == nil {
+                while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
+                if i < bytes.count, bytes[i] == UInt8(ascii: "[") {
+                    i += 1
+                    while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
+                    if i < bytes.count, bytes[i] == UInt8(ascii: "[") { i += 1 }
+                    while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
+                    let c: UInt8 = i < bytes.count ? bytes[i] : 0x0A
+                    let keyStart = (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == 0x5F || c == 0x2D
+                        || c == 0x22 || c == 0x27 || c == 0x5D
+                    guard keyStart else {
+                        throw ConfigError(key: "", reason: "TOML syntax error at line \(lineNumber): a table header's name must start with a letter, digit, '_', '-' or a quote")
+                    }
+                }
+            }
+            // Where this line leaves us: inside a multi-line string or not. Comments and one-line
+            // strings are skipped so that quotes inside them do not count.
+            var k = 0
+            while k < bytes.count {
+                let q = bytes[k]
+                if let open = inMultiline {
+                    if q == UInt8(ascii: "\\") && open == 0x22 { k += 2; continue }
+                    if q == open && k + 2 < bytes.count && bytes[k + 1] == q && bytes[k + 2] == q { inMultiline = nil; k += 3; continue }
+                    k += 1
+                } else if q == UInt8(ascii: "#") {
+                    break
+                } else if q == 0x22 || q == 0x27 {
+                    if k + 2 < bytes.count && bytes[k + 1] == q && bytes[k + 2] == q { inMultiline = q; k += 3; continue }
+                    k += 1
+                    while k < bytes.count && bytes[k] != q {   // a one-line string
+                        if q == 0x22 && bytes[k] == UInt8(ascii: "\\") { k += 1 }
+                        k += 1
+                    }
+                    k += 1
+                } else {
+                    k += 1
+                }
+            }
         }
     }
 
@@ -426,6 +506,11 @@ public struct PlaybackAuthConfig: Sendable {
     public var tokenKeyHex = ""
     public var transitionKeyHex = ""
     public var masterKeyHex = ""
+    /// Expected `iss` and `aud` of identity tokens ("" = not checked).
+    public var jwtIssuer = ""
+    public var jwtAudience = ""
+    /// Bearer token for /metrics ("" = /metrics is not served).
+    public var metricsToken = ""
 
     public init() {}
 
@@ -435,7 +520,7 @@ public struct PlaybackAuthConfig: Sendable {
         var c = PlaybackAuthConfig()
         let a = try r.table("auth")
         try r.allowOnly(["listen", "catalog", "jwt_hs256_secret", "jwks_file", "edges", "edges_down", "grant_ttl_seconds",
-                         "rate_limit_per_minute", "prefetch_max"], in: "auth")
+                         "rate_limit_per_minute", "prefetch_max", "jwt_issuer", "jwt_audience", "metrics_token", "metrics_token_file"], in: "auth")
         if let l = try r.string(a, "auth.listen") {
             guard let addr = ListenAddress.parse(l) else { throw ConfigError(key: "auth.listen", reason: "\"\(l)\" is not IP:port") }
             c.listen = addr
@@ -460,6 +545,19 @@ public struct PlaybackAuthConfig: Sendable {
         c.grantTTLSeconds = try r.int(a, "auth.grant_ttl_seconds", 10...86400) ?? 3600
         c.rateLimitPerMinute = try r.int(a, "auth.rate_limit_per_minute", 1...1_000_000) ?? 100
         c.prefetchMax = try r.int(a, "auth.prefetch_max", 0...50) ?? 5
+        c.jwtIssuer = try r.string(a, "auth.jwt_issuer") ?? ""
+        c.jwtAudience = try r.string(a, "auth.jwt_audience") ?? ""
+        c.metricsToken = try r.string(a, "auth.metrics_token") ?? ""
+        if let file = try r.string(a, "auth.metrics_token_file") {
+            guard c.metricsToken.isEmpty else { throw ConfigError(key: "auth.metrics_token_file", reason: "set auth.metrics_token or auth.metrics_token_file, not both") }
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+                throw ConfigError(key: "auth.metrics_token_file", reason: "cannot read \(file)")
+            }
+            c.metricsToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if !c.metricsToken.isEmpty && c.metricsToken.utf8.count < 16 {
+            throw ConfigError(key: "auth.metrics_token", reason: "too short: at least 16 characters")
+        }
         let t = try r.table("token")
         c.tokenName = try r.string(t, "token.name") ?? "hdnts"
         c.tokenKeyHex = try r.string(t, "token.key_hex") ?? ""

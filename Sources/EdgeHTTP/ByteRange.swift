@@ -19,6 +19,13 @@ public enum RangeDecision: Sendable, Equatable {
 
 /// Range evaluation (RFC 9110 §14.2). Pure code: no I/O, no allocation beyond the result.
 public enum RangeEvaluator {
+    /// One `range-spec` as written: `first-[last]`, or a suffix `-length` (`first == nil`).
+    /// Values too large for an `Int` saturate at `Int.max` (past any representation).
+    public struct Spec: Sendable, Equatable {
+        public var first: Int?
+        public var last: Int?
+    }
+
     /// Parses `bytes=...` against a representation of `length` bytes.
     ///
     /// Rules: invalid syntax or another unit → `.whole` (the RFC's "ignore the header");
@@ -26,66 +33,73 @@ public enum RangeEvaluator {
     /// overlapping or adjacent ranges are coalesced in ascending order, so no byte is sent twice
     /// (RFC 9110 §14.3 allows it); when none is satisfiable → `.unsatisfiable`.
     public static func evaluate(_ header: String, length: Int, maxRanges: Int) -> RangeDecision {
-        let utf8 = Array(header.utf8)
+        guard let specs = parse(header, maxRanges: maxRanges) else { return .whole }
+        return resolve(specs, length: length)
+    }
+
+    /// The first byte a response will need when the representation's length is not known yet
+    /// (a cache miss): the first spec's first byte, or nil when that depends on the length
+    /// (a suffix range) or the header is ignored (the whole representation: byte 0).
+    /// The same parser as `evaluate`, so a miss and a hit read a header the same way.
+    public static func firstByteBeforeLength(_ header: String, maxRanges: Int) -> Int? {
+        guard let specs = parse(header, maxRanges: maxRanges), let first = specs.first else { return 0 }
+        return first.first
+    }
+
+    /// The syntax of a Range header (RFC 9110 §14.1.1): nil when it is to be ignored.
+    public static func parse(_ header: String, maxRanges: Int) -> [Spec]? {
+        var header = header
+        return header.withUTF8 { parse(bytes: $0, maxRanges: maxRanges) }
+    }
+
+    static func parse(bytes utf8: UnsafeBufferPointer<UInt8>, maxRanges: Int) -> [Spec]? {
         // Unit, case-insensitive, then '='.
         guard utf8.count > 6, utf8[0] | 0x20 == UInt8(ascii: "b"), utf8[1] | 0x20 == UInt8(ascii: "y"),
               utf8[2] | 0x20 == UInt8(ascii: "t"), utf8[3] | 0x20 == UInt8(ascii: "e"),
-              utf8[4] | 0x20 == UInt8(ascii: "s"), utf8[5] == UInt8(ascii: "=") else { return .whole }
-        var specs: [(first: Int?, last: Int?)] = []
+              utf8[4] | 0x20 == UInt8(ascii: "s"), utf8[5] == UInt8(ascii: "=") else { return nil }
+        var specs: [Spec] = []
         var i = 6
         let n = utf8.count
         @inline(__always) func skipOWS() { while i < n, utf8[i] == 0x20 || utf8[i] == 0x09 { i += 1 } }
-        @inline(__always) func number() -> Int?? {
-            // nil: no digits; .some(nil): overflow
+        /// nil: no digits. Saturates at Int.max instead of overflowing.
+        @inline(__always) func number() -> Int? {
             let start = i
             var v = 0
-            var overflow = false
             while i < n, utf8[i] >= 0x30, utf8[i] <= 0x39 {
                 let (m, o1) = v.multipliedReportingOverflow(by: 10)
                 let (a, o2) = m.addingReportingOverflow(Int(utf8[i] - 0x30))
-                if o1 || o2 { overflow = true } else { v = a }
+                v = (o1 || o2) ? Int.max : a
                 i += 1
             }
-            if i == start { return nil }
-            return overflow ? .some(nil) : .some(v)
+            return i == start ? nil : v
         }
-        var sawSpec = false
         while i < n {
             skipOWS()
             if i < n, utf8[i] == UInt8(ascii: ",") { i += 1; continue }   // empty list elements are allowed
             if i >= n { break }
-            if specs.count == maxRanges { return .whole }
+            if specs.count == maxRanges { return nil }
             if utf8[i] == UInt8(ascii: "-") {
                 i += 1
-                guard let suffix = number() else { return .whole }
-                // A huge suffix means "the whole thing".
-                specs.append((nil, suffix ?? Int.max))
+                guard let suffix = number() else { return nil }
+                specs.append(Spec(first: nil, last: suffix))   // a huge suffix means "the whole thing"
             } else {
-                guard let first = number() else { return .whole }
-                guard i < n, utf8[i] == UInt8(ascii: "-") else { return .whole }
+                guard let first = number(), i < n, utf8[i] == UInt8(ascii: "-") else { return nil }
                 i += 1
                 let last = number()
-                guard let firstValue = first else {
-                    // first overflowed: it is past any length, so unsatisfiable but syntactically valid.
-                    specs.append((Int.max, nil)); skipOWS(); if i < n && utf8[i] != UInt8(ascii: ",") { return .whole }; sawSpec = true; continue
-                }
-                if let last {
-                    let lastValue = last ?? Int.max
-                    if lastValue < firstValue { return .whole }   // invalid range-spec: ignore the header
-                    specs.append((firstValue, lastValue))
-                } else {
-                    specs.append((firstValue, nil))
-                }
+                if let last, last < first { return nil }   // invalid range-spec: ignore the header
+                specs.append(Spec(first: first, last: last))
             }
-            sawSpec = true
             skipOWS()
             if i < n {
-                guard utf8[i] == UInt8(ascii: ",") else { return .whole }
+                guard utf8[i] == UInt8(ascii: ",") else { return nil }
                 i += 1
             }
         }
-        guard sawSpec else { return .whole }
+        return specs.isEmpty ? nil : specs
+    }
 
+    /// Satisfiable ranges of parsed specs against a representation of `length` bytes.
+    public static func resolve(_ specs: [Spec], length: Int) -> RangeDecision {
         var ranges: [ByteRange] = []
         ranges.reserveCapacity(specs.count)
         for spec in specs {
@@ -108,11 +122,11 @@ public enum RangeEvaluator {
     static func coalesceIfOverlapping(_ ranges: [ByteRange]) -> [ByteRange] {
         let sorted = ranges.sorted { $0.first < $1.first }
         var overlapping = false
-        for k in 1..<sorted.count where sorted[k].first <= sorted[k - 1].last + 1 { overlapping = true; break }
+        for k in 1..<sorted.count where sorted[k].first <= sorted[k - 1].last &+ 1 { overlapping = true; break }
         guard overlapping else { return ranges }
         var merged: [ByteRange] = [sorted[0]]
         for r in sorted.dropFirst() {
-            if r.first <= merged[merged.count - 1].last + 1 {
+            if r.first <= merged[merged.count - 1].last &+ 1 {
                 merged[merged.count - 1].last = max(merged[merged.count - 1].last, r.last)
             } else {
                 merged.append(r)

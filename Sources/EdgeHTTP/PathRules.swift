@@ -8,7 +8,9 @@ public enum PathRules {
 
     /// Splits the target into path and query and rejects what a strict edge should not normalise:
     /// dot segments, empty segments (`//`), encoded slash / dot / NUL, backslashes, non-ASCII and
-    /// control bytes. Other `%XX` escapes are decoded (and must decode to a safe character).
+    /// control bytes, and `;` raw or encoded (path parameters: several origin frameworks read
+    /// `..;` as `..`, and audio paths never carry one). Other `%XX` escapes are decoded (and must
+    /// decode to a safe character).
     public static func check(_ target: String) -> Verdict {
         var target = target
         return target.withUTF8 { check(bytes: $0) }
@@ -28,13 +30,14 @@ public enum PathRules {
             if c == UInt8(ascii: "%") {
                 guard k + 2 < pathEnd, let hv = hexValue(t[k + 1]), let lv = hexValue(t[k + 2]) else { return .reject("bad escape") }
                 let v = hv << 4 | lv
-                if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\") { return .reject("encoded separator") }
+                if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\") || v == UInt8(ascii: ";") { return .reject("encoded separator") }
                 guard v > 0x20, v < 0x7F, v != UInt8(ascii: "%") else { return .reject("encoded unsafe byte") }
                 needsCopy = true
                 k += 3
                 continue
             }
             if c == UInt8(ascii: "\\") { return .reject("backslash") }
+            if c == UInt8(ascii: ";") { return .reject("path parameter") }
             guard c > 0x20, c < 0x7F else { return .reject("non-ASCII or control byte") }
             if c == UInt8(ascii: "/") && k + 1 < pathEnd {
                 let n = t[k + 1]

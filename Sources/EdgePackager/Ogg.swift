@@ -63,6 +63,14 @@ public enum Ogg {
         guard let firstAudio = pages.firstIndex(where: { $0.granule > 0 }), firstAudio > 0 else {
             throw ParseError(description: "no audio pages after the headers")
         }
+        // Granules come from the file: bounded before any arithmetic (found by the Ogg fuzzer: a
+        // granule near Int64.max trapped on `* 1000`). -1 marks a page on which no packet ends.
+        let granuleMax = Int64(48000) * 86400 * 7
+        for p in pages where p.granule != -1 && !(0...granuleMax).contains(p.granule) {
+            throw ParseError(description: "granule position \(p.granule) at byte \(p.offset) out of range")
+        }
+        guard (0...65535).contains(preSkip) else { throw ParseError(description: "pre-skip \(preSkip) out of range") }
+        guard pages.last!.granule >= Int64(preSkip) else { throw ParseError(description: "last granule position before the pre-skip") }
         let target = Int64(seconds * 48000)
         var chunks: [(Int, Int, Int)] = []
         var startOffset = pages[firstAudio].offset
@@ -70,6 +78,10 @@ public enum Ogg {
         for k in firstAudio..<pages.count {
             let p = pages[k]
             let last = k == pages.count - 1
+            if p.granule == -1 && !last { continue }
+            guard p.granule >= chunkStartGranule || p.granule == -1 else {
+                throw ParseError(description: "granule position goes backwards at byte \(p.offset)")
+            }
             if p.granule - chunkStartGranule >= target || last {
                 let end = p.offset + p.length
                 let ms = Int((p.granule * 1000) / 48000 - (chunkStartGranule * 1000) / 48000)

@@ -35,6 +35,8 @@ final class BodyStream {
     private(set) var remaining: Int
     // Cached-object cursor: the slice being read and where its bytes come from.
     var sliceIndex = -1
+    /// Lookups of the current slice index in a row (bounded: see `Worker.sliceLookupsMax`).
+    var sliceLookups = 0
     var sliceSource: SliceSource?
     var diskEntry: FileEntry?
     /// Whether every slice so far came from the cache (for Cache-Status on the log).

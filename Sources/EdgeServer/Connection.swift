@@ -47,6 +47,8 @@ final class Exchange {
     var responded = false
     var logged = false
     var keepAlive = true
+    /// Cache-Control of the response (public, or private until the token expires).
+    var cacheControl = FileResponse.publicCacheControl
     /// RFC 9211 Cache-Status of a cached response (nil for the directory origin and errors).
     var cacheStatus: String?
 
@@ -85,6 +87,9 @@ final class Connection {
     var idleSinceMicroseconds: Int64 = 0
     var headerStartMicroseconds: Int64 = 0
     var lastSendProgressMicroseconds: Int64 = 0
+    /// The HTTP/1.1 request loop is running: a response finished inside it (no body: HEAD, 304,
+    /// errors) lets the loop take the next pipelined request instead of recursing into it.
+    var inRequestLoop = false
 
     init(slot: UInt32, recvBufferBytes: Int, outputCapacity: Int) {
         self.slot = slot
@@ -152,6 +157,6 @@ final class Connection {
         output.sending.clear(); output.pending.clear(); output.inFlight = false
         output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
         client = "-"; exchange = nil; requestsServed = 0; skipBodyBytes = 0; closeAfterFlush = false
-        headerStartMicroseconds = 0
+        headerStartMicroseconds = 0; inRequestLoop = false
     }
 }

@@ -51,12 +51,17 @@ final class FileTable {
     let revalidateMicroseconds: Int64
     let openKind: UInt8
     let statKind: UInt8
+    /// Whether "no such file" is remembered until revalidation. Not for slice files: one that is
+    /// missing now (evicted by another worker) may be written again under the same name.
+    let cachesMissing: Bool
     private var byPath: [String: UInt32] = [:]
     private(set) var slots: [FileEntry?] = []
     private var freeSlots: [UInt32] = []
     var liveCount = 0
 
-    init(root: String, ring: Ring, entriesMax: Int, revalidateMilliseconds: Int, openKind: UInt8 = OpKind.fileOpen, statKind: UInt8 = OpKind.fileStat) {
+    init(root: String, ring: Ring, entriesMax: Int, revalidateMilliseconds: Int, openKind: UInt8 = OpKind.fileOpen, statKind: UInt8 = OpKind.fileStat,
+         cachesMissing: Bool = true) {
+        self.cachesMissing = cachesMissing
         self.openKind = openKind
         self.statKind = statKind
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
@@ -70,7 +75,7 @@ final class FileTable {
     /// Finds (or starts opening) `path`, an already-checked absolute request path.
     func lookup(_ path: String, now: Int64) -> Lookup {
         if let s = byPath[path], let e = slots[Int(s)] {
-            if (e.state == .ready || e.state == .missing) && now - e.validatedAtMicroseconds > revalidateMicroseconds {
+            if (e.state == .ready || e.state == .missing) && (now - e.validatedAtMicroseconds > revalidateMicroseconds || (e.state == .missing && !cachesMissing)) {
                 retire(e)   // stale: open afresh so a replaced file is noticed
             } else {
                 e.lastUseMicroseconds = now

@@ -27,6 +27,10 @@ final class H2Session {
         var headers: [HeaderField] = []
         var listBytes = 0
         var tooLarge = false
+        /// When the stream's HEADERS began: the request must end (END_STREAM) within
+        /// `h2_stream_request_timeout_milliseconds`.
+        let startMicroseconds: Int64
+        init(startMicroseconds: Int64) { self.startMicroseconds = startMicroseconds }
     }
 
     init?(worker: Worker, connection: Connection, limits: LimitsConfig) {
@@ -106,9 +110,13 @@ final class H2Session {
         _ = nghttp2_session_resume_data(session, streamID)
     }
 
+    /// When this side sent GOAWAY (0: not yet).
+    private(set) var goAwaySentMicroseconds: Int64 = 0
+
     func goAway() {
         guard let session, !goAwaySent else { return }
         goAwaySent = true
+        goAwaySentMicroseconds = worker.now
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
                                   UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
     }
@@ -173,11 +181,29 @@ final class H2Session {
     // MARK: callbacks (called from inside mem_recv / mem_send)
 
     fileprivate func beginHeaders(streamID: Int32) {
-        building[streamID] = RequestBuilder()
+        building[streamID] = RequestBuilder(startMicroseconds: worker.now)
     }
 
-    fileprivate func header(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard let b = building[streamID] else { return }
+    /// Streams whose request has not ended within the timeout are reset (CANCEL) and forgotten:
+    /// a client cannot hold streams and their header memory by never sending END_STREAM.
+    func expireIncomplete(now: Int64, timeoutMicroseconds: Int64) {
+        guard let session, !building.isEmpty else { return }
+        var expired: [Int32] = []
+        for (id, b) in building where now - b.startMicroseconds > timeoutMicroseconds { expired.append(id) }
+        for id in expired {
+            building[id] = nil
+            bodyBytesReceived[id] = nil
+            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_CANCEL.rawValue))
+        }
+    }
+
+    var incompleteStreams: Int { building.count }
+
+    /// Request fields come from the request's header block only: trailer fields (a HEADERS frame
+    /// after the request's first) are read and dropped, never merged into the request
+    /// (a Range or a token sent only in trailers is not honoured).
+    fileprivate func header(streamID: Int32, category: nghttp2_headers_category, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        guard category == NGHTTP2_HCAT_REQUEST, let b = building[streamID] else { return }
         b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
         if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); return }
         if b.tooLarge { return }
@@ -195,6 +221,13 @@ final class H2Session {
     fileprivate func requestComplete(streamID: Int32) {
         guard let b = building.removeValue(forKey: streamID) else { return }
         var headers = b.headers
+        // RFC 9113 §8.2.3: a client may split Cookie into one field per crumb; they are one
+        // field again, joined with "; ", before anything reads it.
+        if headers.lazy.filter({ $0.name == "cookie" }).count > 1 {
+            let joined = headers.filter { $0.name == "cookie" }.map(\.value).joined(separator: "; ")
+            headers.removeAll { $0.name == "cookie" }
+            headers.append(HeaderField("cookie", joined))
+        }
         if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
         let request = EdgeRequest(method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
         let ex = Exchange(request: request, streamID: streamID, startMicroseconds: worker.now)
@@ -279,7 +312,8 @@ private let h2OnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, us
 
 private let h2OnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, user in
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    h2Session(user).header(streamID: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: namelen),
+    h2Session(user).header(streamID: frame.pointee.hd.stream_id, category: frame.pointee.headers.cat,
+                           name: UnsafeRawBufferPointer(start: name, count: namelen),
                            value: UnsafeRawBufferPointer(start: value, count: valuelen))
     return 0
 }

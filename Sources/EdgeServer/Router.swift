@@ -11,8 +11,10 @@ struct Router {
     enum Decision {
         /// Answer now with a small plain-text body.
         case simple(status: Int, body: String, extraHeaders: [HeaderField], verdict: String)
-        /// Serve the file at this canonical path (token parameters stripped: also the cache key).
-        case audio(path: String, verdict: String)
+        /// Serve the file at this canonical path (token parameters stripped: also the cache key),
+        /// cacheable downstream for this long, privately (a token authorised it), or publicly when nil
+        /// (see `FileResponse.cacheControl(privateSeconds:)`).
+        case audio(path: String, verdict: String, privateSeconds: Int?)
     }
 
     func route(_ request: EdgeRequest, clientIP: String, nowSeconds: Int, verifier: EdgeAuthVerifier) -> Decision {
@@ -31,7 +33,7 @@ struct Router {
         }
         guard path.hasPrefix("/audio/") else { return .simple(status: 404, body: "not found\n", extraHeaders: [], verdict: "-") }
         guard isGet || isHead else { return methodNotAllowed() }
-        guard tokenRequired else { return .audio(path: path, verdict: "off") }
+        guard tokenRequired else { return .audio(path: path, verdict: "off", privateSeconds: nil) }
 
         // Query parameter, then cookie, then header of the configured name.
         var token: String? = nil
@@ -42,9 +44,9 @@ struct Router {
         }
         if token == nil, let cookie = request.header("cookie") { token = PathRules.cookieValue(cookie, name: tokenName) }
         if token == nil { token = request.header(tokenName.lowercased()) }
-        let verdict = verifier.verify(token, path: path, clientIP: clientIP, now: nowSeconds)
+        let (verdict, expiry) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
         guard verdict == .ok else { return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue) }
-        return .audio(path: path, verdict: verdict.rawValue)
+        return .audio(path: path, verdict: verdict.rawValue, privateSeconds: min(max(0, (expiry ?? nowSeconds) - nowSeconds), 31_536_000))
     }
 
     private func methodNotAllowed() -> Decision {
@@ -60,10 +62,16 @@ struct FileResponse {
     var contentLength: Int
     var rangeText: String
 
-    static let cacheControl = "public, max-age=31536000, immutable"
+    /// Objects served without a token (`token.required = false`) are public and immutable.
+    static let publicCacheControl = "public, max-age=31536000, immutable"
+
+    /// A response a token authorised (in the query, a cookie or a header) is for that token's
+    /// holder only and only while the token lives: `private` (no shared cache downstream may
+    /// store it and hand it to someone without the token) and no max-age past the token's expiry.
+    static func cacheControl(privateSeconds: Int) -> String { "private, max-age=\(privateSeconds)" }
 
     static func build(request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
-                      rangesMax: Int, boundarySeed: UInt64) -> FileResponse {
+                      rangesMax: Int, boundarySeed: UInt64, cacheControl: String = publicCacheControl) -> FileResponse {
         var headers: [HeaderField] = [
             HeaderField("etag", etag),
             HeaderField("last-modified", lastModified),

@@ -77,8 +77,8 @@ public final class EdgeServer {
         var store: SliceStore? = nil
         if !config.origin.upstreams.isEmpty {
             let s = SliceStore(config: (config.cache.directory, config.cache.sliceBytes, config.cache.fillsMax,
-                                        config.cache.ramBytesLimit, config.cache.diskBytesLimit))
-            let (adopted, dropped) = try SliceFile.rebuild(s)
+                                        config.cache.ramBytesLimit, config.cache.diskBytesLimit), objectBytesMax: config.cache.objectBytesMax)
+            let (adopted, dropped) = try SliceFile.rebuild(s, report: { printError("edge: \($0)") })
             printError("edge: cache \(config.cache.directory): \(adopted) slices adopted, \(dropped) dropped (torn, unverifiable or over the limit)")
             store = s
         }

@@ -65,6 +65,16 @@ final class Worker {
     let errorLog: AccessLog
     var diskWrites: [DiskWrite?] = []
     var freeDiskWrites: [UInt32] = []
+    /// Slice files being written now (bounded by `cache.disk_writes_in_flight_max`).
+    var diskWritesInFlight = 0
+    /// Requests refused and bodies cut at `waiting_per_worker_max`; slices kept out of the disk
+    /// tier at `disk_writes_in_flight_max`; reported on the error log once a tick.
+    var waitRefusals = 0
+    var reportedWaitRefusals = 0
+    var diskWritesSkipped = 0
+    var reportedDiskWritesSkipped = 0
+    var reportedQueueRefusals = 0
+    var cacheControlMemo: (seconds: Int, text: String) = (-1, "")
 
     init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32) throws {
         self.index = index
@@ -82,7 +92,7 @@ final class Worker {
         errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: 99)
         if let store {
             cacheFiles = FileTable(root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
-                                   openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat)
+                                   openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
         } else {
             cacheFiles = nil
         }
@@ -169,11 +179,13 @@ final class Worker {
         log.flush()
         errorLog.flush()
         // The last completions (closes, the log write) before the thread exits.
-        var rounds = 0
-        while rounds < 20 && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })) {
+        // Bounded by time, not by a count of completions: a slice write alone is six steps, and a
+        // slice half-written at exit is a slice lost from the disk tier.
+        let finishDeadline = Clock.monotonicMicroseconds() + 5_000_000
+        while Clock.monotonicMicroseconds() < finishDeadline
+                && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })) {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
-            rounds += 1
         }
         ring.submit()
     }
@@ -236,8 +248,9 @@ final class Worker {
 
     func postRecv(_ c: Connection) {
         guard !c.recvInFlight, !c.closing, !c.closeAfterFlush else { return }
-        // HTTP/1.1 back-pressure: while a response is in progress, buffer at most one header section.
-        if c.proto == .http1 && c.exchange != nil && c.input.count >= limits.headerBytesMax { return }
+        // HTTP/1.1 back-pressure: while a response is in progress, or answers wait to be sent,
+        // buffer at most one header section.
+        if c.proto == .http1 && (c.exchange != nil || c.queuedBytes >= limits.outputBufferBytesMax) && c.input.count >= limits.headerBytesMax { return }
         c.recvInFlight = true
         c.pendingOps += 1
         ring.recv(fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes, UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
@@ -323,7 +336,12 @@ final class Worker {
 
     /// Parses and starts the next request on an HTTP/1.1 connection, if one is complete.
     func h1Next(_ c: Connection) {
-        while c.exchange == nil && !c.closing && !c.closeAfterFlush {
+        guard !c.inRequestLoop else { return }   // the loop below takes the next request
+        c.inRequestLoop = true
+        defer { c.inRequestLoop = false }
+        // Bounded output too: a client that pipelines without reading gets no more answers queued
+        // than output_buffer_bytes_max; the loop resumes as sends complete.
+        while c.exchange == nil && !c.closing && !c.closeAfterFlush && c.queuedBytes < limits.outputBufferBytesMax {
             if c.skipBodyBytes > 0 {
                 let n = min(c.skipBodyBytes, c.input.count)
                 c.input.consume(n); c.skipBodyBytes -= n
@@ -386,14 +404,21 @@ final class Worker {
         case let .simple(status, body, extraHeaders, verdict):
             ex.verdict = verdict
             respondSimple(c, ex, status: status, body: body, extraHeaders: extraHeaders)
-        case let .audio(path, verdict):
+        case let .audio(path, verdict, privateSeconds):
             ex.verdict = verdict
             ex.canonicalPath = path
+            if let privateSeconds {
+                // The same few values over and over (one per token expiry and second): formatted once.
+                if privateSeconds != cacheControlMemo.seconds { cacheControlMemo = (privateSeconds, FileResponse.cacheControl(privateSeconds: privateSeconds)) }
+                ex.cacheControl = cacheControlMemo.text
+            }
             if store != nil { handleCached(c, ex, path); return }
             switch files.lookup(path, now: now) {
             case .ready(let e): serveFile(c, ex, e)
             case .missing: respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: [])
-            case .pending(let e): e.waiters.append(FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID))
+            case .pending(let e):
+                guard e.waiters.count < limits.waitingPerWorkerMax else { waitRefusals += 1; respondBusy(c, ex); return }
+                e.waiters.append(FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID))
             }
         }
     }
@@ -416,7 +441,7 @@ final class Worker {
     private func serveFile(_ c: Connection, _ ex: Exchange, _ e: FileEntry) {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let r = FileResponse.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag, lastModified: e.lastModified, contentType: e.contentType,
-                                   rangesMax: limits.rangesMax, boundarySeed: boundaryCounter)
+                                   rangesMax: limits.rangesMax, boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
         ex.rangeText = r.rangeText
         var body: BodyStream? = nil
         if !ex.isHead && !r.segments.isEmpty {
@@ -568,6 +593,10 @@ final class Worker {
         }
         c.output.sent(Int(result))
         c.lastSendProgressMicroseconds = now
+        if c.proto == .http1 && c.exchange == nil && !c.input.isEmpty && !c.closing {
+            h1Next(c)   // pipelined requests held back while their answers could not be queued
+            if !c.closing { postRecv(c) }
+        }
         pump(c)
     }
 
@@ -619,6 +648,18 @@ final class Worker {
             logError("access log behind: \(log.droppedLines - reportedDropped) lines dropped (worker \(index), access_log_buffer_bytes_max \(limits.accessLogBufferBytesMax))")
             reportedDropped = log.droppedLines
         }
+        if waitRefusals != reportedWaitRefusals {
+            logError("waiting_per_worker_max (\(limits.waitingPerWorkerMax)) reached: \(waitRefusals - reportedWaitRefusals) requests refused with 503 or bodies cut (worker \(index))")
+            reportedWaitRefusals = waitRefusals
+        }
+        if diskWritesSkipped != reportedDiskWritesSkipped {
+            logError("cache.disk_writes_in_flight_max (\(settings.config.cache.diskWritesInFlightMax)) reached: \(diskWritesSkipped - reportedDiskWritesSkipped) slices kept in RAM only (worker \(index))")
+            reportedDiskWritesSkipped = diskWritesSkipped
+        }
+        if let origin, origin.queueRefusals != reportedQueueRefusals {
+            logError("origin.queue_max (\(settings.config.origin.queueMax)) reached: \(origin.queueRefusals - reportedQueueRefusals) fetches refused with 503 (worker \(index))")
+            reportedQueueRefusals = origin.queueRefusals
+        }
         log.flush()
         errorLog.flush()
         origin?.tick(now: now)
@@ -657,7 +698,15 @@ final class Worker {
                 }
             case .http2:
                 guard let h2 = c.h2 else { continue }
-                if h2.exchanges.isEmpty {
+                if h2.incompleteStreams > 0 {
+                    h2.expireIncomplete(now: now, timeoutMicroseconds: Int64(limits.h2StreamRequestTimeoutMilliseconds) * 1000)
+                    pump(c)
+                    if c.closing { continue }
+                }
+                if h2.exchanges.isEmpty && h2.incompleteStreams == 0 && h2.goAwaySentMicroseconds > 0
+                    && now - h2.goAwaySentMicroseconds > headerTimeout {
+                    close(c)   // a peer that neither closes nor sends after our GOAWAY
+                } else if h2.exchanges.isEmpty {
                     if now - h2.idleSinceMicroseconds > keepAliveTimeout { h2.goAway(); pump(c) }
                 } else if h2.hasBlockedData && now - c.lastSendProgressMicroseconds > sendTimeout {
                     close(c)   // streams with data the peer will not take (zero window)

@@ -18,10 +18,15 @@ public struct AuthContext: RequestContext {
 struct UserClaims: JWTPayload {
     var sub: SubjectClaim
     var exp: ExpirationClaim
+    var nbf: NotBeforeClaim?
+    var iss: IssuerClaim?
+    var aud: AudienceClaim?
     var tier: String
     var country: String
     func verify(using algorithm: some JWTAlgorithm) throws {
         try exp.verifyNotExpired()
+        // A token valid from later is not valid now (no leeway beyond the identity provider's clock).
+        try nbf?.verifyNotBefore()
         guard tier == "free" || tier == "premium" else { throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "tier") }
         guard country.count == 2, country.allSatisfy({ $0.isASCII && $0.isLetter }) else {
             throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "country")
@@ -33,6 +38,9 @@ struct UserClaims: JWTPayload {
 struct IdentityMiddleware: RouterMiddleware {
     typealias Context = AuthContext
     let keys: JWTKeyCollection
+    /// When set, the token's `iss` must equal it, and `aud` must include `audience`.
+    var issuer = ""
+    var audience = ""
 
     func handle(_ request: Request, context: AuthContext, next: (Request, AuthContext) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
@@ -42,10 +50,29 @@ struct IdentityMiddleware: RouterMiddleware {
         do { claims = try await keys.verify(String(header.dropFirst(7)), as: UserClaims.self) } catch {
             return errorResponse(401, "invalid or expired bearer token", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
         }
+        if !issuer.isEmpty && claims.iss?.value != issuer {
+            return errorResponse(401, "bearer token from another issuer", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+        }
+        if !audience.isEmpty {
+            do {
+                guard let aud = claims.aud else { throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "aud") }
+                try aud.verifyIntendedAudience(includes: audience)
+            } catch {
+                return errorResponse(401, "bearer token for another audience", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+            }
+        }
         var context = context
         context.identity = Identity(subject: claims.sub.value, tier: Identity.Tier(rawValue: claims.tier)!, country: claims.country.uppercased())
         return try await next(request, context)
     }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var diff = UInt8(x.count == y.count ? 0 : 1)
+    for i in 0..<max(x.count, y.count) { diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
+    return diff == 0
 }
 
 func errorResponse(_ status: Int, _ message: String, extra: HTTPFields = [:]) -> Response {
@@ -91,15 +118,22 @@ public final class AuthState: Sendable {
     func count(_ status: Int) { if status == 200 { granted.increment() } else { refused[status]?.increment() } }
 }
 
-public func buildRouter(state: AuthState, keys: JWTKeyCollection) -> Router<AuthContext> {
+public func buildRouter(state: AuthState, keys: JWTKeyCollection, issuer: String = "", audience: String = "", metricsToken: String = "") -> Router<AuthContext> {
     let router = Router(context: AuthContext.self)
     router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
-    router.get("/metrics") { _, _ -> Response in
+    // Metrics are for the operator's scraper only: behind their own bearer token (compared in
+    // constant time), and not served at all without one configured.
+    router.get("/metrics") { request, _ -> Response in
+        guard !metricsToken.isEmpty else { return errorResponse(404, "not found") }
+        let presented = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : "" } ?? ""
+        guard constantTimeEqual(presented, metricsToken) else {
+            return errorResponse(401, "metrics need the bearer token of auth.metrics_token", extra: [.wwwAuthenticate: "Bearer"])
+        }
         var out = [UInt8]()
         state.registry.emit(into: &out)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: out)))
     }
-    let v1 = router.group("v1").add(middleware: IdentityMiddleware(keys: keys))
+    let v1 = router.group("v1").add(middleware: IdentityMiddleware(keys: keys, issuer: issuer, audience: audience))
     v1.post("playback") { request, context -> Response in
         let start = ContinuousClock.now
         let user = context.identity!
@@ -176,7 +210,8 @@ public func buildApplication(config: PlaybackAuthConfig) async throws -> some Ap
     let keys = try await makeKeys(config)
     var logger = Logger(label: "playback-auth")
     logger.logLevel = .info
-    return Application(router: buildRouter(state: state, keys: keys),
+    return Application(router: buildRouter(state: state, keys: keys, issuer: config.jwtIssuer, audience: config.jwtAudience,
+                                           metricsToken: config.metricsToken),
                        configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "playback-auth"),
                        logger: logger)
 }

@@ -69,4 +69,17 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertNotNil(ListenAddress.parse("0.0.0.0:80"))
         XCTAssertNotNil(ListenAddress.parse("[::]:80"))
     }
+
+    /// Found by the configuration fuzzer: toml++ aborted the process on these instead of
+    /// reporting an error.
+    func testTableHeadersThatAbortedTOMLParsing() {
+        for text in ["[@Q", "[server]\nlisten = [\"127.0.0.1:1\"]\n[@Q", "[ [ @x ] ]", "  [+a]", "[[\t%]]",
+                     "# a comment with \"\"\" in it\n[@a", "x = \"\"\"\"\"\"\n[@a", "x = '\"\"\"'\n[@a"] {
+            XCTAssertThrowsError(try EdgeConfig.parse(text), text.debugDescription) { e in
+                XCTAssertTrue("\(e)".contains("table header"), "\(e)")
+            }
+        }
+        // Not a header: a line of a multi-line string.
+        XCTAssertNoThrow(try Reader.checkTableHeaders("a = \"\"\"\n[@not a header\n\"\"\"\n[ok]\n['quoted']\n[\"q\"]"))
+    }
 }

@@ -121,3 +121,21 @@ final class RangeTests: XCTestCase {
         XCTAssertNil(ContentRange.parse("items 0-9/100"))
     }
 }
+
+/// A miss and a hit read a Range header with one parser.
+final class RangeFirstByteTests: XCTestCase {
+    func first(_ h: String) -> Int? { RangeEvaluator.firstByteBeforeLength(h, maxRanges: 16) }
+
+    func testFirstByteBeforeLength() {
+        XCTAssertEqual(first("bytes=100-199"), 100)
+        XCTAssertEqual(first("bytes= 100-"), 100)
+        XCTAssertNil(first("bytes= -5"))          // optional whitespace before a suffix: a suffix, not byte Int.max/2
+        XCTAssertNil(first("bytes=\t-5"))
+        XCTAssertNil(first("bytes=-5"))
+        XCTAssertEqual(first("bytes=500-599,0-9"), 500)
+        XCTAssertEqual(first("bytes=garbage"), 0)   // ignored header: the whole representation
+        XCTAssertEqual(first("bytes=99999999999999999999999-"), Int.max)
+        // And the hit path answers the same header the same way.
+        XCTAssertEqual(RangeEvaluator.evaluate("bytes= -5", length: 1000, maxRanges: 16), .partial([ByteRange(995, 999)]))
+    }
+}

@@ -60,3 +60,22 @@ final class OggTests: XCTestCase {
         }
     }
 }
+
+/// Found by the Ogg fuzzer: granule positions come from the file and must be bounded before any
+/// arithmetic.
+final class OggHostileTests: XCTestCase {
+    func testHugeOrBackwardGranulesAreErrorsNotTraps() {
+        let header = Ogg.Page(offset: 0, length: 47, granule: 0)
+        for granules: [Int64] in [[Int64.max], [Int64.max / 1000 + 1], [Int64.min], [-2], [480_000, 100]] {
+            var pages = [header]
+            var offset = 47
+            for g in granules { pages.append(Ogg.Page(offset: offset, length: 100, granule: g)); offset += 100 }
+            XCTAssertThrowsError(try Ogg.layout(pages, preSkip: 312, seconds: 10), "\(granules)")
+        }
+        XCTAssertThrowsError(try Ogg.layout([header, Ogg.Page(offset: 47, length: 100, granule: 480_000)], preSkip: -1, seconds: 10))
+        // -1 (no packet ends on the page) inside a stream is fine.
+        let ok = try? Ogg.layout([header, Ogg.Page(offset: 47, length: 100, granule: -1), Ogg.Page(offset: 147, length: 100, granule: 480_312)],
+                                 preSkip: 312, seconds: 10)
+        XCTAssertEqual(ok?.durationMs, 10_000)
+    }
+}

@@ -12,6 +12,7 @@ final class PlaybackAuthTests: XCTestCase {
     static let secret = "test-identity-provider-secret-0123456789abcdef"
     static let master = [UInt8](repeating: 7, count: 32)
     static let tokenKey = "00112233445566778899aabbccddeeff"
+    static let metricsToken = "metrics-scraper-token-0123456789"
 
     var dir = ""
     var config = PlaybackAuthConfig()
@@ -37,6 +38,7 @@ final class PlaybackAuthTests: XCTestCase {
         config.tokenKeyHex = Self.tokenKey
         config.masterKeyHex = KeyWrap.hex(Self.master)
         config.rateLimitPerMinute = 5
+        config.metricsToken = Self.metricsToken
     }
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
@@ -124,6 +126,48 @@ final class PlaybackAuthTests: XCTestCase {
         }
     }
 
+    struct FullClaims: JWTPayload {
+        var sub: SubjectClaim; var exp: ExpirationClaim; var nbf: NotBeforeClaim?; var iss: IssuerClaim?; var aud: AudienceClaim?
+        var tier: String; var country: String
+        func verify(using algorithm: some JWTAlgorithm) throws {}
+    }
+
+    func fullJWT(nbf: TimeInterval? = nil, iss: String? = nil, aud: [String]? = nil) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
+        return try await keys.sign(FullClaims(sub: .init(value: "u1"), exp: .init(value: Date().addingTimeInterval(600)),
+                                              nbf: nbf.map { .init(value: Date().addingTimeInterval($0)) }, iss: iss.map { .init(value: $0) },
+                                              aud: aud.map { .init(value: $0) }, tier: "premium", country: "US"))
+    }
+
+    /// A token valid only from tomorrow is refused today; issuer and audience, when configured,
+    /// must match.
+    func testNotBeforeIssuerAndAudience() async throws {
+        config.jwtIssuer = "https://idp.example"
+        config.jwtAudience = "edge-playback"
+        let good = try await fullJWT(nbf: -60, iss: "https://idp.example", aud: ["other", "edge-playback"])
+        let refused = [try await fullJWT(nbf: 86400, iss: "https://idp.example", aud: ["edge-playback"]),   // not yet valid
+                       try await fullJWT(iss: "https://evil.example", aud: ["edge-playback"]),              // another issuer
+                       try await fullJWT(aud: ["edge-playback"]),                                           // no issuer
+                       try await fullJWT(iss: "https://idp.example", aud: ["other"]),                       // another audience
+                       try await fullJWT(iss: "https://idp.example")]                                       // no audience
+        try await withApp { c in
+            let ok = try await self.post(c, #"{"track_id":"t1"}"#, token: good).0
+            XCTAssertEqual(ok, 200)
+            for (i, t) in refused.enumerated() {
+                let (status, body, _) = try await self.post(c, #"{"track_id":"t1"}"#, token: t)
+                XCTAssertEqual(status, 401, "case \(i): \(body)")
+            }
+        }
+        // Without issuer/audience configured, nbf is still enforced.
+        config.jwtIssuer = ""; config.jwtAudience = ""
+        let early = try await fullJWT(nbf: 86400)
+        try await withApp { c in
+            let status = try await self.post(c, #"{"track_id":"t1"}"#, token: early).0
+            XCTAssertEqual(status, 401)
+        }
+    }
+
     func testEntitlementErrors() async throws {
         let gb = try await jwt(country: "GB")
         try await withApp { c in
@@ -176,7 +220,14 @@ final class PlaybackAuthTests: XCTestCase {
             try await c.execute(uri: "/v1/tracks/t1", method: .get) { XCTAssertEqual($0.status, .unauthorized) }
             try await c.execute(uri: "/healthz", method: .get) { XCTAssertEqual($0.status, .ok) }
             _ = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
-            try await c.execute(uri: "/metrics", method: .get) { r in
+            // Metrics only for the scraper's token: no token, a wrong one, the player's JWT: 401.
+            for auth in [nil, "Bearer wrong-metrics-token-0000", "Bearer \(token)"] as [String?] {
+                var h: HTTPFields = [:]
+                if let auth { h[.authorization] = auth }
+                try await c.execute(uri: "/metrics", method: .get, headers: h) { XCTAssertEqual($0.status, .unauthorized) }
+            }
+            try await c.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(Self.metricsToken)"]) { r in
+                XCTAssertEqual(r.status, .ok)
                 let text = String(buffer: r.body)
                 XCTAssertTrue(text.contains(#"playback_grants_total{result="granted"} 1"#), text)
                 XCTAssertFalse(text.contains(Self.tokenKey))

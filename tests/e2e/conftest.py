@@ -82,7 +82,14 @@ class Edge:
         self.start()
 
     def start(self):
+        self.stderr.flush()
+        starts = open(self.stderr.name).read().count("listening on")
         self.proc = subprocess.Popen([EDGE_BIN, "--config", self.conf], stdout=subprocess.DEVNULL, stderr=self.stderr)
+        # Ready when every worker listens (it says so): a port that answers once may be only the
+        # first worker's SO_REUSEPORT listener.
+        end = time.time() + 10
+        while open(self.stderr.name).read().count("listening on") == starts and time.time() < end and self.proc.poll() is None:
+            time.sleep(0.02)
         wait_port(self.port)
         wait_port(self.tls_port)
 

@@ -10,6 +10,21 @@ directory with byte ranges and keep-alive; logs every request; per-path faults:
   ignore-range     200 with the whole body
   hang             never answers
   404              not found
+
+Misbehaving origins (a broken or lying origin the edge must survive without caching wrong bytes):
+
+  size:<n>         206 whose Content-Range claims a complete length of n
+  size200:<n>      200 (Range ignored) with Content-Length n
+  chunked          206 in the chunked coding (correct bytes: the edge must decode it)
+  chunked+cl       206 in the chunked coding with a Content-Length too (ambiguous framing)
+  gzip             206 with Content-Encoding: gzip
+  early-hints      103 Early Hints, then the real 206
+  extra-bytes      a correct 206 followed by 100 bytes more than announced
+  two-responses    a correct 206 and a second response in the same packet
+  split-head       the head sent a few bytes at a time
+  huge-head        a head larger than the edge accepts
+  slowloris        the head, then one body byte every 100 ms
+  not-http         a status line that is not HTTP
 """
 import os
 import re
@@ -80,6 +95,12 @@ class Origin:
 
     def respond(self, sock, method, path, headers):
         fault = self.faults.get(path, "")
+        if fault == "not-http":
+            sock.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            return False
+        if fault == "huge-head":
+            sock.sendall(b"HTTP/1.1 206 Partial Content\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(64)) + b"\r\n")
+            return False
         if fault == "hang":
             time.sleep(60)
             return False
@@ -119,6 +140,45 @@ class Origin:
                     f"Last-Modified: Sat, 21 Nov 2026 00:00:00 GMT\r\nContent-Type: application/octet-stream\r\n\r\n")
         if method == "HEAD":
             body = b""
+        if m and fault.startswith("size:"):
+            first = int(m.group(1))
+            head = (f"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {first}-{first + len(body) - 1}/{fault[5:]}\r\n"
+                    f"Content-Length: {len(body)}\r\nETag: {etag}\r\n\r\n")
+        if fault.startswith("size200:"):
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {fault[8:]}\r\nETag: {etag}\r\n\r\n"
+        if fault in ("chunked", "chunked+cl", "gzip", "early-hints", "extra-bytes", "two-responses", "split-head", "slowloris"):
+            head = head.replace("Content-Type", "Content-Encoding: gzip\r\nContent-Type") if fault == "gzip" else head
+        if fault in ("chunked", "chunked+cl"):
+            lines = [l for l in head.split("\r\n") if l and (fault == "chunked+cl" or not l.startswith("Content-Length"))]
+            pieces = [body[i:i + 1000] for i in range(0, len(body), 1000)]
+            coded = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-Trailer: 1\r\n\r\n"
+            sock.sendall(("\r\n".join(lines) + "\r\nTransfer-Encoding: chunked\r\n\r\n").encode() + coded)
+            return True
+        if fault == "early-hints":
+            sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </audio/x>; rel=preload\r\n\r\n")
+            time.sleep(0.05)
+        if fault == "extra-bytes":
+            sock.sendall(head.encode() + body + b"\xAA" * 100)
+            return False
+        if fault == "two-responses":
+            sock.sendall(head.encode() + body + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+            return True
+        if fault == "split-head":
+            raw_head = head.encode()
+            for i in range(0, len(raw_head), 7):
+                sock.sendall(raw_head[i:i + 7])
+                time.sleep(0.002)
+            sock.sendall(body)
+            return True
+        if fault == "slowloris":
+            sock.sendall(head.encode())
+            for i in range(len(body)):
+                try:
+                    sock.sendall(body[i:i + 1])
+                except OSError:
+                    return False
+                time.sleep(0.1)
+            return False
         if fault == "die":
             sock.sendall(head.encode() + body[:len(body) // 2])
             return False

@@ -73,7 +73,8 @@ def test_origin_sees_no_token_and_no_client_headers(cached_edge, origin):
     curl(url(e, "/audio/c2/96/000.bin"), "-H", "Cookie: secret=1", "-H", "X-Forwarded-For: 1.2.3.4", "-H", "Connection: keep-alive, X-Hop")
     for _, rng, headers, target in origin.requests_for("/audio/c2/96/000.bin"):
         assert "?" not in target and "hdnts" not in target
-        assert set(headers) == {"host", "range", "user-agent"}
+        assert set(headers) == {"host", "range", "accept-encoding", "user-agent"}
+        assert headers["accept-encoding"] == "identity"   # slices are stored as the representation's bytes
 
 
 def test_seek_fetches_only_needed_slices(cached_edge, origin, origin_dir):

@@ -26,6 +26,9 @@ def jwt(sub="u1", tier="premium", country="US", ttl=600, secret=SECRET):
     return (head + b"." + body + b"." + sig).decode()
 
 
+METRICS_TOKEN = "e2e-metrics-token-0123456789"
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, workdir):
     d = tmp_path_factory.mktemp("pa")
@@ -43,7 +46,7 @@ def stack(tmp_path_factory, workdir):
         p = free_port()
         c = d / f"auth-{p}.conf"
         c.write_text(f'[auth]\nlisten = "127.0.0.1:{p}"\ncatalog = "{d}/catalog.sqlite"\njwt_hs256_secret = "{SECRET}"\n'
-                     f'edges = ["{edge.base}"]\ngrant_ttl_seconds = {ttl}\n[token]\nkey_hex = "{KEY_HEX}"\n[catalog]\nmaster_key_hex = "{MASTER}"\n')
+                     f'edges = ["{edge.base}"]\ngrant_ttl_seconds = {ttl}\nmetrics_token = "{METRICS_TOKEN}"\n[token]\nkey_hex = "{KEY_HEX}"\n[catalog]\nmaster_key_hex = "{MASTER}"\n')
         proc = subprocess.Popen([f"{BIN}/playback-auth", "--config", str(c)], stdout=subprocess.DEVNULL, stderr=open(d / f"auth-{p}.err", "w"))
         wait_port(p)
         return proc, f"http://127.0.0.1:{p}"
@@ -112,7 +115,9 @@ def test_errors_over_http(stack):
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-d", "{}", f"{stack['auth']}/v1/playback"], capture_output=True, text=True)
     assert r.stdout == "401"
     assert curl(stack["auth"] + "/healthz")[0] == 200
-    status, _, body, _ = curl(stack["auth"] + "/metrics")
+    assert curl(stack["auth"] + "/metrics")[0] == 401   # only the scraper, with its own token
+    assert curl(stack["auth"] + "/metrics", "-H", f"Authorization: Bearer {jwt()}")[0] == 401
+    status, _, body, _ = curl(stack["auth"] + "/metrics", "-H", f"Authorization: Bearer {METRICS_TOKEN}")
     assert status == 200 and b"playback_grants_total" in body and KEY_HEX.encode() not in body and MASTER.encode() not in body
 
 

@@ -22,9 +22,15 @@ final class OriginConnection {
     var bodyExpected = 0       // bytes of the slice still to come
     var bodyToDiscard = 0      // a 200 whose rest we do not keep: the connection is closed instead
     var keepAlive = true
+    /// The body is in the chunked coding (decoded before it reaches the slice).
+    var chunked: ChunkedDecoder?
+    /// 1xx responses skipped before the final one.
+    var interimResponses = 0
     var pendingOps = 0
     var recvPending = false
     var deadlineMicroseconds: Int64 = 0
+    /// The whole response must be in by then (slow-loris origins), whatever the idle timeout.
+    var responseDeadlineMicroseconds: Int64 = 0
     var deadlineStatus = 504
 
     init(slot: UInt32) { self.slot = slot }
@@ -50,6 +56,8 @@ final class OriginClient {
     var health: [Health]
     var queued: [Job] = []
     private(set) var requestsSent = 0
+    /// Fetches refused at `origin.queue_max` (reported by the worker's tick).
+    var queueRefusals = 0
 
     init(worker: Worker, config: OriginConfig, sliceBytes: Int) {
         self.worker = worker
@@ -94,6 +102,11 @@ final class OriginClient {
         }
         guard open[u] < config.connectionsPerUpstreamMax else {
             job.attempts -= 1; job.tried.removeLast()
+            guard queued.count < config.queueMax else {
+                queueRefusals += 1
+                fail(job.fill, status: 503)
+                return
+            }
             queued.append(job)
             return
         }
@@ -150,14 +163,18 @@ final class OriginClient {
         let first = key.index * sliceBytes
         c.request.clear()
         c.request.append("GET \(up.prefix)\(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.host.contains(":") ? "[\(up.host)]" : up.host):\(up.port)\r\n")
-        c.request.append("Range: bytes=\(first)-\(first + sliceBytes - 1)\r\nUser-Agent: edge\r\n\r\n")
+        // Slices are stored as the representation's bytes: no content coding is acceptable.
+        c.request.append("Range: bytes=\(first)-\(first + sliceBytes - 1)\r\nAccept-Encoding: identity\r\nUser-Agent: edge\r\n\r\n")
         c.state = .busy
         c.head.clear()
         c.headParsed = false
         c.bodyExpected = 0
         c.bodyToDiscard = 0
         c.keepAlive = true
-        c.deadlineMicroseconds = worker.now + Int64(config.firstByteTimeoutMilliseconds) * 1000
+        c.chunked = nil
+        c.interimResponses = 0
+        c.responseDeadlineMicroseconds = worker.now + Int64(config.responseTimeoutMilliseconds) * 1000
+        c.deadlineMicroseconds = min(worker.now + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         c.deadlineStatus = 504
         requestsSent += 1
         let r = c.request.readable
@@ -194,34 +211,61 @@ final class OriginClient {
             failed(c, status: 502, upstreamFault: c.headParsed || result < 0)   // EOF or reset mid-response
             return
         }
-        c.deadlineMicroseconds = worker.now + Int64(config.idleReadTimeoutMilliseconds) * 1000
+        c.deadlineMicroseconds = min(worker.now + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         var bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
         if !c.headParsed {
             c.head.append(bytes)
-            switch HTTP1ResponseParser.parse(c.head.readable) {
-            case .needMore:
-                if c.head.count > 32768 { failed(c, status: 502, upstreamFault: true); return }
-                postRecv(c)
-                return
-            case .error:
-                failed(c, status: 502, upstreamFault: true)
-                return
-            case let .head(h, consumed):
-                c.headParsed = true
-                guard accept(h, c, job) else { return }
-                let rest = c.head.readable
-                bytes = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+            while !c.headParsed {
+                switch HTTP1ResponseParser.parse(c.head.readable, headerBytesMax: config.responseHeadBytesMax) {
+                case .needMore:
+                    postRecv(c)
+                    return
+                case .error(let why):
+                    protocolError(c, job, why)
+                    return
+                case let .head(h, consumed):
+                    if h.isInterim {
+                        // 100 Continue, 103 Early Hints, ...: skipped, a bounded number of them.
+                        c.interimResponses += 1
+                        guard c.interimResponses <= Self.interimResponsesMax else { protocolError(c, job, "more than \(Self.interimResponsesMax) interim responses"); return }
+                        c.head.consume(consumed)
+                        continue
+                    }
+                    c.headParsed = true
+                    guard accept(h, c, job) else { return }
+                    let rest = c.head.readable
+                    bytes = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+                }
             }
         }
         let fill = job.fill
-        let written = fill.buffer.available.load(ordering: .relaxed)
-        let take = min(bytes.count, c.bodyExpected)
-        if take > 0 {
-            (fill.buffer.bytes + written).copyMemory(from: bytes.baseAddress!, byteCount: take)
-            fill.buffer.available.store(written + take, ordering: .releasing)
-            c.bodyExpected -= take
+        var extra = 0
+        if c.chunked != nil {
+            let r = c.chunked!.feed(bytes) { piece in
+                guard piece.count <= c.bodyExpected else { return false }
+                append(piece, to: fill, c)
+                return true
+            }
+            switch r {
+            case .error(let why): protocolError(c, job, "chunked body: \(why)"); return
+            case .consumed(let n): extra = bytes.count - n
+            }
+            if c.chunked!.isDone && c.bodyExpected > 0 { protocolError(c, job, "chunked body shorter than its Content-Range"); return }
+            if c.bodyExpected == 0 && !c.chunked!.isDone { c.keepAlive = false }   // not waiting for the last chunk: not reusable
+        } else {
+            let take = min(bytes.count, c.bodyExpected)
+            if take > 0 { append(UnsafeRawBufferPointer(rebasing: bytes[0..<take]), to: fill, c) }
+            if bytes.count > take {
+                if c.bodyToDiscard > 0 { c.bodyToDiscard -= min(c.bodyToDiscard, bytes.count - take) } else { extra = bytes.count - take }
+            }
         }
-        if bytes.count > take { c.bodyToDiscard -= bytes.count - take }
+        if extra > 0 {
+            // Bytes past the end of the response, which we never asked for (a second response, or
+            // a body longer than announced): the slice is what the framing delimited; the
+            // connection cannot be trusted for another request.
+            c.keepAlive = false
+            worker.logError("origin \(upstreams[c.upstream].url): \(extra) bytes past the end of the response for \(fill.key.path) slice \(fill.key.index); connection closed")
+        }
         if c.bodyExpected == 0 {
             health[c.upstream] = Health()
             worker.fillCompleted(fill)
@@ -234,40 +278,81 @@ final class OriginClient {
         postRecv(c)
     }
 
+    static let interimResponsesMax = 8
+
+    private func append(_ bytes: UnsafeRawBufferPointer, to fill: Fill, _ c: OriginConnection) {
+        guard bytes.count > 0 else { return }
+        let written = fill.buffer.available.load(ordering: .relaxed)
+        (fill.buffer.bytes + written).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        fill.buffer.available.store(written + bytes.count, ordering: .releasing)
+        c.bodyExpected -= bytes.count
+    }
+
+    /// The origin broke HTTP: logged with the reason, the connection closed, the fill retried on
+    /// the next upstream while no byte of it has been published (502 when none is left).
+    private func protocolError(_ c: OriginConnection, _ job: Job, _ why: String) {
+        worker.logError("origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
+        failed(c, status: 502, upstreamFault: true)
+    }
+
     /// Checks a response head against the slice asked for; on success publishes the object's
     /// metadata and the slice length to everyone waiting.
     private func accept(_ h: OriginResponseHead, _ c: OriginConnection, _ job: Job) -> Bool {
         let fill = job.fill
         let first = fill.key.index * sliceBytes
         if let conn = h.header("connection")?.lowercased(), conn.contains("close") { c.keepAlive = false }
+        if h.status == 101 { protocolError(c, job, "101 Switching Protocols to a GET"); return false }
+        let framing = h.framing
+        if case .error(let why) = framing { protocolError(c, job, why); return false }
         let total: Int, length: Int
         switch h.status {
         case 206:
-            guard let cr = h.header("content-range").flatMap(ContentRange.parse), cr.first == first,
-                  cr.last == min(first + sliceBytes, cr.complete) - 1 else {
-                failed(c, status: 502, upstreamFault: true); return false
+            guard let cr = h.header("content-range").flatMap(ContentRange.parse) else {
+                protocolError(c, job, "206 without a valid Content-Range"); return false
+            }
+            guard cr.complete <= worker.store!.objectBytesMax else { return oversized(c, job, cr.complete) }
+            guard cr.first == first, cr.last == min(first + sliceBytes, cr.complete) - 1 else {
+                protocolError(c, job, "206 for bytes \(cr.first)-\(cr.last)/\(cr.complete), asked for bytes \(first)-\(first + sliceBytes - 1)"); return false
             }
             total = cr.complete; length = cr.last - cr.first + 1
-            if let cl = h.header("content-length"), Int(cl) != length { failed(c, status: 502, upstreamFault: true); return false }
+            switch framing {
+            case .length(let cl) where cl != length: protocolError(c, job, "Content-Length \(cl) disagrees with Content-Range"); return false
+            case .chunked: c.chunked = ChunkedDecoder()
+            case .untilClose: c.keepAlive = false
+            default: break
+            }
         case 200:
             // The origin ignored Range. Usable for the first slice only; the rest is not read.
-            guard first == 0, let cl = h.header("content-length").flatMap({ Int($0) }), cl > 0 else {
-                failed(c, status: 502, upstreamFault: true); return false
+            guard case .length(let cl) = framing, cl > 0 else {
+                protocolError(c, job, "200 without a Content-Length"); return false
             }
+            guard cl <= worker.store!.objectBytesMax else { return oversized(c, job, cl) }
+            guard first == 0 else { protocolError(c, job, "200 (Range ignored) for a slice past the first"); return false }
             total = cl; length = min(cl, sliceBytes)
             c.bodyToDiscard = cl - length
         case 404, 410:
             finishWithoutBody(c, status: h.status, contentRange: nil); return false
         case 416:
-            finishWithoutBody(c, status: 416, contentRange: h.header("content-range")); return false
+            // Passed on only in its valid form (`bytes */N`): it is re-sent to players.
+            let cr = h.header("content-range").flatMap { v -> String? in
+                guard v.hasPrefix("bytes */"), ContentRange.strictInt(Substring(v.dropFirst(8))) != nil else { return nil }
+                return v
+            }
+            finishWithoutBody(c, status: 416, contentRange: cr); return false
         default:
+            if h.status >= 500 { worker.logError("origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)") }
             failed(c, status: 502, upstreamFault: h.status >= 500); return false
         }
-        guard length > 0, length <= fill.buffer.capacity else { failed(c, status: 502, upstreamFault: true); return false }
+        if let why = h.contentEncodingError { protocolError(c, job, why); return false }
+        guard length > 0, length <= fill.buffer.capacity else { protocolError(c, job, "slice length \(length) out of range"); return false }
         let lm = h.header("last-modified") ?? ""
         let etag = h.header("etag") ?? "\"\(String(total, radix: 16))-\(String(cacheKeyHash(lm) % 0xFFFF_FFFF, radix: 16))\""
-        let meta = ObjectMeta(size: total, etag: etag, lastModified: lm,
-                              contentType: h.header("content-type") ?? MediaTypes.type(forPath: fill.key.path),
+        let contentType = h.header("content-type") ?? MediaTypes.type(forPath: fill.key.path)
+        // Stored in the slice header and sent to players: bounded like the slice file bounds them.
+        for (name, v) in [("ETag", etag), ("Last-Modified", lm), ("Content-Type", contentType)] where v.utf8.count > SliceFileHeader.stringBytesMax {
+            protocolError(c, job, "\(name) longer than \(SliceFileHeader.stringBytesMax) bytes"); return false
+        }
+        let meta = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
                               storedAtSeconds: Clock.wallMilliseconds() / 1000)
         guard worker.store!.recordMeta(fill.key.path, meta) else {
             // The object changed at the origin: everything cached of it is dropped; never mixed.
@@ -280,6 +365,13 @@ final class OriginClient {
         fill.phase.store(Fill.Phase.head.rawValue, ordering: .releasing)
         worker.fillProgressed(fill)
         return true
+    }
+
+    /// A size claim over `cache.object_bytes_max`: 502, nothing recorded or stored, a log line.
+    private func oversized(_ c: OriginConnection, _ job: Job, _ size: Int) -> Bool {
+        worker.logError("origin \(upstreams[c.upstream].url): \(job.fill.key.path) claims \(size) bytes, over cache.object_bytes_max (\(worker.store!.objectBytesMax)); 502, not cached")
+        failed(c, status: 502, upstreamFault: false, retry: false)
+        return false
     }
 
     /// A 404/410/416: answered to the waiting clients, never cached (no CPDoS), connection reused.
@@ -365,6 +457,10 @@ final class OriginClient {
     /// Timeouts, from the worker's tick.
     func tick(now: Int64) {
         for c in connections where (c.state == .opening || c.state == .connecting || c.state == .busy) && c.deadlineMicroseconds > 0 && now > c.deadlineMicroseconds {
+            if let job = c.job {
+                let what = c.state == .busy ? (c.headParsed ? "response not complete in time" : "no response head in time") : "connect timed out"
+                worker.logError("origin \(upstreams[c.upstream].url): \(what) for \(job.fill.key.path) slice \(job.fill.key.index); 504")
+            }
             failed(c, status: c.deadlineStatus, upstreamFault: true)
         }
     }

@@ -67,6 +67,8 @@ final class SliceStore: @unchecked Sendable {
     let sliceBytes: Int
     let fillsMax: Int
     let directory: String
+    /// The largest object size accepted from an origin or a slice file.
+    let objectBytesMax: Int
 
     struct State {
         var meta: [String: ObjectMeta] = [:]
@@ -77,10 +79,13 @@ final class SliceStore: @unchecked Sendable {
         var ramPolicy: EdgePolicy
         var diskPolicy: EdgePolicy
         var slicesByPath: [String: Set<Int>] = [:]
+        /// Fills in progress per object: its metadata stays while any runs.
+        var fillsByPath: [String: Int] = [:]
     }
     let state: Mutex<State>
 
-    init(config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int)) {
+    init(config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int), objectBytesMax: Int) {
+        self.objectBytesMax = objectBytesMax
         sliceBytes = config.sliceBytes
         fillsMax = config.fillsMax
         directory = config.directory
@@ -112,6 +117,7 @@ final class SliceStore: @unchecked Sendable {
             guard s.fills.count < fillsMax else { return .overloaded }
             let f = Fill(key: key, owner: worker, capacity: sliceBytes)
             s.fills[key] = f
+            s.fillsByPath[key.path, default: 0] += 1
             s.keys[h] = key
             return .startFill(f)
         }
@@ -138,8 +144,10 @@ final class SliceStore: @unchecked Sendable {
     func completeFill(_ f: Fill) -> (writeToDisk: Bool, diskEvicted: [DiskSlice]) {
         let h = f.key.hash
         return state.withLock { s in
-            s.fills[f.key] = nil
-            guard s.meta[f.key.path] == f.meta else { return (false, []) }   // purged meanwhile
+            Self.removeFill(&s, f)
+            guard s.meta[f.key.path] == f.meta else { Self.forgetIfGone(&s, h, key: f.key); return (false, []) }   // purged meanwhile
+            s.keys[h] = f.key
+            s.slicesByPath[f.key.path, default: []].insert(f.key.index)
             let r = s.ramPolicy.insert(h, size: f.length)
             for e in r.evicted { if let k = s.keys[e] { s.ram[k] = nil; Self.forgetIfGone(&s, e) } }
             if r.admitted { s.ram[f.key] = (f.buffer, f.length) }
@@ -153,14 +161,18 @@ final class SliceStore: @unchecked Sendable {
                 }
                 write = d.admitted
             }
-            s.slicesByPath[f.key.path, default: []].insert(f.key.index)
+            Self.forgetIfGone(&s, h)   // admitted by neither tier
             return (write, diskEvicted)
         }
     }
 
+    /// A fill failed: it leaves nothing behind, not its key and, when no slice of the object is
+    /// cached, not the object's metadata either.
     func failFill(_ f: Fill) {
         state.withLock { s in
-            if s.fills[f.key] === f { s.fills[f.key] = nil }
+            guard s.fills[f.key] === f else { return }
+            Self.removeFill(&s, f)
+            Self.forgetIfGone(&s, f.key.hash, key: f.key)
         }
     }
 
@@ -174,10 +186,12 @@ final class SliceStore: @unchecked Sendable {
         }
     }
 
+    /// A slice write failed or was not started (too many in flight): the disk tier forgets it.
     func diskWriteFailed(_ key: SliceKey) {
         state.withLock { s in
             s.diskPolicy.remove(key.hash)
             s.disk[key] = nil
+            Self.forgetIfGone(&s, key.hash, key: key)
         }
     }
 
@@ -201,9 +215,41 @@ final class SliceStore: @unchecked Sendable {
         return removed
     }
 
-    private static func forgetIfGone(_ s: inout State, _ h: UInt64) {
-        if !s.ramPolicy.contains(h) && !s.diskPolicy.contains(h), let k = s.keys.removeValue(forKey: h) {
-            s.ram[k] = nil
+    private static func removeFill(_ s: inout State, _ f: Fill) {
+        guard s.fills[f.key] === f else { return }
+        s.fills[f.key] = nil
+        let n = (s.fillsByPath[f.key.path] ?? 1) - 1
+        s.fillsByPath[f.key.path] = n > 0 ? n : nil
+    }
+
+    /// Drops everything the index keeps about a slice that neither tier holds any more (and no
+    /// fill is filling), and the object's metadata with its last slice: the index is bounded by
+    /// the tiers' contents, never by the number of objects ever fetched.
+    private static func forgetIfGone(_ s: inout State, _ h: UInt64, key: SliceKey? = nil) {
+        guard !s.ramPolicy.contains(h) && !s.diskPolicy.contains(h) else { return }
+        guard let k = s.keys[h] ?? key, s.fills[k] == nil else { return }
+        s.keys[h] = nil
+        s.ram[k] = nil
+        s.disk[k] = nil
+        if var set = s.slicesByPath[k.path] {
+            set.remove(k.index)
+            s.slicesByPath[k.path] = set.isEmpty ? nil : set
+        }
+        if s.slicesByPath[k.path] == nil && s.fillsByPath[k.path] == nil { s.meta[k.path] = nil }
+    }
+
+    /// Whether any slice in `firstIndex...lastIndex` of an object is neither in RAM nor on disk.
+    /// No allocation: the index range comes from a size an origin reported.
+    func anyMissing(_ path: String, _ firstIndex: Int, _ lastIndex: Int) -> Bool {
+        guard firstIndex <= lastIndex else { return false }
+        return state.withLock { s in
+            var i = firstIndex
+            while i <= lastIndex {
+                let k = SliceKey(path: path, index: i)
+                if s.ram[k] == nil && s.disk[k] == nil { return true }
+                i += 1
+            }
+            return false
         }
     }
 
@@ -223,8 +269,15 @@ final class SliceStore: @unchecked Sendable {
         }
     }
 
-    struct Stats { var ramBytes: Int; var diskBytes: Int; var objects: Int; var fills: Int; var diskSlices: Int }
+    struct Stats: Equatable {
+        var ramBytes: Int; var diskBytes: Int; var objects: Int; var fills: Int; var diskSlices: Int; var ramSlices: Int
+        var keys: Int; var objectsWithSlices: Int; var objectsFilling: Int
+    }
     var stats: Stats {
-        state.withLock { s in Stats(ramBytes: s.ramPolicy.usedBytes, diskBytes: s.diskPolicy.usedBytes, objects: s.meta.count, fills: s.fills.count, diskSlices: s.disk.count) }
+        state.withLock { s in
+            Stats(ramBytes: s.ramPolicy.usedBytes, diskBytes: s.diskPolicy.usedBytes, objects: s.meta.count, fills: s.fills.count,
+                  diskSlices: s.disk.count, ramSlices: s.ram.count, keys: s.keys.count, objectsWithSlices: s.slicesByPath.count,
+                  objectsFilling: s.fillsByPath.count)
+        }
     }
 }

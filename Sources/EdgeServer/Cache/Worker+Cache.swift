@@ -38,6 +38,8 @@ final class DiskWrite {
     var fd: Int32 = -1
     var step = Step.open
     var written = 0
+    /// A real slice write (counted against `disk_writes_in_flight_max`), not an unlink.
+    var counted = false
     init(key: SliceKey, fill: Fill, header: [UInt8], tmpPath: String, finalPath: String, relativePath: String) {
         self.key = key; self.fill = fill; self.header = header
         self.tmpPath = strdup(tmpPath)!; self.finalPath = strdup(finalPath)!
@@ -56,11 +58,15 @@ extension Worker {
     /// its head arrives — a miss's time to first byte is the origin's.
     func handleCached(_ c: Connection, _ ex: Exchange, _ path: String) {
         if let meta = store!.meta(path) { respondCached(c, ex, path, meta, fetched: false); return }
+        // The slice holding the first byte asked for, read by the same range parser a hit uses. A
+        // suffix range needs the size first, and a first byte past any object we would accept is
+        // answered from the size too: both fetch slice 0.
         var first = 0
-        if let r = ex.request.header("range"), case .partial(let ranges) = RangeEvaluator.evaluate(r, length: Int.max / 2, maxRanges: limits.rangesMax),
-           let f = ranges.first, !r.contains("=-") {
-            first = f.first
+        if let r = ex.request.header("range"), let f = RangeEvaluator.firstByteBeforeLength(r, maxRanges: limits.rangesMax),
+           f < store!.objectBytesMax {
+            first = f
         }
+        guard canWait() else { return respondBusy(c, ex) }
         let key = SliceKey(path: path, index: first / sliceBytes)
         switch store!.lookup(key, worker: index) {
         case .filling(let f):
@@ -69,17 +75,29 @@ extension Worker {
             origin!.fetch(f)
             park(Parked(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID, fill: f, body: nil))
         case .overloaded:
-            respondSimple(c, ex, status: 503, body: "busy\n", extraHeaders: [HeaderField("retry-after", "1")])
+            respondBusy(c, ex)
         case .ram, .disk:
             // Slices without metadata: only after a purge raced this request. Treat as a miss next time.
-            respondSimple(c, ex, status: 503, body: "busy\n", extraHeaders: [HeaderField("retry-after", "1")])
+            respondBusy(c, ex)
         }
+    }
+
+    func respondBusy(_ c: Connection, _ ex: Exchange) {
+        respondSimple(c, ex, status: 503, body: "busy\n", extraHeaders: [HeaderField("retry-after", "1")])
+    }
+
+    /// Whether one more request or body may wait on this worker (`waiting_per_worker_max`).
+    func canWait() -> Bool {
+        if parked.count < limits.waitingPerWorkerMax { return true }
+        waitRefusals += 1
+        return false
     }
 
     func respondCached(_ c: Connection, _ ex: Exchange, _ path: String, _ meta: ObjectMeta, fetched: Bool) {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         var r = FileResponse.build(request: ex.request, path: path, size: meta.size, etag: meta.etag, lastModified: meta.lastModified,
-                                   contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: boundaryCounter)
+                                   contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: boundaryCounter,
+                                   cacheControl: ex.cacheControl)
         ex.rangeText = r.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
         let age = max(0, Clock.wallMilliseconds() / 1000 - meta.storedAtSeconds)
@@ -102,13 +120,10 @@ extension Worker {
 
     /// Whether any slice the segments touch is neither in RAM nor on disk.
     private func missingSlices(_ path: String, _ segments: [BodyStream.Segment]) -> Bool {
-        var indexes: [Int] = []
         for s in segments {
-            if case .file(let o, let l) = s, l > 0 { indexes.append(contentsOf: (o / sliceBytes)...((o + l - 1) / sliceBytes)) }
+            if case .file(let o, let l) = s, l > 0, store!.anyMissing(path, o / sliceBytes, (o + l - 1) / sliceBytes) { return true }
         }
-        return store!.state.withLock { st in
-            indexes.contains { st.ram[SliceKey(path: path, index: $0)] == nil && st.disk[SliceKey(path: path, index: $0)] == nil }
-        }
+        return false
     }
 
     // MARK: bodies of cached objects
@@ -119,6 +134,14 @@ extension Worker {
         let within = offset - idx * sliceBytes
         if body.sliceIndex != idx || body.sliceSource == nil {
             if let d = body.diskEntry { cacheFiles!.release(d); body.diskEntry = nil }
+            if body.sliceIndex == idx {
+                // Looking the same slice up again (it vanished from disk meanwhile): bounded, so an
+                // eviction racing a re-write can never make a body loop.
+                body.sliceLookups += 1
+                guard body.sliceLookups <= Self.sliceLookupsMax else { body.failed = true; return }
+            } else {
+                body.sliceLookups = 0
+            }
             body.sliceIndex = idx
             switch store!.lookup(SliceKey(path: body.objectPath!, index: idx), worker: index) {
             case .ram(let b, let length): body.sliceSource = .memory(b, length: length)
@@ -161,6 +184,7 @@ extension Worker {
                     refillObject(body)
                     return
                 case .pending(let e):
+                    guard e.waiters.count < limits.waitingPerWorkerMax else { body.failed = true; return }
                     e.waiters.append(FileEntry.Waiter(connectionSlot: body.owner.connectionSlot, generation: body.owner.generation,
                                                       streamID: body.owner.streamID, body: body))
                     body.parked = true
@@ -173,6 +197,8 @@ extension Worker {
             startRead(body, fd: entry.fd, offset: d.dataOffset + within, length: min(d.length - within, want, body.bufferCapacity))
         }
     }
+
+    static let sliceLookupsMax = 3
 
     func cacheFileSettled(_ e: FileEntry) {
         let waiters = e.waiters
@@ -193,6 +219,8 @@ extension Worker {
     /// nghttp2 callback, where calling back into nghttp2 is forbidden; resumption happens at the
     /// top of the event loop (`resumePending`).
     func park(_ p: Parked) {
+        // A body that cannot wait is cut (its front end sees `failed` when this returns).
+        if p.body != nil && !canWait() { p.body!.failed = true; return }
         p.body?.parked = true
         parked.append(p)
         // Register, then look again: progress published in between is not missed.
@@ -269,7 +297,14 @@ extension Worker {
         f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
         let (write, evicted) = store!.completeFill(f)
         for d in evicted { unlinkSlice(d.relativePath) }
-        if write, let meta = f.meta { startDiskWrite(f, meta: meta) }
+        if write, let meta = f.meta {
+            if diskWritesInFlight < settings.config.cache.diskWritesInFlightMax {
+                startDiskWrite(f, meta: meta)
+            } else {
+                diskWritesSkipped += 1
+                store!.diskWriteFailed(f.key)   // kept in RAM only; a later miss may write it
+            }
+        }
         fillProgressed(f)
     }
 
@@ -311,6 +346,8 @@ extension Worker {
         let w = DiskWrite(key: f.key, fill: f, header: header, tmpPath: store!.directory + "/tmp/" + String(random, radix: 16),
                           finalPath: store!.directory + "/" + rel, relativePath: rel)
         let slot = takeDiskWriteSlot(w)
+        diskWritesInFlight += 1
+        w.counted = true
         ring.openCreate(path: w.tmpPath, UserData(kind: OpKind.diskWrite, slot: slot))
     }
 
@@ -327,6 +364,7 @@ extension Worker {
         func finish() {
             // The paths must outlive the submission: keep the object until the ring has taken them.
             ring.submit()
+            if w.counted { diskWritesInFlight -= 1 }
             diskWrites[Int(slot)] = nil
             freeDiskWrites.append(slot)
         }
