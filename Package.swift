@@ -79,5 +79,7 @@ let package = Package(
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
         .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache"]),
+        // The server's state, driven without sockets (internal types through @testable).
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer"]),
     ]
 )

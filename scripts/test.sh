@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's second command: every test. Builds once (release for the end-to-end suite, debug
-# for the unit tests), then runs the unit tests and the end-to-end suite against the real binary.
+# for the unit tests), then runs the unit tests, a short run of every fuzz harness, and the
+# end-to-end suite against the real binary.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 install_system_packages
@@ -11,5 +12,7 @@ echo "==> unit tests (swift test)"
 swift build --build-tests 2>&1 | grep -E "error:" || true
 swift test --skip-build 2>&1 | tee .build/unit-tests.log | grep -E "error|failed|Executed .* tests" | tail -5
 grep -q "with 0 failures" .build/unit-tests.log && ! grep -q "error:" .build/unit-tests.log || { echo "unit tests failed"; exit 1; }
+echo "==> fuzzing: every harness for ${FUZZ_SECONDS:=15} s (scripts/fuzz.sh run all N for longer runs)"
+bash scripts/fuzz.sh run all "$FUZZ_SECONDS" || { echo "a fuzz harness failed"; exit 1; }
 echo "==> end-to-end tests (pytest tests/e2e) against .build/release/edge"
 EDGE_BIN="$ROOT/.build/release/edge" EDGECTL_BIN="$ROOT/.build/release/edgectl" "$PYTHON" -m pytest -q tests/e2e "$@"

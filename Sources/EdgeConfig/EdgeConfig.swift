@@ -341,7 +341,8 @@ struct Reader {
         var lineNumber = 0
         for line in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            let bytes = Array(line)
+            var bytes = Array(line)
+            if lineNumber == 1 && bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }   // toml++ skips a BOM
             var i = 0
             if inMultiline == nil {
                 while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }

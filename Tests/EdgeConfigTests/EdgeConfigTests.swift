@@ -74,7 +74,7 @@ final class EdgeConfigTests: XCTestCase {
     /// reporting an error.
     func testTableHeadersThatAbortedTOMLParsing() {
         for text in ["[@Q", "[server]\nlisten = [\"127.0.0.1:1\"]\n[@Q", "[ [ @x ] ]", "  [+a]", "[[\t%]]",
-                     "# a comment with \"\"\" in it\n[@a", "x = \"\"\"\"\"\"\n[@a", "x = '\"\"\"'\n[@a"] {
+                     "# a comment with \"\"\" in it\n[@a", "x = \"\"\"\"\"\"\n[@a", "x = '\"\"\"'\n[@a", "\u{FEFF}[\u{FF}\"\n"] {
             XCTAssertThrowsError(try EdgeConfig.parse(text), text.debugDescription) { e in
                 XCTAssertTrue("\(e)".contains("table header"), "\(e)")
             }

@@ -171,3 +171,57 @@ def test_lying_slice_headers_on_disk_never_stop_startup(cached_edge, origin, ori
         assert why in err
     status, _, body, _ = curl(url(e, PATH))
     assert status == 200 and body == data(origin_dir, PATH)
+
+
+def concurrent(fn, n):
+    import threading
+    out = [None] * n
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, fn(i))) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+SLOW = ["/audio/c1/160/000.bin", "/audio/c1/320/000.bin", "/audio/c2/96/000.bin", "/audio/c3/160/000.bin", "/audio/c4/160/000.bin",
+        "/audio/small/one.bin"]
+
+
+def test_waiting_per_worker_max_refuses_with_503(cached_edge, origin, origin_dir):
+    e = cached_edge(server={"workers": 1}, limits={"waiting_per_worker_max": 2})
+    for p in SLOW:
+        origin.faults[p] = "slow:800"
+    got = concurrent(lambda i: curl(url(e, SLOW[i])), len(SLOW))
+    statuses = sorted(g[0] for g in got)
+    assert statuses.count(503) >= len(SLOW) - 2 and all(s in (200, 503) for s in statuses), statuses
+    for g, p in zip(got, SLOW):
+        if g[0] == 200:
+            assert g[2] == data(origin_dir, p)
+        else:
+            assert g[1].get("retry-after") == "1"
+    assert "waiting_per_worker_max (2) reached" in e.errors()
+
+
+def test_origin_queue_max_refuses_with_503(cached_edge, origin, origin_dir):
+    e = cached_edge(server={"workers": 1}, origin_options={"connections_per_upstream_max": 1, "queue_max": 1})
+    for p in SLOW:
+        origin.faults[p] = "slow:500"
+    got = concurrent(lambda i: curl(url(e, SLOW[i])), len(SLOW))
+    statuses = sorted(g[0] for g in got)
+    assert 503 in statuses and 200 in statuses, statuses
+    for g, p in zip(got, SLOW):
+        assert g[0] in (200, 503) and (g[0] != 200 or g[2] == data(origin_dir, p))
+    assert "origin.queue_max (1) reached" in e.errors()
+
+
+def test_disk_writes_in_flight_max_keeps_slices_in_ram(cached_edge, origin, origin_dir, tmp_path):
+    e = cached_edge(server={"workers": 1}, cache={"disk_writes_in_flight_max": 1})
+    path = "/audio/pod/episode.m4a"   # 46 slices arriving back to back: writes overlap
+    status, _, body, _ = curl(url(e, path))
+    assert status == 200 and body == data(origin_dir, path)
+    status, h, body, _ = curl(url(e, path))
+    assert status == 200 and body == data(origin_dir, path) and h["cache-status"] == "edge; hit"   # from RAM
+    assert "disk_writes_in_flight_max (1) reached" in e.errors()
+    time.sleep(0.5)
+    assert 0 < len(slice_files(tmp_path)) < 46

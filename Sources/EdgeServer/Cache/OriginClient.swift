@@ -352,9 +352,9 @@ final class OriginClient {
         for (name, v) in [("ETag", etag), ("Last-Modified", lm), ("Content-Type", contentType)] where v.utf8.count > SliceFileHeader.stringBytesMax {
             protocolError(c, job, "\(name) longer than \(SliceFileHeader.stringBytesMax) bytes"); return false
         }
-        let meta = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
-                              storedAtSeconds: Clock.wallMilliseconds() / 1000)
-        guard worker.store!.recordMeta(fill.key.path, meta) else {
+        let fresh = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
+                               storedAtSeconds: Clock.wallMilliseconds() / 1000)
+        guard let meta = worker.store!.recordMeta(fill.key.path, fresh) else {
             // The object changed at the origin: everything cached of it is dropped; never mixed.
             worker.purgeFiles(fill.key.path)
             failed(c, status: 502, upstreamFault: false, retry: false); return false

@@ -9,6 +9,9 @@ struct ObjectMeta: Sendable, Equatable {
     var lastModified: String
     var contentType: String
     var storedAtSeconds: Int64
+
+    /// The same representation: every slice of an object must agree on these.
+    func sameVersion(as other: ObjectMeta) -> Bool { size == other.size && etag == other.etag }
 }
 
 struct SliceKey: Hashable, Sendable {
@@ -127,15 +130,17 @@ final class SliceStore: @unchecked Sendable {
 
     /// The first head of an object sets its metadata; a later one that disagrees (the object
     /// changed at the origin) purges everything cached for it and reports false.
-    func recordMeta(_ path: String, _ m: ObjectMeta) -> Bool {
+    /// Returns the object's metadata as stored (the first head's: one `storedAt`, so one `Age`
+    /// for every slice), or nil when the object changed.
+    func recordMeta(_ path: String, _ m: ObjectMeta) -> ObjectMeta? {
         state.withLock { s in
             if let old = s.meta[path] {
-                if old.size == m.size && old.etag == m.etag { return true }
+                if old.sameVersion(as: m) { return old }
                 Self.purgeLocked(&s, path: path)
-                return false
+                return nil
             }
             s.meta[path] = m
-            return true
+            return m
         }
     }
 
@@ -145,7 +150,11 @@ final class SliceStore: @unchecked Sendable {
         let h = f.key.hash
         return state.withLock { s in
             Self.removeFill(&s, f)
-            guard s.meta[f.key.path] == f.meta else { Self.forgetIfGone(&s, h, key: f.key); return (false, []) }   // purged meanwhile
+            // Purged meanwhile (or replaced by another version): not stored. The version is size
+            // and ETag; comparing whole metadata would also compare when each head arrived.
+            guard let current = s.meta[f.key.path], let mine = f.meta, current.sameVersion(as: mine) else {
+                Self.forgetIfGone(&s, h, key: f.key); return (false, [])
+            }
             s.keys[h] = f.key
             s.slicesByPath[f.key.path, default: []].insert(f.key.index)
             let r = s.ramPolicy.insert(h, size: f.length)

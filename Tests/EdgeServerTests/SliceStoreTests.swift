@@ -1,0 +1,113 @@
+import XCTest
+@testable import EdgeServer
+
+/// The shared cache index, driven directly: it must stay bounded by what the tiers hold, never
+/// grow with the number of objects ever fetched or fills ever failed.
+final class SliceStoreTests: XCTestCase {
+    let slice = 65536
+
+    func store(ram: Int, disk: Int) -> SliceStore {
+        SliceStore(config: (directory: "/nonexistent", sliceBytes: slice, fillsMax: 64, ramBytes: ram, diskBytes: disk), objectBytesMax: 1 << 32)
+    }
+
+    func meta(_ size: Int) -> ObjectMeta { ObjectMeta(size: size, etag: "\"e\"", lastModified: "", contentType: "audio/ogg", storedAtSeconds: 0) }
+
+    /// Runs one fill of `key` to completion the way the origin client does.
+    @discardableResult
+    func fill(_ s: SliceStore, _ key: SliceKey, size: Int) -> (writeToDisk: Bool, diskEvicted: [DiskSlice]) {
+        guard case .startFill(let f) = s.lookup(key, worker: 0) else { XCTFail("expected a fill for \(key)"); return (false, []) }
+        let m = meta(size)
+        XCTAssertNotNil(s.recordMeta(key.path, m))
+        f.meta = m
+        f.length = min(slice, size - key.index * slice)
+        f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
+        return s.completeFill(f)
+    }
+
+    func testFailedFillsLeaveNothingBehind() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        for i in 0..<1000 {
+            let key = SliceKey(path: "/audio/missing/\(i).opus", index: 0)
+            guard case .startFill(let f) = s.lookup(key, worker: 0) else { return XCTFail() }
+            if i % 2 == 0 { XCTAssertNotNil(s.recordMeta(key.path, meta(1000))) }   // failed after its head
+            s.failFill(f)
+        }
+        let st = s.stats
+        XCTAssertEqual(st.fills, 0)
+        XCTAssertEqual(st.keys, 0, "failed fills left their keys")
+        XCTAssertEqual(st.objects, 0, "failed fills left object metadata")
+        XCTAssertEqual(st.objectsFilling, 0)
+    }
+
+    func testMetadataLeavesWithTheLastSlice() {
+        // Room for about 8 slices in each tier; 500 objects go through.
+        let s = store(ram: 8 * slice, disk: 8 * slice)
+        for i in 0..<500 {
+            let r = fill(s, SliceKey(path: "/audio/t\(i)/160.opus", index: 0), size: 100_000)
+            for d in r.diskEvicted { XCTAssertFalse(d.relativePath.isEmpty) }
+            if r.writeToDisk {   // the write lands
+                let k = SliceKey(path: "/audio/t\(i)/160.opus", index: 0)
+                _ = s.diskWritten(k, DiskSlice(relativePath: "x/\(i)", dataOffset: 4096, length: slice))
+            }
+        }
+        let st = s.stats
+        XCTAssertLessThanOrEqual(st.ramSlices, 8)
+        XCTAssertLessThanOrEqual(st.diskSlices, 8)
+        XCTAssertLessThanOrEqual(st.objects, 16, "metadata of evicted objects stayed: \(st)")
+        XCTAssertLessThanOrEqual(st.keys, 16, "keys of evicted slices stayed: \(st)")
+        XCTAssertEqual(st.objects, st.objectsWithSlices)
+    }
+
+    func testMetadataStaysWhileAnotherSliceOfTheObjectIsFilling() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        let a = SliceKey(path: "/audio/x/160.opus", index: 0), b = SliceKey(path: "/audio/x/160.opus", index: 1)
+        guard case .startFill(let fa) = s.lookup(a, worker: 0), case .startFill(let fb) = s.lookup(b, worker: 1) else { return XCTFail() }
+        XCTAssertNotNil(s.recordMeta(a.path, meta(200_000)))
+        s.failFill(fa)
+        XCTAssertNotNil(s.meta(a.path), "the other slice's fill still needs the object's metadata")
+        fb.meta = meta(200_000); fb.length = slice
+        XCTAssertTrue(s.completeFill(fb).writeToDisk)
+        XCTAssertEqual(s.stats.ramSlices, 1)
+    }
+
+    func testSkippedDiskWriteForgetsTheSliceOnDiskOnly() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        let k = SliceKey(path: "/audio/y/160.opus", index: 0)
+        XCTAssertTrue(fill(s, k, size: 1000).writeToDisk)
+        s.diskWriteFailed(k)   // not written (disk_writes_in_flight_max, or an I/O error)
+        XCTAssertNotNil(s.meta(k.path), "still in RAM")
+        guard case .ram = s.lookup(k, worker: 0) else { return XCTFail("expected a RAM hit") }
+    }
+
+    /// Slices of one object whose heads arrive in different seconds are all stored (they were
+    /// once compared with their arrival time and dropped as if purged).
+    func testSlicesWhoseHeadsArriveInDifferentSecondsAreAllStored() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        let path = "/audio/slow/160.opus"
+        for i in 0..<3 {
+            let key = SliceKey(path: path, index: i)
+            guard case .startFill(let f) = s.lookup(key, worker: 0) else { return XCTFail() }
+            var m = meta(3 * slice)
+            m.storedAtSeconds = 1_800_000_000 + Int64(i)   // each head a second later
+            guard let stored = s.recordMeta(path, m) else { return XCTFail("same version refused") }
+            XCTAssertEqual(stored.storedAtSeconds, 1_800_000_000, "one Age for the whole object")
+            f.meta = m; f.length = slice
+            XCTAssertTrue(s.completeFill(f).writeToDisk, "slice \(i) not stored")
+        }
+        XCTAssertFalse(s.anyMissing(path, 0, 2))
+        // Another version is not mixed in: the object is purged.
+        var other = meta(3 * slice); other.etag = "\"other\""
+        XCTAssertNil(s.recordMeta(path, other))
+        XCTAssertTrue(s.anyMissing(path, 0, 0))
+    }
+
+    func testMissingSliceScanIsBoundedAndExact() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        fill(s, SliceKey(path: "/audio/z", index: 0), size: 3 * slice)
+        fill(s, SliceKey(path: "/audio/z", index: 2), size: 3 * slice)
+        XCTAssertFalse(s.anyMissing("/audio/z", 0, 0))
+        XCTAssertTrue(s.anyMissing("/audio/z", 0, 2))
+        XCTAssertFalse(s.anyMissing("/audio/z", 2, 2))
+        XCTAssertFalse(s.anyMissing("/audio/z", 3, 2))   // empty range
+    }
+}
