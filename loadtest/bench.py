@@ -151,6 +151,17 @@ class H2O(Server):
         time.sleep(1)
 
 
+def prepare(run, tracks, requests):
+    """The run directory: content, a certificate, and the request paths."""
+    os.makedirs(run, exist_ok=True)
+    content = os.path.join(run, "content")
+    make_content.make(content, tracks)
+    if not os.path.exists(os.path.join(run, "cert.pem")):
+        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(run, "key.pem"),
+                               "-out", os.path.join(run, "cert.pem"), "-days", "30", "-subj", "/CN=localhost"], stderr=subprocess.DEVNULL)
+    return content, make_content.paths(requests, tracks)
+
+
 def machine_busy_seconds():
     """CPU time the whole machine spent not idle (all cores), from /proc/stat."""
     fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -196,13 +207,7 @@ def main():
     ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
     ap.add_argument("--run", default="/tmp/edge-loadtest")
     a = ap.parse_args()
-    os.makedirs(a.run, exist_ok=True)
-    content = os.path.join(a.run, "content")
-    make_content.make(content, a.tracks)
-    if not os.path.exists(os.path.join(a.run, "cert.pem")):
-        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(a.run, "key.pem"),
-                               "-out", os.path.join(a.run, "cert.pem"), "-days", "30", "-subj", "/CN=localhost"], stderr=subprocess.DEVNULL)
-    paths = make_content.paths(a.requests, a.tracks)
+    content, paths = prepare(a.run, a.tracks, a.requests)
     classes = {"edge": Edge, "edge-cache": EdgeCache, "nginx": Nginx, "h2o": H2O}
     servers = [classes[s](s, a.run, paths) for s in a.servers.split(",")]
     scenarios = [s for s in SCENARIOS if s[0] in a.scenarios.split(",")]

@@ -137,7 +137,7 @@ public struct ChunkedDecoder: Sendable {
             let c = input[i]
             switch state {
             case .size:
-                if let v = Self.hex(c) {
+                if let v = PathRules.hexValue(c) {
                     guard sizeDigits < 15 else { return .error("chunk size too large") }
                     remaining = remaining << 4 | Int(v)
                     sizeDigits += 1
@@ -197,14 +197,6 @@ public struct ChunkedDecoder: Sendable {
         return .consumed(i)
     }
 
-    @inline(__always) static func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
-    }
 }
 
 /// `Content-Range: bytes first-last/complete` (complete may be `*` only for 416, refused here).
