@@ -10,7 +10,8 @@ import PackageDescription
 //   EdgeCatalog                      the SQLite track catalog (GRDB) and content-key wrapping
 //   EdgePackager                     ffmpeg pipeline, ADTS chunk tables, AES-128-CTR, atomic publish
 //   PlaybackAuth                     the control plane (Hummingbird 2): who may play what, signed grants
-//   EdgeCache                        pure cache policy (LRU/LFU hybrid), baselines, simulator, trace generator
+//   EdgeCache                        pure cache policy (LRU/LFU hybrid), baselines, simulator, trace generator,
+//                                    the slice-file header (decoded without trusting the disk)
 //   EdgeIO                           io_uring ring wrapper; knows nothing of HTTP
 //   EdgeServer                       workers, connections, TLS, HTTP/1.1 + HTTP/2 front ends, file origin
 let package = Package(

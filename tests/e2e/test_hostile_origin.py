@@ -225,3 +225,27 @@ def test_disk_writes_in_flight_max_keeps_slices_in_ram(cached_edge, origin, orig
     assert "disk_writes_in_flight_max (1) reached" in e.errors()
     time.sleep(0.5)
     assert 0 < len(slice_files(tmp_path)) < 46
+
+
+def test_slice_file_gone_from_disk_is_fetched_again(cached_edge, origin, origin_dir, tmp_path):
+    """A slice file the index lists disappears (another worker's eviction, an operator's rm): the
+    response is still whole and right, the slice comes from the origin again, and later requests
+    are hits, never an endless lookup loop or cut responses."""
+    e = cached_edge()
+    assert curl(url(e, PATH))[0] == 200
+    time.sleep(0.5)
+    assert e.stop() == 0
+    e.start()   # RAM tier empty: every slice comes from disk
+    files = slice_files(tmp_path)
+    assert len(files) == 4
+    before = len(origin.requests_for(PATH))
+    for f in files[:2]:
+        os.remove(f)
+    for proto in ("http1", "h2c"):
+        base, args = PROTOCOLS[proto](e)
+        status, _, body, _ = curl(url(e, PATH, base), *args)
+        assert status == 200 and body == data(origin_dir, PATH), proto
+    alive(e)
+    assert len(origin.requests_for(PATH)) - before == 2, "exactly the two missing slices fetched again"
+    status, h, body, _ = curl(url(e, PATH))
+    assert status == 200 and body == data(origin_dir, PATH) and h["cache-status"] == "edge; hit"

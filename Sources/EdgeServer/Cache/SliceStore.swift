@@ -204,6 +204,18 @@ final class SliceStore: @unchecked Sendable {
         }
     }
 
+    /// A slice file the index lists is not on disk (evicted and unlinked by another worker, or
+    /// removed behind the edge's back): the disk tier forgets it, so the next lookup fetches it
+    /// again instead of failing on it forever.
+    func diskSliceMissing(_ key: SliceKey, relativePath: String) {
+        state.withLock { s in
+            guard let d = s.disk[key], d.relativePath == relativePath else { return }
+            s.disk[key] = nil
+            s.diskPolicy.remove(key.hash)
+            Self.forgetIfGone(&s, key.hash, key: key)
+        }
+    }
+
     /// Drops an object's metadata and every slice of it (the origin changed it, or an operator purge).
     func purge(_ path: String) -> [DiskSlice] {
         state.withLock { s in Self.purgeLocked(&s, path: path) }

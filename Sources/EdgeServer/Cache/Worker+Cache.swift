@@ -179,7 +179,8 @@ extension Worker {
                 switch cacheFiles!.lookup("/" + d.relativePath, now: now) {
                 case .ready(let e): entry = e
                 case .missing:
-                    // Evicted since the lookup: look again (a fill this time).
+                    // Gone since the lookup: the index forgets it and the next look starts a fill.
+                    store!.diskSliceMissing(SliceKey(path: body.objectPath!, index: idx), relativePath: d.relativePath)
                     body.sliceSource = nil
                     refillObject(body)
                     return
@@ -207,7 +208,12 @@ extension Worker {
             guard let body = w.body else { continue }
             body.parked = false
             if body.cancelled { finishBody(body); continue }
-            if e.state != .ready { body.sliceSource = nil }   // gone: the next refill looks again
+            if e.state != .ready {   // gone: the index forgets it, the next refill fetches it again
+                if case .disk(let d)? = body.sliceSource, let path = body.objectPath {
+                    store!.diskSliceMissing(SliceKey(path: path, index: body.sliceIndex), relativePath: d.relativePath)
+                }
+                body.sliceSource = nil
+            }
             resumeBody(body)
         }
         if e.retired { cacheFiles!.release(e) }
