@@ -640,25 +640,20 @@ final class Worker {
     private func onTick() {
         updateDate()
         // Report what limits cost, at most once a tick and only when it changed.
-        if rejectedConnections != reportedRejected {
-            logError("connections_per_worker_max (\(limits.connectionsPerWorkerMax)) reached: \(rejectedConnections - reportedRejected) connections refused (worker \(index), \(rejectedConnections) in all)")
-            reportedRejected = rejectedConnections
+        report(rejectedConnections, &reportedRejected) {
+            "connections_per_worker_max (\(limits.connectionsPerWorkerMax)) reached: \($0) connections refused (worker \(index), \(rejectedConnections) in all)"
         }
-        if log.droppedLines != reportedDropped {
-            logError("access log behind: \(log.droppedLines - reportedDropped) lines dropped (worker \(index), access_log_buffer_bytes_max \(limits.accessLogBufferBytesMax))")
-            reportedDropped = log.droppedLines
+        report(log.droppedLines, &reportedDropped) {
+            "access log behind: \($0) lines dropped (worker \(index), access_log_buffer_bytes_max \(limits.accessLogBufferBytesMax))"
         }
-        if waitRefusals != reportedWaitRefusals {
-            logError("waiting_per_worker_max (\(limits.waitingPerWorkerMax)) reached: \(waitRefusals - reportedWaitRefusals) requests refused with 503 or bodies cut (worker \(index))")
-            reportedWaitRefusals = waitRefusals
+        report(waitRefusals, &reportedWaitRefusals) {
+            "waiting_per_worker_max (\(limits.waitingPerWorkerMax)) reached: \($0) requests refused with 503 or bodies cut (worker \(index))"
         }
-        if diskWritesSkipped != reportedDiskWritesSkipped {
-            logError("cache.disk_writes_in_flight_max (\(settings.config.cache.diskWritesInFlightMax)) reached: \(diskWritesSkipped - reportedDiskWritesSkipped) slices kept in RAM only (worker \(index))")
-            reportedDiskWritesSkipped = diskWritesSkipped
+        report(diskWritesSkipped, &reportedDiskWritesSkipped) {
+            "cache.disk_writes_in_flight_max (\(settings.config.cache.diskWritesInFlightMax)) reached: \($0) slices kept in RAM only (worker \(index))"
         }
-        if let origin, origin.queueRefusals != reportedQueueRefusals {
-            logError("origin.queue_max (\(settings.config.origin.queueMax)) reached: \(origin.queueRefusals - reportedQueueRefusals) fetches refused with 503 (worker \(index))")
-            reportedQueueRefusals = origin.queueRefusals
+        report(origin?.queueRefusals ?? 0, &reportedQueueRefusals) {
+            "origin.queue_max (\(settings.config.origin.queueMax)) reached: \($0) fetches refused with 503 (worker \(index))"
         }
         log.flush()
         errorLog.flush()
@@ -719,6 +714,13 @@ final class Worker {
             for c in connections where c.inUse && !c.closing { close(c) }
         }
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
+    }
+
+    /// Logs how much a counter grew since it was last reported, if it did.
+    private func report(_ count: Int, _ reported: inout Int, _ text: (Int) -> String) {
+        guard count != reported else { return }
+        logError(text(count - reported))
+        reported = count
     }
 
     /// SIGTERM/SIGINT: stop accepting, GOAWAY to HTTP/2 peers, close idle HTTP/1.1 connections,
