@@ -2,8 +2,12 @@
 import PackageDescription
 
 // Layering (see docs/ARCHITECTURE.md):
-//   CLibUring / CNGHTTP2 / COpenSSL  system libraries (pkg-config, apt hints)
-//   CEdgeShims                       C wrappers for liburing inlines and OpenSSL macros
+//   CLibUring / CNGHTTP2             system libraries (pkg-config, apt hints)
+//   CEdgeRing                        C wrappers: liburing inlines, sockets, signals, threads, clocks
+//   CEdgeTLS                         C wrappers: TLS over memory BIOs (libssl)
+//   CEdgeCrypto                      C wrappers: HMAC, SHA-256, random, AES (libcrypto only)
+//   EdgeEncoding                     pure: hex, JSON string quoting, FNV-1a, SplitMix64 (one helper each)
+//   EdgeCrypto                       SHA-256 and secure random over CEdgeCrypto
 //   EdgeHTTP                         pure HTTP: request type, HTTP/1.1 parser, ranges, paths (no I/O)
 //   EdgeAuthToken                    pure EdgeAuth 2.0 token signing and checking (HMAC via OpenSSL)
 //   EdgeConfig                       TOML configuration with validation
@@ -35,19 +39,26 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CLibUring", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
-        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
-        .target(name: "CEdgeShims", dependencies: ["CLibUring", "CNGHTTP2", "COpenSSL"]),
-        .target(name: "EdgeHTTP"),
-        .target(name: "EdgeAuthToken", dependencies: ["CEdgeShims"]),
-        .target(name: "EdgeCache"),
-        .target(name: "EdgeCatalog", dependencies: ["CEdgeShims", .product(name: "GRDB", package: "GRDB.swift")]),
+        // A tool that only signs tokens (edgectl, playback-auth) links libcrypto, not the ring or TLS.
+        .target(name: "CEdgeRing", dependencies: ["CLibUring"]),
+        .target(name: "CEdgeTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        .target(name: "CEdgeCrypto", linkerSettings: [.linkedLibrary("crypto")]),
+        .target(name: "EdgeEncoding"),
+        .target(name: "EdgeCrypto", dependencies: ["CEdgeCrypto"]),
+        .target(name: "EdgeHTTP", dependencies: ["EdgeEncoding"]),
+        .target(name: "EdgeAuthToken", dependencies: ["CEdgeCrypto", "EdgeEncoding"]),
+        .target(name: "EdgeCache", dependencies: ["EdgeEncoding"]),
+        .target(name: "EdgeCatalog", dependencies: ["CEdgeCrypto", "EdgeCrypto", "EdgeEncoding", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "EdgePackager", dependencies: [
-            "EdgeCatalog", "EdgeConfig", "CEdgeShims",
+            "EdgeCatalog", "EdgeConfig", "CEdgeCrypto", "EdgeCrypto", "EdgeEncoding",
             .product(name: "Subprocess", package: "swift-subprocess"),
         ]),
         .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
-        .target(name: "EdgeIO", dependencies: ["CEdgeShims"]),
-        .target(name: "EdgeServer", dependencies: ["EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "CEdgeShims", "CNGHTTP2"]),
+        .target(name: "EdgeIO", dependencies: ["CEdgeRing", "EdgeEncoding"]),
+        .target(name: "EdgeServer", dependencies: [
+            "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
+            "CEdgeRing", "CEdgeTLS", "CNGHTTP2",
+        ]),
         .executableTarget(name: "edge", dependencies: [
             "EdgeServer", "EdgeConfig",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -57,7 +68,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "PlaybackAuth", dependencies: [
-            "EdgeAuthToken", "EdgeCatalog", "EdgeConfig",
+            "EdgeAuthToken", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "JWTKit", package: "jwt-kit"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -67,20 +78,20 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "PlaybackAuthTests", dependencies: [
-            "PlaybackAuth", "EdgeAuthToken", "EdgeCatalog",
+            "PlaybackAuth", "EdgeAuthToken", "EdgeCatalog", "EdgeEncoding",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "JWTKit", package: "jwt-kit"),
         ], swiftSettings: [.swiftLanguageMode(.v5)]),   // XCTest fixtures are non-Sendable classes
         .executableTarget(name: "packager", dependencies: [
-            "EdgePackager", "EdgeCatalog", "EdgeConfig",
+            "EdgePackager", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeShims"]),
+        .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
-        .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache"]),
-        // The server's state, driven without sockets (internal types through @testable).
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer"]),
+        .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache", "EdgeEncoding"]),
+        // The server's state, and whole workers on SimulatedIO, driven without sockets (@testable).
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig"]),
     ]
 )

@@ -26,15 +26,14 @@ build() {
     done
     mkdir -p "$SCRATCH/bin"
     local common=(-sanitize=fuzzer,address -parse-as-library -O -I "$B/Modules")
-    local shims=(-Xcc "-fmodule-map-file=$B/CEdgeShims.build/module.modulemap" -Xcc -ISources/CEdgeShims/include
-                 -Xcc -fmodule-map-file=Sources/CLibUring/module.modulemap -Xcc -fmodule-map-file=Sources/CNGHTTP2/module.modulemap
-                 -Xcc -fmodule-map-file=Sources/COpenSSL/module.modulemap)
+    local crypto=(-Xcc "-fmodule-map-file=$B/CEdgeCrypto.build/module.modulemap" -Xcc -ISources/CEdgeCrypto/include)
+    local encoding=("$B"/EdgeEncoding.build/*.o)
     for h in "${HARNESSES[@]}"; do
         local extra=()
         case $h in
-            http1_request|origin_response|ranges|path_rules) extra=("$B"/EdgeHTTP.build/*.o) ;;
-            slice_header) extra=("$B"/EdgeCache.build/*.o) ;;
-            edgeauth_token) extra=("${shims[@]}" "$B"/EdgeAuthToken.build/*.o "$B"/CEdgeShims.build/*.o -luring -lnghttp2 -lssl -lcrypto) ;;
+            http1_request|origin_response|ranges|path_rules) extra=("$B"/EdgeHTTP.build/*.o "${encoding[@]}") ;;
+            slice_header) extra=("$B"/EdgeCache.build/*.o "${encoding[@]}") ;;
+            edgeauth_token) extra=("${crypto[@]}" "$B"/EdgeAuthToken.build/*.o "$B"/CEdgeCrypto.build/*.o "${encoding[@]}" -lcrypto) ;;
             ogg) extra=(Sources/EdgePackager/Ogg.swift) ;;
             config) extra=(-Xcc "-fmodule-map-file=$B/CTOML.build/module.modulemap" "$B"/EdgeConfig.build/*.o "$B"/TOMLKit.build/*.o
                            $(find "$B/CTOML.build" -name '*.o') -lstdc++) ;;

@@ -1,4 +1,5 @@
-import CEdgeShims
+import CEdgeCrypto
+@_exported import EdgeEncoding
 
 /// Akamai EdgeAuth Token 2.0 (escape_early off):
 /// `[ip=…~][st=…~]exp=…~acl=…|url=…[~id=…][~data=…]~hmac=<hex HMAC-SHA256>`.
@@ -177,34 +178,6 @@ public enum EdgeAuthToken {
         }
         while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
         return pi == p.count
-    }
-}
-
-public enum Hex {
-    public static func decode(_ s: String) -> [UInt8]? { decode(Array(s.utf8)[...]) }
-    public static func decode(_ u: ArraySlice<UInt8>) -> [UInt8]? {
-        guard u.count % 2 == 0 else { return nil }
-        var out = [UInt8](); out.reserveCapacity(u.count / 2)
-        var i = u.startIndex
-        while i < u.endIndex {
-            guard let h = nibble(u[i]), let l = nibble(u[i + 1]) else { return nil }
-            out.append(h << 4 | l); i += 2
-        }
-        return out
-    }
-    static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
-    }
-    public static func encode(_ b: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8](); out.reserveCapacity(b.count * 2)
-        for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

@@ -1,3 +1,5 @@
+import EdgeEncoding
+
 /// Doubly-linked queues over one node pool, keyed by 64-bit hashes: the building block of every
 /// policy here. O(1) push, remove, move; no allocation per operation once the pool has grown.
 struct NodePool {
@@ -118,9 +120,5 @@ public struct FrequencySketch {
     }
 }
 
-/// FNV-1a 64 of a string: the key hash the policies work on.
-public func cacheKeyHash(_ s: String) -> UInt64 {
-    var h: UInt64 = 0xcbf29ce484222325
-    for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-    return h
-}
+/// The key hash the policies work on (FNV-1a 64 of the key).
+@inline(__always) public func cacheKeyHash(_ s: String) -> UInt64 { FNV1a.hash(s) }

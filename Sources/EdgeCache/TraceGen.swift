@@ -1,3 +1,4 @@
+import EdgeEncoding
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -80,17 +81,4 @@ public struct AudioTraceGenerator {
     private func pad3(_ v: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, 3 - s.count)) + s }
 }
 
-/// A small, fast, seedable generator (Steele et al.), so traces are reproducible.
-public struct SplitMix64 {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-    public mutating func nextDouble() -> Double { Double(next() >> 11) / Double(1 << 53) }
-}
 

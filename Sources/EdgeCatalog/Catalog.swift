@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
-import CEdgeShims
+import CEdgeCrypto
+import EdgeEncoding
+import EdgeCrypto
 
 /// One rendition of a track: where it is, how it is encrypted, and its chunk table.
 public struct Rendition: Codable, Sendable, Equatable {
@@ -204,16 +206,15 @@ public final class Catalog: @unchecked Sendable {
 /// Content keys wrapped under the catalog master key with AES-256-GCM.
 public enum KeyWrap {
     public static func wrap(_ key: [UInt8], master: [UInt8]) -> String {
-        var nonce = [UInt8](repeating: 0, count: 12)
-        _ = edge_random_bytes(&nonce, 12)
+        let nonce = SecureRandom.bytes(12)
         var out = [UInt8](repeating: 0, count: key.count)
         var tag = [UInt8](repeating: 0, count: 16)
         _ = edge_aes256_gcm_seal(master, nonce, key, key.count, &out, &tag)
-        return hex(nonce + out + tag)
+        return Hex.encode(nonce + out + tag)
     }
 
     public static func unwrap(_ wrappedHex: String, master: [UInt8]) throws -> [UInt8] {
-        guard let b = unhex(wrappedHex), b.count > 28 else { throw CatalogError("wrapped key is malformed") }
+        guard let b = Hex.decode(wrappedHex), b.count > 28 else { throw CatalogError("wrapped key is malformed") }
         let nonce = Array(b[0..<12]), body = Array(b[12..<(b.count - 16)]), tag = Array(b[(b.count - 16)...])
         var out = [UInt8](repeating: 0, count: body.count)
         guard edge_aes256_gcm_open(master, nonce, body, body.count, tag, &out) == 0 else {
@@ -222,16 +223,4 @@ public enum KeyWrap {
         return out
     }
 
-    public static func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
-    public static func unhex(_ s: String) -> [UInt8]? {
-        let u = Array(s.utf8)
-        guard u.count % 2 == 0 else { return nil }
-        var out: [UInt8] = []
-        var i = 0
-        while i < u.count {
-            guard let v = UInt8(String(decoding: u[i..<(i + 2)], as: UTF8.self), radix: 16) else { return nil }
-            out.append(v); i += 2
-        }
-        return out
-    }
 }

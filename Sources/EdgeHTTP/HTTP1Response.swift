@@ -1,3 +1,4 @@
+import EdgeEncoding
 /// A response head from an origin, parsed strictly (RFC 9112 §4), its message framing (§6), and
 /// `Content-Range` (RFC 9110 §14.4). Pure code, used by the origin client; an origin is outside
 /// input like any client, so every number is bounded and every ambiguity is an error.
@@ -137,7 +138,7 @@ public struct ChunkedDecoder: Sendable {
             let c = input[i]
             switch state {
             case .size:
-                if let v = PathRules.hexValue(c) {
+                if let v = Hex.value(c) {
                     guard sizeDigits < 15 else { return .error("chunk size too large") }
                     remaining = remaining << 4 | Int(v)
                     sizeDigits += 1

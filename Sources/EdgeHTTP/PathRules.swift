@@ -1,3 +1,4 @@
+import EdgeEncoding
 /// Request-target checks done before any token, cache or disk work. Pure.
 public enum PathRules {
     public enum Verdict: Equatable, Sendable {
@@ -28,7 +29,7 @@ public enum PathRules {
         while k < pathEnd {
             let c = t[k]
             if c == UInt8(ascii: "%") {
-                guard k + 2 < pathEnd, let hv = hexValue(t[k + 1]), let lv = hexValue(t[k + 2]) else { return .reject("bad escape") }
+                guard k + 2 < pathEnd, let hv = Hex.value(t[k + 1]), let lv = Hex.value(t[k + 2]) else { return .reject("bad escape") }
                 let v = hv << 4 | lv
                 if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\") || v == UInt8(ascii: ";") { return .reject("encoded separator") }
                 guard v > 0x20, v < 0x7F, v != UInt8(ascii: "%") else { return .reject("encoded unsafe byte") }
@@ -60,18 +61,9 @@ public enum PathRules {
         decoded.reserveCapacity(pathEnd)
         k = 0
         while k < pathEnd {
-            if t[k] == UInt8(ascii: "%") { decoded.append(hexValue(t[k + 1])! << 4 | hexValue(t[k + 2])!); k += 3 } else { decoded.append(t[k]); k += 1 }
+            if t[k] == UInt8(ascii: "%") { decoded.append(Hex.value(t[k + 1])! << 4 | Hex.value(t[k + 2])!); k += 3 } else { decoded.append(t[k]); k += 1 }
         }
         return .ok(path: String(decoding: decoded, as: UTF8.self), query: query)
-    }
-
-    @inline(__always) static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
     }
 
     /// Percent-decodes a query parameter value (no '+' folding: tokens use '~' and '=' literally).
@@ -81,7 +73,7 @@ public enum PathRules {
         var it = s.utf8.makeIterator()
         while let c = it.next() {
             if c == UInt8(ascii: "%") {
-                guard let h = it.next(), let l = it.next(), let hv = hexValue(h), let lv = hexValue(l) else { return nil }
+                guard let h = it.next(), let l = it.next(), let hv = Hex.value(h), let lv = Hex.value(l) else { return nil }
                 out.append(hv << 4 | lv)
             } else { out.append(c) }
         }

@@ -1,6 +1,8 @@
 import Foundation
 import Subprocess
-import CEdgeShims
+import CEdgeCrypto
+import EdgeCrypto
+import EdgeEncoding
 import EdgeCatalog
 import EdgeConfig
 
@@ -25,7 +27,7 @@ public final class Packager {
         self.config = config
         self.originDirectory = originDirectory
         self.catalog = catalog
-        masterKey = KeyWrap.unhex(config.masterKeyHex) ?? []
+        masterKey = Hex.decode(config.masterKeyHex) ?? []
         self.progress = progress
     }
 
@@ -45,7 +47,7 @@ public final class Packager {
         let name = (input as NSString).lastPathComponent
         guard let source = FileManager.default.contents(atPath: input) else { throw PackagerError("\(input): cannot read the file") }
         guard !source.isEmpty else { throw PackagerError("\(input): the file is empty") }
-        let sourceHash = KeyWrap.hex(sha256(Array(source)))
+        let sourceHash = Hex.encode(SHA256.digest(Array(source)))
         let trackID = "t" + sourceHash.prefix(12)
         // Idempotent: the same source is the same track.
         if try catalog.track(sourceSHA256: sourceHash) != nil { progress("\(name): already ingested as \(trackID)"); return .alreadyPresent(trackID) }
@@ -58,8 +60,7 @@ public final class Packager {
         let fm = FileManager.default
         do {
             try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
-            var key = [UInt8](repeating: 0, count: 16)
-            guard edge_random_bytes(&key, 16) == 0 else { throw PackagerError("no randomness for the content key") }
+            let key = SecureRandom.bytes(16)
             var renditions: [Rendition] = []
             var durationMs = 0
             for kbps in config.bitratesKbps {
@@ -69,13 +70,13 @@ public final class Packager {
                 let layout = try Ogg.layout(pages, preSkip: try Ogg.opusPreSkip(plain, pages[0]), seconds: config.chunkSeconds)
                 durationMs = layout.durationMs
                 var iv = [UInt8](repeating: 0, count: 16)
-                _ = edge_random_bytes(&iv, 8)   // the low 8 bytes start at zero: counters never wrap within a file
+                iv.replaceSubrange(0..<8, with: SecureRandom.bytes(8))   // the low 8 bytes start at zero: counters never wrap within a file
                 var cipher = [UInt8](repeating: 0, count: plain.count)
                 guard edge_aes128_ctr(key, iv, 0, plain, &cipher, plain.count) == 0 else { throw PackagerError("encryption failed") }
                 let file = "\(kbps).opus"
                 try Data(cipher).write(to: URL(fileURLWithPath: staging + "/" + file))
                 renditions.append(Rendition(bitrate_kbps: kbps, codec: "opus", path: "/audio/\(trackID)/\(file)", bytes: cipher.count,
-                                            encryption: .init(scheme: "aes-128-ctr", iv_hex: KeyWrap.hex(iv)),
+                                            encryption: .init(scheme: "aes-128-ctr", iv_hex: Hex.encode(iv)),
                                             initSegment: .init(offset: layout.initOffset, length: layout.initLength),
                                             chunks: layout.chunks.map { .init(offset: $0.offset, length: $0.length, duration_ms: $0.durationMs) },
                                             sample_rate: 48000))
@@ -177,11 +178,5 @@ public final class Packager {
         } catch {
             throw PackagerError("cannot run \(name) (is ffmpeg installed?): \(error)")
         }
-    }
-
-    func sha256(_ b: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        _ = edge_sha256(b, b.count, &out)
-        return out
     }
 }

@@ -1,5 +1,6 @@
 import EdgeIO
 import EdgeHTTP
+import EdgeEncoding
 
 /// One JSON line per response, buffered per worker and written through the ring (O_APPEND), so
 /// logging never blocks a worker. Over `bufferBytesMax` of unwritten lines, lines are dropped and
@@ -87,16 +88,5 @@ final class AccessLog {
 
     var idle: Bool { !inFlight && pending.isEmpty }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where u.value < 0x20 || u.value == 0x7F: out += "\\u00" + (u.value < 16 ? "0" : "") + String(u.value, radix: 16)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    static func quote(_ s: String) -> String { JSONText.quoted(s) }
 }

@@ -96,10 +96,15 @@ final class BufferPool {
     private var free: [UnsafeMutableRawPointer] = []
     let keepMax: Int
     init(size: Int, keepMax: Int) { self.size = size; self.keepMax = keepMax }
+    /// Buffers taken and not given back (0 whenever no body is in flight).
+    private(set) var outstanding = 0
     func take() -> UnsafeMutableRawPointer {
-        free.popLast() ?? .allocate(byteCount: size, alignment: 4096)
+        outstanding += 1
+        return free.popLast() ?? .allocate(byteCount: size, alignment: 4096)
     }
     func give(_ p: UnsafeMutableRawPointer) {
+        outstanding -= 1
+        assert(outstanding >= 0, "a read buffer given back twice")
         if free.count < keepMax { free.append(p) } else { p.deallocate() }
     }
 }

@@ -1,4 +1,4 @@
-import CEdgeShims
+import CEdgeTLS
 import EdgeHTTP
 
 enum OpKind {

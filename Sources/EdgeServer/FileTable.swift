@@ -1,4 +1,4 @@
-import CEdgeShims
+import CEdgeRing
 import Glibc
 import EdgeIO
 import EdgeHTTP

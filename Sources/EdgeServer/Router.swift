@@ -1,5 +1,6 @@
 import EdgeHTTP
 import EdgeAuthToken
+import EdgeConfig
 
 /// Routing and the access phases of a request (method → path rules → token), before any disk
 /// work. Pure: the clock and the client address are inputs.
@@ -51,6 +52,17 @@ struct Router {
 
     private func methodNotAllowed() -> Decision {
         .simple(status: 405, body: "method not allowed\n", extraHeaders: [HeaderField("allow", "GET, HEAD")], verdict: "-")
+    }
+}
+
+extension Router {
+    /// The router of a configuration's [token] section (the key, then the transition key).
+    init(_ token: TokenConfig) {
+        var keys: [EdgeAuthKey] = []
+        if let k = EdgeAuthKey(hex: token.keyHex) { keys.append(k) }
+        if let k = EdgeAuthKey(hex: token.transitionKeyHex) { keys.append(k) }
+        self.init(tokenName: token.name, tokenRequired: token.required,
+                  policy: EdgeAuthPolicy(keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax))
     }
 }
 

@@ -1,4 +1,5 @@
-import CEdgeShims
+import CEdgeRing
+import CEdgeTLS
 import Foundation
 import Glibc
 import EdgeConfig
@@ -52,12 +53,7 @@ public final class EdgeServer {
     /// Runs until a signal asks it to stop; returns when every worker has drained.
     public func run(ready: (String) -> Void = { _ in }) throws {
         edge_block_signals()   // inherited by the worker threads: only the main thread takes signals
-        var keys: [EdgeAuthKey] = []
-        if let k = EdgeAuthKey(hex: config.token.keyHex) { keys.append(k) }
-        if let k = EdgeAuthKey(hex: config.token.transitionKeyHex) { keys.append(k) }
-        let router = Router(tokenName: config.token.name, tokenRequired: config.token.required,
-                            policy: EdgeAuthPolicy(keys: keys, leewaySeconds: config.token.leewaySeconds,
-                                                   lifetimeSecondsMax: config.token.lifetimeSecondsMax))
+        let router = Router(config.token)
         var tlsContext: OpaquePointer? = nil
         if !config.server.listenTLS.isEmpty {
             var err = [CChar](repeating: 0, count: 512)

@@ -1,9 +1,11 @@
-import CEdgeShims
+import CEdgeRing
+import CEdgeTLS
 import Glibc
 import EdgeIO
 import EdgeHTTP
 import EdgeConfig
 import EdgeAuthToken
+import EdgeCrypto
 
 /// Settings every worker shares, read-only after start-up.
 final class WorkerSettings: @unchecked Sendable {
@@ -76,11 +78,12 @@ final class Worker {
     var reportedQueueRefusals = 0
     var cacheControlMemo: (seconds: Int, text: String) = (-1, "")
 
-    init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32) throws {
+    /// `ring`: the kernel's (nil: created here, on the worker's own thread) or a simulated one.
+    init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32, ring injected: Ring? = nil) throws {
         self.index = index
         self.settings = settings
         limits = settings.config.limits
-        ring = try Ring(entries: limits.ringEntries)
+        ring = try injected ?? Ring(entries: limits.ringEntries)
         self.listeners = listeners
         self.wakeFD = wakeFD
         files = FileTable(root: settings.config.origin.directory ?? "/nonexistent", ring: ring,
@@ -96,43 +99,50 @@ final class Worker {
         } else {
             cacheFiles = nil
         }
-        var seed: UInt64 = 0
-        withUnsafeMutableBytes(of: &seed) { _ = edge_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
-        boundaryCounter = seed
+        boundaryCounter = SecureRandom.uint64()
         if let store { origin = OriginClient(worker: self, config: settings.config.origin, sliceBytes: store.sliceBytes) }
     }
 
     // MARK: loop
 
     func run() {
+        start()
+        while step() {}
+        finish()
+    }
+
+    /// Arms the wake-up, the listeners and the tick.
+    func start() {
         settings.directory.register(worker: index, ringFD: ring.fd)
         ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
-        now = Clock.monotonicMicroseconds()
+        now = ring.monotonicMicroseconds()
         updateDate()
         for i in listeners.indices { armAccept(i) }
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
-        while true {
-            let n: Int
-            do { n = try ring.submitAndWait() } catch {
-                printError("worker \(index): \(error)")
-                break
-            }
-            now = Clock.monotonicMicroseconds()
-            for i in 0..<n {
-                let c = ring.completion(at: i)
-                dispatch(c.data, c.result, c.more)
-            }
-            var rounds = 0
-            while resumePending && rounds < 8 {
-                resumePending = false
-                resumeParked()
-                rounds += 1
-            }
-            // Still more to do: a message to our own ring ends the next wait at once.
-            if resumePending { resumePending = false; ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
-            if draining && (liveConnections == 0 || now >= drainDeadlineMicroseconds) { break }
+    }
+
+    /// One turn of the loop: waits for completions and handles them. False once the worker
+    /// should stop (drained, or the ring failed).
+    func step() -> Bool {
+        let n: Int
+        do { n = try ring.submitAndWait() } catch {
+            printError("worker \(index): \(error)")
+            return false
         }
-        finish()
+        now = ring.monotonicMicroseconds()
+        for i in 0..<n {
+            let c = ring.completion(at: i)
+            dispatch(c.data, c.result, c.more)
+        }
+        var rounds = 0
+        while resumePending && rounds < 8 {
+            resumePending = false
+            resumeParked()
+            rounds += 1
+        }
+        // Still more to do: a message to our own ring ends the next wait at once.
+        if resumePending { resumePending = false; ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
+        return !(draining && (liveConnections == 0 || now >= drainDeadlineMicroseconds))
     }
 
     @inline(__always) private func dispatch(_ d: UserData, _ result: Int32, _ more: Bool) {
@@ -172,7 +182,7 @@ final class Worker {
         return c.generation == d.generation ? c : nil
     }
 
-    private func finish() {
+    func finish() {
         for c in connections where c.inUse && !c.closing { close(c) }
         files.closeAll()
         cacheFiles?.closeAll()
@@ -181,8 +191,8 @@ final class Worker {
         // The last completions (closes, the log write) before the thread exits.
         // Bounded by time, not by a count of completions: a slice write alone is six steps, and a
         // slice half-written at exit is a slice lost from the disk tier.
-        let finishDeadline = Clock.monotonicMicroseconds() + 5_000_000
-        while Clock.monotonicMicroseconds() < finishDeadline
+        let finishDeadline = ring.monotonicMicroseconds() + 5_000_000
+        while ring.monotonicMicroseconds() < finishDeadline
                 && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })) {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
@@ -191,7 +201,7 @@ final class Worker {
     }
 
     private func updateDate() {
-        let wall = Clock.wallMilliseconds() / 1000
+        let wall = ring.wallMilliseconds() / 1000
         if wall != dateSecond { dateSecond = wall; dateText = HTTPDate.format(unixSeconds: Int(wall)) }
     }
 
@@ -206,8 +216,10 @@ final class Worker {
     private func onAccept(listener i: Int, _ result: Int32, more: Bool) {
         if !more { listeners[i].armed = false }
         if result < 0 {
+            let error = Errno(-result)
+            precondition(!error.isServerBug, "accept failed with \(error) on listener \(i)")
             // EMFILE/ENFILE/ENOMEM: back off to the next tick instead of spinning.
-            if result != -EINTR_VALUE && result != -EAGAIN_VALUE && result != -ECANCELED_VALUE { acceptBackoff = true }
+            if !error.isRetryable && error != .cancelled { acceptBackoff = true }
             if !listeners[i].armed && !acceptBackoff { armAccept(i) }
             return
         }
@@ -224,10 +236,8 @@ final class Worker {
         c.acceptedMicroseconds = now
         c.idleSinceMicroseconds = now
         c.lastSendProgressMicroseconds = now
-        _ = edge_set_nodelay(fd)
-        var address = [CChar](repeating: 0, count: 64)
-        _ = edge_peer_address(fd, &address, 64)
-        c.client = String(cString: address)
+        ring.setNoDelay(fd: fd)
+        c.client = ring.peerAddress(fd: fd)
         liveConnections += 1   // counted before anything can fail: close() and release() balance it
         if listeners[i].isTLS, let ctx = settings.tlsContext {
             guard let ssl = edge_tls_new(ctx) else { close(c); return }
@@ -258,13 +268,13 @@ final class Worker {
 
     private func onRecv(_ c: Connection, _ result: Int32) {
         c.recvInFlight = false
-        if result <= 0 {
-            if result == -EINTR_VALUE || result == -EAGAIN_VALUE || result == -ENOBUFS_VALUE { postRecv(c); return }
-            // 0: the peer closed; ECONNRESET and the rest: the connection is gone.
-            close(c)
-            return
+        let count: Int
+        switch TransferOutcome(receiveResult: result) {
+        case .bytes(let n): count = n
+        case .retry: postRecv(c); return
+        case .peerClosed, .failed: close(c); return   // the peer closed, or the connection is gone
         }
-        let bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
+        let bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: count)
         if let tls = c.tls {
             if edge_tls_feed(tls, bytes.baseAddress, Int32(bytes.count)) < 0 { close(c); return }
             let wasDone = edge_tls_handshake_done(tls) != 0
@@ -399,7 +409,7 @@ final class Worker {
 
     /// Routes a complete request: access checks, then the file.
     func handle(_ c: Connection, _ ex: Exchange) {
-        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(Clock.wallMilliseconds() / 1000), verifier: verifier)
+        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(ring.wallMilliseconds() / 1000), verifier: verifier)
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
             ex.verdict = verdict
@@ -585,13 +595,18 @@ final class Worker {
     }
 
     private func onSend(_ c: Connection, _ result: Int32) {
-        if result < 0 {
+        switch TransferOutcome(sendResult: result) {
+        case .bytes(let n):
+            c.output.sent(n)
+        case .retry:
             c.output.sent(0)
-            if result == -EINTR_VALUE || result == -EAGAIN_VALUE || result == -ENOBUFS_VALUE { flush(c); return }
+            flush(c)
+            return
+        case .peerClosed, .failed:
+            c.output.sent(0)
             close(c)   // EPIPE, ECONNRESET, ...
             return
         }
-        c.output.sent(Int(result))
         c.lastSendProgressMicroseconds = now
         if c.proto == .http1 && c.exchange == nil && !c.input.isEmpty && !c.closing {
             h1Next(c)   // pipelined requests held back while their answers could not be queued
@@ -608,7 +623,7 @@ final class Worker {
         log.log(AccessLog.Record(client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
                                  status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
                                  ttfbMicroseconds: max(0, ex.ttfbMicroseconds), totalMicroseconds: now - ex.startMicroseconds,
-                                 token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: Clock.wallMilliseconds())
+                                 token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: ring.wallMilliseconds())
     }
 
     func close(_ c: Connection) {
@@ -746,10 +761,6 @@ final class Worker {
     }
 }
 
-let EINTR_VALUE: Int32 = 4
-let EAGAIN_VALUE: Int32 = 11
-let ENOBUFS_VALUE: Int32 = 105
-let ECANCELED_VALUE: Int32 = 125
 
 func printError(_ s: String) {
     var line = s + "\n"

@@ -6,6 +6,7 @@ import Logging
 import EdgeAuthToken
 import EdgeCatalog
 import EdgeConfig
+import EdgeEncoding
 
 /// The per-request context: the identity the JWT middleware established.
 public struct AuthContext: RequestContext {
@@ -100,7 +101,7 @@ public final class AuthState: Sendable {
 
     public init(config: PlaybackAuthConfig) throws {
         let catalog = try Catalog(path: config.catalogPath, readOnly: true)
-        guard let key = EdgeAuthKey(hex: config.tokenKeyHex), let master = KeyWrap.unhex(config.masterKeyHex), master.count == 32 else {
+        guard let key = EdgeAuthKey(hex: config.tokenKeyHex), let master = Hex.decode(config.masterKeyHex), master.count == 32 else {
             throw CatalogError("token.key_hex or catalog.master_key_hex is not valid hex")
         }
         grants = GrantService(catalog: catalog, signingKey: key, masterKey: master, edges: config.edges, edgesDown: config.edgesDown,

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import EdgeAuthToken
 import EdgeCatalog
+import EdgeEncoding
 
 /// Published tracks never change (re-ingesting a source is a no-op), so the decoded track, its
 /// unwrapped key and its manifest JSON per tier are kept for a few seconds instead of being read
@@ -100,19 +101,7 @@ public struct Grant: Sendable {
         return o
     }
 
-    /// A JSON string literal.
-    func q(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    private func q(_ s: String) -> String { JSONText.quoted(s) }
 }
 
 /// Decides who may play what, at which quality, and signs the edge token. Pure apart from the
@@ -207,7 +196,7 @@ public struct GrantService: Sendable {
         let quality = Self.qualities.last(where: { $0.kbps <= chosen.bitrate_kbps })?.name ?? "low"
         return Grant(track_id: track.id, base_url: edge(for: track.id), token_name: tokenName, token: token, expires_at: expires,
                      quality: quality, bitrate_kbps: chosen.bitrate_kbps, quality_reason: reason,
-                     manifestJSON: cached.manifestJSON[allowedMax]!, key_hex: KeyWrap.hex(key), prefetch: prefetch)
+                     manifestJSON: cached.manifestJSON[allowedMax]!, key_hex: Hex.encode(key), prefetch: prefetch)
     }
 
     /// EdgeAuth 2.0 token whose ACL lists exactly the files this user may fetch: the manifest and
@@ -226,10 +215,11 @@ public struct GrantService: Sendable {
     }
 
     static func weight(_ edge: String, _ track: String) -> UInt64 {
-        var h: UInt64 = 0xcbf29ce484222325
-        for b in edge.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-        h = (h ^ 0xff) &* 0x100000001b3
-        for b in track.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        var fnv = FNV1a()
+        fnv.add(edge)
+        fnv.add(0xFF)   // never in UTF-8: ("ab", "c") and ("a", "bc") differ
+        fnv.add(track)
+        var h = fnv.value
         h ^= h >> 33; h = h &* 0xff51afd7ed558ccd; h ^= h >> 33
         return h
     }

@@ -3,6 +3,7 @@ import EdgeCatalog
 import EdgeConfig
 import EdgePackager
 import Foundation
+import EdgeEncoding
 
 @main
 struct PackagerCommand: AsyncParsableCommand {
@@ -109,6 +110,6 @@ struct Key: AsyncParsableCommand {
     func run() async throws {
         let c = try loadConfigFile(config, PackagerConfig.parse)
         guard let t = try Catalog(path: catalog, readOnly: true).track(id: track) else { throw ValidationError("no track \(track) in \(catalog)") }
-        print(KeyWrap.hex(try KeyWrap.unwrap(t.wrappedKeyHex, master: KeyWrap.unhex(c.masterKeyHex)!)))
+        print(Hex.encode(try KeyWrap.unwrap(t.wrappedKeyHex, master: Hex.decode(c.masterKeyHex)!)))
     }
 }

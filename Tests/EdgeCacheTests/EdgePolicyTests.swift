@@ -1,3 +1,4 @@
+import EdgeEncoding
 import XCTest
 @testable import EdgeCache
 import Foundation

@@ -1,5 +1,5 @@
 import XCTest
-import CEdgeShims
+import CEdgeCrypto
 @testable import EdgePackager
 
 final class OggTests: XCTestCase {
@@ -42,6 +42,36 @@ final class OggTests: XCTestCase {
         XCTAssertThrowsError(try Ogg.pages(Array(good.dropLast(3))))
         XCTAssertThrowsError(try Ogg.layout(try Ogg.pages(good), preSkip: 0, seconds: 10))   // headers only
         XCTAssertThrowsError(try Ogg.opusPreSkip(page(granule: 0, body: Array("Vorbis..........".utf8)), try Ogg.pages(page(granule: 0, body: Array("Vorbis..........".utf8)))[0]))
+    }
+
+    /// NIST SP 800-38A, F.5.1 (CTR-AES128.Encrypt): an independent answer, not this code's own.
+    /// The counter block ends in ...fe ff, so the fourth block checks the carry into the next byte.
+    func testCTRMatchesNISTVectors() {
+        let key = hexBytes("2b7e151628aed2a6abf7158809cf4f3c"), iv = hexBytes("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+        let plain = hexBytes("6bc1bee22e409f96e93d7e117393172a" + "ae2d8a571e03ac9c9eb76fac45af8e51"
+                             + "30c81c46a35ce411e5fbc1191a0a52ef" + "f69f2445df4f9b17ad2b417be66c3710")
+        let expected = hexBytes("874d6191b620e3261bef6864990db6ce" + "9806f66b7970fdff8617187bb9fffdff"
+                                + "5ae4df3edbd5d35e5b4f09020db03eab" + "1e031dda2fbe03d1792170a0f3009cee")
+        var cipher = [UInt8](repeating: 0, count: plain.count)
+        XCTAssertEqual(edge_aes128_ctr(key, iv, 0, plain, &cipher, plain.count), 0)
+        XCTAssertEqual(cipher, expected)
+        // Any range alone, starting mid-block, matches the same published bytes.
+        for (start, count) in [(1, 15), (16, 16), (17, 30), (47, 17), (63, 1), (5, 59)] {
+            var out = [UInt8](repeating: 0, count: count)
+            XCTAssertEqual(edge_aes128_ctr(key, iv, UInt64(start), Array(plain[start..<(start + count)]), &out, count), 0)
+            XCTAssertEqual(out, Array(expected[start..<(start + count)]), "range \(start)+\(count)")
+        }
+    }
+
+    private func hexBytes(_ text: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(index, offsetBy: 2)
+            bytes.append(UInt8(text[index..<next], radix: 16)!)
+            index = next
+        }
+        return bytes
     }
 
     func testCTRAnyRangeDecryptsAlone() {

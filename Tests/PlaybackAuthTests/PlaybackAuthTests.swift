@@ -6,6 +6,7 @@ import XCTest
 import EdgeAuthToken
 import EdgeCatalog
 import EdgeConfig
+import EdgeEncoding
 @testable import PlaybackAuth
 
 final class PlaybackAuthTests: XCTestCase {
@@ -36,7 +37,7 @@ final class PlaybackAuthTests: XCTestCase {
         config.jwtHS256Secret = Self.secret
         config.edges = ["https://edge-a.example", "https://edge-b.example", "https://edge-c.example"]
         config.tokenKeyHex = Self.tokenKey
-        config.masterKeyHex = KeyWrap.hex(Self.master)
+        config.masterKeyHex = Hex.encode(Self.master)
         config.rateLimitPerMinute = 5
         config.metricsToken = Self.metricsToken
     }

@@ -1,4 +1,4 @@
-import CEdgeShims
+import CEdgeRing
 import EdgeIO
 import EdgeHTTP
 import EdgeConfig
@@ -28,6 +28,8 @@ final class OriginConnection {
     var interimResponses = 0
     var pendingOps = 0
     var recvPending = false
+    /// A request send is in flight: the request buffer is the kernel's until it completes.
+    var sendPending = false
     var deadlineMicroseconds: Int64 = 0
     /// The whole response must be in by then (slow-loris origins), whatever the idle timeout.
     var responseDeadlineMicroseconds: Int64 = 0
@@ -152,7 +154,7 @@ final class OriginClient {
     func onConnect(_ d: UserData, _ result: Int32) {
         guard let c = connection(d) else { return }
         guard result >= 0 else { failed(c, status: 502, upstreamFault: true); return }
-        _ = edge_set_nodelay(c.fd)
+        ring.setNoDelay(fd: c.fd)
         sendRequest(c)
     }
 
@@ -177,10 +179,17 @@ final class OriginClient {
         c.deadlineMicroseconds = min(worker.now + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         c.deadlineStatus = 504
         requestsSent += 1
+        sendRequestBytes(c)
+        postRecv(c)
+    }
+
+    /// Sends what is left of the request (all of it, or the rest after a short send).
+    private func sendRequestBytes(_ c: OriginConnection) {
+        precondition(!c.sendPending, "two sends in flight on one origin connection")
         let r = c.request.readable
+        c.sendPending = true
         c.pendingOps += 1
         ring.send(fd: c.fd, from: r.baseAddress!, length: r.count, UserData(kind: OpKind.originSend, slot: c.slot, generation: c.generation))
-        postRecv(c)
     }
 
     /// At most one receive in flight: an idle connection's pending receive carries the next response.
@@ -192,10 +201,20 @@ final class OriginClient {
     }
 
     func onSend(_ d: UserData, _ result: Int32) {
+        connections[Int(d.slot)].sendPending = false
         guard let c = connection(d) else { return }
-        if result < 0 || Int(result) != c.request.count {
+        guard c.state == .busy else { return }   // the response ended (an origin that answered early)
+        switch TransferOutcome(sendResult: result) {
+        case .bytes(let n) where n > 0:
+            c.request.consume(n)
+            if !c.request.isEmpty { sendRequestBytes(c) }   // a short send: the rest
+        case .retry:
+            sendRequestBytes(c)
+        case .failed(let error):
             // A keep-alive connection the upstream closed meanwhile fails here: a retry is safe (GET).
-            failed(c, status: 502, upstreamFault: result != -32 && result != -104)
+            failed(c, status: 502, upstreamFault: error != .brokenPipe && error != .connectionReset)
+        case .bytes, .peerClosed:
+            failed(c, status: 502, upstreamFault: true)
         }
     }
 
@@ -207,9 +226,11 @@ final class OriginClient {
             if c.state == .idle { retire(c) }
             return
         }
-        if result <= 0 {
-            failed(c, status: 502, upstreamFault: c.headParsed || result < 0)   // EOF or reset mid-response
-            return
+        switch TransferOutcome(receiveResult: result) {
+        case .bytes: break
+        case .retry: postRecv(c); return
+        case .peerClosed: failed(c, status: 502, upstreamFault: c.headParsed); return   // EOF mid-response
+        case .failed: failed(c, status: 502, upstreamFault: true); return             // reset mid-response
         }
         c.deadlineMicroseconds = min(worker.now + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         var bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
@@ -353,7 +374,7 @@ final class OriginClient {
             protocolError(c, job, "\(name) longer than \(SliceFileHeader.stringBytesMax) bytes"); return false
         }
         let fresh = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
-                               storedAtSeconds: Clock.wallMilliseconds() / 1000)
+                               storedAtSeconds: ring.wallMilliseconds() / 1000)
         guard let meta = worker.store!.recordMeta(fill.key.path, fresh) else {
             // The object changed at the origin: everything cached of it is dropped; never mixed.
             worker.purgeFiles(fill.key.path)
@@ -412,6 +433,8 @@ final class OriginClient {
     }
 
     private func release(_ c: OriginConnection) {
+        // The origin answered before its request was all sent: the connection cannot carry another.
+        guard !c.sendPending else { retire(c); return }
         c.state = .idle
         c.deadlineMicroseconds = 0
         idle[c.upstream].append(c.slot)

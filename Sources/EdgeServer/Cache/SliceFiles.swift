@@ -1,6 +1,8 @@
 import Foundation
-import CEdgeShims
+import CEdgeRing
 import EdgeCache
+import EdgeCrypto
+import EdgeEncoding
 
 /// The on-disk form of a slice: a 4 KiB header (`SliceFileHeader`, in EdgeCache), then the data
 /// (so data reads are page aligned).
@@ -14,22 +16,11 @@ enum SliceFile {
     static let headerBytes = SliceFileHeader.bytes
 
     static func relativePath(_ key: SliceKey, etag: String) -> String {
-        let digest = sha256(Array("\(key.path)#\(key.index)#\(etag)".utf8))
-        let hex = digest.prefix(16).map { String($0, radix: 16).leftPad(2) }.joined()
+        let hex = Hex.encode(SHA256.digest(Array("\(key.path)#\(key.index)#\(etag)".utf8)).prefix(16))
         return "\(hex.prefix(2))/\(hex).slice"
     }
 
-    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeBytes { b in out.withUnsafeMutableBufferPointer { o in _ = edge_sha256(b.baseAddress, b.count, o.baseAddress) } }
-        return out
-    }
-
-    static func sha256(_ p: UnsafeRawPointer, _ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        out.withUnsafeMutableBufferPointer { o in _ = edge_sha256(p, n, o.baseAddress) }
-        return out
-    }
+    static func sha256(_ p: UnsafeRawPointer, _ n: Int) -> [UInt8] { SHA256.digest(p, n) }
 
     static func header(key: SliceKey, meta: ObjectMeta, length: Int, digest: [UInt8]) -> [UInt8] {
         SliceFileHeader(path: key.path, index: key.index, dataLength: length, objectSize: meta.size, storedAtSeconds: meta.storedAtSeconds,
@@ -81,7 +72,7 @@ enum SliceFile {
         let dir = store.directory
         do {
             try fm.createDirectory(atPath: dir + "/tmp", withIntermediateDirectories: true)
-            for i in 0..<256 { try fm.createDirectory(atPath: dir + "/" + String(i, radix: 16).leftPad(2), withIntermediateDirectories: true) }
+            for i in 0..<256 { try fm.createDirectory(atPath: dir + "/" + Hex.encode(UInt64(i), width: 2), withIntermediateDirectories: true) }
         } catch {
             throw StartupError(description: "cache.dir: cannot create \(dir): \(error.localizedDescription)")
         }
@@ -91,7 +82,7 @@ enum SliceFile {
         var reasons: [String: Int] = [:]
         defer { for (why, n) in reasons.sorted(by: { $0.key < $1.key }) { report("cache: \(n) slice files dropped at start-up: \(why)") } }
         for i in 0..<256 {
-            let sub = String(i, radix: 16).leftPad(2)
+            let sub = Hex.encode(UInt64(i), width: 2)
             for name in (try? fm.contentsOfDirectory(atPath: dir + "/" + sub)) ?? [] where name.hasSuffix(".slice") {
                 let rel = sub + "/" + name
                 let why: String
@@ -120,7 +111,3 @@ enum SliceFile {
 }
 
 struct SliceFileError: Error { var reason: String }
-
-extension String {
-    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
-}

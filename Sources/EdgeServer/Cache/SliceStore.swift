@@ -1,6 +1,6 @@
 import Synchronization
 import EdgeCache
-import CEdgeShims
+import CEdgeRing
 
 /// What the origin told us about an object; every slice of it must agree.
 struct ObjectMeta: Sendable, Equatable {

@@ -1,8 +1,9 @@
 import Synchronization
-import CEdgeShims
+import CEdgeRing
 import Glibc
 import EdgeIO
 import EdgeHTTP
+import EdgeCrypto
 
 /// Each worker's ring, for cross-worker wake-ups (IORING_OP_MSG_RING), and a flag per worker so
 /// that many progress events coalesce into one wake-up.
@@ -100,7 +101,7 @@ extension Worker {
                                    cacheControl: ex.cacheControl)
         ex.rangeText = r.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
-        let age = max(0, Clock.wallMilliseconds() / 1000 - meta.storedAtSeconds)
+        let age = max(0, ring.wallMilliseconds() / 1000 - meta.storedAtSeconds)
         let status = fetched ? "edge; fwd=miss; stored" : (missingSlices(path, r.segments) ? "edge; fwd=partial; stored" : "edge; hit")
         r.headers.append(HeaderField("cache-status", status))
         r.headers.append(HeaderField("age", String(age)))
@@ -324,7 +325,7 @@ extension Worker {
     }
 
     func logError(_ text: String) {
-        errorLog.line(text, wallMilliseconds: Clock.wallMilliseconds())
+        errorLog.line(text, wallMilliseconds: ring.wallMilliseconds())
     }
 
     // MARK: disk tier writes
@@ -347,8 +348,7 @@ extension Worker {
         let rel = SliceFile.relativePath(f.key, etag: meta.etag)
         let digest = SliceFile.sha256(UnsafeRawPointer(f.buffer.bytes), f.length)
         let header = SliceFile.header(key: f.key, meta: meta, length: f.length, digest: digest)
-        var random: UInt64 = 0
-        withUnsafeMutableBytes(of: &random) { _ = edge_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
+        let random = SecureRandom.uint64()
         let w = DiskWrite(key: f.key, fill: f, header: header, tmpPath: store!.directory + "/tmp/" + String(random, radix: 16),
                           finalPath: store!.directory + "/" + rel, relativePath: rel)
         let slot = takeDiskWriteSlot(w)

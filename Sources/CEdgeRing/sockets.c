@@ -1,0 +1,55 @@
+#define _GNU_SOURCE
+#include "CEdgeRing.h"
+#include <liburing.h>
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+#include <signal.h>
+#include <pthread.h>
+#include <time.h>
+
+static int edge_bind_socket(const char *host, int port, int reuseport) {
+    struct sockaddr_storage ss; memset(&ss, 0, sizeof(ss));
+    socklen_t len; int family;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss; struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        family = AF_INET; a4->sin_family = AF_INET; a4->sin_port = htons(port); len = sizeof(*a4);
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        family = AF_INET6; a6->sin6_family = AF_INET6; a6->sin6_port = htons(port); len = sizeof(*a6);
+    } else return -EINVAL;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) { int e = -errno; close(fd); return e; }
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) { int e = -errno; close(fd); return e; }
+    return fd;
+}
+int edge_listen(const char *host, int port, int backlog) {
+    int fd = edge_bind_socket(host, port, 1);
+    if (fd < 0) return fd;
+    if (listen(fd, backlog) < 0) { int e = -errno; close(fd); return e; }
+    return fd;
+}
+int edge_address_free(const char *host, int port) {
+    int fd = edge_bind_socket(host, port, 0);
+    if (fd < 0) return fd;
+    close(fd);
+    return 0;
+}
+int edge_set_nodelay(int fd) { int one = 1; return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); }
+int edge_peer_address(int fd, char *out, size_t cap) {
+    struct sockaddr_storage ss; socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) { snprintf(out, cap, "-"); return -errno; }
+    if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, cap);
+    else inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, cap);
+    return 0;
+}

@@ -1,0 +1,28 @@
+// TLS over memory BIOs (OpenSSL 3): the ring moves the ciphertext, these calls seal and open it.
+#ifndef CEDGETLS_H
+#define CEDGETLS_H
+#include <stddef.h>
+
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+
+// Creates a server context: TLS 1.2+, ALPN h2 (if allow_h2) then http/1.1, session cache and tickets.
+// Returns NULL and writes a message into errbuf on failure.
+SSL_CTX *edge_tls_ctx_new(const char *cert_path, const char *key_path, int allow_h2, char *errbuf, size_t errcap);
+void edge_tls_ctx_free(SSL_CTX *ctx);
+SSL *edge_tls_new(SSL_CTX *ctx);
+void edge_tls_free(SSL *ssl);
+// Gives received ciphertext to the engine. Returns bytes taken or -1.
+int edge_tls_feed(SSL *ssl, const void *data, int len);
+// Runs the handshake / reads plaintext. Returns >0 bytes, 0 = need more input, -1 = fatal error, -2 = peer closed.
+int edge_tls_read(SSL *ssl, void *out, int cap);
+// Encrypts plaintext. Returns bytes consumed, or -1 on error.
+int edge_tls_write(SSL *ssl, const void *data, int len);
+// Copies pending ciphertext out. Returns bytes copied (0 if none).
+int edge_tls_drain(SSL *ssl, void *out, int cap);
+int edge_tls_pending_out(SSL *ssl);
+int edge_tls_handshake_done(SSL *ssl);
+// 2 = h2, 1 = http/1.1 or none negotiated.
+int edge_tls_alpn(SSL *ssl);
+void edge_tls_shutdown(SSL *ssl);
+#endif

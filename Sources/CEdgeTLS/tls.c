@@ -1,0 +1,101 @@
+#include "CEdgeTLS.h"
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+#include <string.h>
+#include <stdio.h>
+#include <unistd.h>
+
+// ---- TLS ----
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg) {
+    (void)ssl;
+    int allow_h2 = arg != NULL;
+    // Server preference: h2 first (when enabled), then http/1.1; anything else: no ALPN (HTTP/1.1).
+    static const unsigned char h2[] = "h2", h1[] = "http/1.1";
+    const unsigned char *prefs[2]; unsigned char lens[2]; int np = 0;
+    if (allow_h2) { prefs[np] = h2; lens[np++] = 2; }
+    prefs[np] = h1; lens[np++] = 8;
+    for (int p = 0; p < np; p++) {
+        for (unsigned i = 0; i < inlen;) {
+            unsigned l = in[i];
+            if (i + 1 + l > inlen) break;
+            if (l == lens[p] && memcmp(in + i + 1, prefs[p], l) == 0) { *out = in + i + 1; *outlen = (unsigned char)l; return SSL_TLSEXT_ERR_OK; }
+            i += 1 + l;
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+SSL_CTX *edge_tls_ctx_new(const char *cert_path, const char *key_path, int allow_h2, char *errbuf, size_t errcap) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) { snprintf(errbuf, errcap, "SSL_CTX_new failed"); return NULL; }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+    // Resumption: the server-side session cache (TLS 1.2 ids) and stateless tickets (both versions).
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"edge", 4);
+    SSL_CTX_sess_set_cache_size(ctx, 20000);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
+        char why[256]; ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        snprintf(errbuf, errcap, "cannot load certificate %s: %s", cert_path, access(cert_path, R_OK) == 0 ? why : "no such readable file");
+        SSL_CTX_free(ctx); return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+        char why[256]; ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        snprintf(errbuf, errcap, "cannot load private key %s: %s", key_path, access(key_path, R_OK) == 0 ? why : "no such readable file");
+        SSL_CTX_free(ctx); return NULL;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(errbuf, errcap, "private key %s does not match certificate %s", key_path, cert_path);
+        SSL_CTX_free(ctx); return NULL;
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, allow_h2 ? (void *)1 : NULL);
+    return ctx;
+}
+void edge_tls_ctx_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
+SSL *edge_tls_new(SSL_CTX *ctx) {
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl) return NULL;
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    if (!rb || !wb) { BIO_free(rb); BIO_free(wb); SSL_free(ssl); return NULL; }
+    BIO_set_mem_eof_return(rb, -1);
+    SSL_set_bio(ssl, rb, wb);
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+void edge_tls_free(SSL *ssl) { SSL_free(ssl); }
+int edge_tls_feed(SSL *ssl, const void *data, int len) { return BIO_write(SSL_get_rbio(ssl), data, len); }
+int edge_tls_read(SSL *ssl, void *out, int cap) {
+    ERR_clear_error();
+    if (!SSL_is_init_finished(ssl)) {
+        int rc = SSL_do_handshake(ssl);
+        if (rc != 1) {
+            int e = SSL_get_error(ssl, rc);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+            return -1;
+        }
+    }
+    int n = SSL_read(ssl, out, cap);
+    if (n > 0) return n;
+    int e = SSL_get_error(ssl, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    if (e == SSL_ERROR_ZERO_RETURN) return -2;
+    return -1;
+}
+int edge_tls_write(SSL *ssl, const void *data, int len) {
+    ERR_clear_error();
+    int n = SSL_write(ssl, data, len);
+    return n > 0 ? n : -1;
+}
+int edge_tls_drain(SSL *ssl, void *out, int cap) {
+    int n = BIO_read(SSL_get_wbio(ssl), out, cap);
+    return n > 0 ? n : 0;
+}
+int edge_tls_pending_out(SSL *ssl) { return (int)BIO_ctrl_pending(SSL_get_wbio(ssl)); }
+int edge_tls_handshake_done(SSL *ssl) { return SSL_is_init_finished(ssl); }
+int edge_tls_alpn(SSL *ssl) {
+    const unsigned char *p; unsigned int l;
+    SSL_get0_alpn_selected(ssl, &p, &l);
+    return (l == 2 && memcmp(p, "h2", 2) == 0) ? 2 : 1;
+}
+void edge_tls_shutdown(SSL *ssl) { SSL_shutdown(ssl); }

@@ -1,0 +1,441 @@
+import CEdgeRing
+import EdgeEncoding
+
+/// The kernel side of a `Ring`, in memory, on a virtual clock: sockets whose far end a test
+/// drives (`Peer`), listeners, files, timeouts, eventfds and cross-ring messages. The server's
+/// own code runs unchanged on it; only what the kernel would do is simulated. Faults come from a
+/// seed, so a failing run is reproduced by its seed alone.
+///
+/// Time moves only when the server would block: `submitAndWait` jumps to the next scheduled
+/// completion or timeout. A test moves it further with `advance`.
+public final class SimulatedIO {
+    /// What can go wrong, in percent per operation (0 = never).
+    public struct Faults: Sendable {
+        /// recv and send move fewer bytes than they could.
+        public var shortTransferPercent = 0
+        /// recv and send fail with a retryable error (EAGAIN, ENOBUFS, EINTR).
+        public var retryPercent = 0
+        /// A recv sees ECONNRESET, a send EPIPE: the connection is gone.
+        public var resetPercent = 0
+        /// Every completion is delivered 0...this many microseconds late (reorders completions).
+        public var delayMicrosecondsMax = 0
+        /// open-for-create, write, fsync and rename fail (ENOSPC, EIO).
+        public var diskFailurePercent = 0
+        /// A file read fails with EIO.
+        public var readFailurePercent = 0
+        public init() {}
+    }
+
+    public private(set) var nowMicroseconds: Int64 = 1_000_000
+    /// The wall clock at virtual time zero (Unix milliseconds).
+    public let wallEpochMilliseconds: Int64
+    public var faults: Faults
+    private var random: SplitMix64
+    /// How many faults were injected, by kind (for a run's report).
+    public private(set) var injected: [String: Int] = [:]
+
+    public init(seed: UInt64, faults: Faults = Faults(), wallEpochMilliseconds: Int64 = 1_800_000_000_000) {
+        random = SplitMix64(seed: seed)
+        self.faults = faults
+        self.wallEpochMilliseconds = wallEpochMilliseconds
+        nodes[2] = .sink(Sink())
+    }
+
+    public var wallMilliseconds: Int64 { wallEpochMilliseconds + nowMicroseconds / 1000 }
+
+    // MARK: descriptors
+
+    /// A TCP connection: bytes each way and who closed what.
+    final class Pipe {
+        var toServer: [UInt8] = []
+        var toClient: [UInt8] = []
+        var clientClosed = false
+        var serverClosed = false
+        var reset = false
+        /// The client's receive window: sends wait while this many bytes are unread.
+        var windowBytes = Int.max
+        weak var behaviour: (any PeerBehaviour)?
+        /// The test (or origin behaviour) owns the peer; the peer owns the pipe.
+        weak var peer: Peer?
+        let address: String
+        init(address: String) { self.address = address }
+    }
+
+    /// The far end of a simulated connection: a client of the server, or an origin's side of
+    /// the server's origin connection.
+    public final class Peer {
+        public var address: String { pipe.address }
+        fileprivate let pipe: Pipe
+        init(pipe: Pipe) { self.pipe = pipe }
+
+        public func write(_ bytes: [UInt8]) {
+            precondition(!pipe.clientClosed, "a peer wrote after closing")
+            pipe.toServer += bytes
+        }
+        public func write(_ text: String) { write(Array(text.utf8)) }
+        /// Everything the server sent and this peer has not taken yet.
+        public func take() -> [UInt8] {
+            defer { pipe.toClient.removeAll(keepingCapacity: true) }
+            return pipe.toClient
+        }
+        public var unread: Int { pipe.toClient.count }
+        /// FIN: the server reads end-of-stream once it has read what came before.
+        public func close() { pipe.clientClosed = true }
+        /// RST: the server's next operation on the socket fails.
+        public func reset() { pipe.reset = true; pipe.clientClosed = true }
+        public var closedByServer: Bool { pipe.serverClosed }
+        public var wasReset: Bool { pipe.reset }
+        /// Bytes the peer lets the server send before it reads (a slow or stalled reader).
+        public var windowBytes: Int {
+            get { pipe.windowBytes }
+            set { pipe.windowBytes = newValue }
+        }
+    }
+
+    /// An origin (or any server) the simulated server connects to: told when bytes arrive.
+    public protocol PeerBehaviour: AnyObject {
+        func accepted(_ peer: Peer)
+        func received(_ peer: Peer)
+    }
+
+    final class Listener { var pending: [Pipe] = [] }
+    final class OpenFile { let path: String; init(path: String) { self.path = path } }
+    final class Sink { var bytes: [UInt8] = [] }
+    final class EventFD { var count: UInt64 = 0 }
+
+    enum Node {
+        case listener(Listener)
+        case socket(Pipe?)
+        case file(OpenFile)
+        case sink(Sink)
+        case eventfd(EventFD)
+    }
+
+    private var nodes: [Int32: Node] = [:]
+    private var nextFD: Int32 = 100
+    /// Files by absolute path (the directory origin, slice files).
+    public var files: [String: File] = [:]
+    private var behaviours: [Int: any PeerBehaviour] = [:]
+
+    public struct File {
+        public var bytes: [UInt8]
+        public var mtimeSeconds: Int64
+        public init(bytes: [UInt8], mtimeSeconds: Int64 = 1_700_000_000) { self.bytes = bytes; self.mtimeSeconds = mtimeSeconds }
+    }
+
+    private func allocate(_ node: Node) -> Int32 {
+        let fd = nextFD
+        nextFD += 1
+        nodes[fd] = node
+        return fd
+    }
+
+    public func listen() -> Int32 { allocate(.listener(Listener())) }
+    public func eventFD() -> Int32 { allocate(.eventfd(EventFD())) }
+    /// A descriptor that keeps what is written to it (an access log).
+    public func sink() -> Int32 { allocate(.sink(Sink())) }
+    public func sinkText(_ fd: Int32) -> String {
+        guard case .sink(let s)? = nodes[fd] else { return "" }
+        return String(decoding: s.bytes, as: UTF8.self)
+    }
+    /// The ring's own descriptor, for messages a worker posts to itself.
+    public let ringFD: Int32 = 3
+
+    /// A client connects to `listener`; the server sees it on its next accept.
+    public func connect(to listener: Int32, from address: String = "192.0.2.10") -> Peer {
+        guard case .listener(let l)? = nodes[listener] else { preconditionFailure("fd \(listener) is not a listener") }
+        let pipe = Pipe(address: address)
+        let peer = Peer(pipe: pipe)
+        pipe.peer = peer
+        l.pending.append(pipe)
+        return peer
+    }
+
+    /// Connections the server makes to `port` reach `behaviour`.
+    public func serve(port: Int, _ behaviour: any PeerBehaviour) { behaviours[port] = behaviour }
+
+    /// Adds one to an eventfd (a wake-up from another thread).
+    public func signal(_ fd: Int32) {
+        guard case .eventfd(let e)? = nodes[fd] else { preconditionFailure("fd \(fd) is not an eventfd") }
+        e.count += 1
+    }
+
+    public func peerAddress(_ fd: Int32) -> String {
+        if case .socket(let p?)? = nodes[fd] { return p.address }
+        return "-"
+    }
+
+    // MARK: operations
+
+    enum Operation {
+        case accept(fd: Int32)
+        case recv(fd: Int32, buffer: UnsafeMutableRawPointer, length: Int)
+        case send(fd: Int32, buffer: UnsafeRawPointer, length: Int)
+        case read(fd: Int32, buffer: UnsafeMutableRawPointer, length: Int, offset: Int)
+        case write(fd: Int32, buffer: UnsafeRawPointer, length: Int, offset: UInt64)
+        case openRead(path: String)
+        case openCreate(path: String)
+        case statx(fd: Int32, buffer: UnsafeMutableRawPointer)
+        case socket
+        case connect(fd: Int32, port: Int)
+        case message(ringFD: Int32, data: UInt64, result: Int32)
+        case close(fd: Int32)
+        case shutdownClose(fd: Int32)
+        case cancel(fd: Int32)
+        case timeout(deadlineMicroseconds: Int64)
+        case eventfdRead(fd: Int32, value: UnsafeMutablePointer<UInt64>)
+        case fsync(fd: Int32)
+        case rename(from: String, to: String)
+        case unlink(path: String)
+
+        var fd: Int32? {
+            switch self {
+            case .accept(let fd), .recv(let fd, _, _), .send(let fd, _, _), .read(let fd, _, _, _), .write(let fd, _, _, _),
+                 .statx(let fd, _), .connect(let fd, _), .close(let fd), .shutdownClose(let fd), .cancel(let fd),
+                 .eventfdRead(let fd, _), .fsync(let fd):
+                return fd
+            default:
+                return nil
+            }
+        }
+    }
+
+    struct Completion { var at: Int64; var sequence: Int; var data: UInt64; var result: Int32; var more: Bool }
+
+    /// Operations that wait for something outside (bytes, a connection, time).
+    private var waiting: [(operation: Operation, data: UInt64)] = []
+    private var scheduled: [Completion] = []
+    private var sequence = 0
+
+    /// Operations submitted and not yet completed (multishot accepts count while armed).
+    public var operationsInFlight: Int { waiting.count + scheduled.count }
+    /// The in-flight operations, described (for a failing run's report).
+    public var inFlightDescription: String { waiting.map { "\($0.operation) data=\($0.data)" }.joined(separator: "; ") }
+
+    func submit(_ operation: Operation, _ data: UInt64) {
+        switch operation {
+        case .accept, .recv, .send, .timeout, .eventfdRead:
+            waiting.append((operation, data))
+        default:
+            perform(operation, data)
+        }
+    }
+
+    private func complete(_ data: UInt64, _ result: Int32, more: Bool = false) {
+        let delay = faults.delayMicrosecondsMax > 0 ? Int64(random.next(below: faults.delayMicrosecondsMax + 1)) : 0
+        sequence += 1
+        scheduled.append(Completion(at: nowMicroseconds + delay, sequence: sequence, data: data, result: result, more: more))
+    }
+
+    private func chance(_ percent: Int, _ kind: String) -> Bool {
+        guard percent > 0, random.next(below: 100) < percent else { return false }
+        injected[kind, default: 0] += 1
+        return true
+    }
+
+    private func perform(_ operation: Operation, _ data: UInt64) {
+        switch operation {
+        case .read(let fd, let buffer, let length, let offset):
+            guard case .file(let f)? = nodes[fd], let file = files[f.path] else { return complete(data, Errno.badDescriptor.result) }
+            if chance(faults.readFailurePercent, "read EIO") { return complete(data, Errno.io.result) }
+            let n = max(0, min(length, file.bytes.count - offset))
+            if n > 0 { file.bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress! + offset, byteCount: n) } }
+            complete(data, Int32(n))
+        case .write(let fd, let buffer, let length, let offset):
+            switch nodes[fd] {
+            case .sink(let s)?:
+                s.bytes += UnsafeRawBufferPointer(start: buffer, count: length)
+                complete(data, Int32(length))
+            case .file(let f)?:
+                if chance(faults.diskFailurePercent, "write ENOSPC") { return complete(data, Errno.noSpace.result) }
+                var file = files[f.path] ?? File(bytes: [])
+                let at = Int(offset)
+                if file.bytes.count < at + length { file.bytes += [UInt8](repeating: 0, count: at + length - file.bytes.count) }
+                file.bytes.withUnsafeMutableBytes { ($0.baseAddress! + at).copyMemory(from: buffer, byteCount: length) }
+                files[f.path] = file
+                complete(data, Int32(length))
+            default:
+                complete(data, Errno.badDescriptor.result)
+            }
+        case .openRead(let path):
+            guard files[path] != nil else { return complete(data, Errno.noEntry.result) }
+            complete(data, allocate(.file(OpenFile(path: path))))
+        case .openCreate(let path):
+            if chance(faults.diskFailurePercent, "open ENOSPC") { return complete(data, Errno.noSpace.result) }
+            files[path] = File(bytes: [], mtimeSeconds: wallMilliseconds / 1000)
+            complete(data, allocate(.file(OpenFile(path: path))))
+        case .statx(let fd, let buffer):
+            guard case .file(let f)? = nodes[fd], let file = files[f.path] else { return complete(data, Errno.badDescriptor.result) }
+            let st = buffer.assumingMemoryBound(to: statx.self)
+            st.pointee = statx()
+            st.pointee.stx_mode = UInt16(0o100644)   // S_IFREG
+            st.pointee.stx_size = UInt64(file.bytes.count)
+            st.pointee.stx_mtime.tv_sec = file.mtimeSeconds
+            complete(data, 0)
+        case .fsync(let fd):
+            guard case .file? = nodes[fd] else { return complete(data, Errno.badDescriptor.result) }
+            complete(data, chance(faults.diskFailurePercent, "fsync EIO") ? Errno.io.result : 0)
+        case .rename(let from, let to):
+            guard let file = files[from] else { return complete(data, Errno.noEntry.result) }
+            if chance(faults.diskFailurePercent, "rename EIO") { return complete(data, Errno.io.result) }
+            files[to] = file
+            files[from] = nil
+            complete(data, 0)
+        case .unlink(let path):
+            complete(data, files.removeValue(forKey: path) == nil ? Errno.noEntry.result : 0)
+        case .socket:
+            complete(data, allocate(.socket(nil)))
+        case .connect(let fd, let port):
+            guard case .socket(nil)? = nodes[fd] else { return complete(data, Errno.badDescriptor.result) }
+            guard let behaviour = behaviours[port] else { return complete(data, Errno.connectionRefused.result) }
+            let pipe = Pipe(address: "origin:\(port)")
+            let peer = Peer(pipe: pipe)
+            pipe.peer = peer
+            pipe.behaviour = behaviour
+            nodes[fd] = .socket(pipe)
+            behaviour.accepted(peer)   // the behaviour keeps the peer for as long as it serves it
+            complete(data, 0)
+        case .message(let ringFD, let messageData, let result):
+            precondition(ringFD == self.ringFD, "a simulated ring can message only itself")
+            complete(messageData, result)
+        case .close(let fd):
+            guard let node = nodes.removeValue(forKey: fd) else { return complete(data, Errno.badDescriptor.result) }
+            if case .socket(let p?) = node { p.serverClosed = true }
+            complete(data, 0)
+        case .shutdownClose(let fd):
+            guard let node = nodes[fd] else { return complete(data, Errno.badDescriptor.result) }
+            if case .socket(let p?) = node { p.serverClosed = true }
+            // The shutdown wakes what is parked on the socket: a recv reads end-of-stream, a send fails.
+            finishWaiting(on: fd) { op in
+                if case .recv = op { return 0 }
+                if case .send = op { return Errno.brokenPipe.result }
+                return nil
+            }
+            nodes[fd] = nil
+            complete(data, 0)
+        case .cancel(let fd):
+            let count = finishWaiting(on: fd) { _ in Errno.cancelled.result }
+            complete(data, count > 0 ? Int32(count) : Errno.noEntry.result)
+        case .accept, .recv, .send, .timeout, .eventfdRead:
+            preconditionFailure("waiting operations are not performed at once")
+        }
+    }
+
+    /// Completes the waiting operations on `fd` for which `result` gives a value.
+    @discardableResult
+    private func finishWaiting(on fd: Int32, _ result: (Operation) -> Int32?) -> Int {
+        var count = 0
+        waiting.removeAll { entry in
+            guard entry.operation.fd == fd, let r = result(entry.operation) else { return false }
+            complete(entry.data, r)
+            count += 1
+            return true
+        }
+        return count
+    }
+
+    /// Completes every waiting operation that can complete now; true when one did.
+    @discardableResult
+    private func progressWaiting() -> Bool {
+        var progressed = false
+        var still: [(operation: Operation, data: UInt64)] = []
+        let list = waiting
+        waiting = []
+        for entry in list {
+            if progress(entry.operation, entry.data) { progressed = true } else { still.append(entry) }
+        }
+        waiting = still + waiting   // operations submitted meanwhile (by a behaviour) keep their order
+        return progressed
+    }
+
+    private func progress(_ operation: Operation, _ data: UInt64) -> Bool {
+        switch operation {
+        case .timeout(let deadline):
+            guard nowMicroseconds >= deadline else { return false }
+            complete(data, Errno.timerExpired.result)
+            return true
+        case .eventfdRead(let fd, let value):
+            guard case .eventfd(let e)? = nodes[fd], e.count > 0 else { return false }
+            value.pointee = e.count
+            e.count = 0
+            complete(data, 8)
+            return true
+        case .accept(let fd):
+            guard case .listener(let l)? = nodes[fd], !l.pending.isEmpty else { return false }
+            for pipe in l.pending { complete(data, allocate(.socket(pipe)), more: true) }
+            l.pending.removeAll()
+            waiting.append((operation, data))   // multishot: stays armed
+            return true
+        case .recv(let fd, let buffer, let length):
+            guard case .socket(let p?)? = nodes[fd] else { complete(data, Errno.badDescriptor.result); return true }
+            if p.reset { complete(data, Errno.connectionReset.result); return true }
+            if p.toServer.isEmpty {
+                guard p.clientClosed else { return false }
+                complete(data, 0)
+                return true
+            }
+            if chance(faults.retryPercent, "recv retry") { complete(data, [Errno.again.result, Errno.noBuffers.result, Errno.interrupted.result][random.next(below: 3)]); return true }
+            if chance(faults.resetPercent, "recv reset") { p.reset = true; complete(data, Errno.connectionReset.result); return true }
+            var n = min(length, p.toServer.count)
+            if n > 1 && chance(faults.shortTransferPercent, "short recv") { n = 1 + random.next(below: n - 1) }
+            p.toServer.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            p.toServer.removeFirst(n)
+            complete(data, Int32(n))
+            return true
+        case .send(let fd, let buffer, let length):
+            guard case .socket(let p?)? = nodes[fd] else { complete(data, Errno.badDescriptor.result); return true }
+            if p.reset { complete(data, Errno.connectionReset.result); return true }
+            if p.clientClosed { complete(data, Errno.brokenPipe.result); return true }
+            let room = p.windowBytes == Int.max ? length : p.windowBytes - p.toClient.count
+            guard room > 0 else { return false }   // a zero window: the send waits for the reader
+            if chance(faults.retryPercent, "send retry") { complete(data, [Errno.again.result, Errno.noBuffers.result, Errno.interrupted.result][random.next(below: 3)]); return true }
+            if chance(faults.resetPercent, "send reset") { p.reset = true; complete(data, Errno.brokenPipe.result); return true }
+            var n = min(length, room)
+            if n > 1 && chance(faults.shortTransferPercent, "short send") { n = 1 + random.next(below: n - 1) }
+            p.toClient += UnsafeRawBufferPointer(start: buffer, count: n)
+            complete(data, Int32(n))
+            if let peer = p.peer { p.behaviour?.received(peer) }
+            return true
+        default:
+            preconditionFailure("only waiting operations progress")
+        }
+    }
+
+    /// Whether anything can complete without time passing beyond the next scheduled completion.
+    public var hasWork: Bool {
+        progressWaiting()
+        return !scheduled.isEmpty
+    }
+
+    /// Moves the virtual clock forward (timeouts that fall due complete on the next wait).
+    public func advance(microseconds: Int64) {
+        precondition(microseconds >= 0, "time does not go back")
+        nowMicroseconds += microseconds
+    }
+
+    /// The kernel's io_uring_submit_and_wait: completions ready now, or (when none are) the
+    /// clock moved to the next thing that will complete. 0 only when nothing ever will.
+    func submitAndWait(datas: UnsafeMutablePointer<UInt64>, results: UnsafeMutablePointer<Int32>,
+                       flags: UnsafeMutablePointer<UInt32>, max: Int) -> Int {
+        progressWaiting()
+        if !scheduled.contains(where: { $0.at <= nowMicroseconds }) {
+            let nextCompletion = scheduled.map(\.at).min()
+            let nextTimeout = waiting.compactMap { entry -> Int64? in
+                if case .timeout(let deadline) = entry.operation { return deadline }
+                return nil
+            }.min()
+            guard let next = [nextCompletion, nextTimeout].compactMap({ $0 }).min() else { return 0 }
+            nowMicroseconds = Swift.max(nowMicroseconds, next)
+            progressWaiting()
+        }
+        let ready = scheduled.filter { $0.at <= nowMicroseconds }.sorted { ($0.at, $0.sequence) < ($1.at, $1.sequence) }.prefix(max)
+        let taken = Set(ready.map(\.sequence))
+        scheduled.removeAll { taken.contains($0.sequence) }
+        for (i, c) in ready.enumerated() {
+            datas[i] = c.data
+            results[i] = c.result
+            flags[i] = c.more ? 2 : 0   // IORING_CQE_F_MORE
+        }
+        return ready.count
+    }
+}

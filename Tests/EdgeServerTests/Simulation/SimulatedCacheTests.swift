@@ -1,0 +1,267 @@
+import EdgeEncoding
+import EdgeIO
+@testable import EdgeServer
+import XCTest
+
+/// An HTTP/1.1 origin on the simulated network: answers range GETs of its objects, and (from
+/// its own seed) misbehaves: resets before or during a response, answers 500, or closes early.
+final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
+    let objects: [String: [UInt8]]
+    var faultPercent: Int
+    private var random: SplitMix64
+    private var inbound: [ObjectIdentifier: [UInt8]] = [:]
+    private var peers: [ObjectIdentifier: SimulatedIO.Peer] = [:]
+    private(set) var requests = 0
+    private(set) var faults = 0
+
+    init(objects: [String: [UInt8]], seed: UInt64, faultPercent: Int = 0) {
+        self.objects = objects
+        self.faultPercent = faultPercent
+        random = SplitMix64(seed: seed ^ 0x0123_4567)
+    }
+
+    func accepted(_ peer: SimulatedIO.Peer) { peers[ObjectIdentifier(peer)] = peer }
+
+    func received(_ peer: SimulatedIO.Peer) {
+        let id = ObjectIdentifier(peer)
+        inbound[id, default: []] += peer.take()
+        while let end = inbound[id]!.firstRange(of: Array("\r\n\r\n".utf8)) {
+            let head = String(decoding: inbound[id]![..<end.lowerBound], as: UTF8.self)
+            inbound[id]!.removeFirst(end.upperBound)
+            requests += 1
+            if !respond(to: head, on: peer) { peers[id] = nil; inbound[id] = nil; return }
+        }
+    }
+
+    /// False when the connection is gone afterwards.
+    private func respond(to head: String, on peer: SimulatedIO.Peer) -> Bool {
+        let lines = head.components(separatedBy: "\r\n")
+        let path = String(lines[0].split(separator: " ")[1])
+        guard let object = objects[path] else {
+            peer.write("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            return true
+        }
+        let range = lines.first { $0.lowercased().hasPrefix("range: bytes=") }!.dropFirst("range: bytes=".count)
+        let bounds = range.split(separator: "-").map { Int($0)! }
+        let first = bounds[0], last = min(bounds[1], object.count - 1)
+        guard first < object.count else {
+            peer.write("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */\(object.count)\r\nContent-Length: 0\r\n\r\n")
+            return true
+        }
+        let body = Array(object[first...last])
+        let responseHead = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes \(first)-\(last)/\(object.count)\r\n"
+            + "Content-Length: \(body.count)\r\nETag: \"v1\"\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+            + "Content-Type: audio/mp4\r\n\r\n"
+        if faultPercent > 0 && random.next(below: 100) < faultPercent {
+            faults += 1
+            switch random.next(below: 4) {
+            case 0: peer.reset(); return false
+            case 1: peer.write("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"); return true
+            case 2: peer.write(responseHead); peer.write(Array(body.prefix(body.count / 2))); peer.reset(); return false
+            default: peer.write(responseHead); peer.write(Array(body.prefix(body.count / 3))); peer.close(); return false
+            }
+        }
+        peer.write(responseHead)
+        peer.write(body)
+        return true
+    }
+}
+
+/// The cache path on the simulated kernel: misses fetched from a simulated origin, one fetch
+/// per slice, the RAM tier, slice files written through the ring (open, write, fsync, rename)
+/// and read back, with faults in the origin and the disk.
+final class SimulatedCacheTests: XCTestCase {
+    static func config(ramBytes: Int = 1 << 20, limits: String = "") -> String {
+        """
+        [server]
+        listen = ["127.0.0.1:8080"]
+        [token]
+        required = false
+        [origin]
+        urls = ["http://127.0.0.1:9000"]
+        attempts_max = 2
+        failures_before_down = 1000
+        first_byte_timeout_milliseconds = 1000
+        [cache]
+        dir = "/cache"
+        slice_bytes = 16384
+        ram_bytes_limit = \(ramBytes)
+        disk_bytes_limit = 100000000
+        [limits]
+        \(limits)
+        """
+    }
+
+    func testMissThenHitOneOriginFetchPerSlice() throws {
+        let track = pseudoRandomBytes(100_000, seed: 11)
+        let edge = try SimulatedEdge(seed: 11, config: Self.config())
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 11)
+        edge.sim.serve(port: 9000, origin)
+        // Three clients ask at once: the origin sees one request per slice.
+        let clients = (0..<3).map { _ in edge.connect() }
+        for c in clients { c.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\n") }
+        edge.runUntilIdle()
+        for (i, c) in clients.enumerated() {
+            var reader = ResponseReader()
+            reader.add(c.take())
+            guard let r = reader.next() else { return XCTFail("client \(i): no response") }
+            Expectation(path: "/audio/t.bin", content: track, range: nil).check(r, "client \(i)")
+            XCTAssertTrue(r.headers["cache-status"]?.hasPrefix("edge; fwd=miss") ?? false)
+        }
+        XCTAssertEqual(origin.requests, (track.count + 16383) / 16384, "one origin request per slice")
+        // Written to the disk tier through the ring: one slice file per slice.
+        XCTAssertEqual(edge.sim.files.keys.filter { $0.hasSuffix(".slice") }.count, (track.count + 16383) / 16384)
+        let again = edge.connect()
+        again.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=20000-50000\r\n\r\n")
+        edge.runUntilIdle()
+        var reader = ResponseReader()
+        reader.add(again.take())
+        let hit = try XCTUnwrap(reader.next())
+        Expectation(path: "/audio/t.bin", content: track, range: "bytes=20000-50000").check(hit, "hit")
+        XCTAssertEqual(hit.headers["cache-status"], "edge; hit")
+        XCTAssertEqual(origin.requests, (track.count + 16383) / 16384, "a hit asks the origin nothing")
+        for c in clients + [again] { c.close() }
+        edge.runUntilIdle()
+        edge.checkQuiescentCache("after the hit")
+    }
+
+    /// The RAM tier holds one slice: the rest are read back from the slice files written through
+    /// the simulated disk, byte for byte.
+    func testSlicesReadBackFromDiskTier() throws {
+        let track = pseudoRandomBytes(200_000, seed: 12)
+        let edge = try SimulatedEdge(seed: 12, config: Self.config(ramBytes: 16384))
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 12)
+        edge.sim.serve(port: 9000, origin)
+        let client = edge.connect()
+        client.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        edge.runUntilIdle()
+        var reader = ResponseReader()
+        reader.add(client.take())
+        for i in 0..<2 {
+            guard let r = reader.next() else { return XCTFail("response \(i) missing") }
+            Expectation(path: "/audio/t.bin", content: track, range: nil).check(r, "response \(i)")
+        }
+        XCTAssertEqual(origin.requests, (track.count + 16383) / 16384, "the second read came from the disk tier")
+        client.close()
+        edge.runUntilIdle()
+        edge.checkQuiescentCache("after reading back from disk")
+    }
+
+    /// A disk that fails every write: nothing reaches the index, responses are still right, and
+    /// each failure is logged.
+    func testDiskWriteFailuresServeFromRAMAndOrigin() throws {
+        let track = pseudoRandomBytes(50_000, seed: 13)
+        var faults = SimulatedIO.Faults()
+        faults.diskFailurePercent = 100
+        let edge = try SimulatedEdge(seed: 13, faults: faults, config: Self.config(ramBytes: 16384))
+        edge.sim.serve(port: 9000, SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 13))
+        for round in 0..<2 {
+            let client = edge.connect()
+            client.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            edge.runUntilIdle()
+            var reader = ResponseReader()
+            reader.add(client.take())
+            guard let r = reader.next() else { return XCTFail("round \(round): no response") }
+            Expectation(path: "/audio/t.bin", content: track, range: nil).check(r, "round \(round)")
+            client.close()
+            edge.runUntilIdle()
+        }
+        XCTAssertTrue(edge.sim.files.keys.filter { $0.hasSuffix(".slice") }.isEmpty, "no slice file survives a failed write")
+        XCTAssertTrue(edge.errorLog.contains("cache write failed (open: errno"), edge.errorLog)
+        edge.checkQuiescentCache("after failed disk writes")
+    }
+
+    /// Seeded runs: origin faults, disk faults, kernel faults, random ranges and clients. A
+    /// complete response is exactly right; an error status or a cut connection only happens when
+    /// the origin misbehaved or a connection fault struck; everything is released after.
+    func testSeededCacheRuns() throws {
+        var responses = 0, errors = 0, cuts = 0, originFaults = 0
+        var faultCounts: [String: Int] = [:]
+        let seeds = simulationSeeds(default: 1000)
+        for seed in seeds {
+            recordSeed("SimulatedCacheTests", seed)
+            let failuresBefore = testRun?.totalFailureCount ?? 0
+            var random = SplitMix64(seed: seed)
+            var objects: [String: [UInt8]] = [:]
+            for i in 0..<3 { objects["/audio/c\(i).bin"] = pseudoRandomBytes([1, 16384, 40_000, 120_000][random.next(below: 4)], seed: seed &+ UInt64(i)) }
+            var faults = SimulatedIO.Faults()
+            faults.shortTransferPercent = [0, 30][random.next(below: 2)]
+            faults.retryPercent = [0, 10][random.next(below: 2)]
+            faults.delayMicrosecondsMax = [0, 300][random.next(below: 2)]
+            faults.diskFailurePercent = [0, 0, 20][random.next(below: 3)]
+            faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
+            let origin = SimulatedOrigin(objects: objects, seed: seed, faultPercent: [0, 0, 10][random.next(below: 3)])
+            let edge = try SimulatedEdge(seed: seed, faults: faults, config: Self.config(ramBytes: [16384, 65536, 1 << 20][random.next(below: 3)]))
+            edge.sim.serve(port: 9000, origin)
+            var clients: [(peer: SimulatedIO.Peer, expected: [Expectation], reader: ResponseReader, received: Int)] = []
+            for _ in 0..<(1 + random.next(below: 4)) {
+                var expected: [Expectation] = []
+                for _ in 0..<(1 + random.next(below: 3)) {
+                    let path = objects.keys.sorted()[random.next(below: objects.count)]
+                    let size = objects[path]!.count
+                    let first = random.next(below: size + 1000)
+                    let range: String? = random.next(below: 3) == 0 ? nil : "bytes=\(first)-\(first + random.next(below: 60_000))"
+                    expected.append(Expectation(path: path, content: objects[path], range: range))
+                }
+                let peer = edge.connect()
+                peer.write(expected.map(\.request).joined())
+                clients.append((peer, expected, ResponseReader(), 0))
+            }
+            for _ in 0..<200 where clients.contains(where: { $0.received < $0.expected.count && !$0.peer.closedByServer && !$0.peer.wasReset }) {
+                edge.runUntilIdle()
+                edge.advance(milliseconds: 100)   // origin timeouts and retries run on the virtual clock
+            }
+            edge.runUntilIdle()
+            let lossy = origin.faults > 0 || faults.resetPercent > 0
+            for i in clients.indices {
+                clients[i].reader.add(clients[i].peer.take())
+                while clients[i].received < clients[i].expected.count, let r = clients[i].reader.next() {
+                    let e = clients[i].expected[clients[i].received]
+                    if r.status >= 500 {
+                        XCTAssertTrue(lossy, "seed \(seed): \(r.status) with a well-behaved origin and network")
+                        errors += 1
+                    } else {
+                        e.check(r, "seed \(seed), client \(i), response \(clients[i].received)")
+                    }
+                    clients[i].received += 1
+                    responses += 1
+                }
+                if clients[i].received < clients[i].expected.count {
+                    XCTAssertTrue(lossy, "seed \(seed): client \(i) got \(clients[i].received) of \(clients[i].expected.count) responses")
+                    let partial = clients[i].reader.buffer
+                    if let end = partial.firstRange(of: Array("\r\n\r\n".utf8)), partial.starts(with: Array("HTTP/1.1 20".utf8)) {
+                        let body = Array(partial[end.upperBound...]), right = clients[i].expected[clients[i].received].body
+                        XCTAssertTrue(body.count <= right.count && body == Array(right.prefix(body.count)), "seed \(seed): wrong bytes in a cut response")
+                    }
+                    cuts += 1
+                }
+                if !clients[i].peer.wasReset { clients[i].peer.close() }
+            }
+            edge.runUntilIdle()
+            edge.advance(milliseconds: 2000)   // idle origin connections and their timers settle
+            edge.checkQuiescentCache("seed \(seed)")
+            originFaults += origin.faults
+            for (k, v) in edge.sim.injected { faultCounts[k, default: 0] += v }
+            if (testRun?.totalFailureCount ?? 0) > failuresBefore {
+                print("simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedCacheTests")
+                return
+            }
+        }
+        print("simulation: \(seeds.count) cache runs, \(responses) responses (\(errors) origin errors passed on), \(cuts) cut, "
+              + "\(originFaults) origin faults; kernel faults: \(faultCounts.sorted { $0.key < $1.key })")
+    }
+}
+
+extension SimulatedEdge {
+    /// `checkQuiescent` for cache mode: idle origin connections keep a receive each (it notices
+    /// the origin closing them), so those are in flight too.
+    func checkQuiescentCache(_ context: String, file: StaticString = #filePath, line: UInt = #line) {
+        let idleOrigin = worker.origin?.idle.reduce(0) { $0 + $1.count } ?? 0
+        XCTAssertEqual(worker.liveConnections, 0, "live connections, \(context)", file: file, line: line)
+        XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
+        XCTAssertTrue(worker.parked.isEmpty, "requests still parked, \(context)", file: file, line: line)
+        XCTAssertEqual(worker.diskWritesInFlight, 0, "disk writes in flight, \(context)", file: file, line: line)
+        XCTAssertEqual(worker.store?.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
+        XCTAssertEqual(sim.operationsInFlight, 3 + idleOrigin, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
+    }
+}
