@@ -28,7 +28,7 @@ public func fuzzRanges(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for s in layout.segments {
             switch s {
             case .bytes(let b): total += b.count
-            case .file(_, let l): total += l
+            case .content(_, let l): total += l
             }
         }
         precondition(total == layout.contentLength && total >= sum)

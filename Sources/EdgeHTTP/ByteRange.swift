@@ -148,23 +148,19 @@ public enum RangeEvaluator {
 /// The layout of a `multipart/byteranges` body: part headers and file ranges in order, with the
 /// exact total length known before the first byte is sent.
 public struct MultipartLayout: Sendable {
-    public enum Segment: Sendable, Equatable {
-        case bytes([UInt8])
-        case file(offset: Int, length: Int)
-    }
     public let boundary: String
-    public let segments: [Segment]
+    public let segments: [BodySegment]
     public let contentLength: Int
 
     public init(ranges: [ByteRange], totalLength: Int, contentType: String, boundary: String) {
         self.boundary = boundary
-        var segments: [Segment] = []
+        var segments: [BodySegment] = []
         var total = 0
         for (index, r) in ranges.enumerated() {
             let head = (index == 0 ? "" : "\r\n") + "--\(boundary)\r\nContent-Type: \(contentType)\r\nContent-Range: bytes \(r.first)-\(r.last)/\(totalLength)\r\n\r\n"
             let headBytes = Array(head.utf8)
             segments.append(.bytes(headBytes)); total += headBytes.count
-            segments.append(.file(offset: r.first, length: r.length)); total += r.length
+            segments.append(.content(offset: r.first, length: r.length)); total += r.length
         }
         let tail = Array("\r\n--\(boundary)--\r\n".utf8)
         segments.append(.bytes(tail)); total += tail.count

@@ -8,7 +8,9 @@ import EdgeHTTP
 /// one read is in flight, and a new one starts only when the front end has taken the previous
 /// bytes — a slow reader never makes the server buffer more than one chunk per stream.
 final class BodyStream {
-    enum Segment { case bytes([UInt8]); case file(offset: Int, length: Int); case object(offset: Int, length: Int) }
+    /// `.content` ranges are of the directory-origin file (`file`) or of the cached object
+    /// (`objectPath`): one or the other per body.
+    typealias Segment = BodySegment
 
     /// The origin-directory file (for `.file` segments).
     let file: FileEntry?
@@ -49,6 +51,7 @@ final class BodyStream {
     }
 
     init(file: FileEntry?, objectPath: String? = nil, objectETag: String = "", segments: [Segment], owner: FileEntry.Waiter, bufferCapacity: Int) {
+        precondition(file == nil || objectPath == nil, "a body reads a file or a cached object, not both")
         self.file = file
         self.objectPath = objectPath
         self.objectETag = objectETag
@@ -59,7 +62,7 @@ final class BodyStream {
         for s in segments {
             switch s {
             case .bytes(let b): total += b.count
-            case .file(_, let l), .object(_, let l): total += l
+            case .content(_, let l): total += l
             }
         }
         remaining = total
@@ -71,16 +74,12 @@ final class BodyStream {
     var segmentRemaining: Int {
         switch segments[index] {
         case .bytes(let b): return b.count - offsetInSegment
-        case .file(_, let l), .object(_, let l): return l - offsetInSegment
+        case .content(_, let l): return l - offsetInSegment
         }
     }
-    /// The object offset the next produced byte comes from (for `.object` segments).
-    var objectOffset: Int {
-        if case .object(let o, _) = segments[index] { return o + offsetInSegment }
-        return 0
-    }
-    var fileOffset: Int {
-        if case .file(let o, _) = segments[index] { return o + offsetInSegment }
+    /// The offset in the representation (file or cached object) the next produced byte comes from.
+    var contentOffset: Int {
+        if case .content(let o, _) = segments[index] { return o + offsetInSegment }
         return 0
     }
 
@@ -98,7 +97,7 @@ final class BodyStream {
     private func segmentLength(_ i: Int) -> Int {
         switch segments[i] {
         case .bytes(let b): return b.count
-        case .file(_, let l), .object(_, let l): return l
+        case .content(_, let l): return l
         }
     }
 

@@ -48,7 +48,7 @@ final class Exchange {
     var logged = false
     var keepAlive = true
     /// Cache-Control of the response (public, or private until the token expires).
-    var cacheControl = FileResponse.publicCacheControl
+    var cacheControl = ResponsePlan.publicCacheControl
     /// RFC 9211 Cache-Status of a cached response (nil for the directory origin and errors).
     var cacheStatus: String?
 

@@ -14,7 +14,7 @@ struct Router {
         case simple(status: Int, body: String, extraHeaders: [HeaderField], verdict: String)
         /// Serve the file at this canonical path (token parameters stripped: also the cache key),
         /// cacheable downstream for this long, privately (a token authorised it), or publicly when nil
-        /// (see `FileResponse.cacheControl(privateSeconds:)`).
+        /// (see `ResponsePlan.cacheControl(privateSeconds:)`).
         case audio(path: String, verdict: String, privateSeconds: Int?)
     }
 
@@ -63,72 +63,5 @@ extension Router {
         if let k = EdgeAuthKey(hex: token.transitionKeyHex) { keys.append(k) }
         self.init(tokenName: token.name, tokenRequired: token.required,
                   policy: EdgeAuthPolicy(keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax))
-    }
-}
-
-/// The response to a GET/HEAD of a file, from its metadata: conditionals, then ranges.
-struct FileResponse {
-    var status: Int
-    var headers: [HeaderField]
-    var segments: [BodyStream.Segment]
-    var contentLength: Int
-    var rangeText: String
-
-    /// Objects served without a token (`token.required = false`) are public and immutable.
-    static let publicCacheControl = "public, max-age=31536000, immutable"
-
-    /// A response a token authorised (in the query, a cookie or a header) is for that token's
-    /// holder only and only while the token lives: `private` (no shared cache downstream may
-    /// store it and hand it to someone without the token) and no max-age past the token's expiry.
-    static func cacheControl(privateSeconds: Int) -> String { "private, max-age=\(privateSeconds)" }
-
-    static func build(request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
-                      rangesMax: Int, boundarySeed: UInt64, cacheControl: String = publicCacheControl) -> FileResponse {
-        var headers: [HeaderField] = [
-            HeaderField("etag", etag),
-            HeaderField("last-modified", lastModified),
-            HeaderField("accept-ranges", "bytes"),
-            HeaderField("cache-control", cacheControl),
-        ]
-        // RFC 9110 §13.2.2: If-None-Match before ranges; a match is 304 without a body.
-        if let inm = request.header("if-none-match") {
-            let tags = inm.split(separator: ",").map { $0.trimmingOWS() }
-            if tags.contains("*") || tags.contains(where: { $0 == etag || $0 == "W/" + etag }) {
-                return FileResponse(status: 304, headers: headers, segments: [], contentLength: 0, rangeText: "-")
-            }
-        } else if let ims = request.header("if-modified-since"), ims == lastModified {
-            return FileResponse(status: 304, headers: headers, segments: [], contentLength: 0, rangeText: "-")
-        }
-        let rangeHeader = request.header("range")
-        var decision = RangeDecision.whole
-        if let rangeHeader, RangeEvaluator.ifRangeAllows(request.header("if-range"), etag: etag, lastModified: lastModified) {
-            decision = RangeEvaluator.evaluate(rangeHeader, length: size, maxRanges: rangesMax)
-        }
-        let rangeText = rangeHeader ?? "-"
-        switch decision {
-        case .whole:
-            headers.insert(HeaderField("content-type", contentType), at: 0)
-            return FileResponse(status: 200, headers: headers, segments: size > 0 ? [.file(offset: 0, length: size)] : [], contentLength: size, rangeText: rangeText)
-        case .unsatisfiable:
-            headers = [HeaderField("content-type", "text/plain"), HeaderField("content-range", "bytes */\(size)")] + headers
-            let body = Array("range not satisfiable\n".utf8)
-            return FileResponse(status: 416, headers: headers, segments: [.bytes(body)], contentLength: body.count, rangeText: rangeText)
-        case .partial(let ranges) where ranges.count == 1:
-            let r = ranges[0]
-            headers.insert(HeaderField("content-type", contentType), at: 0)
-            headers.insert(HeaderField("content-range", "bytes \(r.first)-\(r.last)/\(size)"), at: 1)
-            return FileResponse(status: 206, headers: headers, segments: [.file(offset: r.first, length: r.length)], contentLength: r.length, rangeText: rangeText)
-        case .partial(let ranges):
-            let boundary = "edge" + String(boundarySeed, radix: 16)
-            let layout = MultipartLayout(ranges: ranges, totalLength: size, contentType: contentType, boundary: boundary)
-            headers.insert(HeaderField("content-type", "multipart/byteranges; boundary=\(boundary)"), at: 0)
-            let segs: [BodyStream.Segment] = layout.segments.map {
-                switch $0 {
-                case .bytes(let b): return .bytes(b)
-                case .file(let o, let l): return .file(offset: o, length: l)
-                }
-            }
-            return FileResponse(status: 206, headers: headers, segments: segs, contentLength: layout.contentLength, rangeText: rangeText)
-        }
     }
 }

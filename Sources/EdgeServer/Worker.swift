@@ -419,7 +419,7 @@ final class Worker {
             ex.canonicalPath = path
             if let privateSeconds {
                 // The same few values over and over (one per token expiry and second): formatted once.
-                if privateSeconds != cacheControlMemo.seconds { cacheControlMemo = (privateSeconds, FileResponse.cacheControl(privateSeconds: privateSeconds)) }
+                if privateSeconds != cacheControlMemo.seconds { cacheControlMemo = (privateSeconds, ResponsePlan.cacheControl(privateSeconds: privateSeconds)) }
                 ex.cacheControl = cacheControlMemo.text
             }
             if store != nil { handleCached(c, ex, path); return }
@@ -450,7 +450,7 @@ final class Worker {
 
     private func serveFile(_ c: Connection, _ ex: Exchange, _ e: FileEntry) {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
-        let r = FileResponse.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag, lastModified: e.lastModified, contentType: e.contentType,
+        let r = ResponsePlan.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag, lastModified: e.lastModified, contentType: e.contentType,
                                    rangesMax: limits.rangesMax, boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
         ex.rangeText = r.rangeText
         var body: BodyStream? = nil
@@ -537,11 +537,11 @@ final class Worker {
         switch segment {
         case .bytes:
             _ = body.copyBytesSegments(pool: readPool)
-        case .file:
-            let length = min(body.segmentRemaining, body.bufferCapacity)
-            startRead(body, fd: body.file!.fd, offset: body.fileOffset, length: length)
-        case .object:
+        case .content where body.objectPath != nil:
             refillObject(body)
+        case .content:
+            let length = min(body.segmentRemaining, body.bufferCapacity)
+            startRead(body, fd: body.file!.fd, offset: body.contentOffset, length: length)
         }
     }
 

@@ -74,7 +74,7 @@ final class RangeTests: XCTestCase {
         for s in layout.segments {
             switch s {
             case .bytes(let b): body += b
-            case .file(_, let l): body += [UInt8](repeating: 0x41, count: l)
+            case .content(_, let l): body += [UInt8](repeating: 0x41, count: l)
             }
         }
         XCTAssertEqual(body.count, layout.contentLength)

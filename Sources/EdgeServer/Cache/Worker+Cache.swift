@@ -96,7 +96,7 @@ extension Worker {
 
     func respondCached(_ c: Connection, _ ex: Exchange, _ path: String, _ meta: ObjectMeta, fetched: Bool) {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
-        var r = FileResponse.build(request: ex.request, path: path, size: meta.size, etag: meta.etag, lastModified: meta.lastModified,
+        var r = ResponsePlan.build(request: ex.request, path: path, size: meta.size, etag: meta.etag, lastModified: meta.lastModified,
                                    contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: boundaryCounter,
                                    cacheControl: ex.cacheControl)
         ex.rangeText = r.rangeText
@@ -108,11 +108,7 @@ extension Worker {
         ex.cacheStatus = status
         var body: BodyStream? = nil
         if !ex.isHead && !r.segments.isEmpty {
-            let segments: [BodyStream.Segment] = r.segments.map {
-                if case .file(let o, let l) = $0 { return .object(offset: o, length: l) }
-                return $0
-            }
-            body = BodyStream(file: nil, objectPath: path, objectETag: meta.etag, segments: segments,
+            body = BodyStream(file: nil, objectPath: path, objectETag: meta.etag, segments: r.segments,
                               owner: FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
                               bufferCapacity: limits.readChunkBytes)
         }
@@ -122,7 +118,7 @@ extension Worker {
     /// Whether any slice the segments touch is neither in RAM nor on disk.
     private func missingSlices(_ path: String, _ segments: [BodyStream.Segment]) -> Bool {
         for s in segments {
-            if case .file(let o, let l) = s, l > 0, store!.anyMissing(path, o / sliceBytes, (o + l - 1) / sliceBytes) { return true }
+            if case .content(let o, let l) = s, l > 0, store!.anyMissing(path, o / sliceBytes, (o + l - 1) / sliceBytes) { return true }
         }
         return false
     }
@@ -130,7 +126,7 @@ extension Worker {
     // MARK: bodies of cached objects
 
     func refillObject(_ body: BodyStream) {
-        let offset = body.objectOffset
+        let offset = body.contentOffset
         let idx = offset / sliceBytes
         let within = offset - idx * sliceBytes
         if body.sliceIndex != idx || body.sliceSource == nil {
@@ -239,7 +235,7 @@ extension Worker {
         let phase = p.fill.currentPhase
         guard let body = p.body else { return phase != .requested }
         if phase == .failed || phase == .complete { return true }
-        return phase == .head && p.fill.buffer.available.load(ordering: .acquiring) > body.objectOffset - body.sliceIndex * sliceBytes
+        return phase == .head && p.fill.buffer.available.load(ordering: .acquiring) > body.contentOffset - body.sliceIndex * sliceBytes
     }
 
     /// Re-examines every parked request and body; resumes those whose fill moved.
