@@ -142,6 +142,7 @@ final class FileTable {
         e.retired = true
         if byPath[e.relativePath] == e.slot { byPath[e.relativePath] = nil }
         liveCount -= 1
+        assert(liveCount >= 0, "more file entries retired than opened")
         if e.users == 0 && e.waiters.isEmpty && (e.state == .ready || e.state == .missing) { destroy(e) }
     }
 

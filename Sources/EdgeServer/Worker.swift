@@ -175,6 +175,7 @@ final class Worker {
     @inline(__always) private func connection(_ d: UserData) -> Connection? {
         let c = connections[Int(d.slot)]
         c.pendingOps -= 1
+        assert(c.pendingOps >= 0, "a completion for slot \(d.slot) that had no operation in flight")
         if c.closing {
             if c.pendingOps == 0 && c.inUse == false { release(c) }
             return nil
@@ -642,12 +643,15 @@ final class Worker {
     private func onClosed(slot: UInt32) {
         let c = connections[Int(slot)]
         c.pendingOps -= 1
+        assert(c.pendingOps >= 0 && c.closing, "a close completion for slot \(slot) that was not closing")
         c.inUse = false
         if c.pendingOps == 0 { release(c) }
     }
 
     private func release(_ c: Connection) {
+        precondition(c.pendingOps == 0, "slot \(c.slot) released with \(c.pendingOps) operations in flight: its buffers are the kernel's")
         liveConnections -= 1
+        assert(liveConnections >= 0, "more connections released than accepted")
         c.reset()
         freeSlots.append(c.slot)
     }

@@ -135,6 +135,7 @@ final class OriginClient {
     private func connection(_ d: UserData) -> OriginConnection? {
         let c = connections[Int(d.slot)]
         c.pendingOps -= 1
+        assert(c.pendingOps >= 0, "an origin completion for slot \(c.slot) with no operation in flight")
         guard c.generation == d.generation, c.state != .free else {
             if c.state == .free && c.pendingOps == 0 { recycle(c) }
             return nil
@@ -459,6 +460,7 @@ final class OriginClient {
     func onClose(_ d: UserData) {
         let c = connections[Int(d.slot)]
         c.pendingOps -= 1
+        assert(c.pendingOps >= 0, "an origin completion for slot \(c.slot) with no operation in flight")
         if c.state == .free && c.pendingOps == 0 { recycle(c) }
     }
 

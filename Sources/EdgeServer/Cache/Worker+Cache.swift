@@ -367,6 +367,7 @@ extension Worker {
             // The paths must outlive the submission: keep the object until the ring has taken them.
             ring.submit()
             if w.counted { diskWritesInFlight -= 1 }
+            assert(diskWritesInFlight >= 0, "more slice writes finished than started")
             diskWrites[Int(slot)] = nil
             freeDiskWrites.append(slot)
         }
