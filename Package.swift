@@ -92,6 +92,6 @@ let package = Package(
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
         .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache", "EdgeEncoding"]),
         // The server's state, and whole workers on SimulatedIO, driven without sockets (@testable).
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig"]),
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "CNGHTTP2"]),
     ]
 )
