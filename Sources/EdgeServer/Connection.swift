@@ -1,63 +1,6 @@
 import CEdgeTLS
 import EdgeHTTP
 
-enum OpKind {
-    static let ignore: UInt8 = 0
-    static let accept: UInt8 = 1
-    static let recv: UInt8 = 2
-    static let send: UInt8 = 3
-    static let close: UInt8 = 4
-    static let fileOpen: UInt8 = 5
-    static let fileStat: UInt8 = 6
-    static let fileRead: UInt8 = 7
-    static let tick: UInt8 = 8
-    static let wake: UInt8 = 9
-    static let logWrite: UInt8 = 10
-    static let originSocket: UInt8 = 12
-    static let originConnect: UInt8 = 13
-    static let originSend: UInt8 = 14
-    static let originRecv: UInt8 = 15
-    static let originClose: UInt8 = 16
-    static let fillWake: UInt8 = 17
-    static let diskWrite: UInt8 = 18
-    static let cacheFileOpen: UInt8 = 19
-    static let cacheFileStat: UInt8 = 20
-}
-
-/// One request/response exchange: an HTTP/1.1 request on its connection or one HTTP/2 stream.
-final class Exchange {
-    let request: EdgeRequest
-    let streamID: Int32
-    let startMicroseconds: Int64
-    var verdict = "-"
-    /// The canonical path once routed (token stripped); before that the log shows the target
-    /// without its query, computed only when a line is written.
-    var canonicalPath: String?
-    var logPath: String {
-        if let canonicalPath { return canonicalPath }
-        let t = request.target
-        if let q = t.firstIndex(of: "?") { return String(t[..<q]) }
-        return t
-    }
-    var status = 0
-    var ttfbMicroseconds: Int64 = -1
-    var bytesSent = 0
-    var rangeText = "-"
-    var body: BodyStream?
-    var responded = false
-    var logged = false
-    var keepAlive = true
-    /// Cache-Control of the response (public, or private until the token expires).
-    var cacheControl = ResponsePlan.publicCacheControl
-    /// RFC 9211 Cache-Status of a cached response (nil for the directory origin and errors).
-    var cacheStatus: String?
-
-    init(request: EdgeRequest, streamID: Int32, startMicroseconds: Int64) {
-        self.request = request; self.streamID = streamID; self.startMicroseconds = startMicroseconds
-    }
-    var isHead: Bool { request.method == "HEAD" }
-}
-
 /// A client connection. It lives in a fixed slot of its worker; every completion that names the
 /// slot carries the generation it was submitted under, so a completion for a dead connection is
 /// recognised and ignored. The slot is reused only when no operation on it is in flight.

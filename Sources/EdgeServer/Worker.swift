@@ -67,6 +67,9 @@ final class Worker {
     let errorLog: AccessLog
     var diskWrites: [DiskWrite?] = []
     var freeDiskWrites: [UInt32] = []
+    /// Slice files being unlinked, by slot: the path the kernel reads.
+    var unlinks: [UnsafeMutablePointer<CChar>?] = []
+    var freeUnlinks: [UInt32] = []
     /// Slice files being written now (bounded by `cache.disk_writes_in_flight_max`).
     var diskWritesInFlight = 0
     /// Requests refused and bodies cut at `waiting_per_worker_max`; slices kept out of the disk
@@ -92,7 +95,7 @@ final class Worker {
         readPool = BufferPool(size: limits.readChunkBytes, keepMax: 1024)
         verifier = EdgeAuthVerifier(policy: settings.router.policy)
         store = settings.store
-        errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: 99)
+        errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: OpKind.errorLogWrite)
         if let store {
             cacheFiles = FileTable(root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
                                    openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
@@ -166,7 +169,8 @@ final class Worker {
         case OpKind.diskWrite: onDiskWrite(slot: d.slot, result)
         case OpKind.cacheFileOpen: if let e = cacheFiles?.opened(slot: d.slot, result: result, now: now) { cacheFileSettled(e) }
         case OpKind.cacheFileStat: if let e = cacheFiles?.statted(slot: d.slot, result: result, now: now) { cacheFileSettled(e) }
-        case 99: errorLog.written(result)
+        case OpKind.errorLogWrite: errorLog.written(result)
+        case OpKind.sliceUnlink: onSliceUnlinked(slot: d.slot)
         default: break
         }
     }
@@ -194,7 +198,8 @@ final class Worker {
         // slice half-written at exit is a slice lost from the disk tier.
         let finishDeadline = ring.monotonicMicroseconds() + 5_000_000
         while ring.monotonicMicroseconds() < finishDeadline
-                && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })) {
+                && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })
+                   || unlinks.contains(where: { $0 != nil })) {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
         }

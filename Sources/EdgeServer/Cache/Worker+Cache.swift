@@ -39,8 +39,6 @@ final class DiskWrite {
     var fd: Int32 = -1
     var step = Step.open
     var written = 0
-    /// A real slice write (counted against `disk_writes_in_flight_max`), not an unlink.
-    var counted = false
     init(key: SliceKey, fill: Fill, header: [UInt8], tmpPath: String, finalPath: String, relativePath: String) {
         self.key = key; self.fill = fill; self.header = header
         self.tmpPath = strdup(tmpPath)!; self.finalPath = strdup(finalPath)!
@@ -326,12 +324,20 @@ extension Worker {
 
     // MARK: disk tier writes
 
+    /// Removes an evicted or purged slice file. Its path lives until the completion (the kernel
+    /// reads it when the operation is issued).
     private func unlinkSlice(_ relativePath: String) {
-        let w = DiskWrite(key: SliceKey(path: "", index: 0), fill: Fill(key: SliceKey(path: "", index: 0), owner: index, capacity: 0),
-                          header: [], tmpPath: store!.directory + "/" + relativePath, finalPath: "", relativePath: relativePath)
-        w.step = .rename   // its completion just frees the slot
-        let slot = takeDiskWriteSlot(w)
-        ring.unlink(path: w.tmpPath, UserData(kind: OpKind.diskWrite, slot: slot))
+        let path = strdup(store!.directory + "/" + relativePath)!
+        let slot: UInt32
+        if let s = freeUnlinks.popLast() { slot = s; unlinks[Int(s)] = path } else { slot = UInt32(unlinks.count); unlinks.append(path) }
+        ring.unlink(path: path, UserData(kind: OpKind.sliceUnlink, slot: slot))
+    }
+
+    func onSliceUnlinked(slot: UInt32) {
+        precondition(unlinks[Int(slot)] != nil, "an unlink completion for slot \(slot) with no unlink in flight")
+        free(unlinks[Int(slot)])
+        unlinks[Int(slot)] = nil
+        freeUnlinks.append(slot)
     }
 
     private func takeDiskWriteSlot(_ w: DiskWrite) -> UInt32 {
@@ -349,7 +355,6 @@ extension Worker {
                           finalPath: store!.directory + "/" + rel, relativePath: rel)
         let slot = takeDiskWriteSlot(w)
         diskWritesInFlight += 1
-        w.counted = true
         ring.openCreate(path: w.tmpPath, UserData(kind: OpKind.diskWrite, slot: slot))
     }
 
@@ -366,7 +371,7 @@ extension Worker {
         func finish() {
             // The paths must outlive the submission: keep the object until the ring has taken them.
             ring.submit()
-            if w.counted { diskWritesInFlight -= 1 }
+            diskWritesInFlight -= 1
             assert(diskWritesInFlight >= 0, "more slice writes finished than started")
             diskWrites[Int(slot)] = nil
             freeDiskWrites.append(slot)
@@ -401,15 +406,10 @@ extension Worker {
             guard result >= 0 else { return fail("close") }
             w.step = .rename
             ring.rename(from: w.tmpPath, to: w.finalPath, UserData(kind: OpKind.diskWrite, slot: slot))
-            // A distinct step value for the rename's own completion.
-            w.step = .rename
-            w.written = -1
         case .rename:
-            if w.written == -1 {
-                guard result >= 0 else { return fail("rename") }
-                if !store!.diskWritten(w.key, DiskSlice(relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)) {
-                    ring.unlink(path: w.finalPath, UserData(kind: OpKind.ignore, slot: 0))
-                }
+            guard result >= 0 else { return fail("rename") }
+            if !store!.diskWritten(w.key, DiskSlice(relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)) {
+                unlinkSlice(w.relativePath)   // purged or replaced while it was being written
             }
             finish()
         }

@@ -71,7 +71,7 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
 /// per slice, the RAM tier, slice files written through the ring (open, write, fsync, rename)
 /// and read back, with faults in the origin and the disk.
 final class SimulatedCacheTests: XCTestCase {
-    static func config(ramBytes: Int = 1 << 20, limits: String = "") -> String {
+    static func config(ramBytes: Int = 1 << 20, diskBytes: Int = 100_000_000, limits: String = "") -> String {
         """
         [server]
         listen = ["127.0.0.1:8080"]
@@ -86,7 +86,7 @@ final class SimulatedCacheTests: XCTestCase {
         dir = "/cache"
         slice_bytes = 16384
         ram_bytes_limit = \(ramBytes)
-        disk_bytes_limit = 100000000
+        disk_bytes_limit = \(diskBytes)
         [limits]
         \(limits)
         """
@@ -191,7 +191,8 @@ final class SimulatedCacheTests: XCTestCase {
             faults.diskFailurePercent = [0, 0, 20][random.next(below: 3)]
             faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
             let origin = SimulatedOrigin(objects: objects, seed: seed, faultPercent: [0, 0, 10][random.next(below: 3)])
-            let edge = try SimulatedEdge(seed: seed, faults: faults, config: Self.config(ramBytes: [16384, 65536, 1 << 20][random.next(below: 3)]))
+            let edge = try SimulatedEdge(seed: seed, faults: faults, config: Self.config(ramBytes: [16384, 65536, 1 << 20][random.next(below: 3)],
+                                                                                              diskBytes: [49152, 100_000_000][random.next(below: 2)]))
             edge.sim.serve(port: 9000, origin)
             var clients: [(peer: SimulatedIO.Peer, expected: [Expectation], reader: ResponseReader, received: Int)] = []
             for _ in 0..<(1 + random.next(below: 4)) {
@@ -261,6 +262,7 @@ extension SimulatedEdge {
         XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
         XCTAssertTrue(worker.parked.isEmpty, "requests still parked, \(context)", file: file, line: line)
         XCTAssertEqual(worker.diskWritesInFlight, 0, "disk writes in flight, \(context)", file: file, line: line)
+        XCTAssertFalse(worker.unlinks.contains { $0 != nil }, "slice unlinks in flight, \(context)", file: file, line: line)
         XCTAssertEqual(worker.store?.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
         XCTAssertEqual(sim.operationsInFlight, 3 + idleOrigin, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
     }
