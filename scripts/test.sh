@@ -13,7 +13,8 @@ if ! swift build --build-tests >.build/unit-build.log 2>&1; then
     grep -E "error:" .build/unit-build.log | head -30
     echo "the test build failed (.build/unit-build.log)"; exit 1
 fi
-swift test --skip-build 2>&1 | tee .build/unit-tests.log | grep -E "error|failed|Executed .* tests|^simulation:" | tail -8
+swift test --skip-build 2>&1 | tee .build/unit-tests.log | grep -E "error|failed|Executed .* tests" | tail -5
+grep -E "^simulation:" .build/unit-tests.log || true   # how many seeded runs, and the faults they injected
 grep -q "with 0 failures" .build/unit-tests.log && ! grep -q "error:" .build/unit-tests.log || { echo "unit tests failed"; exit 1; }
 echo "==> fuzzing: every harness for ${FUZZ_SECONDS:=15} s (scripts/fuzz.sh run all N for longer runs)"
 bash scripts/fuzz.sh run all "$FUZZ_SECONDS" || { echo "a fuzz harness failed"; exit 1; }
