@@ -140,8 +140,9 @@ def edge(workdir):
 
 
 @pytest.fixture
-def make_edge(workdir):
+def make_edge(workdir, request):
     started = []
+    request.node.edges = started   # a failing test's report shows each edge's stderr (below)
 
     def start(**kw):
         e = Edge(workdir, **kw)
@@ -150,6 +151,19 @@ def make_edge(workdir):
     yield start
     for e in started:
         e.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test carries what its edges wrote to stderr (and whether each is still running):
+    the work directory is gone by the time anyone reads the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for e in getattr(item, "edges", []):
+            alive = e.proc is not None and e.proc.poll() is None
+            exit_text = "running" if alive else f"exited {e.proc.returncode if e.proc else '?'}"
+            report.sections.append((f"edge :{e.port} stderr ({exit_text})", e.errors()[-4000:]))
 
 
 @pytest.fixture(scope="session")
