@@ -90,6 +90,10 @@ class Edge:
         end = time.time() + 10
         while open(self.stderr.name).read().count("listening on") == starts and time.time() < end and self.proc.poll() is None:
             time.sleep(0.02)
+        # An edge that did not start (a port free_port() handed out was taken meanwhile, say) is a
+        # clear error here, not a curl status 0 later against whatever holds the port.
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"edge exited {self.proc.returncode} at start: {self.errors(0)[-2000:]}")
         wait_port(self.port)
         wait_port(self.tls_port)
 
