@@ -88,6 +88,7 @@ let package = Package(
         ]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
+        .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding"]),
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
         .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache", "EdgeEncoding"]),

@@ -51,10 +51,10 @@ final class AccessLog {
         let ms = Int(wallMilliseconds % 1000)
         let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
         var line = "{\"time\":\"\(timePrefix).\(msText)Z\",\"client\":\"\(r.client)\",\"protocol\":\"\(r.protocolName)\","
-        line += "\"method\":\(Self.quote(r.method)),\"path\":\(Self.quote(r.path)),\"status\":\(r.status),"
-        line += "\"bytes\":\(r.bytesSent),\"range\":\(Self.quote(r.range)),\"ttfb_us\":\(r.ttfbMicroseconds),"
+        line += "\"method\":\(JSONText.quoted(r.method)),\"path\":\(JSONText.quoted(r.path)),\"status\":\(r.status),"
+        line += "\"bytes\":\(r.bytesSent),\"range\":\(JSONText.quoted(r.range)),\"ttfb_us\":\(r.ttfbMicroseconds),"
         line += "\"total_us\":\(r.totalMicroseconds),\"token\":\"\(r.token)\""
-        if let cache = r.cache { line += ",\"cache\":\(Self.quote(cache))" }
+        if let cache = r.cache { line += ",\"cache\":\(JSONText.quoted(cache))" }
         line += "}\n"
         pending.append(line)
         if pending.count >= 32768 { flush() }
@@ -87,6 +87,4 @@ final class AccessLog {
     }
 
     var idle: Bool { !inFlight && pending.isEmpty }
-
-    static func quote(_ s: String) -> String { JSONText.quoted(s) }
 }

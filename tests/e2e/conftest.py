@@ -202,6 +202,19 @@ def curl(url, *args, timeout=20):
         return int(out[0]), headers, open(body.name, "rb").read(), out[1] if len(out) > 1 else ""
 
 
+def read_until_close(port, data, timeout=5.0, recv_bytes=65536):
+    """Sends raw bytes, returns everything the server sends until it closes the connection. Unlike
+    `raw`, a timeout is an error (socket.timeout propagates): the server must close by itself."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            b = s.recv(recv_bytes)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+
+
 def raw(port, data, timeout=5.0, read_all=True):
     """Sends raw bytes, returns everything the server sends until it closes (or the timeout)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

@@ -5,14 +5,13 @@ import os
 import re
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import PROTOCOLS, curl, free_port, raw, sign, wait_port
+from conftest import PROTOCOLS, curl, free_port, raw, read_until_close, sign, wait_port
 from fault_origin import Origin
 
 SLICE = 65536
@@ -96,15 +95,8 @@ def test_collapsing_many_clients_one_fetch_per_slice(cached_edge, origin, origin
     results = []
 
     def client():
-        with socket.create_connection(("127.0.0.1", e.port), timeout=20) as s:
-            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            out = b""
-            while True:
-                b = s.recv(1 << 16)
-                if not b:
-                    break
-                out += b
-            results.append(out.partition(b"\r\n\r\n")[2])
+        out = read_until_close(e.port, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(), timeout=20)
+        results.append(out.partition(b"\r\n\r\n")[2])
     threads = [threading.Thread(target=client) for _ in range(200)]
     for t in threads:
         t.start()

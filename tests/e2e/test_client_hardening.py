@@ -8,7 +8,7 @@ import time
 import pytest
 from hpack import Decoder
 
-from conftest import PROTOCOLS, curl, file_bytes, raw, sign
+from conftest import PROTOCOLS, curl, file_bytes, raw, read_until_close, sign
 from test_cache import cached_edge, data, origin, origin_dir, url  # noqa: F401  (fixtures)
 from test_h2_conformance import CANCEL, DATA, END_HEADERS, END_STREAM, HEADERS, RST_STREAM, Peer, frame
 
@@ -126,14 +126,8 @@ def test_deep_pipeline_of_bodiless_responses_does_not_recurse(make_edge):
                           "output_buffer_bytes_max": 67108864})
     req = b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"
     n = (1 << 20) // len(req)
-    with socket.create_connection(("127.0.0.1", e.port), timeout=30) as s:
-        s.sendall(req * n + b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        got = b""
-        while True:
-            b = s.recv(1 << 20)
-            if not b:
-                break
-            got += b
+    got = read_until_close(e.port, req * n + b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                           timeout=30, recv_bytes=1 << 20)
     assert e.proc.poll() is None, "edge died"
     assert got.count(b"HTTP/1.1 204 ") == n and got.endswith(b"ok\n")
 

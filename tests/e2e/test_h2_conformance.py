@@ -9,7 +9,7 @@ import time
 import pytest
 from hpack import Encoder
 
-from conftest import sign
+from conftest import read_until_close, sign
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
@@ -115,15 +115,7 @@ def peer(edge):
 def test_3_5_invalid_preface(edge):
     # Bytes that part from the preface are read as HTTP/1.1: "PRI * HTTP/2.0" names a version
     # it does not serve, so the answer is 505 and the server closes; never an HTTP/2 response.
-    s = socket.create_connection(("127.0.0.1", edge.port), timeout=3)
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS, 0, 0))
-    out = b""
-    while True:
-        chunk = s.recv(65536)   # a timeout fails the test: the server must close, not wait
-        if not chunk:
-            break
-        out += chunk
-    s.close()
+    out = read_until_close(edge.port, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS, 0, 0), timeout=3)
     assert out.startswith(b"HTTP/1.1 505 "), out
     assert b"Connection: close" in out
 

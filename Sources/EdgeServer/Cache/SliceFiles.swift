@@ -20,8 +20,6 @@ enum SliceFile {
         return "\(hex.prefix(2))/\(hex).slice"
     }
 
-    static func sha256(_ p: UnsafeRawPointer, _ n: Int) -> [UInt8] { SHA256.digest(p, n) }
-
     static func header(key: SliceKey, meta: ObjectMeta, length: Int, digest: [UInt8]) -> [UInt8] {
         SliceFileHeader(path: key.path, index: key.index, dataLength: length, objectSize: meta.size, storedAtSeconds: meta.storedAtSeconds,
                         digest: digest, etag: meta.etag, lastModified: meta.lastModified, contentType: meta.contentType).encoded()
@@ -34,7 +32,7 @@ enum SliceFile {
             switch SliceFileHeader.decode(raw, fileBytes: data.count, limits: limits) {
             case .bad(let why): return .failure(SliceFileError(reason: why))
             case .ok(let h):
-                guard sha256(raw.baseAddress! + headerBytes, h.dataLength) == h.digest else { return .failure(SliceFileError(reason: "checksum mismatch")) }
+                guard SHA256.digest(raw.baseAddress! + headerBytes, h.dataLength) == h.digest else { return .failure(SliceFileError(reason: "checksum mismatch")) }
                 return .success((SliceKey(path: h.path, index: h.index),
                                  ObjectMeta(size: h.objectSize, etag: h.etag, lastModified: h.lastModified, contentType: h.contentType, storedAtSeconds: h.storedAtSeconds),
                                  (headerBytes, h.dataLength)))

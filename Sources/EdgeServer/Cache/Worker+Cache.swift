@@ -348,7 +348,7 @@ extension Worker {
 
     private func startDiskWrite(_ f: Fill, meta: ObjectMeta) {
         let rel = SliceFile.relativePath(f.key, etag: meta.etag)
-        let digest = SliceFile.sha256(UnsafeRawPointer(f.buffer.bytes), f.length)
+        let digest = SHA256.digest(UnsafeRawPointer(f.buffer.bytes), f.length)
         let header = SliceFile.header(key: f.key, meta: meta, length: f.length, digest: digest)
         let random = SecureRandom.uint64()
         let w = DiskWrite(key: f.key, fill: f, header: header, tmpPath: store!.directory + "/tmp/" + String(random, radix: 16),

@@ -1,0 +1,39 @@
+import EdgeEncoding
+import XCTest
+
+final class EncodingTests: XCTestCase {
+    func testHexRoundTripAndStrictDecode() {
+        XCTAssertEqual(Hex.encode([0x00, 0x0f, 0xa5, 0xff]), "000fa5ff")
+        XCTAssertEqual(Hex.decode("000FA5ff"), [0x00, 0x0f, 0xa5, 0xff])
+        XCTAssertEqual(Hex.decode(""), [])
+        // The decoder it replaced parsed pairs with UInt8(_:radix:), which accepts a sign: "+f" was 15.
+        XCTAssertNil(Hex.decode("+f"))
+        XCTAssertNil(Hex.decode("-1"))
+        XCTAssertNil(Hex.decode("abc"), "odd length")
+        XCTAssertNil(Hex.decode("0g"))
+        XCTAssertEqual(Hex.encode(0xab, width: 2), "ab")
+        XCTAssertEqual(Hex.encode(5, width: 4), "0005")
+        XCTAssertEqual(Hex.encode(0x1ff, width: 2), "ff", "higher digits dropped")
+    }
+
+    func testJSONQuoting() {
+        XCTAssertEqual(JSONText.quoted("a\"b\\c"), "\"a\\\"b\\\\c\"")
+        XCTAssertEqual(JSONText.quoted("\n\u{1}\u{7f}"), "\"\\u000a\\u0001\\u007f\"")
+        XCTAssertEqual(JSONText.quoted("é♪"), "\"é♪\"")
+    }
+
+    func testFNV1aPublishedValues() {
+        // FNV-1a 64 test vectors (Fowler, Noll, Vo): "" and "a".
+        XCTAssertEqual(FNV1a.hash(""), 0xcbf2_9ce4_8422_2325)
+        XCTAssertEqual(FNV1a.hash("a"), 0xaf63_dc4c_8601_ec8c)
+        XCTAssertEqual(FNV1a.hash("foobar"), 0x8594_4171_f739_67e8)
+    }
+
+    func testSplitMix64IsSeededAndBounded() {
+        var a = SplitMix64(seed: 7), b = SplitMix64(seed: 7), c = SplitMix64(seed: 8)
+        let first = a.next()
+        XCTAssertEqual(first, b.next())
+        XCTAssertNotEqual(first, c.next())
+        for _ in 0..<1000 { XCTAssertTrue((0..<3).contains(a.next(below: 3))) }
+    }
+}
