@@ -200,6 +200,7 @@ public struct EdgeConfig: Sendable {
         if c.server.listen.isEmpty && c.server.listenTLS.isEmpty {
             throw ConfigError(key: "server.listen", reason: "at least one of server.listen and server.listen_tls must be set")
         }
+        try Self.refuseOverlappingListeners(cleartext: c.server.listen, tls: c.server.listenTLS)
         if !c.server.listenTLS.isEmpty {
             if c.server.tlsCertificate.isEmpty { throw ConfigError(key: "server.tls_certificate", reason: "required when server.listen_tls is set") }
             if c.server.tlsPrivateKey.isEmpty { throw ConfigError(key: "server.tls_private_key", reason: "required when server.listen_tls is set") }
@@ -570,5 +571,28 @@ public struct PlaybackAuthConfig: Sendable {
         c.masterKeyHex = try r.string(cat, "catalog.master_key_hex") ?? ""
         guard c.masterKeyHex.utf8.count == 64 else { throw ConfigError(key: "catalog.master_key_hex", reason: "required: 64 hex digits") }
         return c
+    }
+}
+
+extension EdgeConfig {
+    /// Every listener is bound with SO_REUSEPORT (one per worker), so the kernel would accept a second
+    /// listener on an address already in use and split connections between the two: cleartext clients
+    /// would land on the TLS listener at random. Two addresses overlap when their ports match and
+    /// their hosts match or either is a wildcard.
+    static func refuseOverlappingListeners(cleartext: [ListenAddress], tls: [ListenAddress]) throws {
+        let all = cleartext.map { ($0, "server.listen") } + tls.map { ($0, "server.listen_tls") }
+        for (index, (address, key)) in all.enumerated() {
+            for (earlier, earlierKey) in all[..<index] where address.overlaps(earlier) {
+                throw ConfigError(key: key, reason: "\(address) overlaps \(earlier) in \(earlierKey)")
+            }
+        }
+    }
+}
+
+extension ListenAddress {
+    var isWildcard: Bool { host == "0.0.0.0" || host == "::" }
+
+    func overlaps(_ other: ListenAddress) -> Bool {
+        port == other.port && (host == other.host || isWildcard || other.isWildcard)
     }
 }

@@ -51,6 +51,21 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertTrue(error("[server")!.reason.contains("line 1"))
     }
 
+    func testOverlappingListenersRefused() throws {
+        let tls = "\ntls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\""
+        func listeners(_ plain: String, _ tlsList: String) -> String {
+            base.replacingOccurrences(of: "listen = [\"127.0.0.1:8080\"]", with: "listen = [\(plain)]\nlisten_tls = [\(tlsList)]" + tls)
+        }
+        let same = error(listeners("\"127.0.0.1:8080\"", "\"127.0.0.1:8080\""))
+        XCTAssertEqual(same?.key, "server.listen_tls")
+        XCTAssertEqual(same?.reason, "127.0.0.1:8080 overlaps 127.0.0.1:8080 in server.listen")
+        XCTAssertEqual(error(listeners("\"0.0.0.0:8080\"", "\"127.0.0.1:8080\""))?.key, "server.listen_tls")
+        XCTAssertEqual(error(listeners("\"127.0.0.1:8080\", \"127.0.0.1:8080\"", "\"127.0.0.1:8443\""))?.key, "server.listen")
+        XCTAssertEqual(error(listeners("\"127.0.0.1:8080\"", "\"[::]:8080\""))?.key, "server.listen_tls")
+        // Same port on two different specific hosts does not overlap.
+        XCTAssertNil(error(listeners("\"127.0.0.1:8080\"", "\"127.0.0.2:8080\"")))
+    }
+
     func testHTTPOrigins() throws {
         let c = try EdgeConfig.parse(base.replacingOccurrences(of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000/store/\", \"http://[::1]:9001\"") + "\n[cache]\ndir = \"/var/cache/edge\"")
         XCTAssertEqual(c.origin.upstreams, [Upstream(host: "127.0.0.1", port: 9000, prefix: "/store", url: "http://127.0.0.1:9000/store/"),
