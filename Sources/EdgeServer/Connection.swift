@@ -8,24 +8,23 @@ final class Connection {
     enum WireProtocol { case undecided, http1, http2 }
 
     let slot: UInt32
-    var generation: UInt32 = 0
+    /// Open, closing or free, and what the kernel still holds: see `ConnectionLife`.
+    var life = ConnectionLife()
+    var generation: UInt32 { life.generation }
+    /// Open and still the connection a waiter registered for (not a later one in the same slot).
+    func isCurrent(_ waiterGeneration: UInt32) -> Bool { life.isOpen && life.generation == waiterGeneration }
     var fd: Int32 = -1
-    var inUse = false
-    var closing = false
-    var pendingOps = 0
     var tls: OpaquePointer? = nil
     var proto: WireProtocol = .undecided
     var h2: H2Session? = nil
     let recvBuffer: UnsafeMutableRawPointer
     let recvBufferBytes: Int
-    var recvInFlight = false
     let input: ByteBuffer
     let output: OutputQueue
     var client = "-"
     var exchange: Exchange? = nil
     var requestsServed = 0
     var skipBodyBytes = 0
-    var closeAfterFlush = false
     var acceptedMicroseconds: Int64 = 0
     var idleSinceMicroseconds: Int64 = 0
     var headerStartMicroseconds: Int64 = 0
@@ -63,16 +62,18 @@ final class Connection {
         if tls != nil { tlsPlaintext.append(bytes) } else { output.pending.append(bytes) }
     }
 
-    /// Encrypts the staged plaintext into the output queue, 16 KiB records at a time.
-    func sealTLS() {
-        guard let tls, !tlsPlaintext.isEmpty else { return }
+    /// Encrypts the staged plaintext into the output queue, 16 KiB records at a time. False when
+    /// OpenSSL refuses: the connection cannot send any more and must be closed.
+    func sealTLS() -> Bool {
+        guard let tls, !tlsPlaintext.isEmpty else { return true }
         while !tlsPlaintext.isEmpty {
             let chunk = tlsPlaintext.readable
             let n = edge_tls_write(tls, chunk.baseAddress!, Int32(min(chunk.count, 16384)))
-            if n <= 0 { closing = true; tlsPlaintext.clear(); return }
+            if n <= 0 { tlsPlaintext.clear(); return false }
             tlsPlaintext.consume(Int(n))
             drainTLS()
         }
+        return true
     }
 
     func write(_ s: String) { var s = s; s.withUTF8 { write(UnsafeRawBufferPointer($0)) } }
@@ -90,16 +91,16 @@ final class Connection {
         }
     }
 
+    /// Forgets the connection that held the slot (after `life.release()`).
     func reset() {
-        generation = (generation + 1) & 0xFF_FFFF
-        fd = -1; inUse = false; closing = false; pendingOps = 0
+        fd = -1
         if let tls { edge_tls_free(tls); self.tls = nil }
-        proto = .undecided; h2 = nil; recvInFlight = false
+        proto = .undecided; h2 = nil
         input.clear(); input.shrink(to: 4096)
         tlsPlaintext.clear(); tlsPlaintext.shrink(to: 4096)
         output.sending.clear(); output.pending.clear(); output.inFlight = false
         output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
-        client = "-"; exchange = nil; requestsServed = 0; skipBodyBytes = 0; closeAfterFlush = false
+        client = "-"; exchange = nil; requestsServed = 0; skipBodyBytes = 0
         headerStartMicroseconds = 0; inRequestLoop = false
     }
 }

@@ -89,17 +89,17 @@ final class H2Session {
             if rc != Int(NGHTTP2_ERR_BAD_CLIENT_MAGIC.rawValue) {
                 _ = nghttp2_session_terminate_session(session, UInt32(NGHTTP2_PROTOCOL_ERROR.rawValue))
             }
-            connection.closeAfterFlush = true
+            connection.life.finishAfterFlush()
         }
     }
 
     /// Serialises frames into the connection's output until the high-water mark.
     func send(highWater: Int) {
         guard let session else { return }
-        while connection.queuedBytes < highWater && !connection.closing {
+        while connection.queuedBytes < highWater && connection.life.isOpen {
             var data: UnsafePointer<UInt8>? = nil
             let n = nghttp2_session_mem_send(session, &data)
-            if n < 0 { connection.closeAfterFlush = true; return }
+            if n < 0 { connection.life.finishAfterFlush(); return }
             if n == 0 { break }
             connection.write(UnsafeRawBufferPointer(start: data, count: n))
         }

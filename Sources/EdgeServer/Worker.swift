@@ -178,17 +178,15 @@ final class Worker {
     /// The connection a completion belongs to, counting the completion against its in-flight ops.
     @inline(__always) private func connection(_ d: UserData) -> Connection? {
         let c = connections[Int(d.slot)]
-        c.pendingOps -= 1
-        assert(c.pendingOps >= 0, "a completion for slot \(d.slot) that had no operation in flight")
-        if c.closing {
-            if c.pendingOps == 0 && c.inUse == false { release(c) }
-            return nil
+        switch c.life.completed(receive: d.kind == OpKind.recv, generation: d.generation) {
+        case .deliver: return c
+        case .drop: return nil
+        case .release: release(c); return nil
         }
-        return c.generation == d.generation ? c : nil
     }
 
     func finish() {
-        for c in connections where c.inUse && !c.closing { close(c) }
+        for c in connections where c.life.isOpen { close(c) }
         files.closeAll()
         cacheFiles?.closeAll()
         log.flush()
@@ -238,7 +236,7 @@ final class Worker {
             return
         }
         c.fd = fd
-        c.inUse = true
+        c.life.accept()
         c.acceptedMicroseconds = now
         c.idleSinceMicroseconds = now
         c.lastSendProgressMicroseconds = now
@@ -263,17 +261,15 @@ final class Worker {
     // MARK: receive
 
     func postRecv(_ c: Connection) {
-        guard !c.recvInFlight, !c.closing, !c.closeAfterFlush else { return }
         // HTTP/1.1 back-pressure: while a response is in progress, or answers wait to be sent,
         // buffer at most one header section.
-        if c.proto == .http1 && (c.exchange != nil || c.queuedBytes >= limits.outputBufferBytesMax) && c.input.count >= limits.headerBytesMax { return }
-        c.recvInFlight = true
-        c.pendingOps += 1
+        if c.proto == .http1 && (c.exchange != nil || c.queuedBytes >= limits.outputBufferBytesMax)
+            && c.input.count >= limits.headerBytesMax { return }
+        guard c.life.submitReceive() else { return }   // closing, finishing, or one already in flight
         ring.recv(fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes, UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
     }
 
     private func onRecv(_ c: Connection, _ result: Int32) {
-        c.recvInFlight = false
         let count: Int
         switch TransferOutcome(receiveResult: result) {
         case .bytes(let n): count = n
@@ -284,7 +280,7 @@ final class Worker {
         if let tls = c.tls {
             if edge_tls_feed(tls, bytes.baseAddress, Int32(bytes.count)) < 0 { close(c); return }
             let wasDone = edge_tls_handshake_done(tls) != 0
-            while !c.closing {
+            while c.life.isOpen {
                 let n = withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buf -> Int32 in
                     let n = edge_tls_read(tls, buf.baseAddress!, 16384)
                     if n > 0 {
@@ -294,7 +290,7 @@ final class Worker {
                     return n
                 }
                 if n == 0 { break }
-                if n < 0 { c.drainTLS(); flush(c); c.closeAfterFlush = true; if c.output.isEmpty { close(c) }; return }
+                if n < 0 { c.drainTLS(); c.life.finishAfterFlush(); flush(c); return }
             }
             if !wasDone && edge_tls_handshake_done(tls) != 0 && c.proto == .undecided {
                 c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1
@@ -305,7 +301,7 @@ final class Worker {
         } else {
             processPlaintext(c, bytes)
         }
-        if !c.closing { postRecv(c) }
+        if c.life.isOpen { postRecv(c) }
     }
 
     private static let h2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
@@ -357,7 +353,7 @@ final class Worker {
         defer { c.inRequestLoop = false }
         // Bounded output too: a client that pipelines without reading gets no more answers queued
         // than output_buffer_bytes_max; the loop resumes as sends complete.
-        while c.exchange == nil && !c.closing && !c.closeAfterFlush && c.queuedBytes < limits.outputBufferBytesMax {
+        while c.exchange == nil && c.life.isOpen && !c.life.closesAfterFlush && c.queuedBytes < limits.outputBufferBytesMax {
             if c.skipBodyBytes > 0 {
                 let n = min(c.skipBodyBytes, c.input.count)
                 c.input.consume(n); c.skipBodyBytes -= n
@@ -403,12 +399,13 @@ final class Worker {
         c.requestsServed += 1
         c.idleSinceMicroseconds = now
         if !ex.keepAlive {
-            if let tls = c.tls { c.sealTLS(); edge_tls_shutdown(tls); c.drainTLS() }
-            c.closeAfterFlush = true
+            // close_notify after the last response, so the client knows nothing was cut.
+            if let tls = c.tls, c.sealTLS() { edge_tls_shutdown(tls); c.drainTLS() }
+            c.life.finishAfterFlush()
             return
         }
         h1Next(c)
-        if !c.closing { postRecv(c) }
+        if c.life.isOpen { postRecv(c) }
     }
 
     // MARK: requests (both protocols)
@@ -444,7 +441,7 @@ final class Worker {
         e.waiters = []
         for w in waiters {
             let c = connections[Int(w.connectionSlot)]
-            guard c.inUse, !c.closing, c.generation == w.generation else { continue }
+            guard c.isCurrent(w.generation) else { continue }
             let ex: Exchange?
             if w.streamID == 0 { ex = c.exchange } else { ex = c.h2?.exchanges[w.streamID] }
             guard let ex, !ex.responded else { continue }
@@ -504,13 +501,13 @@ final class Worker {
     /// Moves as much response data into the output queue as the high-water mark allows, starting
     /// file reads as bodies run dry, then sends.
     func pump(_ c: Connection) {
-        guard !c.closing else { return }
+        guard c.life.isOpen else { return }
         let highWater = limits.outputBufferBytesMax
         if c.proto == .http2, let h2 = c.h2 {
             h2.send(highWater: highWater)
             if h2.finished && c.queuedBytes == 0 && !c.output.inFlight { close(c); return }
         } else if let ex = c.exchange, let body = ex.body {
-            while c.queuedBytes < highWater && !c.closing {
+            while c.queuedBytes < highWater && c.life.isOpen {
                 let buffered = body.buffered
                 if buffered.count > 0 {
                     let n = min(buffered.count, highWater - c.queuedBytes)
@@ -572,7 +569,7 @@ final class Worker {
     /// Wakes the front end of a body that has bytes (or a failure) to report.
     func resumeBody(_ body: BodyStream) {
         let c = connections[Int(body.owner.connectionSlot)]
-        guard c.inUse, !c.closing, c.generation == body.owner.generation else { finishBody(body); return }
+        guard c.isCurrent(body.owner.generation) else { finishBody(body); return }
         if c.proto == .http2, let h2 = c.h2 { h2.resume(streamID: body.owner.streamID) }
         pump(c)
     }
@@ -591,12 +588,13 @@ final class Worker {
     }
 
     func flush(_ c: Connection) {
-        if c.tls != nil { c.sealTLS() }
-        guard !c.closing, let bytes = c.output.nextSend() else {
-            if c.closeAfterFlush && c.output.isEmpty && !c.output.inFlight && !c.closing { close(c) }
+        guard c.life.isOpen else { return }
+        if c.tls != nil && !c.sealTLS() { close(c); return }
+        guard let bytes = c.output.nextSend() else {
+            if c.life.closesAfterFlush && c.output.isEmpty && !c.output.inFlight { close(c) }
             return
         }
-        c.pendingOps += 1
+        c.life.submitSend()
         ring.send(fd: c.fd, from: bytes.baseAddress!, length: bytes.count, UserData(kind: OpKind.send, slot: c.slot, generation: c.generation))
     }
 
@@ -614,9 +612,9 @@ final class Worker {
             return
         }
         c.lastSendProgressMicroseconds = now
-        if c.proto == .http1 && c.exchange == nil && !c.input.isEmpty && !c.closing {
+        if c.proto == .http1 && c.exchange == nil && !c.input.isEmpty && c.life.isOpen {
             h1Next(c)   // pipelined requests held back while their answers could not be queued
-            if !c.closing { postRecv(c) }
+            if c.life.isOpen { postRecv(c) }
         }
         pump(c)
     }
@@ -633,28 +631,23 @@ final class Worker {
     }
 
     func close(_ c: Connection) {
-        guard c.inUse, !c.closing else { return }
-        c.closing = true
+        guard c.life.close() else { return }
         if let ex = c.exchange {
             if let body = ex.body { finishBody(body) }
             if ex.responded && !ex.logged { logExchange(c, ex) }
             c.exchange = nil
         }
         if let h2 = c.h2 { h2.shutdown(); c.h2 = nil }
-        c.pendingOps += 1
         ring.shutdownAndClose(fd: c.fd, UserData(kind: OpKind.close, slot: c.slot, generation: c.generation))
     }
 
     private func onClosed(slot: UInt32) {
         let c = connections[Int(slot)]
-        c.pendingOps -= 1
-        assert(c.pendingOps >= 0 && c.closing, "a close completion for slot \(slot) that was not closing")
-        c.inUse = false
-        if c.pendingOps == 0 { release(c) }
+        if c.life.closeCompleted() { release(c) }
     }
 
     private func release(_ c: Connection) {
-        precondition(c.pendingOps == 0, "slot \(c.slot) released with \(c.pendingOps) operations in flight: its buffers are the kernel's")
+        c.life.release()
         liveConnections -= 1
         assert(liveConnections >= 0, "more connections released than accepted")
         c.reset()
@@ -690,7 +683,7 @@ final class Worker {
         let keepAliveTimeout = Int64(limits.keepAliveTimeoutMilliseconds) * 1000
         let sendTimeout = Int64(limits.sendTimeoutMilliseconds) * 1000
         let requestTimeout = Int64(limits.requestTimeoutMilliseconds) * 1000
-        for c in connections where c.inUse && !c.closing {
+        for c in connections where c.life.isOpen {
             // A send that makes no progress: a slow or stalled reader (TCP zero window).
             if (c.output.inFlight || !c.output.isEmpty) && now - c.lastSendProgressMicroseconds > sendTimeout { close(c); continue }
             if let tls = c.tls, edge_tls_handshake_done(tls) == 0 {
@@ -720,7 +713,7 @@ final class Worker {
                 if h2.incompleteStreams > 0 {
                     h2.expireIncomplete(now: now, timeoutMicroseconds: Int64(limits.h2StreamRequestTimeoutMilliseconds) * 1000)
                     pump(c)
-                    if c.closing { continue }
+                    if !c.life.isOpen { continue }
                 }
                 if h2.exchanges.isEmpty && h2.incompleteStreams == 0 && h2.goAwaySentMicroseconds > 0
                     && now - h2.goAwaySentMicroseconds > headerTimeout {
@@ -735,7 +728,7 @@ final class Worker {
             }
         }
         if draining && now >= drainDeadlineMicroseconds {
-            for c in connections where c.inUse && !c.closing { close(c) }
+            for c in connections where c.life.isOpen { close(c) }
         }
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
     }
@@ -758,7 +751,7 @@ final class Worker {
             ring.cancel(fd: l.fd, UserData(kind: OpKind.ignore, slot: 0))
             ring.close(fd: l.fd, UserData(kind: OpKind.ignore, slot: 0))
         }
-        for c in connections where c.inUse && !c.closing {
+        for c in connections where c.life.isOpen {
             switch c.proto {
             case .http2:
                 c.h2?.goAway()

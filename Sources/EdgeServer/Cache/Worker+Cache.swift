@@ -244,7 +244,7 @@ extension Worker {
         parked = []
         for p in list {
             let c = connections[Int(p.connectionSlot)]
-            let alive = c.inUse && !c.closing && c.generation == p.generation
+            let alive = c.isCurrent(p.generation)
             let phase = p.fill.currentPhase
             if let body = p.body {
                 if !alive || body.cancelled { body.parked = false; finishBody(body); continue }

@@ -75,7 +75,7 @@ final class SimulatedEdge {
     /// released, and nothing in flight but the listener's accept, the tick and the wake-up read.
     func checkQuiescent(_ context: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(worker.liveConnections, 0, "live connections, \(context)", file: file, line: line)
-        XCTAssertFalse(worker.connections.contains { $0.inUse }, "a connection slot still in use, \(context)", file: file, line: line)
+        XCTAssertFalse(worker.connections.contains { $0.life.isInUse }, "a connection slot still in use, \(context)", file: file, line: line)
         XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
         XCTAssertTrue(worker.parked.isEmpty, "requests still parked, \(context)", file: file, line: line)
         for case let entry? in worker.files.slots {
