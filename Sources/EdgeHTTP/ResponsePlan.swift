@@ -18,6 +18,11 @@ public struct ResponsePlan: Sendable {
     /// The Range header as received ("-" without one), for the access log.
     public var rangeText: String
 
+    public init(status: Int, headers: [HeaderField], segments: [BodySegment], contentLength: Int, rangeText: String) {
+        self.status = status; self.headers = headers; self.segments = segments
+        self.contentLength = contentLength; self.rangeText = rangeText
+    }
+
     /// Objects served without a token (`token.required = false`) are public and immutable.
     public static let publicCacheControl = "public, max-age=31536000, immutable"
 

@@ -20,7 +20,7 @@ final class BodyStream {
     let segments: [Segment]
     private(set) var index = 0
     private(set) var offsetInSegment = 0
-    let owner: FileEntry.Waiter
+    let owner: BodyOwner
     let bufferCapacity: Int
     private(set) var ownBuffer: UnsafeMutableRawPointer?
     private var readyPointer: UnsafeRawPointer?
@@ -50,7 +50,7 @@ final class BodyStream {
         case disk(DiskSlice)
     }
 
-    init(file: FileEntry?, objectPath: String? = nil, objectETag: String = "", segments: [Segment], owner: FileEntry.Waiter, bufferCapacity: Int) {
+    init(file: FileEntry?, objectPath: String? = nil, objectETag: String = "", segments: [Segment], owner: BodyOwner, bufferCapacity: Int) {
         precondition(file == nil || objectPath == nil, "a body reads a file or a cached object, not both")
         self.file = file
         self.objectPath = objectPath

@@ -20,16 +20,9 @@ final class FileEntry {
     /// Responses reading the descriptor; it is closed only when this drops to zero after retirement.
     var users = 0
     var retired = false
-    var waiters: [Waiter] = []
+    /// Requests (or bodies) waiting for the open to finish.
+    var waiters: [BodyOwner] = []
     var lastUseMicroseconds: Int64 = 0
-
-    struct Waiter {
-        var connectionSlot: UInt32
-        var generation: UInt32
-        var streamID: Int32
-        /// A body waiting to read (rather than a request waiting to be answered).
-        var body: BodyStream? = nil
-    }
 
     init(slot: UInt32, relativePath: String, fullPath: String) {
         self.slot = slot

@@ -32,51 +32,33 @@ final class Worker {
     let settings: WorkerSettings
     let limits: LimitsConfig
     let ring: Ring
+    let clock: LoopClock
+    var now: Int64 { clock.nowMicroseconds }
     var listeners: [Listener]
-    let files: FileTable
     let log: AccessLog
     let readPool: BufferPool
+    let reads: BodyReads
     let verifier: EdgeAuthVerifier
+    /// Files of a directory origin, or the slice cache in front of HTTP origins.
+    let content: ContentSource
     private(set) var connections: [Connection] = []
     private var freeSlots: [UInt32] = []
     var liveConnections = 0
-    /// File reads in flight, by slot: the body each fills.
-    private var readOps: [BodyStream?] = []
-    private var freeReadOps: [UInt32] = []
     let wakeFD: Int32
     private let wakeValue = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let tickStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
     let tickMilliseconds = 250
     var draining = false
     var drainDeadlineMicroseconds: Int64 = 0
-    var now: Int64 = 0
     var dateText = ""
     private var dateSecond: Int64 = -1
-    var boundaryCounter: UInt64
     var rejectedConnections = 0
     var reportedRejected = 0
     var reportedDropped = 0
     var acceptBackoff = false
-    // Cache mode (HTTP origins): the shared store, this worker's origin client and slice files.
-    let store: SliceStore?
-    var origin: OriginClient?
-    let cacheFiles: FileTable?
-    var parked: [Parked] = []
-    /// Parked work that can progress; run at the top of the loop, outside any protocol callback.
-    var resumePending = false
     let errorLog: AccessLog
-    var diskWrites: [DiskWrite?] = []
-    var freeDiskWrites: [UInt32] = []
-    /// Slice files being unlinked, by slot: the path the kernel reads.
-    var unlinks: [UnsafeMutablePointer<CChar>?] = []
-    var freeUnlinks: [UInt32] = []
-    /// Slice files being written now (bounded by `cache.disk_writes_in_flight_max`).
-    var diskWritesInFlight = 0
-    /// Requests refused and bodies cut at `waiting_per_worker_max`; slices kept out of the disk
-    /// tier at `disk_writes_in_flight_max`; reported on the error log once a tick.
-    var waitRefusals = 0
+    /// What limits cost, as last reported on the error log (once a tick, when it changed).
     var reportedWaitRefusals = 0
-    var diskWritesSkipped = 0
     var reportedDiskWritesSkipped = 0
     var reportedQueueRefusals = 0
     var cacheControlMemo: (seconds: Int, text: String) = (-1, "")
@@ -86,25 +68,35 @@ final class Worker {
         self.index = index
         self.settings = settings
         limits = settings.config.limits
-        ring = try injected ?? Ring(entries: limits.ringEntries)
+        let ring = try injected ?? Ring(entries: limits.ringEntries)
+        self.ring = ring
+        clock = LoopClock(ring: ring)
         self.listeners = listeners
         self.wakeFD = wakeFD
-        files = FileTable(root: settings.config.origin.directory ?? "/nonexistent", ring: ring,
-                          entriesMax: limits.openFilesMax, revalidateMilliseconds: limits.openFileRevalidateMilliseconds)
         log = AccessLog(fd: settings.accessLogFD, ring: ring, bufferBytesMax: limits.accessLogBufferBytesMax)
         readPool = BufferPool(size: limits.readChunkBytes, keepMax: 1024)
+        reads = BodyReads(ring: ring, pool: readPool)
         verifier = EdgeAuthVerifier(policy: settings.router.policy)
-        store = settings.store
         errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: OpKind.errorLogWrite)
-        if let store {
-            cacheFiles = FileTable(root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
-                                   openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
+        // Multipart boundaries: unpredictable to clients, different on every worker.
+        let boundarySeed = SecureRandom.uint64()
+        if let store = settings.store {
+            content = .cache(CacheSource(store: store, worker: index, ring: ring, clock: clock, reads: reads, settings: settings,
+                                         errorLog: errorLog, boundarySeed: boundarySeed))
         } else {
-            cacheFiles = nil
+            content = .directory(DirectorySource(root: settings.config.origin.directory ?? "/nonexistent", ring: ring, reads: reads,
+                                                 limits: limits, boundarySeed: boundarySeed))
         }
-        boundaryCounter = SecureRandom.uint64()
-        if let store { origin = OriginClient(worker: self, config: settings.config.origin, sliceBytes: store.sliceBytes) }
+        switch content {
+        case .cache(let cache): cache.delivery = self
+        case .directory(let directory): directory.delivery = self
+        }
     }
+
+    /// The cache source, in cache mode (for tests and the tick's reports).
+    var cache: CacheSource? { if case .cache(let c) = content { c } else { nil } }
+    /// The directory source, in directory mode.
+    var directorySource: DirectorySource? { if case .directory(let d) = content { d } else { nil } }
 
     // MARK: loop
 
@@ -118,7 +110,7 @@ final class Worker {
     func start() {
         settings.directory.register(worker: index, ringFD: ring.fd)
         ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
-        now = ring.monotonicMicroseconds()
+        clock.advance()
         updateDate()
         for i in listeners.indices { armAccept(i) }
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
@@ -132,19 +124,13 @@ final class Worker {
             printError("worker \(index): \(error)")
             return false
         }
-        now = ring.monotonicMicroseconds()
+        clock.advance()
         for i in 0..<n {
             let c = ring.completion(at: i)
             dispatch(c.data, c.result, c.more)
         }
-        var rounds = 0
-        while resumePending && rounds < 8 {
-            resumePending = false
-            resumeParked()
-            rounds += 1
-        }
         // Still more to do: a message to our own ring ends the next wait at once.
-        if resumePending { resumePending = false; ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
+        if let cache, cache.runPending() { ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
         return !(draining && (liveConnections == 0 || now >= drainDeadlineMicroseconds))
     }
 
@@ -152,25 +138,23 @@ final class Worker {
         switch d.kind {
         case OpKind.recv: if let c = connection(d) { onRecv(c, result) }
         case OpKind.send: if let c = connection(d) { onSend(c, result) }
-        case OpKind.fileRead: onRead(slot: d.slot, result)
+        case OpKind.fileRead: if let body = reads.completed(slot: d.slot, result) { bodyRead(body) }
         case OpKind.accept: onAccept(listener: Int(d.slot), result, more: more)
         case OpKind.close: onClosed(slot: d.slot)
-        case OpKind.fileOpen: if let e = files.opened(slot: d.slot, result: result, now: now) { fileSettled(e) }
-        case OpKind.fileStat: if let e = files.statted(slot: d.slot, result: result, now: now) { fileSettled(e) }
+        case OpKind.fileOpen, OpKind.fileStat: directorySource?.opened(d.kind, slot: d.slot, result: result, now: now)
         case OpKind.tick: onTick()
         case OpKind.wake: beginDrain()
         case OpKind.logWrite: log.written(result)
-        case OpKind.originSocket: origin?.onSocket(d, result)
-        case OpKind.originConnect: origin?.onConnect(d, result)
-        case OpKind.originSend: origin?.onSend(d, result)
-        case OpKind.originRecv: origin?.onRecv(d, result)
-        case OpKind.originClose: origin?.onClose(d)
-        case OpKind.fillWake: onFillWake()
-        case OpKind.diskWrite: onDiskWrite(slot: d.slot, result)
-        case OpKind.cacheFileOpen: if let e = cacheFiles?.opened(slot: d.slot, result: result, now: now) { cacheFileSettled(e) }
-        case OpKind.cacheFileStat: if let e = cacheFiles?.statted(slot: d.slot, result: result, now: now) { cacheFileSettled(e) }
+        case OpKind.originSocket: cache?.origin.onSocket(d, result)
+        case OpKind.originConnect: cache?.origin.onConnect(d, result)
+        case OpKind.originSend: cache?.origin.onSend(d, result)
+        case OpKind.originRecv: cache?.origin.onRecv(d, result)
+        case OpKind.originClose: cache?.origin.onClose(d)
+        case OpKind.fillWake: cache?.fillWake()
+        case OpKind.diskWrite: cache?.writer.completed(slot: d.slot, result)
+        case OpKind.cacheFileOpen, OpKind.cacheFileStat: cache?.cacheFileOpened(d.kind, slot: d.slot, result: result)
         case OpKind.errorLogWrite: errorLog.written(result)
-        case OpKind.sliceUnlink: onSliceUnlinked(slot: d.slot)
+        case OpKind.sliceUnlink: cache?.writer.unlinked(slot: d.slot)
         default: break
         }
     }
@@ -187,8 +171,10 @@ final class Worker {
 
     func finish() {
         for c in connections where c.life.isOpen { close(c) }
-        files.closeAll()
-        cacheFiles?.closeAll()
+        switch content {
+        case .directory(let directory): directory.files.closeAll()
+        case .cache(let cache): cache.cacheFiles.closeAll()
+        }
         log.flush()
         errorLog.flush()
         // The last completions (closes, the log write) before the thread exits.
@@ -196,8 +182,7 @@ final class Worker {
         // slice half-written at exit is a slice lost from the disk tier.
         let finishDeadline = ring.monotonicMicroseconds() + 5_000_000
         while ring.monotonicMicroseconds() < finishDeadline
-                && (!log.idle || !errorLog.idle || liveConnections > 0 || diskWrites.contains(where: { $0 != nil })
-                   || unlinks.contains(where: { $0 != nil })) {
+                && (!log.idle || !errorLog.idle || liveConnections > 0 || !(cache?.writer.idle ?? true)) {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
         }
@@ -410,9 +395,9 @@ final class Worker {
 
     // MARK: requests (both protocols)
 
-    /// Routes a complete request: access checks, then the file.
+    /// Routes a complete request: access checks, then the content source.
     func handle(_ c: Connection, _ ex: Exchange) {
-        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(ring.wallMilliseconds() / 1000), verifier: verifier)
+        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier)
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
             ex.verdict = verdict
@@ -422,47 +407,28 @@ final class Worker {
             ex.canonicalPath = path
             if let privateSeconds {
                 // The same few values over and over (one per token expiry and second): formatted once.
-                if privateSeconds != cacheControlMemo.seconds { cacheControlMemo = (privateSeconds, ResponsePlan.cacheControl(privateSeconds: privateSeconds)) }
+                if privateSeconds != cacheControlMemo.seconds {
+                    cacheControlMemo = (privateSeconds, ResponsePlan.cacheControl(privateSeconds: privateSeconds))
+                }
                 ex.cacheControl = cacheControlMemo.text
             }
-            if store != nil { handleCached(c, ex, path); return }
-            switch files.lookup(path, now: now) {
-            case .ready(let e): serveFile(c, ex, e)
-            case .missing: respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: [])
-            case .pending(let e):
-                guard e.waiters.count < limits.waitingPerWorkerMax else { waitRefusals += 1; respondBusy(c, ex); return }
-                e.waiters.append(FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID))
+            let answer: ContentAnswer
+            switch content {
+            case .directory(let directory): answer = directory.answer(c, ex, now: now)
+            case .cache(let cache): answer = cache.answer(c, ex, path)
             }
+            apply(answer, c, ex)
         }
     }
 
-    private func fileSettled(_ e: FileEntry) {
-        let waiters = e.waiters
-        e.waiters = []
-        for w in waiters {
-            let c = connections[Int(w.connectionSlot)]
-            guard c.isCurrent(w.generation) else { continue }
-            let ex: Exchange?
-            if w.streamID == 0 { ex = c.exchange } else { ex = c.h2?.exchanges[w.streamID] }
-            guard let ex, !ex.responded else { continue }
-            if e.state == .ready { serveFile(c, ex, e) } else { respondSimple(c, ex, status: 404, body: "not found\n", extraHeaders: []) }
-            pump(c)
+    /// Sends a content source's answer (nothing yet while it waits). No pump here: this may run
+    /// inside an nghttp2 callback, and the front end sends when the callback returns.
+    private func apply(_ answer: ContentAnswer, _ c: Connection, _ ex: Exchange) {
+        switch answer {
+        case .respond(let r): respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
+        case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
+        case .waiting: break
         }
-        if e.retired { files.release(e) }
-    }
-
-    private func serveFile(_ c: Connection, _ ex: Exchange, _ e: FileEntry) {
-        boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
-        let r = ResponsePlan.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag, lastModified: e.lastModified, contentType: e.contentType,
-                                   rangesMax: limits.rangesMax, boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
-        ex.rangeText = r.rangeText
-        var body: BodyStream? = nil
-        if !ex.isHead && !r.segments.isEmpty {
-            files.acquire(e)
-            body = BodyStream(file: e, segments: r.segments, owner: FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
-                              bufferCapacity: limits.readChunkBytes)
-        }
-        respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: body)
     }
 
     func respondSimple(_ c: Connection, _ ex: Exchange, status: Int, body: String, extraHeaders: [HeaderField]) {
@@ -471,7 +437,8 @@ final class Worker {
         if !bytes.isEmpty { headers.insert(HeaderField("content-type", "text/plain; charset=utf-8"), at: 0) }
         if status == 408 || status == 400 || status == 413 || status == 414 || status == 431 || status == 505 { ex.keepAlive = false }
         let stream = (ex.isHead || bytes.isEmpty) ? nil : BodyStream(file: nil, segments: [.bytes(bytes)],
-                      owner: FileEntry.Waiter(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID), bufferCapacity: max(bytes.count, 64))
+                      owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
+                      bufferCapacity: max(bytes.count, 64))
         respond(c, ex, status: status, headers: headers, contentLength: bytes.count, body: stream)
     }
 
@@ -534,34 +501,17 @@ final class Worker {
 
     /// Makes the next bytes of a body ready, or starts what will: in-memory segments are copied,
     /// origin-directory ranges read through the ring, cached-object ranges borrowed from a slice
-    /// buffer or read from a slice file (see Worker+Cache).
+    /// buffer or read from a slice file (see the content sources).
     func refill(_ body: BodyStream) {
         guard !body.readInFlight, !body.failed, !body.parked, body.buffered.count == 0, let segment = body.currentSegment else { return }
-        switch segment {
-        case .bytes:
-            _ = body.copyBytesSegments(pool: readPool)
-        case .content where body.objectPath != nil:
-            refillObject(body)
-        case .content:
-            let length = min(body.segmentRemaining, body.bufferCapacity)
-            startRead(body, fd: body.file!.fd, offset: body.contentOffset, length: length)
+        switch (segment, content) {
+        case (.bytes, _): _ = body.copyBytesSegments(pool: readPool)
+        case (.content, .directory(let directory)): directory.refill(body)
+        case (.content, .cache(let cache)): cache.refill(body)
         }
     }
 
-    func startRead(_ body: BodyStream, fd: Int32, offset: Int, length: Int) {
-        let into = body.takeOwnBuffer(readPool)
-        body.readInFlight = true
-        body.pendingReadLength = length
-        let slot: UInt32
-        if let s = freeReadOps.popLast() { slot = s; readOps[Int(s)] = body } else { slot = UInt32(readOps.count); readOps.append(body) }
-        ring.read(fd: fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
-    }
-
-    private func onRead(slot: UInt32, _ result: Int32) {
-        guard let body = readOps[Int(slot)] else { return }
-        readOps[Int(slot)] = nil
-        freeReadOps.append(slot)
-        body.readCompleted(result)
+    private func bodyRead(_ body: BodyStream) {
         if body.cancelled { finishBody(body); return }
         resumeBody(body)
     }
@@ -577,13 +527,15 @@ final class Worker {
     /// Returns a body's buffer and file reference once nothing reads into it any more.
     func finishBody(_ body: BodyStream) {
         body.cancelled = true
-        guard !body.readInFlight else { return }   // onRead finishes it
+        guard !body.readInFlight else { return }   // the read's completion finishes it
         body.releaseBuffer(to: readPool)
         // Released exactly once, even when both the protocol and a late read finish the body.
         if !body.fileReleased {
             body.fileReleased = true
-            if let f = body.file { files.release(f) }
-            if let d = body.diskEntry, let cf = cacheFiles { cf.release(d); body.diskEntry = nil }
+            switch content {
+            case .directory(let directory): directory.release(body)
+            case .cache(let cache): cache.release(body)
+            }
         }
     }
 
@@ -663,18 +615,19 @@ final class Worker {
         report(log.droppedLines, &reportedDropped) {
             "access log behind: \($0) lines dropped (worker \(index), access_log_buffer_bytes_max \(limits.accessLogBufferBytesMax))"
         }
+        let waitRefusals = cache?.waitRefusals ?? directorySource?.waitRefusals ?? 0
         report(waitRefusals, &reportedWaitRefusals) {
             "waiting_per_worker_max (\(limits.waitingPerWorkerMax)) reached: \($0) requests refused with 503 or bodies cut (worker \(index))"
         }
-        report(diskWritesSkipped, &reportedDiskWritesSkipped) {
+        report(cache?.writer.skipped ?? 0, &reportedDiskWritesSkipped) {
             "cache.disk_writes_in_flight_max (\(settings.config.cache.diskWritesInFlightMax)) reached: \($0) slices kept in RAM only (worker \(index))"
         }
-        report(origin?.queueRefusals ?? 0, &reportedQueueRefusals) {
+        report(cache?.origin.queueRefusals ?? 0, &reportedQueueRefusals) {
             "origin.queue_max (\(settings.config.origin.queueMax)) reached: \($0) fetches refused with 503 (worker \(index))"
         }
         log.flush()
         errorLog.flush()
-        origin?.tick(now: now)
+        cache?.origin.tick(now: now)
         if acceptBackoff {
             acceptBackoff = false
             for i in listeners.indices { armAccept(i) }

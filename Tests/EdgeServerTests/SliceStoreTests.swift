@@ -1,5 +1,6 @@
 import XCTest
 @testable import EdgeServer
+import EdgeHTTP
 
 /// The shared cache index, driven directly: it must stay bounded by what the tiers hold, never
 /// grow with the number of objects ever fetched or fills ever failed.
@@ -22,6 +23,42 @@ final class SliceStoreTests: XCTestCase {
         f.length = min(slice, size - key.index * slice)
         f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
         return s.completeFill(f)
+    }
+
+    /// Whether a request reading slices `first...last` of `path` is a partial hit, asked the way
+    /// a request asks: one `hit` whose plan reads that byte range.
+    func anyMissing(_ s: SliceStore, _ path: String, _ first: Int, _ last: Int) -> Bool {
+        let known = s.meta(path) ?? meta(0)
+        let hit = s.hit(path, known: known, worker: 0, readsBody: false) { _ in
+            ResponsePlan(status: 206, headers: [], segments: first <= last ? [.content(offset: first * self.slice,
+                         length: (last - first + 1) * self.slice)] : [], contentLength: 0, rangeText: "-")
+        }
+        return hit!.partial
+    }
+
+    func testHitIsOneAnswer() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        XCTAssertNil(s.hit("/audio/none", worker: 0, readsBody: true) { _ in XCTFail("no plan for a miss"); fatalError() })
+        fill(s, SliceKey(path: "/audio/h", index: 1), size: 3 * slice)
+        var planned: ObjectMeta?
+        let hit = s.hit("/audio/h", worker: 0, readsBody: true) { m in
+            planned = m
+            return ResponsePlan(status: 206, headers: [], segments: [.bytes([1]), .content(offset: self.slice + 5, length: 10)],
+                                contentLength: 11, rangeText: "-")
+        }
+        XCTAssertEqual(planned?.size, 3 * slice, "the plan is built from the stored metadata")
+        XCTAssertEqual(hit?.partial, false)
+        guard case .ram(_, let length)? = hit?.firstSlice?.lookup, hit?.firstSlice?.index == 1 else {
+            return XCTFail("the first slice the body reads is looked up in the same answer: \(String(describing: hit?.firstSlice))")
+        }
+        XCTAssertEqual(length, slice)
+        // A HEAD reads no body: nothing is looked up (and no fill started for a missing slice).
+        let head = s.hit("/audio/h", worker: 0, readsBody: false) { _ in
+            ResponsePlan(status: 200, headers: [], segments: [.content(offset: 0, length: 3 * self.slice)], contentLength: 0, rangeText: "-")
+        }
+        XCTAssertEqual(head?.partial, true)
+        XCTAssertNil(head?.firstSlice)
+        XCTAssertEqual(s.stats.fills, 0)
     }
 
     func testFailedFillsLeaveNothingBehind() {
@@ -94,20 +131,20 @@ final class SliceStoreTests: XCTestCase {
             f.meta = m; f.length = slice
             XCTAssertTrue(s.completeFill(f).writeToDisk, "slice \(i) not stored")
         }
-        XCTAssertFalse(s.anyMissing(path, 0, 2))
+        XCTAssertFalse(anyMissing(s, path, 0, 2))
         // Another version is not mixed in: the object is purged.
         var other = meta(3 * slice); other.etag = "\"other\""
         XCTAssertNil(s.recordMeta(path, other))
-        XCTAssertTrue(s.anyMissing(path, 0, 0))
+        XCTAssertTrue(anyMissing(s, path, 0, 0))
     }
 
     func testMissingSliceScanIsBoundedAndExact() {
         let s = store(ram: 1 << 20, disk: 1 << 20)
         fill(s, SliceKey(path: "/audio/z", index: 0), size: 3 * slice)
         fill(s, SliceKey(path: "/audio/z", index: 2), size: 3 * slice)
-        XCTAssertFalse(s.anyMissing("/audio/z", 0, 0))
-        XCTAssertTrue(s.anyMissing("/audio/z", 0, 2))
-        XCTAssertFalse(s.anyMissing("/audio/z", 2, 2))
-        XCTAssertFalse(s.anyMissing("/audio/z", 3, 2))   // empty range
+        XCTAssertFalse(anyMissing(s, "/audio/z", 0, 0))
+        XCTAssertTrue(anyMissing(s, "/audio/z", 0, 2))
+        XCTAssertFalse(anyMissing(s, "/audio/z", 2, 2))
+        XCTAssertFalse(anyMissing(s, "/audio/z", 3, 2))   // empty range
     }
 }

@@ -4,6 +4,16 @@ import EdgeHTTP
 import EdgeConfig
 import EdgeCache
 
+/// What an origin client tells its owner as fills move.
+protocol FillListener: AnyObject {
+    /// More of the fill is published (its head, or body bytes).
+    func fillProgressed(_ f: Fill)
+    func fillCompleted(_ f: Fill)
+    func fillFailed(_ f: Fill)
+    /// The object changed at the origin: everything cached for it goes.
+    func purge(_ path: String)
+}
+
 /// One keep-alive HTTP/1.1 connection to an upstream, owned by one worker.
 final class OriginConnection {
     enum State { case free, opening, connecting, idle, busy }
@@ -47,7 +57,12 @@ final class OriginClient {
     struct Job { var fill: Fill; var attempts: Int; var tried: [Int] }
     struct Health { var failures = 0; var downUntilMicroseconds: Int64 = 0; var probing = false }
 
-    unowned(unsafe) let worker: Worker
+    let ring: Ring
+    let clock: LoopClock
+    let store: SliceStore
+    let errorLog: AccessLog
+    /// Told when a fill moves (the worker's cache source, which owns this client).
+    weak var listener: (any FillListener)?
     let upstreams: [Upstream]
     let config: OriginConfig
     let sliceBytes: Int
@@ -61,22 +76,25 @@ final class OriginClient {
     /// Fetches refused at `origin.queue_max` (reported by the worker's tick).
     var queueRefusals = 0
 
-    init(worker: Worker, config: OriginConfig, sliceBytes: Int) {
-        self.worker = worker
+    init(ring: Ring, clock: LoopClock, config: OriginConfig, store: SliceStore, errorLog: AccessLog) {
+        self.ring = ring
+        self.clock = clock
+        self.store = store
+        self.errorLog = errorLog
         self.config = config
         upstreams = config.upstreams
-        self.sliceBytes = sliceBytes
+        sliceBytes = store.sliceBytes
         idle = Array(repeating: [], count: config.upstreams.count)
         open = Array(repeating: 0, count: config.upstreams.count)
         health = Array(repeating: Health(), count: config.upstreams.count)
     }
 
-    var ring: Ring { worker.ring }
+    private func logError(_ text: String) { errorLog.line(text, wallMilliseconds: ring.wallMilliseconds()) }
 
     func fetch(_ fill: Fill) { start(Job(fill: fill, attempts: 0, tried: [])) }
 
     private func pickUpstream(_ job: Job) -> Int? {
-        let now = worker.now
+        let now = clock.nowMicroseconds
         var fallback: Int? = nil
         for u in upstreams.indices where !job.tried.contains(u) {
             let h = health[u]
@@ -120,7 +138,7 @@ final class OriginClient {
         let up = upstreams[u]
         c.addressLength = edge_make_sockaddr(up.host, Int32(up.port), c.address)
         c.pendingOps += 1
-        c.deadlineMicroseconds = worker.now + Int64(config.connectTimeoutMilliseconds) * 1000
+        c.deadlineMicroseconds = clock.nowMicroseconds + Int64(config.connectTimeoutMilliseconds) * 1000
         c.deadlineStatus = 504
         ring.socket(ipv6: up.host.contains(":"), UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
     }
@@ -176,8 +194,8 @@ final class OriginClient {
         c.keepAlive = true
         c.chunked = nil
         c.interimResponses = 0
-        c.responseDeadlineMicroseconds = worker.now + Int64(config.responseTimeoutMilliseconds) * 1000
-        c.deadlineMicroseconds = min(worker.now + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
+        c.responseDeadlineMicroseconds = clock.nowMicroseconds + Int64(config.responseTimeoutMilliseconds) * 1000
+        c.deadlineMicroseconds = min(clock.nowMicroseconds + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         c.deadlineStatus = 504
         requestsSent += 1
         sendRequestBytes(c)
@@ -233,7 +251,7 @@ final class OriginClient {
         case .peerClosed: failed(c, status: 502, upstreamFault: c.headParsed); return   // EOF mid-response
         case .failed: failed(c, status: 502, upstreamFault: true); return             // reset mid-response
         }
-        c.deadlineMicroseconds = min(worker.now + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
+        c.deadlineMicroseconds = min(clock.nowMicroseconds + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         var bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
         if !c.headParsed {
             c.head.append(bytes)
@@ -286,17 +304,17 @@ final class OriginClient {
             // a body longer than announced): the slice is what the framing delimited; the
             // connection cannot be trusted for another request.
             c.keepAlive = false
-            worker.logError("origin \(upstreams[c.upstream].url): \(extra) bytes past the end of the response for \(fill.key.path) slice \(fill.key.index); connection closed")
+            logError("origin \(upstreams[c.upstream].url): \(extra) bytes past the end of the response for \(fill.key.path) slice \(fill.key.index); connection closed")
         }
         if c.bodyExpected == 0 {
             health[c.upstream] = Health()
-            worker.fillCompleted(fill)
+            listener?.fillCompleted(fill)
             c.job = nil
             if c.keepAlive && c.bodyToDiscard == 0 { release(c) } else { retire(c) }
             startQueued()
             return
         }
-        worker.fillProgressed(fill)
+        listener?.fillProgressed(fill)
         postRecv(c)
     }
 
@@ -313,7 +331,7 @@ final class OriginClient {
     /// The origin broke HTTP: logged with the reason, the connection closed, the fill retried on
     /// the next upstream while no byte of it has been published (502 when none is left).
     private func protocolError(_ c: OriginConnection, _ job: Job, _ why: String) {
-        worker.logError("origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
+        logError("origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
         failed(c, status: 502, upstreamFault: true)
     }
 
@@ -332,7 +350,7 @@ final class OriginClient {
             guard let cr = h.header("content-range").flatMap(ContentRange.parse) else {
                 protocolError(c, job, "206 without a valid Content-Range"); return false
             }
-            guard cr.complete <= worker.store!.objectBytesMax else { return oversized(c, job, cr.complete) }
+            guard cr.complete <= store.objectBytesMax else { return oversized(c, job, cr.complete) }
             guard cr.first == first, cr.last == min(first + sliceBytes, cr.complete) - 1 else {
                 protocolError(c, job, "206 for bytes \(cr.first)-\(cr.last)/\(cr.complete), asked for bytes \(first)-\(first + sliceBytes - 1)"); return false
             }
@@ -348,7 +366,7 @@ final class OriginClient {
             guard case .length(let cl) = framing, cl > 0 else {
                 protocolError(c, job, "200 without a Content-Length"); return false
             }
-            guard cl <= worker.store!.objectBytesMax else { return oversized(c, job, cl) }
+            guard cl <= store.objectBytesMax else { return oversized(c, job, cl) }
             guard first == 0 else { protocolError(c, job, "200 (Range ignored) for a slice past the first"); return false }
             total = cl; length = min(cl, sliceBytes)
             c.bodyToDiscard = cl - length
@@ -362,7 +380,7 @@ final class OriginClient {
             }
             finishWithoutBody(c, status: 416, contentRange: cr); return false
         default:
-            if h.status >= 500 { worker.logError("origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)") }
+            if h.status >= 500 { logError("origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)") }
             failed(c, status: 502, upstreamFault: h.status >= 500); return false
         }
         if let why = h.contentEncodingError { protocolError(c, job, why); return false }
@@ -376,22 +394,22 @@ final class OriginClient {
         }
         let fresh = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
                                storedAtSeconds: ring.wallMilliseconds() / 1000)
-        guard let meta = worker.store!.recordMeta(fill.key.path, fresh) else {
+        guard let meta = store.recordMeta(fill.key.path, fresh) else {
             // The object changed at the origin: everything cached of it is dropped; never mixed.
-            worker.purgeFiles(fill.key.path)
+            listener?.purge(fill.key.path)
             failed(c, status: 502, upstreamFault: false, retry: false); return false
         }
         fill.meta = meta
         fill.length = length
         c.bodyExpected = length
         fill.phase.store(Fill.Phase.head.rawValue, ordering: .releasing)
-        worker.fillProgressed(fill)
+        listener?.fillProgressed(fill)
         return true
     }
 
     /// A size claim over `cache.object_bytes_max`: 502, nothing recorded or stored, a log line.
     private func oversized(_ c: OriginConnection, _ job: Job, _ size: Int) -> Bool {
-        worker.logError("origin \(upstreams[c.upstream].url): \(job.fill.key.path) claims \(size) bytes, over cache.object_bytes_max (\(worker.store!.objectBytesMax)); 502, not cached")
+        logError("origin \(upstreams[c.upstream].url): \(job.fill.key.path) claims \(size) bytes, over cache.object_bytes_max (\(store.objectBytesMax)); 502, not cached")
         failed(c, status: 502, upstreamFault: false, retry: false)
         return false
     }
@@ -415,8 +433,8 @@ final class OriginClient {
             health[c.upstream].failures += 1
             health[c.upstream].probing = false
             if health[c.upstream].failures >= config.failuresBeforeDown {
-                health[c.upstream].downUntilMicroseconds = worker.now + Int64(config.downMilliseconds) * 1000
-                worker.logError("origin \(upstreams[c.upstream].url) marked down for \(config.downMilliseconds) ms after \(health[c.upstream].failures) failures")
+                health[c.upstream].downUntilMicroseconds = clock.nowMicroseconds + Int64(config.downMilliseconds) * 1000
+                logError("origin \(upstreams[c.upstream].url) marked down for \(config.downMilliseconds) ms after \(health[c.upstream].failures) failures")
             }
         }
         retire(c)
@@ -430,7 +448,7 @@ final class OriginClient {
     private func fail(_ fill: Fill, status: Int) {
         fill.failureStatus = status
         fill.phase.store(Fill.Phase.failed.rawValue, ordering: .releasing)
-        worker.fillFailed(fill)
+        listener?.fillFailed(fill)
     }
 
     private func release(_ c: OriginConnection) {
@@ -484,7 +502,7 @@ final class OriginClient {
         for c in connections where (c.state == .opening || c.state == .connecting || c.state == .busy) && c.deadlineMicroseconds > 0 && now > c.deadlineMicroseconds {
             if let job = c.job {
                 let what = c.state == .busy ? (c.headParsed ? "response not complete in time" : "no response head in time") : "connect timed out"
-                worker.logError("origin \(upstreams[c.upstream].url): \(what) for \(job.fill.key.path) slice \(job.fill.key.index); 504")
+                logError("origin \(upstreams[c.upstream].url): \(what) for \(job.fill.key.path) slice \(job.fill.key.index); 504")
             }
             failed(c, status: c.deadlineStatus, upstreamFault: true)
         }

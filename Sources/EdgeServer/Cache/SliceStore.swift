@@ -1,6 +1,7 @@
 import Synchronization
 import EdgeCache
 import CEdgeRing
+import EdgeHTTP
 
 /// What the origin told us about an object; every slice of it must agree.
 struct ObjectMeta: Sendable, Equatable {
@@ -110,23 +111,59 @@ final class SliceStore: @unchecked Sendable {
     /// Finds a slice or joins/starts its fill, atomically: however many workers ask at once,
     /// exactly one gets `.startFill`.
     func lookup(_ key: SliceKey, worker: Int) -> Lookup {
+        state.withLock { s in lookupLocked(&s, key, worker: worker) }
+    }
+
+    private func lookupLocked(_ s: inout State, _ key: SliceKey, worker: Int) -> Lookup {
         let h = key.hash
-        return state.withLock { s in
-            let ramHit = s.ramPolicy.recordAccess(h)
-            let diskHit = s.diskPolicy.recordAccess(h)
-            if ramHit, let r = s.ram[key] { return .ram(r.buffer, length: r.length) }
-            if let f = s.fills[key] { return .filling(f) }
-            if diskHit, let d = s.disk[key] { return .disk(d) }
-            guard s.fills.count < fillsMax else { return .overloaded }
-            let f = Fill(key: key, owner: worker, capacity: sliceBytes)
-            s.fills[key] = f
-            s.fillsByPath[key.path, default: 0] += 1
-            s.keys[h] = key
-            return .startFill(f)
-        }
+        let ramHit = s.ramPolicy.recordAccess(h)
+        let diskHit = s.diskPolicy.recordAccess(h)
+        if ramHit, let r = s.ram[key] { return .ram(r.buffer, length: r.length) }
+        if let f = s.fills[key] { return .filling(f) }
+        if diskHit, let d = s.disk[key] { return .disk(d) }
+        guard s.fills.count < fillsMax else { return .overloaded }
+        let f = Fill(key: key, owner: worker, capacity: sliceBytes)
+        s.fills[key] = f
+        s.fillsByPath[key.path, default: 0] += 1
+        s.keys[h] = key
+        return .startFill(f)
     }
 
     func meta(_ path: String) -> ObjectMeta? { state.withLock { $0.meta[path] } }
+
+    /// A request for a known object, answered in one critical section: the plan built from the
+    /// object's metadata, whether any slice it reads is neither in RAM nor on disk (a partial
+    /// hit), and — when the body will be read — the lookup of the first slice it reads.
+    struct Hit {
+        var meta: ObjectMeta
+        var plan: ResponsePlan
+        var partial: Bool
+        var firstSlice: (index: Int, lookup: Lookup)?
+    }
+
+    /// Nil when the object's metadata is unknown (a miss). `known`: metadata the caller already has
+    /// (a fill's head), used even if the index has dropped the object since.
+    func hit(_ path: String, known: ObjectMeta? = nil, worker: Int, readsBody: Bool, plan build: (ObjectMeta) -> ResponsePlan) -> Hit? {
+        state.withLock { s in
+            guard let meta = known ?? s.meta[path] else { return nil }
+            let plan = build(meta)
+            var partial = false
+            var firstIndex: Int? = nil
+            for case .content(let offset, let length) in plan.segments where length > 0 {
+                let first = offset / sliceBytes, last = (offset + length - 1) / sliceBytes
+                if firstIndex == nil { firstIndex = first }
+                var i = first
+                while !partial && i <= last {
+                    let k = SliceKey(path: path, index: i)
+                    partial = s.ram[k] == nil && s.disk[k] == nil
+                    i += 1
+                }
+            }
+            var firstSlice: (Int, Lookup)? = nil
+            if readsBody, let i = firstIndex { firstSlice = (i, lookupLocked(&s, SliceKey(path: path, index: i), worker: worker)) }
+            return Hit(meta: meta, plan: plan, partial: partial, firstSlice: firstSlice)
+        }
+    }
 
     /// The first head of an object sets its metadata; a later one that disagrees (the object
     /// changed at the origin) purges everything cached for it and reports false.
@@ -257,21 +294,6 @@ final class SliceStore: @unchecked Sendable {
             s.slicesByPath[k.path] = set.isEmpty ? nil : set
         }
         if s.slicesByPath[k.path] == nil && s.fillsByPath[k.path] == nil { s.meta[k.path] = nil }
-    }
-
-    /// Whether any slice in `firstIndex...lastIndex` of an object is neither in RAM nor on disk.
-    /// No allocation: the index range comes from a size an origin reported.
-    func anyMissing(_ path: String, _ firstIndex: Int, _ lastIndex: Int) -> Bool {
-        guard firstIndex <= lastIndex else { return false }
-        return state.withLock { s in
-            var i = firstIndex
-            while i <= lastIndex {
-                let k = SliceKey(path: path, index: i)
-                if s.ram[k] == nil && s.disk[k] == nil { return true }
-                i += 1
-            }
-            return false
-        }
     }
 
     /// Start-up: a verified slice found on disk.

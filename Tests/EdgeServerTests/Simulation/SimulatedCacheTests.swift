@@ -257,13 +257,13 @@ extension SimulatedEdge {
     /// `checkQuiescent` for cache mode: idle origin connections keep a receive each (it notices
     /// the origin closing them), so those are in flight too.
     func checkQuiescentCache(_ context: String, file: StaticString = #filePath, line: UInt = #line) {
-        let idleOrigin = worker.origin?.idle.reduce(0) { $0 + $1.count } ?? 0
+        let idleOrigin = worker.cache?.origin.idle.reduce(0) { $0 + $1.count } ?? 0
         XCTAssertEqual(worker.liveConnections, 0, "live connections, \(context)", file: file, line: line)
         XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
-        XCTAssertTrue(worker.parked.isEmpty, "requests still parked, \(context)", file: file, line: line)
-        XCTAssertEqual(worker.diskWritesInFlight, 0, "disk writes in flight, \(context)", file: file, line: line)
-        XCTAssertFalse(worker.unlinks.contains { $0 != nil }, "slice unlinks in flight, \(context)", file: file, line: line)
-        XCTAssertEqual(worker.store?.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
+        XCTAssertTrue((worker.cache?.parked.isEmpty ?? true), "requests still parked, \(context)", file: file, line: line)
+        XCTAssertEqual(worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
+        XCTAssertFalse(worker.cache?.writer.unlinks.contains { $0 != nil } ?? false, "slice unlinks in flight, \(context)", file: file, line: line)
+        XCTAssertEqual(worker.cache?.store.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
         XCTAssertEqual(sim.operationsInFlight, 3 + idleOrigin, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
     }
 }

@@ -77,16 +77,16 @@ final class SimulatedEdge {
         XCTAssertEqual(worker.liveConnections, 0, "live connections, \(context)", file: file, line: line)
         XCTAssertFalse(worker.connections.contains { $0.life.isInUse }, "a connection slot still in use, \(context)", file: file, line: line)
         XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
-        XCTAssertTrue(worker.parked.isEmpty, "requests still parked, \(context)", file: file, line: line)
-        for case let entry? in worker.files.slots {
+        XCTAssertTrue((worker.cache?.parked.isEmpty ?? true), "requests still parked, \(context)", file: file, line: line)
+        for case let entry? in worker.directorySource?.files.slots ?? [] {
             XCTAssertEqual(entry.users, 0, "\(entry.relativePath) still referenced, \(context)", file: file, line: line)
         }
-        if let cacheFiles = worker.cacheFiles {
+        if let cacheFiles = worker.cache?.cacheFiles {
             for case let entry? in cacheFiles.slots {
                 XCTAssertEqual(entry.users, 0, "slice file \(entry.relativePath) still referenced, \(context)", file: file, line: line)
             }
         }
-        XCTAssertEqual(worker.diskWritesInFlight, 0, "disk writes in flight, \(context)", file: file, line: line)
+        XCTAssertEqual(worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
         XCTAssertEqual(sim.operationsInFlight, 3, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
     }
 }

@@ -1,0 +1,148 @@
+import Glibc
+import EdgeIO
+import EdgeCrypto
+
+/// A slice on its way to disk: tmp file → header → data → fsync → close → rename.
+final class DiskWrite {
+    enum Step { case open, header, data, sync, close, rename }
+    let key: SliceKey
+    let fill: Fill
+    let header: [UInt8]
+    let tmpPath: UnsafeMutablePointer<CChar>
+    let finalPath: UnsafeMutablePointer<CChar>
+    let relativePath: String
+    var fd: Int32 = -1
+    var step = Step.open
+    var written = 0
+    init(key: SliceKey, fill: Fill, header: [UInt8], tmpPath: String, finalPath: String, relativePath: String) {
+        self.key = key; self.fill = fill; self.header = header
+        self.tmpPath = strdup(tmpPath)!; self.finalPath = strdup(finalPath)!
+        self.relativePath = relativePath
+    }
+    deinit { free(tmpPath); free(finalPath) }
+}
+
+/// The disk tier's writes and removals on one worker's ring: each completed slice is written to
+/// a temporary file, synced and renamed into place (a crash leaves a whole slice or none), at
+/// most `disk_writes_in_flight_max` at a time; evicted and purged slice files are unlinked.
+final class SliceWriter {
+    let ring: Ring
+    let store: SliceStore
+    let errorLog: AccessLog
+    let inFlightMax: Int
+    private(set) var writes: [DiskWrite?] = []
+    private var freeWrites: [UInt32] = []
+    /// Slice files being unlinked, by slot: the path the kernel reads.
+    private(set) var unlinks: [UnsafeMutablePointer<CChar>?] = []
+    private var freeUnlinks: [UInt32] = []
+    /// Slice files being written now.
+    private(set) var inFlight = 0
+    /// Slices kept out of the disk tier at `inFlightMax` (reported by the worker's tick).
+    private(set) var skipped = 0
+
+    init(ring: Ring, store: SliceStore, errorLog: AccessLog, inFlightMax: Int) {
+        self.ring = ring; self.store = store; self.errorLog = errorLog; self.inFlightMax = inFlightMax
+    }
+
+    /// Nothing being written or unlinked.
+    var idle: Bool { inFlight == 0 && !unlinks.contains { $0 != nil } }
+
+    /// Writes a completed fill's slice, unless too many writes are in flight (then it stays in RAM
+    /// only, and a later miss may write it).
+    func write(_ f: Fill, meta: ObjectMeta) {
+        guard inFlight < inFlightMax else {
+            skipped += 1
+            store.diskWriteFailed(f.key)
+            return
+        }
+        let rel = SliceFile.relativePath(f.key, etag: meta.etag)
+        let digest = SHA256.digest(UnsafeRawPointer(f.buffer.bytes), f.length)
+        let header = SliceFile.header(key: f.key, meta: meta, length: f.length, digest: digest)
+        let w = DiskWrite(key: f.key, fill: f, header: header,
+                          tmpPath: store.directory + "/tmp/" + String(SecureRandom.uint64(), radix: 16),
+                          finalPath: store.directory + "/" + rel, relativePath: rel)
+        let slot: UInt32
+        if let s = freeWrites.popLast() { slot = s; writes[Int(s)] = w } else { slot = UInt32(writes.count); writes.append(w) }
+        inFlight += 1
+        ring.openCreate(path: w.tmpPath, UserData(kind: OpKind.diskWrite, slot: slot))
+    }
+
+    /// Removes an evicted or purged slice file. Its path lives until the completion (the kernel
+    /// reads it when the operation is issued).
+    func unlink(_ relativePath: String) {
+        let path = strdup(store.directory + "/" + relativePath)!
+        let slot: UInt32
+        if let s = freeUnlinks.popLast() { slot = s; unlinks[Int(s)] = path } else { slot = UInt32(unlinks.count); unlinks.append(path) }
+        ring.unlink(path: path, UserData(kind: OpKind.sliceUnlink, slot: slot))
+    }
+
+    func unlinked(slot: UInt32) {
+        precondition(unlinks[Int(slot)] != nil, "an unlink completion for slot \(slot) with no unlink in flight")
+        free(unlinks[Int(slot)])
+        unlinks[Int(slot)] = nil
+        freeUnlinks.append(slot)
+    }
+
+    /// One step of a slice write completed: submit the next, or finish.
+    func completed(slot: UInt32, _ result: Int32) {
+        guard let w = writes[Int(slot)] else { return }
+        let d = UserData(kind: OpKind.diskWrite, slot: slot)
+        switch w.step {
+        case .open:
+            guard result >= 0 else { return fail(w, slot: slot, "open", result) }
+            w.fd = result
+            w.step = .header
+            w.header.withUnsafeBytes { ring.write(fd: w.fd, from: $0.baseAddress!, length: $0.count, offset: 0, d) }
+        case .header:
+            guard result == Int32(w.header.count) else { return fail(w, slot: slot, result < 0 ? "write" : "short write", result) }
+            w.step = .data
+            w.written = 0
+            ring.write(fd: w.fd, from: UnsafeRawPointer(w.fill.buffer.bytes), length: w.fill.length,
+                       offset: UInt64(SliceFile.headerBytes), d)
+        case .data:
+            guard result > 0 else { return fail(w, slot: slot, result < 0 ? "write" : "short write", result) }
+            w.written += Int(result)
+            if w.written < w.fill.length {
+                ring.write(fd: w.fd, from: UnsafeRawPointer(w.fill.buffer.bytes + w.written), length: w.fill.length - w.written,
+                           offset: UInt64(SliceFile.headerBytes + w.written), d)
+                return
+            }
+            w.step = .sync
+            ring.fsync(fd: w.fd, d)
+        case .sync:
+            guard result >= 0 else { return fail(w, slot: slot, "fsync", result) }
+            w.step = .close
+            ring.close(fd: w.fd, d)
+            w.fd = -1
+        case .close:
+            guard result >= 0 else { return fail(w, slot: slot, "close", result) }
+            w.step = .rename
+            ring.rename(from: w.tmpPath, to: w.finalPath, d)
+        case .rename:
+            guard result >= 0 else { return fail(w, slot: slot, "rename", result) }
+            let slice = DiskSlice(relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)
+            if !store.diskWritten(w.key, slice) {
+                unlink(w.relativePath)   // purged or replaced while it was being written
+            }
+            finish(slot: slot)
+        }
+    }
+
+    private func fail(_ w: DiskWrite, slot: UInt32, _ what: String, _ result: Int32) {
+        if w.fd >= 0 { ring.close(fd: w.fd, UserData(kind: OpKind.ignore, slot: 0)); w.fd = -1 }
+        ring.unlink(path: w.tmpPath, UserData(kind: OpKind.ignore, slot: 0))
+        store.diskWriteFailed(w.key)
+        errorLog.line("cache write failed (\(what): errno \(-result)) for \(w.key.path) slice \(w.key.index); "
+                      + "serving it from RAM and origin", wallMilliseconds: ring.wallMilliseconds())
+        finish(slot: slot)
+    }
+
+    private func finish(slot: UInt32) {
+        // The paths must outlive the submission: keep the object until the ring has taken them.
+        ring.submit()
+        inFlight -= 1
+        assert(inFlight >= 0, "more slice writes finished than started")
+        writes[Int(slot)] = nil
+        freeWrites.append(slot)
+    }
+}

@@ -1,0 +1,82 @@
+import EdgeIO
+import EdgeHTTP
+import EdgeConfig
+
+/// Content from a directory of files (a `file://` origin): an open-file table shared by every
+/// response on the worker, and bodies read through the ring, one chunk at a time.
+final class DirectorySource {
+    let files: FileTable
+    let reads: BodyReads
+    let limits: LimitsConfig
+    /// The worker, set once it exists.
+    weak var delivery: (any ContentDelivery)?
+    /// Requests refused at `waiting_per_worker_max` (reported by the worker's tick).
+    private(set) var waitRefusals = 0
+    private var boundaryCounter: UInt64
+
+    init(root: String, ring: Ring, reads: BodyReads, limits: LimitsConfig, boundarySeed: UInt64) {
+        files = FileTable(root: root, ring: ring, entriesMax: limits.openFilesMax,
+                          revalidateMilliseconds: limits.openFileRevalidateMilliseconds)
+        self.reads = reads
+        self.limits = limits
+        boundaryCounter = boundarySeed
+    }
+
+    /// Answers a routed request for `ex.canonicalPath` at once, or later when its file is open.
+    func answer(_ c: Connection, _ ex: Exchange, now: Int64) -> ContentAnswer {
+        switch files.lookup(ex.canonicalPath ?? "", now: now) {
+        case .ready(let e):
+            return .respond(response(c, ex, e))
+        case .missing:
+            return .text(status: 404, text: "not found\n", headers: [])
+        case .pending(let e):
+            guard e.waiters.count < limits.waitingPerWorkerMax else { waitRefusals += 1; return busy }
+            e.waiters.append(BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID))
+            return .waiting
+        }
+    }
+
+    var busy: ContentAnswer { .text(status: 503, text: "busy\n", headers: [HeaderField("retry-after", "1")]) }
+
+    /// An open (or its statx) finished: answers everything that waited for it.
+    func opened(_ op: UInt8, slot: UInt32, result: Int32, now: Int64) {
+        let settled = op == OpKind.fileOpen ? files.opened(slot: slot, result: result, now: now)
+                                             : files.statted(slot: slot, result: result, now: now)
+        guard let e = settled else { return }
+        let waiters = e.waiters
+        e.waiters = []
+        for w in waiters {
+            guard let (c, ex) = delivery?.waitingExchange(w) else { continue }
+            let answer: ContentAnswer = e.state == .ready ? .respond(response(c, ex, e)) : .text(status: 404, text: "not found\n", headers: [])
+            delivery?.deliver(c, ex, answer)
+        }
+        if e.retired { files.release(e) }
+    }
+
+    private func response(_ c: Connection, _ ex: Exchange, _ e: FileEntry) -> Response {
+        boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
+        let plan = ResponsePlan.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag,
+                                      lastModified: e.lastModified, contentType: e.contentType, rangesMax: limits.rangesMax,
+                                      boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
+        ex.rangeText = plan.rangeText
+        var body: BodyStream? = nil
+        if !ex.isHead && !plan.segments.isEmpty {
+            files.acquire(e)
+            body = BodyStream(file: e, segments: plan.segments,
+                              owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
+                              bufferCapacity: limits.readChunkBytes)
+        }
+        return Response(status: plan.status, headers: plan.headers, contentLength: plan.contentLength, body: body)
+    }
+
+    /// Starts reading the next chunk of a body's current file range.
+    func refill(_ body: BodyStream) {
+        guard let file = body.file else { body.failed = true; return }
+        reads.start(body, fd: file.fd, offset: body.contentOffset, length: min(body.segmentRemaining, body.bufferCapacity))
+    }
+
+    /// Drops the body's reference to its file (exactly once).
+    func release(_ body: BodyStream) {
+        if let f = body.file { files.release(f) }
+    }
+}

@@ -1,0 +1,13 @@
+import EdgeIO
+
+/// The worker loop's notion of now, read from the ring once per turn and shared (read-only) with
+/// the parts the loop drives: one clock read per batch of completions, not one per use, and the
+/// virtual clock under simulation.
+final class LoopClock {
+    private(set) var nowMicroseconds: Int64 = 0
+    let ring: Ring
+    init(ring: Ring) { self.ring = ring; nowMicroseconds = ring.monotonicMicroseconds() }
+    /// Called by the loop after each wait.
+    func advance() { nowMicroseconds = ring.monotonicMicroseconds() }
+    var wallSeconds: Int64 { ring.wallMilliseconds() / 1000 }
+}
