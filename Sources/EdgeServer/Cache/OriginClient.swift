@@ -4,51 +4,6 @@ import EdgeHTTP
 import EdgeConfig
 import EdgeCache
 
-/// What an origin client tells its owner as fills move.
-protocol FillListener: AnyObject {
-    /// More of the fill is published (its head, or body bytes).
-    func fillProgressed(_ f: Fill)
-    func fillCompleted(_ f: Fill)
-    func fillFailed(_ f: Fill)
-    /// The object changed at the origin: everything cached for it goes.
-    func purge(_ path: String)
-}
-
-/// One keep-alive HTTP/1.1 connection to an upstream, owned by one worker.
-final class OriginConnection {
-    enum State { case free, opening, connecting, idle, busy }
-    let slot: UInt32
-    var generation: UInt32 = 0
-    var state = State.free
-    var fd: Int32 = -1
-    var upstream = 0
-    let address = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8)
-    var addressLength: Int32 = 0
-    let recvBuffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 64)
-    let request = ByteBuffer(capacity: 512)
-    let head = ByteBuffer(capacity: 4096)
-    var job: OriginClient.Job?
-    var headParsed = false
-    var bodyExpected = 0       // bytes of the slice still to come
-    var bodyToDiscard = 0      // a 200 whose rest we do not keep: the connection is closed instead
-    var keepAlive = true
-    /// The body is in the chunked coding (decoded before it reaches the slice).
-    var chunked: ChunkedDecoder?
-    /// 1xx responses skipped before the final one.
-    var interimResponses = 0
-    var pendingOps = 0
-    var recvPending = false
-    /// A request send is in flight: the request buffer is the kernel's until it completes.
-    var sendPending = false
-    var deadlineMicroseconds: Int64 = 0
-    /// The whole response must be in by then (slow-loris origins), whatever the idle timeout.
-    var responseDeadlineMicroseconds: Int64 = 0
-    var deadlineStatus = 504
-
-    init(slot: UInt32) { self.slot = slot }
-    deinit { address.deallocate(); recvBuffer.deallocate() }
-}
-
 /// Fetches slices from the configured HTTP upstreams on its worker's ring: keep-alive pools per
 /// upstream (bounded), connect / first-byte / idle-read timeouts, the next upstream on failure
 /// (bounded attempts), and passive health — an upstream that keeps failing is skipped for a
@@ -89,11 +44,11 @@ final class OriginClient {
         health = Array(repeating: Health(), count: config.upstreams.count)
     }
 
-    private func logError(_ text: String) { errorLog.line(text, wallMilliseconds: ring.wallMilliseconds()) }
+    func logError(_ text: String) { errorLog.line(text, wallMilliseconds: ring.wallMilliseconds()) }
 
     func fetch(_ fill: Fill) { start(Job(fill: fill, attempts: 0, tried: [])) }
 
-    private func pickUpstream(_ job: Job) -> Int? {
+    func pickUpstream(_ job: Job) -> Int? {
         let now = clock.nowMicroseconds
         var fallback: Int? = nil
         for u in upstreams.indices where !job.tried.contains(u) {
@@ -106,7 +61,7 @@ final class OriginClient {
     }
 
     /// Starts (or retries) a job; `lastStatus` is what the client gets if no attempt is left.
-    private func start(_ job: Job, lastStatus: Int = 502) {
+    func start(_ job: Job, lastStatus: Int = 502) {
         var job = job
         guard job.attempts < config.attemptsMax, let u = pickUpstream(job) else {
             fail(job.fill, status: lastStatus)
@@ -143,14 +98,14 @@ final class OriginClient {
         ring.socket(ipv6: up.host.contains(":"), UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
     }
 
-    private func takeConnection() -> OriginConnection {
+    func takeConnection() -> OriginConnection {
         if let s = freeSlots.popLast() { return connections[Int(s)] }
         let c = OriginConnection(slot: UInt32(connections.count))
         connections.append(c)
         return c
     }
 
-    private func connection(_ d: UserData) -> OriginConnection? {
+    func connection(_ d: UserData) -> OriginConnection? {
         let c = connections[Int(d.slot)]
         c.pendingOps -= 1
         assert(c.pendingOps >= 0, "an origin completion for slot \(c.slot) with no operation in flight")
@@ -177,7 +132,7 @@ final class OriginClient {
         sendRequest(c)
     }
 
-    private func sendRequest(_ c: OriginConnection) {
+    func sendRequest(_ c: OriginConnection) {
         guard let job = c.job else { return }
         let key = job.fill.key
         let up = upstreams[c.upstream]
@@ -203,7 +158,7 @@ final class OriginClient {
     }
 
     /// Sends what is left of the request (all of it, or the rest after a short send).
-    private func sendRequestBytes(_ c: OriginConnection) {
+    func sendRequestBytes(_ c: OriginConnection) {
         precondition(!c.sendPending, "two sends in flight on one origin connection")
         let r = c.request.readable
         c.sendPending = true
@@ -212,7 +167,7 @@ final class OriginClient {
     }
 
     /// At most one receive in flight: an idle connection's pending receive carries the next response.
-    private func postRecv(_ c: OriginConnection) {
+    func postRecv(_ c: OriginConnection) {
         guard !c.recvPending else { return }
         c.recvPending = true
         c.pendingOps += 1
@@ -320,7 +275,7 @@ final class OriginClient {
 
     static let interimResponsesMax = 8
 
-    private func append(_ bytes: UnsafeRawBufferPointer, to fill: Fill, _ c: OriginConnection) {
+    func append(_ bytes: UnsafeRawBufferPointer, to fill: Fill, _ c: OriginConnection) {
         guard bytes.count > 0 else { return }
         let written = fill.buffer.available.load(ordering: .relaxed)
         (fill.buffer.bytes + written).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -330,103 +285,12 @@ final class OriginClient {
 
     /// The origin broke HTTP: logged with the reason, the connection closed, the fill retried on
     /// the next upstream while no byte of it has been published (502 when none is left).
-    private func protocolError(_ c: OriginConnection, _ job: Job, _ why: String) {
+    func protocolError(_ c: OriginConnection, _ job: Job, _ why: String) {
         logError("origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
         failed(c, status: 502, upstreamFault: true)
     }
 
-    /// Checks a response head against the slice asked for; on success publishes the object's
-    /// metadata and the slice length to everyone waiting.
-    private func accept(_ h: OriginResponseHead, _ c: OriginConnection, _ job: Job) -> Bool {
-        let fill = job.fill
-        let first = fill.key.index * sliceBytes
-        if let conn = h.header("connection")?.lowercased(), conn.contains("close") { c.keepAlive = false }
-        if h.status == 101 { protocolError(c, job, "101 Switching Protocols to a GET"); return false }
-        let framing = h.framing
-        if case .error(let why) = framing { protocolError(c, job, why); return false }
-        let total: Int, length: Int
-        switch h.status {
-        case 206:
-            guard let cr = h.header("content-range").flatMap(ContentRange.parse) else {
-                protocolError(c, job, "206 without a valid Content-Range"); return false
-            }
-            guard cr.complete <= store.objectBytesMax else { return oversized(c, job, cr.complete) }
-            guard cr.first == first, cr.last == min(first + sliceBytes, cr.complete) - 1 else {
-                protocolError(c, job, "206 for bytes \(cr.first)-\(cr.last)/\(cr.complete), asked for bytes \(first)-\(first + sliceBytes - 1)"); return false
-            }
-            total = cr.complete; length = cr.last - cr.first + 1
-            switch framing {
-            case .length(let cl) where cl != length: protocolError(c, job, "Content-Length \(cl) disagrees with Content-Range"); return false
-            case .chunked: c.chunked = ChunkedDecoder()
-            case .untilClose: c.keepAlive = false
-            default: break
-            }
-        case 200:
-            // The origin ignored Range. Usable for the first slice only; the rest is not read.
-            guard case .length(let cl) = framing, cl > 0 else {
-                protocolError(c, job, "200 without a Content-Length"); return false
-            }
-            guard cl <= store.objectBytesMax else { return oversized(c, job, cl) }
-            guard first == 0 else { protocolError(c, job, "200 (Range ignored) for a slice past the first"); return false }
-            total = cl; length = min(cl, sliceBytes)
-            c.bodyToDiscard = cl - length
-        case 404, 410:
-            finishWithoutBody(c, status: h.status, contentRange: nil); return false
-        case 416:
-            // Passed on only in its valid form (`bytes */N`): it is re-sent to players.
-            let cr = h.header("content-range").flatMap { v -> String? in
-                guard v.hasPrefix("bytes */"), ContentRange.strictInt(Substring(v.dropFirst(8))) != nil else { return nil }
-                return v
-            }
-            finishWithoutBody(c, status: 416, contentRange: cr); return false
-        default:
-            if h.status >= 500 { logError("origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)") }
-            failed(c, status: 502, upstreamFault: h.status >= 500); return false
-        }
-        if let why = h.contentEncodingError { protocolError(c, job, why); return false }
-        guard length > 0, length <= fill.buffer.capacity else { protocolError(c, job, "slice length \(length) out of range"); return false }
-        let lm = h.header("last-modified") ?? ""
-        let etag = h.header("etag") ?? "\"\(String(total, radix: 16))-\(String(cacheKeyHash(lm) % 0xFFFF_FFFF, radix: 16))\""
-        let contentType = h.header("content-type") ?? MediaTypes.type(forPath: fill.key.path)
-        // Stored in the slice header and sent to players: bounded like the slice file bounds them.
-        for (name, v) in [("ETag", etag), ("Last-Modified", lm), ("Content-Type", contentType)] where v.utf8.count > SliceFileHeader.stringBytesMax {
-            protocolError(c, job, "\(name) longer than \(SliceFileHeader.stringBytesMax) bytes"); return false
-        }
-        let fresh = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
-                               storedAtSeconds: ring.wallMilliseconds() / 1000)
-        guard let meta = store.recordMeta(fill.key.path, fresh) else {
-            // The object changed at the origin: everything cached of it is dropped; never mixed.
-            listener?.purge(fill.key.path)
-            failed(c, status: 502, upstreamFault: false, retry: false); return false
-        }
-        fill.meta = meta
-        fill.length = length
-        c.bodyExpected = length
-        fill.phase.store(Fill.Phase.head.rawValue, ordering: .releasing)
-        listener?.fillProgressed(fill)
-        return true
-    }
-
-    /// A size claim over `cache.object_bytes_max`: 502, nothing recorded or stored, a log line.
-    private func oversized(_ c: OriginConnection, _ job: Job, _ size: Int) -> Bool {
-        logError("origin \(upstreams[c.upstream].url): \(job.fill.key.path) claims \(size) bytes, over cache.object_bytes_max (\(store.objectBytesMax)); 502, not cached")
-        failed(c, status: 502, upstreamFault: false, retry: false)
-        return false
-    }
-
-    /// A 404/410/416: answered to the waiting clients, never cached (no CPDoS), connection reused.
-    private func finishWithoutBody(_ c: OriginConnection, status: Int, contentRange: String?) {
-        guard let job = c.job else { return }
-        c.job = nil
-        health[c.upstream] = Health()
-        job.fill.failureContentRange = contentRange
-        fail(job.fill, status: status)
-        // The body of the error (if any) is not read: close rather than resynchronise.
-        retire(c)
-        startQueued()
-    }
-
-    private func failed(_ c: OriginConnection, status: Int, upstreamFault: Bool, retry: Bool = true) {
+    func failed(_ c: OriginConnection, status: Int, upstreamFault: Bool, retry: Bool = true) {
         let job = c.job
         c.job = nil
         if upstreamFault {
@@ -445,13 +309,13 @@ final class OriginClient {
         startQueued()
     }
 
-    private func fail(_ fill: Fill, status: Int) {
+    func fail(_ fill: Fill, status: Int) {
         fill.failureStatus = status
         fill.phase.store(Fill.Phase.failed.rawValue, ordering: .releasing)
         listener?.fillFailed(fill)
     }
 
-    private func release(_ c: OriginConnection) {
+    func release(_ c: OriginConnection) {
         // The origin answered before its request was all sent: the connection cannot carry another.
         guard !c.sendPending else { retire(c); return }
         c.state = .idle
@@ -461,7 +325,7 @@ final class OriginClient {
     }
 
     /// Closes a connection; its slot is reused once every operation on it has completed.
-    private func retire(_ c: OriginConnection) {
+    func retire(_ c: OriginConnection) {
         guard c.state != .free else { return }
         if c.state == .idle, let i = idle[c.upstream].firstIndex(of: c.slot) { idle[c.upstream].remove(at: i) }
         open[c.upstream] -= 1
@@ -482,13 +346,13 @@ final class OriginClient {
         if c.state == .free && c.pendingOps == 0 { recycle(c) }
     }
 
-    private func recycle(_ c: OriginConnection) {
+    func recycle(_ c: OriginConnection) {
         guard !freeSlots.contains(c.slot) else { return }
         c.generation = (c.generation + 1) & 0xFF_FFFF
         freeSlots.append(c.slot)
     }
 
-    private func startQueued() {
+    func startQueued() {
         while !queued.isEmpty {
             let before = queued.count
             let job = queued.removeFirst()
@@ -506,22 +370,5 @@ final class OriginClient {
             }
             failed(c, status: c.deadlineStatus, upstreamFault: true)
         }
-    }
-
-    /// Percent-encodes what a request line must not carry raw.
-    static func encodePath(_ p: String) -> String {
-        var out = ""
-        for b in p.utf8 {
-            switch b {
-            case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"),
-                 UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"),
-                 UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"):
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            default:
-                let hex = Array("0123456789ABCDEF".unicodeScalars)
-                out += "%"; out.unicodeScalars.append(hex[Int(b >> 4)]); out.unicodeScalars.append(hex[Int(b & 15)])
-            }
-        }
-        return out
     }
 }

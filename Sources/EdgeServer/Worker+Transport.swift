@@ -1,0 +1,177 @@
+import CEdgeRing
+import CEdgeTLS
+import Glibc
+import EdgeIO
+import EdgeHTTP
+
+/// Transport: accepting, receiving (TLS unwrapped, the protocol detected), sending and closing.
+extension Worker {
+    // MARK: accept
+
+    func armAccept(_ i: Int) {
+        guard !draining, !listeners[i].armed else { return }
+        listeners[i].armed = true
+        ring.acceptMultishot(fd: listeners[i].fd, UserData(kind: OpKind.accept, slot: UInt32(i)))
+    }
+
+    func onAccept(listener i: Int, _ result: Int32, more: Bool) {
+        if !more { listeners[i].armed = false }
+        if result < 0 {
+            let error = Errno(-result)
+            precondition(!error.isServerBug, "accept failed with \(error) on listener \(i)")
+            // EMFILE/ENFILE/ENOMEM: back off to the next tick instead of spinning.
+            if !error.isRetryable && error != .cancelled { acceptBackoff = true }
+            if !listeners[i].armed && !acceptBackoff { armAccept(i) }
+            return
+        }
+        if !listeners[i].armed && !acceptBackoff { armAccept(i) }
+        let fd = result
+        guard !draining else { ring.close(fd: fd, UserData(kind: OpKind.ignore, slot: 0)); return }
+        guard let c = takeSlot() else {
+            rejectedConnections += 1
+            ring.close(fd: fd, UserData(kind: OpKind.ignore, slot: 0))
+            return
+        }
+        c.fd = fd
+        c.life.accept()
+        c.acceptedMicroseconds = now
+        c.idleSinceMicroseconds = now
+        c.lastSendProgressMicroseconds = now
+        ring.setNoDelay(fd: fd)
+        c.client = ring.peerAddress(fd: fd)
+        liveConnections += 1   // counted before anything can fail: close() and release() balance it
+        if listeners[i].isTLS, let ctx = settings.tlsContext {
+            guard let ssl = edge_tls_new(ctx) else { close(c); return }
+            c.tls = ssl
+        }
+        postRecv(c)
+    }
+
+    func takeSlot() -> Connection? {
+        if let s = freeSlots.popLast() { return connections[Int(s)] }
+        guard connections.count < limits.connectionsPerWorkerMax else { return nil }
+        let c = Connection(slot: UInt32(connections.count), recvBufferBytes: limits.recvBufferBytes, outputCapacity: 16384)
+        connections.append(c)
+        return c
+    }
+
+    // MARK: receive
+
+    func postRecv(_ c: Connection) {
+        // HTTP/1.1 back-pressure: while a response is in progress, or answers wait to be sent,
+        // buffer at most one header section.
+        if c.proto == .http1 && (c.exchange != nil || c.queuedBytes >= limits.outputBufferBytesMax)
+            && c.input.count >= limits.headerBytesMax { return }
+        guard c.life.submitReceive() else { return }   // closing, finishing, or one already in flight
+        ring.recv(fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes, UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
+    }
+
+    func onRecv(_ c: Connection, _ result: Int32) {
+        let count: Int
+        switch TransferOutcome(receiveResult: result) {
+        case .bytes(let n): count = n
+        case .retry: postRecv(c); return
+        case .peerClosed, .failed: close(c); return   // the peer closed, or the connection is gone
+        }
+        let bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: count)
+        if let tls = c.tls {
+            if edge_tls_feed(tls, bytes.baseAddress, Int32(bytes.count)) < 0 { close(c); return }
+            let wasDone = edge_tls_handshake_done(tls) != 0
+            while c.life.isOpen {
+                let n = withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buf -> Int32 in
+                    let n = edge_tls_read(tls, buf.baseAddress!, 16384)
+                    if n > 0 {
+                        if !wasDone || c.proto == .undecided { c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1 }
+                        processPlaintext(c, UnsafeRawBufferPointer(start: buf.baseAddress!, count: Int(n)))
+                    }
+                    return n
+                }
+                if n == 0 { break }
+                if n < 0 { c.drainTLS(); c.life.finishAfterFlush(); flush(c); return }
+            }
+            if !wasDone && edge_tls_handshake_done(tls) != 0 && c.proto == .undecided {
+                c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1
+                if c.proto == .http2 { startH2(c, initial: UnsafeRawBufferPointer(start: nil, count: 0)) }
+            }
+            c.drainTLS()
+            flush(c)
+        } else {
+            processPlaintext(c, bytes)
+        }
+        if c.life.isOpen { postRecv(c) }
+    }
+
+    private static let h2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    func processPlaintext(_ c: Connection, _ bytes: UnsafeRawBufferPointer) {
+        switch c.proto {
+        case .http2:
+            if c.h2 == nil { startH2(c, initial: bytes) } else { c.h2!.receive(bytes) }
+            pump(c)
+        case .http1:
+            c.input.append(bytes)
+            if c.headerStartMicroseconds == 0 { c.headerStartMicroseconds = now }
+            if c.exchange == nil { h1Next(c) }
+        case .undecided:
+            c.input.append(bytes)
+            let have = c.input.readable
+            let k = min(have.count, Self.h2Preface.count)
+            let prefixMatches = settings.config.server.http2 && have.prefix(k).elementsEqual(Self.h2Preface.prefix(k))
+            if prefixMatches && k < Self.h2Preface.count { return }   // wait for the rest of the preface
+            if prefixMatches {
+                c.proto = .http2
+                let initial = ByteBuffer(capacity: c.input.count)
+                initial.append(c.input.readable)
+                c.input.clear()
+                startH2(c, initial: initial.readable)
+                pump(c)
+            } else {
+                c.proto = .http1
+                c.headerStartMicroseconds = now
+                h1Next(c)
+            }
+        }
+    }
+
+    func startH2(_ c: Connection, initial: UnsafeRawBufferPointer) {
+        guard c.h2 == nil else { return }
+        guard let session = H2Session(worker: self, connection: c, limits: limits) else { close(c); return }
+        c.h2 = session
+        if initial.count > 0 { session.receive(initial) }
+        pump(c)
+    }
+
+    // MARK: send
+
+    func flush(_ c: Connection) {
+        guard c.life.isOpen else { return }
+        if c.tls != nil && !c.sealTLS() { close(c); return }
+        guard let bytes = c.output.nextSend() else {
+            if c.life.closesAfterFlush && c.output.isEmpty && !c.output.inFlight { close(c) }
+            return
+        }
+        c.life.submitSend()
+        ring.send(fd: c.fd, from: bytes.baseAddress!, length: bytes.count, UserData(kind: OpKind.send, slot: c.slot, generation: c.generation))
+    }
+
+    func onSend(_ c: Connection, _ result: Int32) {
+        switch TransferOutcome(sendResult: result) {
+        case .bytes(let n):
+            c.output.sent(n)
+        case .retry:
+            c.output.sent(0)
+            flush(c)
+            return
+        case .peerClosed, .failed:
+            c.output.sent(0)
+            close(c)   // EPIPE, ECONNRESET, ...
+            return
+        }
+        c.lastSendProgressMicroseconds = now
+        if c.proto == .http1 && c.exchange == nil && !c.input.isEmpty && c.life.isOpen {
+            h1Next(c)   // pipelined requests held back while their answers could not be queued
+            if c.life.isOpen { postRecv(c) }
+        }
+        pump(c)
+    }
+}
