@@ -123,6 +123,16 @@ final class FileTable {
         return e
     }
 
+    /// An open or statx of this table completed: the entry and its waiters (handed over) once it
+    /// has settled as ready or missing.
+    func completed(_ op: UInt8, slot: UInt32, result: Int32, now: Int64) -> (entry: FileEntry, waiters: [BodyOwner])? {
+        let settled = op == openKind ? opened(slot: slot, result: result, now: now) : statted(slot: slot, result: result, now: now)
+        guard let e = settled else { return nil }
+        let waiters = e.waiters
+        e.waiters = []
+        return (e, waiters)
+    }
+
     func acquire(_ e: FileEntry) { e.users += 1 }
 
     func release(_ e: FileEntry) {

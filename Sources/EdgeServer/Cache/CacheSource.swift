@@ -222,12 +222,7 @@ final class CacheSource {
 
     /// A slice file's open (or statx) finished: resumes the bodies that waited for it.
     func cacheFileOpened(_ op: UInt8, slot: UInt32, result: Int32) {
-        let now = clock.nowMicroseconds
-        let settled = op == OpKind.cacheFileOpen ? cacheFiles.opened(slot: slot, result: result, now: now)
-                                                  : cacheFiles.statted(slot: slot, result: result, now: now)
-        guard let e = settled else { return }
-        let waiters = e.waiters
-        e.waiters = []
+        guard let (e, waiters) = cacheFiles.completed(op, slot: slot, result: result, now: clock.nowMicroseconds) else { return }
         for w in waiters {
             guard let body = w.body else { continue }
             body.parked = false

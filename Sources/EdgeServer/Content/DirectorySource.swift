@@ -40,11 +40,7 @@ final class DirectorySource {
 
     /// An open (or its statx) finished: answers everything that waited for it.
     func opened(_ op: UInt8, slot: UInt32, result: Int32, now: Int64) {
-        let settled = op == OpKind.fileOpen ? files.opened(slot: slot, result: result, now: now)
-                                             : files.statted(slot: slot, result: result, now: now)
-        guard let e = settled else { return }
-        let waiters = e.waiters
-        e.waiters = []
+        guard let (e, waiters) = files.completed(op, slot: slot, result: result, now: now) else { return }
         for w in waiters {
             guard let (c, ex) = delivery?.waitingExchange(w) else { continue }
             let answer: ContentAnswer = e.state == .ready ? .respond(response(c, ex, e)) : .text(status: 404, text: "not found\n", headers: [])
