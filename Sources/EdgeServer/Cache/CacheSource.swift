@@ -216,8 +216,11 @@ final class CacheSource {
         reads.start(body, fd: entry.fd, offset: d.dataOffset + within, length: min(d.length - within, want, body.bufferCapacity))
     }
 
+    /// The body's owner, carrying the body: what waits is the body, not a request.
     private func bodyOwner(_ body: BodyStream) -> BodyOwner {
-        BodyOwner(connectionSlot: body.owner.connectionSlot, generation: body.owner.generation, streamID: body.owner.streamID, body: body)
+        var owner = body.owner
+        owner.body = body
+        return owner
     }
 
     /// A slice file's open (or statx) finished: resumes the bodies that waited for it.
