@@ -5,8 +5,6 @@ import EdgeHTTP
 /// slot carries the generation it was submitted under, so a completion for a dead connection is
 /// recognised and ignored. The slot is reused only when no operation on it is in flight.
 final class Connection {
-    enum WireProtocol { case undecided, http1, http2 }
-
     let slot: UInt32
     /// Open, closing or free, and what the kernel still holds: see `ConnectionLife`.
     var life = ConnectionLife()
@@ -15,23 +13,15 @@ final class Connection {
     func isCurrent(_ waiterGeneration: UInt32) -> Bool { life.isOpen && life.generation == waiterGeneration }
     var fd: Int32 = -1
     var tls: OpaquePointer? = nil
-    var proto: WireProtocol = .undecided
-    var h2: H2Session? = nil
+    /// The protocol spoken, and its state.
+    var frontEnd = FrontEnd.undecided
     let recvBuffer: UnsafeMutableRawPointer
     let recvBufferBytes: Int
     let input: ByteBuffer
     let output: OutputQueue
     var client = "-"
-    var exchange: Exchange? = nil
-    var requestsServed = 0
-    var skipBodyBytes = 0
     var acceptedMicroseconds: Int64 = 0
-    var idleSinceMicroseconds: Int64 = 0
-    var headerStartMicroseconds: Int64 = 0
     var lastSendProgressMicroseconds: Int64 = 0
-    /// The HTTP/1.1 request loop is running: a response finished inside it (no body: HEAD, 304,
-    /// errors) lets the loop take the next pipelined request instead of recursing into it.
-    var inRequestLoop = false
 
     init(slot: UInt32, recvBufferBytes: Int, outputCapacity: Int) {
         self.slot = slot
@@ -43,10 +33,8 @@ final class Connection {
     deinit { recvBuffer.deallocate() }
 
     var protocolName: String {
-        switch proto {
-        case .http2: return tls == nil ? "h2c" : "h2"
-        default: return tls == nil ? "http/1.1" : "https/1.1"
-        }
+        if case .http2 = frontEnd { return tls == nil ? "h2c" : "h2" }
+        return tls == nil ? "http/1.1" : "https/1.1"
     }
 
     /// Plaintext waiting to be sealed into TLS records (TLS connections only).
@@ -76,6 +64,13 @@ final class Connection {
         return true
     }
 
+    /// Reads no more requests; closes once the output is sent. On TLS, close_notify follows
+    /// what is queued, so the client knows nothing was cut.
+    func finishAfterFlush() {
+        if let tls, sealTLS() { edge_tls_shutdown(tls); drainTLS() }
+        life.finishAfterFlush()
+    }
+
     func write(_ s: String) { var s = s; s.withUTF8 { write(UnsafeRawBufferPointer($0)) } }
 
     /// Moves ciphertext (handshake or records) from OpenSSL's memory BIO to the output queue.
@@ -95,12 +90,11 @@ final class Connection {
     func reset() {
         fd = -1
         if let tls { edge_tls_free(tls); self.tls = nil }
-        proto = .undecided; h2 = nil
+        frontEnd = .undecided
         input.clear(); input.shrink(to: 4096)
         tlsPlaintext.clear(); tlsPlaintext.shrink(to: 4096)
         output.sending.clear(); output.pending.clear(); output.inFlight = false
         output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
-        client = "-"; exchange = nil; requestsServed = 0; skipBodyBytes = 0
-        headerStartMicroseconds = 0; inRequestLoop = false
+        client = "-"
     }
 }

@@ -10,7 +10,7 @@ final class H2Session {
     private var session: OpaquePointer?
     // The worker owns the connection, which owns this session: both outlive it. unowned(unsafe)
     // skips the reference-count check on every callback.
-    unowned(unsafe) let worker: Worker
+    unowned(unsafe) let host: any ExchangeHost
     unowned(unsafe) let connection: Connection
     let limits: LimitsConfig
     /// Streams with a complete request, by stream id.
@@ -33,11 +33,11 @@ final class H2Session {
         init(startMicroseconds: Int64) { self.startMicroseconds = startMicroseconds }
     }
 
-    init?(worker: Worker, connection: Connection, limits: LimitsConfig) {
-        self.worker = worker
+    init?(host: any ExchangeHost, connection: Connection, limits: LimitsConfig) {
+        self.host = host
         self.connection = connection
         self.limits = limits
-        idleSinceMicroseconds = worker.now
+        idleSinceMicroseconds = host.nowMicroseconds
         var callbacks: OpaquePointer? = nil
         guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { return nil }
         defer { nghttp2_session_callbacks_del(callbacks) }
@@ -78,6 +78,9 @@ final class H2Session {
         return nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0
     }
 
+    /// The exchange of a stream, if its request is complete and the stream open.
+    func exchange(streamID: Int32) -> Exchange? { exchanges[streamID] }
+
     var hasBlockedData: Bool { exchanges.values.contains { $0.body != nil && !($0.body!.isComplete) } }
     var oldestStartMicroseconds: Int64? { exchanges.values.map(\.startMicroseconds).min() }
 
@@ -116,17 +119,14 @@ final class H2Session {
     func goAway() {
         guard let session, !goAwaySent else { return }
         goAwaySent = true
-        goAwaySentMicroseconds = worker.now
+        goAwaySentMicroseconds = host.nowMicroseconds
         _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
                                   UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
     }
 
     /// Releases every stream's resources when the connection goes away.
     func shutdown() {
-        for ex in exchanges.values {
-            if let body = ex.body { worker.finishBody(body) }
-            if ex.responded && !ex.logged { worker.logExchange(connection, ex) }
-        }
+        for ex in exchanges.values { host.end(ex, on: connection) }
         exchanges.removeAll()
         building.removeAll()
         if let session { nghttp2_session_del(session); self.session = nil }
@@ -181,12 +181,12 @@ final class H2Session {
     // MARK: callbacks (called from inside mem_recv / mem_send)
 
     fileprivate func beginHeaders(streamID: Int32) {
-        building[streamID] = RequestBuilder(startMicroseconds: worker.now)
+        building[streamID] = RequestBuilder(startMicroseconds: host.nowMicroseconds)
     }
 
     /// Streams whose request has not ended within the timeout are reset (CANCEL) and forgotten:
     /// a client cannot hold streams and their header memory by never sending END_STREAM.
-    func expireIncomplete(now: Int64, timeoutMicroseconds: Int64) {
+    private func expireIncomplete(now: Int64, timeoutMicroseconds: Int64) {
         guard let session, !building.isEmpty else { return }
         var expired: [Int32] = []
         for (id, b) in building where now - b.startMicroseconds > timeoutMicroseconds { expired.append(id) }
@@ -198,6 +198,29 @@ final class H2Session {
     }
 
     var incompleteStreams: Int { building.count }
+
+    /// Streams whose request never ends are reset; an idle session gets GOAWAY after the
+    /// keep-alive timeout, and closes when the peer neither closes nor sends after it; streams
+    /// the peer will not take data for (zero window) or that run too long close the connection.
+    func checkDeadlines(now: Int64, _ deadlines: Deadlines, lastSendProgressMicroseconds: Int64) -> DeadlineVerdict {
+        var verdict = DeadlineVerdict.none
+        if incompleteStreams > 0 {
+            expireIncomplete(now: now, timeoutMicroseconds: deadlines.h2StreamRequestMicroseconds)
+            verdict = .send
+        }
+        if exchanges.isEmpty && incompleteStreams == 0 && goAwaySentMicroseconds > 0
+            && now - goAwaySentMicroseconds > deadlines.headerMicroseconds {
+            return .close   // a peer that neither closes nor sends after our GOAWAY
+        }
+        if exchanges.isEmpty {
+            if now - idleSinceMicroseconds > deadlines.keepAliveMicroseconds { goAway(); return .send }
+        } else if hasBlockedData && now - lastSendProgressMicroseconds > deadlines.sendMicroseconds {
+            return .close   // streams with data the peer will not take (zero window)
+        } else if let oldest = oldestStartMicroseconds, now - oldest > deadlines.requestMicroseconds {
+            return .close
+        }
+        return verdict
+    }
 
     /// Request fields come from the request's header block only: trailer fields (a HEADERS frame
     /// after the request's first) are read and dropped, never merged into the request
@@ -230,14 +253,14 @@ final class H2Session {
         }
         if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
         let request = EdgeRequest(method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
-        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: worker.now)
+        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: host.nowMicroseconds)
         exchanges[streamID] = ex
         if b.tooLarge {
-            worker.respondSimple(connection, ex, status: 431, body: "request header fields too large\n", extraHeaders: [])
+            host.refuse(ex, on: connection, status: 431, text: "request header fields too large\n")
         } else if (bodyBytesReceived[streamID] ?? 0) > limits.requestBodyBytesMax {
-            worker.respondSimple(connection, ex, status: 413, body: "content too large\n", extraHeaders: [])
+            host.refuse(ex, on: connection, status: 413, text: "content too large\n")
         } else {
-            worker.handle(connection, ex)
+            host.start(ex, on: connection)
         }
     }
 
@@ -250,9 +273,8 @@ final class H2Session {
         building[streamID] = nil
         bodyBytesReceived[streamID] = nil
         guard let ex = exchanges.removeValue(forKey: streamID) else { return }
-        if let body = ex.body { worker.finishBody(body) }
-        if ex.responded { worker.logExchange(connection, ex) }
-        if exchanges.isEmpty { idleSinceMicroseconds = worker.now }
+        host.end(ex, on: connection)
+        if exchanges.isEmpty { idleSinceMicroseconds = host.nowMicroseconds }
     }
 
     fileprivate func frameSent(type: UInt8) {
@@ -272,7 +294,7 @@ final class H2Session {
         if body.failed { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }   // RST_STREAM: never wrong bytes
         let buffered = body.buffered
         if buffered.count == 0 && !body.isComplete {
-            worker.refill(body)
+            host.refill(body)
             if body.failed { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
             if body.buffered.count == 0 { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
         }

@@ -5,7 +5,12 @@ extension Worker: ContentDelivery {
     func waitingExchange(_ waiter: BodyOwner) -> (Connection, Exchange)? {
         let c = connections[Int(waiter.connectionSlot)]
         guard c.isCurrent(waiter.generation) else { return nil }
-        let ex: Exchange? = waiter.streamID == 0 ? c.exchange : c.h2?.exchanges[waiter.streamID]
+        let ex: Exchange?
+        switch c.frontEnd {
+        case .http1(let h1): ex = h1.exchange(streamID: waiter.streamID)
+        case .http2(let h2): ex = h2.exchange(streamID: waiter.streamID)
+        case .undecided: ex = nil
+        }
         guard let ex, !ex.responded else { return nil }
         return (c, ex)
     }

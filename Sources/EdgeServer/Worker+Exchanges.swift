@@ -4,12 +4,15 @@ import Glibc
 import EdgeIO
 import EdgeHTTP
 
-/// Exchanges of both protocols: routing to the content source, response heads, and pulling bodies.
-extension Worker {
+/// Exchanges of both protocols: what the front ends ask of the worker (`ExchangeHost`): routing to
+/// the content source, answers, bodies, the end of an exchange.
+extension Worker: ExchangeHost {
     // MARK: requests (both protocols)
 
+    var nowMicroseconds: Int64 { clock.nowMicroseconds }
+
     /// Routes a complete request: access checks, then the content source.
-    func handle(_ c: Connection, _ ex: Exchange) {
+    func start(_ ex: Exchange, on c: Connection) {
         let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier)
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
@@ -27,7 +30,7 @@ extension Worker {
             }
             let answer: ContentAnswer
             switch content {
-            case .directory(let directory): answer = directory.answer(c, ex, now: now)
+            case .directory(let directory): answer = directory.answer(c, ex, now: nowMicroseconds)
             case .cache(let cache): answer = cache.answer(c, ex, path)
             }
             apply(answer, c, ex)
@@ -42,6 +45,15 @@ extension Worker {
         case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
         case .waiting: break
         }
+    }
+
+    func refuse(_ ex: Exchange, on c: Connection, status: Int, text: String) {
+        respondSimple(c, ex, status: status, body: text, extraHeaders: [])
+    }
+
+    func end(_ ex: Exchange, on c: Connection) {
+        if ex.responded { logExchange(c, ex) }
+        if let body = ex.body { finishBody(body) }
     }
 
     func respondSimple(_ c: Connection, _ ex: Exchange, status: Int, body: String, extraHeaders: [HeaderField]) {
@@ -60,20 +72,17 @@ extension Worker {
         ex.responded = true
         ex.status = status
         ex.body = body
-        ex.ttfbMicroseconds = now - ex.startMicroseconds
-        if c.proto == .http2, let h2 = c.h2 {
+        ex.ttfbMicroseconds = nowMicroseconds - ex.startMicroseconds
+        switch c.frontEnd {
+        case .http2(let h2):
+            // No pump: this may run inside an nghttp2 callback; the session sends when it returns.
             h2.submitResponse(ex, status: status, headers: headers, contentLength: contentLength, date: dateText)
-            return
+        case .http1(let h1):
+            h1.respond(ex, status: status, headers: headers, contentLength: contentLength, date: dateText)
+            pump(c)
+        case .undecided:
+            preconditionFailure("a response on a connection that speaks no protocol yet")
         }
-        // HTTP/1.1 head.
-        var head = "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nServer: edge\r\nDate: \(dateText)\r\n"
-        for h in headers { head += "\(h.name): \(h.value)\r\n" }
-        if status != 304 && status != 204 { head += "Content-Length: \(contentLength)\r\n" }
-        if !ex.keepAlive { head += "Connection: close\r\n" } else if ex.request.version == .http1_0 { head += "Connection: keep-alive\r\n" }
-        head += "\r\n"
-        c.write(head)
-        if body == nil { h1Finished(c, ex) }
-        pump(c)
     }
 
     // MARK: output
@@ -83,31 +92,19 @@ extension Worker {
     func pump(_ c: Connection) {
         guard c.life.isOpen else { return }
         let highWater = limits.outputBufferBytesMax
-        if c.proto == .http2, let h2 = c.h2 {
+        switch c.frontEnd {
+        case .http2(let h2):
             h2.send(highWater: highWater)
             if h2.finished && c.queuedBytes == 0 && !c.output.inFlight { close(c); return }
-        } else if let ex = c.exchange, let body = ex.body {
-            while c.queuedBytes < highWater && c.life.isOpen {
-                let buffered = body.buffered
-                if buffered.count > 0 {
-                    let n = min(buffered.count, highWater - c.queuedBytes)
-                    c.write(UnsafeRawBufferPointer(rebasing: buffered[0..<n]))
-                    body.consume(n)
-                    ex.bytesSent += n
-                } else if body.isComplete {
-                    h1Finished(c, ex)
-                    break
-                } else if body.failed {
-                    // The file changed under a response: cut the connection rather than send wrong bytes.
-                    ex.keepAlive = false
-                    logExchange(c, ex)
-                    close(c)
-                    return
-                } else {
-                    refill(body)
-                    if body.buffered.count == 0 && !body.failed { break }
-                }
-            }
+        case .http1(let h1):
+            // A failed body (its file changed under the response): cut rather than send wrong bytes.
+            guard h1.pump(highWater: highWater) else { close(c); return }
+            flush(c)
+            // An exchange that ended may have lifted the hold on reading the next request.
+            if c.life.isOpen { postRecv(c) }
+            return
+        case .undecided:
+            break
         }
         flush(c)
     }
@@ -133,7 +130,7 @@ extension Worker {
     func resumeBody(_ body: BodyStream) {
         let c = connections[Int(body.owner.connectionSlot)]
         guard c.isCurrent(body.owner.generation) else { finishBody(body); return }
-        if c.proto == .http2, let h2 = c.h2 { h2.resume(streamID: body.owner.streamID) }
+        if case .http2(let h2) = c.frontEnd { h2.resume(streamID: body.owner.streamID) }
         pump(c)
     }
 

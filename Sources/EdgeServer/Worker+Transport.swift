@@ -34,9 +34,8 @@ extension Worker {
         }
         c.fd = fd
         c.life.accept()
-        c.acceptedMicroseconds = now
-        c.idleSinceMicroseconds = now
-        c.lastSendProgressMicroseconds = now
+        c.acceptedMicroseconds = nowMicroseconds
+        c.lastSendProgressMicroseconds = nowMicroseconds
         ring.setNoDelay(fd: fd)
         c.client = ring.peerAddress(fd: fd)
         liveConnections += 1   // counted before anything can fail: close() and release() balance it
@@ -58,10 +57,7 @@ extension Worker {
     // MARK: receive
 
     func postRecv(_ c: Connection) {
-        // HTTP/1.1 back-pressure: while a response is in progress, or answers wait to be sent,
-        // buffer at most one header section.
-        if c.proto == .http1 && (c.exchange != nil || c.queuedBytes >= limits.outputBufferBytesMax)
-            && c.input.count >= limits.headerBytesMax { return }
+        if case .http1(let h1) = c.frontEnd, h1.holdsEnoughInput { return }
         guard c.life.submitReceive() else { return }   // closing, finishing, or one already in flight
         ring.recv(fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes, UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
     }
@@ -81,7 +77,7 @@ extension Worker {
                 let n = withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buf -> Int32 in
                     let n = edge_tls_read(tls, buf.baseAddress!, 16384)
                     if n > 0 {
-                        if !wasDone || c.proto == .undecided { c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1 }
+                        if !wasDone { startNegotiated(c, tls) }
                         processPlaintext(c, UnsafeRawBufferPointer(start: buf.baseAddress!, count: Int(n)))
                     }
                     return n
@@ -89,10 +85,8 @@ extension Worker {
                 if n == 0 { break }
                 if n < 0 { c.drainTLS(); c.life.finishAfterFlush(); flush(c); return }
             }
-            if !wasDone && edge_tls_handshake_done(tls) != 0 && c.proto == .undecided {
-                c.proto = edge_tls_alpn(tls) == 2 && settings.config.server.http2 ? .http2 : .http1
-                if c.proto == .http2 { startH2(c, initial: UnsafeRawBufferPointer(start: nil, count: 0)) }
-            }
+            // The server speaks first on HTTP/2 (SETTINGS), as soon as the handshake is done.
+            if !wasDone && edge_tls_handshake_done(tls) != 0 { startNegotiated(c, tls) }
             c.drainTLS()
             flush(c)
         } else {
@@ -103,15 +97,24 @@ extension Worker {
 
     private static let h2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
 
+    /// The front end ALPN chose (HTTP/1.1 when the client offered nothing, or HTTP/2 is off).
+    private func startNegotiated(_ c: Connection, _ tls: OpaquePointer) {
+        guard case .undecided = c.frontEnd else { return }
+        if edge_tls_alpn(tls) == 2 && settings.config.server.http2 {
+            startH2(c, initial: UnsafeRawBufferPointer(start: nil, count: 0))
+        } else {
+            startHTTP1(c)
+        }
+    }
+
     func processPlaintext(_ c: Connection, _ bytes: UnsafeRawBufferPointer) {
-        switch c.proto {
-        case .http2:
-            if c.h2 == nil { startH2(c, initial: bytes) } else { c.h2!.receive(bytes) }
+        switch c.frontEnd {
+        case .http2(let h2):
+            h2.receive(bytes)
             pump(c)
-        case .http1:
+        case .http1(let h1):
             c.input.append(bytes)
-            if c.headerStartMicroseconds == 0 { c.headerStartMicroseconds = now }
-            if c.exchange == nil { h1Next(c) }
+            h1.received()
         case .undecided:
             c.input.append(bytes)
             let have = c.input.readable
@@ -119,26 +122,30 @@ extension Worker {
             let prefixMatches = settings.config.server.http2 && have.prefix(k).elementsEqual(Self.h2Preface.prefix(k))
             if prefixMatches && k < Self.h2Preface.count { return }   // wait for the rest of the preface
             if prefixMatches {
-                c.proto = .http2
                 let initial = ByteBuffer(capacity: c.input.count)
                 initial.append(c.input.readable)
                 c.input.clear()
                 startH2(c, initial: initial.readable)
                 pump(c)
             } else {
-                c.proto = .http1
-                c.headerStartMicroseconds = now
-                h1Next(c)
+                startHTTP1(c).received()
             }
         }
     }
 
     func startH2(_ c: Connection, initial: UnsafeRawBufferPointer) {
-        guard c.h2 == nil else { return }
-        guard let session = H2Session(worker: self, connection: c, limits: limits) else { close(c); return }
-        c.h2 = session
+        guard case .undecided = c.frontEnd else { return }
+        guard let session = H2Session(host: self, connection: c, limits: limits) else { close(c); return }
+        c.frontEnd = .http2(session)
         if initial.count > 0 { session.receive(initial) }
         pump(c)
+    }
+
+    @discardableResult
+    func startHTTP1(_ c: Connection) -> HTTP1Session {
+        let session = HTTP1Session(host: self, connection: c, limits: limits, idleSinceMicroseconds: c.acceptedMicroseconds)
+        c.frontEnd = .http1(session)
+        return session
     }
 
     // MARK: send
@@ -167,11 +174,9 @@ extension Worker {
             close(c)   // EPIPE, ECONNRESET, ...
             return
         }
-        c.lastSendProgressMicroseconds = now
-        if c.proto == .http1 && c.exchange == nil && !c.input.isEmpty && c.life.isOpen {
-            h1Next(c)   // pipelined requests held back while their answers could not be queued
-            if c.life.isOpen { postRecv(c) }
-        }
+        c.lastSendProgressMicroseconds = nowMicroseconds
+        // Pipelined requests held back while their answers could not be queued.
+        if case .http1(let h1) = c.frontEnd { h1.sendProgressed() }
         pump(c)
     }
 }

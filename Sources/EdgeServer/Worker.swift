@@ -31,9 +31,9 @@ final class Worker {
     let index: Int
     let settings: WorkerSettings
     let limits: LimitsConfig
+    let deadlines: Deadlines
     let ring: Ring
     let clock: LoopClock
-    var now: Int64 { clock.nowMicroseconds }
     var listeners: [Listener]
     let log: AccessLog
     let readPool: BufferPool
@@ -68,6 +68,7 @@ final class Worker {
         self.index = index
         self.settings = settings
         limits = settings.config.limits
+        deadlines = Deadlines(limits)
         let ring = try injected ?? Ring(entries: limits.ringEntries)
         self.ring = ring
         clock = LoopClock(ring: ring)
@@ -131,7 +132,7 @@ final class Worker {
         }
         // Still more to do: a message to our own ring ends the next wait at once.
         if let cache, cache.runPending() { ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
-        return !(draining && (liveConnections == 0 || now >= drainDeadlineMicroseconds))
+        return !(draining && (liveConnections == 0 || nowMicroseconds >= drainDeadlineMicroseconds))
     }
 
     @inline(__always) private func dispatch(_ d: UserData, _ result: Int32, _ more: Bool) {
@@ -141,7 +142,7 @@ final class Worker {
         case OpKind.fileRead: if let body = reads.completed(slot: d.slot, result) { bodyRead(body) }
         case OpKind.accept: onAccept(listener: Int(d.slot), result, more: more)
         case OpKind.close: onClosed(slot: d.slot)
-        case OpKind.fileOpen, OpKind.fileStat: directorySource?.opened(d.kind, slot: d.slot, result: result, now: now)
+        case OpKind.fileOpen, OpKind.fileStat: directorySource?.opened(d.kind, slot: d.slot, result: result, now: nowMicroseconds)
         case OpKind.tick: onTick()
         case OpKind.wake: beginDrain()
         case OpKind.logWrite: log.written(result)
@@ -201,18 +202,17 @@ final class Worker {
         ex.logged = true
         log.log(AccessLog.Record(client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
                                  status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
-                                 ttfbMicroseconds: max(0, ex.ttfbMicroseconds), totalMicroseconds: now - ex.startMicroseconds,
+                                 ttfbMicroseconds: max(0, ex.ttfbMicroseconds), totalMicroseconds: nowMicroseconds - ex.startMicroseconds,
                                  token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: ring.wallMilliseconds())
     }
 
     func close(_ c: Connection) {
         guard c.life.close() else { return }
-        if let ex = c.exchange {
-            if let body = ex.body { finishBody(body) }
-            if ex.responded && !ex.logged { logExchange(c, ex) }
-            c.exchange = nil
+        switch c.frontEnd {
+        case .http1(let h1): h1.shutdown()
+        case .http2(let h2): h2.shutdown()
+        case .undecided: break
         }
-        if let h2 = c.h2 { h2.shutdown(); c.h2 = nil }
         ring.shutdownAndClose(fd: c.fd, UserData(kind: OpKind.close, slot: c.slot, generation: c.generation))
     }
 
@@ -250,67 +250,44 @@ final class Worker {
         }
         log.flush()
         errorLog.flush()
-        cache?.origin.tick(now: now)
+        cache?.origin.tick(now: nowMicroseconds)
         if acceptBackoff {
             acceptBackoff = false
             for i in listeners.indices { armAccept(i) }
         }
         for c in connections where c.life.isOpen { checkDeadlines(c) }
-        if draining && now >= drainDeadlineMicroseconds {
+        if draining && nowMicroseconds >= drainDeadlineMicroseconds {
             for c in connections where c.life.isOpen { close(c) }
         }
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
     }
 
-    /// The deadlines of one open connection, from the tick: TLS handshake and request head, idle
-    /// keep-alive, a send without progress (slow readers, zero windows), total request time.
+    /// The deadlines of one open connection, from the tick: TLS handshake and the protocol's first
+    /// bytes, a send without progress (slow readers, zero windows), then the front end's own.
     func checkDeadlines(_ c: Connection) {
-        let headerTimeout = Int64(limits.headerTimeoutMilliseconds) * 1000
-        let keepAliveTimeout = Int64(limits.keepAliveTimeoutMilliseconds) * 1000
-        let sendTimeout = Int64(limits.sendTimeoutMilliseconds) * 1000
-        let requestTimeout = Int64(limits.requestTimeoutMilliseconds) * 1000
+        let now = nowMicroseconds
         // A send that makes no progress: a slow or stalled reader (TCP zero window).
-        if (c.output.inFlight || !c.output.isEmpty) && now - c.lastSendProgressMicroseconds > sendTimeout { close(c); return }
-        if let tls = c.tls, edge_tls_handshake_done(tls) == 0 {
-            if now - c.acceptedMicroseconds > headerTimeout { close(c) }
+        if (c.output.inFlight || !c.output.isEmpty) && now - c.lastSendProgressMicroseconds > deadlines.sendMicroseconds {
+            close(c)
             return
         }
-        switch c.proto {
-        case .undecided:
-            if now - c.acceptedMicroseconds > headerTimeout { close(c) }
-        case .http1:
-            if let ex = c.exchange {
-                if now - ex.startMicroseconds > requestTimeout { close(c) }
-            } else if c.headerStartMicroseconds != 0 && !c.input.isEmpty {
-                if now - c.headerStartMicroseconds > headerTimeout {
-                    let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0,
-                                  startMicroseconds: now)
-                    ex.keepAlive = false
-                    c.exchange = ex
-                    c.input.clear()
-                    respondSimple(c, ex, status: 408, body: "request timeout\n", extraHeaders: [])
-                }
-            } else {
-                let limit = c.requestsServed == 0 ? headerTimeout : keepAliveTimeout
-                if now - c.idleSinceMicroseconds > limit { close(c) }
+        let verdict: DeadlineVerdict
+        if let tls = c.tls, edge_tls_handshake_done(tls) == 0 {
+            verdict = now - c.acceptedMicroseconds > deadlines.headerMicroseconds ? .close : .none
+        } else {
+            switch c.frontEnd {
+            case .undecided:
+                verdict = now - c.acceptedMicroseconds > deadlines.headerMicroseconds ? .close : .none
+            case .http1(let h1):
+                verdict = h1.checkDeadlines(now: now, deadlines)
+            case .http2(let h2):
+                verdict = h2.checkDeadlines(now: now, deadlines, lastSendProgressMicroseconds: c.lastSendProgressMicroseconds)
             }
-        case .http2:
-            guard let h2 = c.h2 else { return }
-            if h2.incompleteStreams > 0 {
-                h2.expireIncomplete(now: now, timeoutMicroseconds: Int64(limits.h2StreamRequestTimeoutMilliseconds) * 1000)
-                pump(c)
-                if !c.life.isOpen { return }
-            }
-            if h2.exchanges.isEmpty && h2.incompleteStreams == 0 && h2.goAwaySentMicroseconds > 0
-                && now - h2.goAwaySentMicroseconds > headerTimeout {
-                close(c)   // a peer that neither closes nor sends after our GOAWAY
-            } else if h2.exchanges.isEmpty {
-                if now - h2.idleSinceMicroseconds > keepAliveTimeout { h2.goAway(); pump(c) }
-            } else if h2.hasBlockedData && now - c.lastSendProgressMicroseconds > sendTimeout {
-                close(c)   // streams with data the peer will not take (zero window)
-            } else if let oldest = h2.oldestStartMicroseconds, now - oldest > requestTimeout {
-                close(c)
-            }
+        }
+        switch verdict {
+        case .none: break
+        case .send: pump(c)
+        case .close: close(c)
         }
     }
 
@@ -326,19 +303,21 @@ final class Worker {
     func beginDrain() {
         guard !draining else { return }
         draining = true
-        drainDeadlineMicroseconds = now + Int64(limits.drainTimeoutMilliseconds) * 1000
+        drainDeadlineMicroseconds = nowMicroseconds + Int64(limits.drainTimeoutMilliseconds) * 1000
         for l in listeners {
             // The ring holds its own reference to a listener with a multishot accept: cancel, then close.
             ring.cancel(fd: l.fd, UserData(kind: OpKind.ignore, slot: 0))
             ring.close(fd: l.fd, UserData(kind: OpKind.ignore, slot: 0))
         }
         for c in connections where c.life.isOpen {
-            switch c.proto {
-            case .http2:
-                c.h2?.goAway()
+            switch c.frontEnd {
+            case .http2(let h2):
+                h2.goAway()
                 pump(c)
-            default:
-                if let ex = c.exchange { ex.keepAlive = false } else { close(c) }
+            case .http1(let h1):
+                if h1.drain() { close(c) }
+            case .undecided:
+                close(c)
             }
         }
     }
