@@ -93,6 +93,8 @@ let package = Package(
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
         .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache", "EdgeEncoding"]),
         // The server's state, and whole workers on SimulatedIO, driven without sockets (@testable).
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "CNGHTTP2"]),
+        // Fixtures: a test-only certificate and key (CN edge.test), read by path.
+        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "CNGHTTP2", "CEdgeTLS"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -53,14 +53,48 @@ SSL_CTX *edge_tls_ctx_new(const char *cert_path, const char *key_path, int allow
     return ctx;
 }
 void edge_tls_ctx_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
-SSL *edge_tls_new(SSL_CTX *ctx) {
+SSL_CTX *edge_tls_client_ctx_new(const char *ca_path, const unsigned char *alpn_wire, unsigned alpn_len,
+                                 char *errbuf, size_t errcap) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) { snprintf(errbuf, errcap, "SSL_CTX_new failed"); return NULL; }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int loaded = ca_path ? SSL_CTX_load_verify_locations(ctx, ca_path, NULL) : SSL_CTX_set_default_verify_paths(ctx);
+    if (loaded != 1) {
+        char why[256]; ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        snprintf(errbuf, errcap, "cannot load trusted certificates %s: %s", ca_path ? ca_path : "(system)", why);
+        SSL_CTX_free(ctx); return NULL;
+    }
+    // SSL_CTX_set_alpn_protos returns 0 on success (unlike most of OpenSSL).
+    if (alpn_wire && alpn_len > 0 && SSL_CTX_set_alpn_protos(ctx, alpn_wire, alpn_len) != 0) {
+        snprintf(errbuf, errcap, "invalid ALPN protocol list");
+        SSL_CTX_free(ctx); return NULL;
+    }
+    return ctx;
+}
+// An SSL over a pair of memory BIOs: the ring (or a test) moves the ciphertext.
+static SSL *tls_over_memory(SSL_CTX *ctx) {
     SSL *ssl = SSL_new(ctx);
     if (!ssl) return NULL;
     BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
     if (!rb || !wb) { BIO_free(rb); BIO_free(wb); SSL_free(ssl); return NULL; }
     BIO_set_mem_eof_return(rb, -1);
     SSL_set_bio(ssl, rb, wb);
-    SSL_set_accept_state(ssl);
+    return ssl;
+}
+SSL *edge_tls_new(SSL_CTX *ctx) {
+    SSL *ssl = tls_over_memory(ctx);
+    if (ssl) SSL_set_accept_state(ssl);
+    return ssl;
+}
+SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name) {
+    SSL *ssl = tls_over_memory(ctx);
+    if (!ssl) return NULL;
+    if (SSL_set_tlsext_host_name(ssl, server_name) != 1 || SSL_set1_host(ssl, server_name) != 1) {
+        SSL_free(ssl); return NULL;
+    }
+    SSL_set_connect_state(ssl);
     return ssl;
 }
 void edge_tls_free(SSL *ssl) { SSL_free(ssl); }

@@ -10,6 +10,14 @@ typedef struct ssl_st SSL;
 // Returns NULL and writes a message into errbuf on failure.
 SSL_CTX *edge_tls_ctx_new(const char *cert_path, const char *key_path, int allow_h2, char *errbuf, size_t errcap);
 void edge_tls_ctx_free(SSL_CTX *ctx);
+// Creates a client context: TLS 1.2+, peers verified against the PEM bundle ca_path (NULL: the
+// system's trust store), ALPN offering alpn_wire (protocol names in wire format: length-prefixed;
+// NULL: no ALPN). Returns NULL and writes a message into errbuf on failure.
+SSL_CTX *edge_tls_client_ctx_new(const char *ca_path, const unsigned char *alpn_wire, unsigned alpn_len,
+                                 char *errbuf, size_t errcap);
+// A client connection over memory BIOs that sends SNI server_name and checks that the
+// certificate names it. The handshake starts at the first edge_tls_read.
+SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name);
 SSL *edge_tls_new(SSL_CTX *ctx);
 void edge_tls_free(SSL *ssl);
 // Gives received ciphertext to the engine. Returns bytes taken or -1.

@@ -1,3 +1,4 @@
+import CEdgeTLS
 import EdgeConfig
 import EdgeEncoding
 import EdgeIO
@@ -11,12 +12,16 @@ final class SimulatedEdge {
     let sim: SimulatedIO
     let worker: Worker
     let listenerFD: Int32
+    /// The TLS listener (`tls: true`), with the test certificate (see `TLSClientPipe`).
+    private(set) var tlsListenerFD: Int32 = -1
+    private var tlsContext: OpaquePointer?
     let wakeFD: Int32
     let accessLogFD: Int32
     let config: EdgeConfig
     private(set) var running = true
 
-    init(seed: UInt64, faults: SimulatedIO.Faults = .init(), config text: String, files: [String: [UInt8]] = [:]) throws {
+    init(seed: UInt64, faults: SimulatedIO.Faults = .init(), config text: String, files: [String: [UInt8]] = [:],
+         tls: Bool = false) throws {
         sim = SimulatedIO(seed: seed, faults: faults)
         for (path, bytes) in files { sim.files[path] = SimulatedIO.File(bytes: bytes) }
         config = try EdgeConfig.parse(text)
@@ -26,16 +31,32 @@ final class SimulatedEdge {
             store = SliceStore(config: (c.directory, c.sliceBytes, c.fillsMax, c.ramBytesLimit, c.diskBytesLimit), objectBytesMax: c.objectBytesMax)
         }
         accessLogFD = sim.sink()
-        let settings = WorkerSettings(config: config, router: Router(config.token), tlsContext: nil, accessLogFD: accessLogFD,
-                                      store: store, directory: WorkerDirectory(workers: 1))
         listenerFD = sim.listen()
+        var listeners = [Listener(fd: listenerFD, isTLS: false, armed: false)]
+        if tls {
+            var error = [CChar](repeating: 0, count: 256)
+            tlsContext = edge_tls_ctx_new(TestCertificate.certificatePath, TestCertificate.keyPath, config.server.http2 ? 1 : 0,
+                                          &error, 256)
+            guard tlsContext != nil else { throw TLSClientError(message: nulTerminatedText(error)) }
+            tlsListenerFD = sim.listen()
+            listeners.append(Listener(fd: tlsListenerFD, isTLS: true, armed: false))
+        }
+        let settings = WorkerSettings(config: config, router: Router(config.token), tlsContext: tlsContext,
+                                      accessLogFD: accessLogFD, store: store, directory: WorkerDirectory(workers: 1))
         wakeFD = sim.eventFD()
-        worker = try Worker(index: 0, settings: settings, listeners: [Listener(fd: listenerFD, isTLS: false, armed: false)],
-                            wakeFD: wakeFD, ring: Ring(simulated: sim))
+        worker = try Worker(index: 0, settings: settings, listeners: listeners, wakeFD: wakeFD, ring: Ring(simulated: sim))
         worker.start()
     }
 
+    deinit { if let tlsContext { edge_tls_ctx_free(tlsContext) } }
+
     func connect(from address: String = "192.0.2.10") -> SimulatedIO.Peer { sim.connect(to: listenerFD, from: address) }
+
+    /// A TLS client on the TLS listener, offering `alpn`.
+    func connectTLS(alpn: [String] = ["http/1.1"], from address: String = "192.0.2.10") throws -> TLSClientPipe {
+        precondition(tlsListenerFD >= 0, "SimulatedEdge made without tls: true")
+        return try TLSClientPipe(peer: sim.connect(to: tlsListenerFD, from: address), alpn: alpn)
+    }
 
     /// Runs the worker until nothing can complete without the clock moving on.
     func runUntilIdle(file: StaticString = #filePath, line: UInt = #line) {
@@ -87,7 +108,7 @@ final class SimulatedEdge {
             }
         }
         XCTAssertEqual(worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
-        XCTAssertEqual(sim.operationsInFlight, 3, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
+        XCTAssertEqual(sim.operationsInFlight, 2 + worker.listeners.count, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
     }
 }
 

@@ -138,12 +138,13 @@ final class SimulatedHTTP1Tests: XCTestCase {
     /// and everything is released.
     func testSeededRunsWithFaults() throws {
         var faultCounts: [String: Int] = [:]
-        var cuts = 0, responses = 0
+        var cuts = 0, responses = 0, tlsRuns = 0
         for seed in simulationSeeds(default: 1000) {
             recordSeed("SimulatedHTTP1Tests", seed)
             let failuresBefore = testRun?.totalFailureCount ?? 0
             var run = try SeededRun(seed: seed)
-            let outcome = run.execute()
+            let outcome = try run.execute()
+            if run.tls { tlsRuns += 1 }
             responses += outcome.responses
             cuts += outcome.cuts
             for (k, v) in run.edge.sim.injected { faultCounts[k, default: 0] += v }
@@ -152,7 +153,7 @@ final class SimulatedHTTP1Tests: XCTestCase {
                 return
             }
         }
-        print("simulation: \(simulationSeeds(default: 1000).count) HTTP/1.1 runs, \(responses) responses checked, \(cuts) connections cut by faults; faults: \(faultCounts.sorted { $0.key < $1.key })")
+        print("simulation: \(simulationSeeds(default: 1000).count) HTTP/1.1 runs (\(tlsRuns) over TLS), \(responses) responses checked, \(cuts) connections cut by faults; faults: \(faultCounts.sorted { $0.key < $1.key })")
     }
 }
 
@@ -163,6 +164,8 @@ struct SeededRun {
     var random: SplitMix64
     let files: [String: [UInt8]]
     let lossy: Bool
+    /// The clients speak TLS (HTTPS/1.1, ALPN http/1.1) to the TLS listener.
+    let tls: Bool
 
     init(seed: UInt64) throws {
         self.seed = seed
@@ -183,12 +186,14 @@ struct SeededRun {
         let chunk = [4096, 16384, 65536][random.next(below: 3)]
         let limits = "read_chunk_bytes = \(chunk)\noutput_buffer_bytes_max = \(max(16384, chunk * [1, 2, 4][random.next(below: 3)]))\n"
             + "recv_buffer_bytes = \([1024, 16384][random.next(below: 2)])"
+        tls = random.next(below: 3) == 0
         edge = try SimulatedEdge(seed: seed, faults: faults, config: SimulatedHTTP1Tests.config(limits: limits),
-                                 files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }))
+                                 files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }),
+                                 tls: tls)
     }
 
     struct Client {
-        let peer: SimulatedIO.Peer
+        let peer: any ClientPipe
         let expectations: [Expectation]
         let pipelined: Bool
         var toWrite: [UInt8] = []
@@ -215,11 +220,12 @@ struct SeededRun {
         return Expectation(path: path, content: content, range: range)
     }
 
-    mutating func execute() -> (responses: Int, cuts: Int) {
+    mutating func execute() throws -> (responses: Int, cuts: Int) {
         var clients: [Client] = []
         for _ in 0..<(1 + random.next(below: 3)) {
             let expectations = (0..<(1 + random.next(below: 5))).map { _ in makeRequest() }
-            clients.append(Client(peer: edge.connect(), expectations: expectations, pipelined: random.next(below: 2) == 0))
+            let peer: any ClientPipe = tls ? try edge.connectTLS() : edge.connect()
+            clients.append(Client(peer: peer, expectations: expectations, pipelined: random.next(below: 2) == 0))
         }
         var responses = 0, cuts = 0
         var rounds = 0

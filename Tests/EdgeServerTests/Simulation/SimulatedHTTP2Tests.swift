@@ -16,13 +16,13 @@ final class H2Client {
     }
 
     private var session: OpaquePointer?
-    let peer: SimulatedIO.Peer
+    let peer: any ClientPipe
     private(set) var streams: [Int32: Stream] = [:]
     private(set) var goAwayReceived = false
 
     /// `windowBytes`: the client's initial stream window (small: the server must wait for
     /// WINDOW_UPDATEs, deferring and resuming its data).
-    init(peer: SimulatedIO.Peer, windowBytes: Int = 65535) {
+    init(peer: any ClientPipe, windowBytes: Int = 65535) {
         self.peer = peer
         var callbacks: OpaquePointer?
         nghttp2_session_callbacks_new(&callbacks)
@@ -154,7 +154,7 @@ final class SimulatedHTTP2Tests: XCTestCase {
 
     /// Seeded runs: streams on one or two connections, random ranges and windows, kernel faults.
     func testSeededHTTP2Runs() throws {
-        var streamsChecked = 0, lost = 0
+        var streamsChecked = 0, lost = 0, tlsRuns = 0
         let seeds = simulationSeeds(default: 300)
         for seed in seeds {
             recordSeed("SimulatedHTTP2Tests", seed)
@@ -169,12 +169,16 @@ final class SimulatedHTTP2Tests: XCTestCase {
             faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
             faults.readFailurePercent = random.next(below: 5) == 0 ? 2 : 0
             let chunk = [4096, 16384, 65536][random.next(below: 3)]
+            let tls = random.next(below: 3) == 0   // h2 by ALPN over TLS, else h2c by prior knowledge
+            if tls { tlsRuns += 1 }
             let edge = try SimulatedEdge(seed: seed, faults: faults,
                                          config: SimulatedHTTP1Tests.config(limits: "read_chunk_bytes = \(chunk)\noutput_buffer_bytes_max = \(max(16384, chunk))"),
-                                         files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }))
+                                         files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }),
+                                         tls: tls)
             var clients: [(H2Client, [(Int32, Expectation)])] = []
             for _ in 0..<(1 + random.next(below: 2)) {
-                let h2 = H2Client(peer: edge.connect(), windowBytes: [1024, 16384, 65535][random.next(below: 3)])
+                let peer: any ClientPipe = tls ? try edge.connectTLS(alpn: ["h2"]) : edge.connect()
+                let h2 = H2Client(peer: peer, windowBytes: [1024, 16384, 65535][random.next(below: 3)])
                 var asks: [(Int32, Expectation)] = []
                 for _ in 0..<(1 + random.next(below: 6)) {
                     let path = files.keys.sorted()[random.next(below: files.count)]
@@ -215,6 +219,6 @@ final class SimulatedHTTP2Tests: XCTestCase {
                 return
             }
         }
-        print("simulation: \(seeds.count) HTTP/2 runs, \(streamsChecked) streams checked, \(lost) lost to injected faults")
+        print("simulation: \(seeds.count) HTTP/2 runs (\(tlsRuns) over TLS), \(streamsChecked) streams checked, \(lost) lost to injected faults")
     }
 }
