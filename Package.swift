@@ -48,44 +48,62 @@ let package = Package(
         .target(name: "EdgeHTTP", dependencies: ["EdgeEncoding"]),
         .target(name: "EdgeAuthToken", dependencies: ["CEdgeCrypto", "EdgeEncoding"]),
         .target(name: "EdgeCache", dependencies: ["EdgeEncoding"]),
-        .target(name: "EdgeCatalog", dependencies: ["CEdgeCrypto", "EdgeCrypto", "EdgeEncoding", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "EdgePackager", dependencies: [
-            "EdgeCatalog", "EdgeConfig", "CEdgeCrypto", "EdgeCrypto", "EdgeEncoding",
-            .product(name: "Subprocess", package: "swift-subprocess"),
-        ]),
+        .target(
+            name: "EdgeCatalog",
+            dependencies: ["CEdgeCrypto", "EdgeCrypto", "EdgeEncoding", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(
+            name: "EdgePackager",
+            dependencies: [
+                "EdgeCatalog", "EdgeConfig", "CEdgeCrypto", "EdgeCrypto", "EdgeEncoding",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ]),
         .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "EdgeIO", dependencies: ["CEdgeRing", "EdgeEncoding"]),
-        .target(name: "EdgeServer", dependencies: [
-            "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
-            "CEdgeRing", "CEdgeTLS", "CNGHTTP2",
-        ]),
-        .executableTarget(name: "edge", dependencies: [
-            "EdgeServer", "EdgeConfig",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "edgectl", dependencies: [
-            "EdgeAuthToken", "EdgeConfig", "EdgeCache",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .target(name: "PlaybackAuth", dependencies: [
-            "EdgeAuthToken", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "JWTKit", package: "jwt-kit"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ]),
-        .executableTarget(name: "playback-auth", dependencies: [
-            "PlaybackAuth", "EdgeConfig",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .testTarget(name: "PlaybackAuthTests", dependencies: [
-            "PlaybackAuth", "EdgeAuthToken", "EdgeCatalog", "EdgeEncoding",
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
-            .product(name: "JWTKit", package: "jwt-kit"),
-        ], swiftSettings: [.swiftLanguageMode(.v5)]),   // XCTest fixtures are non-Sendable classes
-        .executableTarget(name: "packager", dependencies: [
-            "EdgePackager", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .target(
+            name: "EdgeServer",
+            dependencies: [
+                "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
+                "CEdgeRing", "CEdgeTLS", "CNGHTTP2",
+            ]),
+        .executableTarget(
+            name: "edge",
+            dependencies: [
+                "EdgeServer", "EdgeConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "edgectl",
+            dependencies: [
+                "EdgeAuthToken", "EdgeConfig", "EdgeCache",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .target(
+            name: "PlaybackAuth",
+            dependencies: [
+                "EdgeAuthToken", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .executableTarget(
+            name: "playback-auth",
+            dependencies: [
+                "PlaybackAuth", "EdgeConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(
+            name: "PlaybackAuthTests",
+            dependencies: [
+                "PlaybackAuth", "EdgeAuthToken", "EdgeCatalog", "EdgeEncoding",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ], swiftSettings: [.swiftLanguageMode(.v5)]),   // XCTest fixtures are non-Sendable classes
+        .executableTarget(
+            name: "packager",
+            dependencies: [
+                "EdgePackager", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding"]),
@@ -94,7 +112,9 @@ let package = Package(
         .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache", "EdgeEncoding"]),
         // The server's state, and whole workers on SimulatedIO, driven without sockets (@testable).
         // Fixtures: a test-only certificate and key (CN edge.test), read by path.
-        .testTarget(name: "EdgeServerTests", dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "CNGHTTP2", "CEdgeTLS"],
-                    exclude: ["Fixtures"]),
+        .testTarget(
+            name: "EdgeServerTests",
+            dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "CNGHTTP2", "CEdgeTLS"],
+            exclude: ["Fixtures"]),
     ]
 )

@@ -7,6 +7,11 @@ cd "$ROOT"
 install_system_packages
 require_swift
 python_env
+echo "==> format (swift-format, .swift-format: lines of at most 120 characters)"
+unformatted=$(for f in $(git ls-files 'Sources/*.swift' 'Tests/*.swift' 'Package.swift'); do
+    swift-format format --configuration .swift-format "$f" | cmp -s - "$f" || echo "$f"
+done)
+[ -z "$unformatted" ] || { echo "not formatted (run: swift-format format -i -r Sources Tests):"; echo "$unformatted"; exit 1; }
 build_release
 echo "==> unit tests (swift test)"
 if ! swift build --build-tests >.build/unit-build.log 2>&1; then

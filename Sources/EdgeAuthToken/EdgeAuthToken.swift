@@ -21,9 +21,9 @@ public struct EdgeAuthKey: Sendable, Equatable {
 }
 
 public struct EdgeAuthPolicy: Sendable {
-    public var keys: [EdgeAuthKey]            // current first, then the transition key
+    public var keys: [EdgeAuthKey]   // current first, then the transition key
     public var leewaySeconds: Int
-    public var lifetimeSecondsMax: Int        // refuse tokens valid for longer than this
+    public var lifetimeSecondsMax: Int   // refuse tokens valid for longer than this
     public init(keys: [EdgeAuthKey], leewaySeconds: Int = 10, lifetimeSecondsMax: Int = 86400) {
         self.keys = keys; self.leewaySeconds = leewaySeconds; self.lifetimeSecondsMax = lifetimeSecondsMax
     }
@@ -43,8 +43,10 @@ public enum EdgeAuthToken {
     static let fieldOrder = ["ip", "st", "exp", "acl", "url", "id", "data"]
 
     /// Signs a token. `acl` patterns are joined with `!`; pass `url` instead for a single-URL token.
-    public static func sign(key: EdgeAuthKey, acl: [String]? = nil, url: String? = nil, startTime: Int? = nil,
-                            expiry: Int, ip: String? = nil, sessionID: String? = nil, data: String? = nil) -> String {
+    public static func sign(
+        key: EdgeAuthKey, acl: [String]? = nil, url: String? = nil, startTime: Int? = nil,
+        expiry: Int, ip: String? = nil, sessionID: String? = nil, data: String? = nil
+    ) -> String {
         var fields: [String] = []
         if let ip { fields.append("ip=\(ip)") }
         if let startTime { fields.append("st=\(startTime)") }
@@ -85,10 +87,16 @@ public enum EdgeAuthToken {
         var at = -1
         var k = bytes.count - marker.count
         while k > 0 {
-            if bytes[k] == 0x7E && bytes[k + 1] == 0x68 && bytes[(k + 2)..<(k + marker.count)].elementsEqual(marker[2...]) { at = k; break }
+            if bytes[k] == 0x7E && bytes[k + 1] == 0x68
+                && bytes[(k + 2)..<(k + marker.count)].elementsEqual(marker[2...])
+            {
+                at = k; break
+            }
             k -= 1
         }
-        guard at > 0, bytes.count - at - marker.count == 64, let mac = Hex.decode(bytes[(at + marker.count)...]) else { return nil }
+        guard at > 0, bytes.count - at - marker.count == 64, let mac = Hex.decode(bytes[(at + marker.count)...]) else {
+            return nil
+        }
         var f = EdgeAuthFields(expiry: 0)
         var seen: UInt8 = 0
         var start = 0
@@ -101,12 +109,15 @@ public enum EdgeAuthToken {
             let bit: UInt8
             switch name.count {
             case 2 where name.elementsEqual("ip".utf8): bit = 1; f.ip = String(decoding: value, as: UTF8.self)
-            case 2 where name.elementsEqual("st".utf8): bit = 2; guard let v = strictInt(value) else { return nil }; f.startTime = v
-            case 3 where name.elementsEqual("exp".utf8): bit = 4; guard let v = strictInt(value) else { return nil }; f.expiry = v
+            case 2 where name.elementsEqual("st".utf8):
+                bit = 2; guard let v = strictInt(value) else { return nil }; f.startTime = v
+            case 3 where name.elementsEqual("exp".utf8):
+                bit = 4; guard let v = strictInt(value) else { return nil }; f.expiry = v
             case 3 where name.elementsEqual("acl".utf8):
                 bit = 8; guard !value.isEmpty else { return nil }
                 f.acl = value.split(separator: 0x21).map { String(decoding: $0, as: UTF8.self) }
-            case 3 where name.elementsEqual("url".utf8): bit = 16; guard !value.isEmpty else { return nil }; f.url = String(decoding: value, as: UTF8.self)
+            case 3 where name.elementsEqual("url".utf8):
+                bit = 16; guard !value.isEmpty else { return nil }; f.url = String(decoding: value, as: UTF8.self)
             case 2 where name.elementsEqual("id".utf8): bit = 32; f.sessionID = String(decoding: value, as: UTF8.self)
             case 4 where name.elementsEqual("data".utf8): bit = 64; f.data = String(decoding: value, as: UTF8.self)
             default: return nil
@@ -127,7 +138,9 @@ public enum EdgeAuthToken {
     }
 
     /// Checks `token` for a request of `path` (no query) from `clientIP` at Unix time `now`.
-    public static func verify(_ token: String?, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy) -> EdgeAuthVerdict {
+    public static func verify(
+        _ token: String?, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy
+    ) -> EdgeAuthVerdict {
         guard let token, !token.isEmpty else { return .missing }
         guard let (f, signed, mac) = parse(token) else { return .malformed }
         guard signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else { return .signature }
@@ -136,20 +149,26 @@ public enum EdgeAuthToken {
 
     /// HMAC over the received bytes before `~hmac=` (plus `~url=<path>` for URL tokens), compared
     /// in constant time against every configured key.
-    static func signatureValid(_ f: EdgeAuthFields, signed: Substring, mac: [UInt8], path: String, keys: [EdgeAuthKey]) -> Bool {
+    static func signatureValid(
+        _ f: EdgeAuthFields, signed: Substring, mac: [UInt8], path: String, keys: [EdgeAuthKey]
+    ) -> Bool {
         var message = Array(signed.utf8)
         if f.acl == nil && f.url == nil { message.append(contentsOf: Array("~url=\(path)".utf8)) }
         var ok = false
         for key in keys {
             let expected = hmac(key: key, message: message)
-            let equal = expected.withUnsafeBytes { e in mac.withUnsafeBytes { m in edge_constant_time_equal(e.baseAddress, m.baseAddress, 32) } }
+            let equal = expected.withUnsafeBytes { e in
+                mac.withUnsafeBytes { m in edge_constant_time_equal(e.baseAddress, m.baseAddress, 32) }
+            }
             if equal == 1 { ok = true }
         }
         return ok
     }
 
     /// Time, lifetime, client and scope checks of an authenticated token.
-    static func checkClaims(_ f: EdgeAuthFields, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy) -> EdgeAuthVerdict {
+    static func checkClaims(
+        _ f: EdgeAuthFields, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy
+    ) -> EdgeAuthVerdict {
         if let st = f.startTime, now + policy.leewaySeconds < st { return .early }
         if now - policy.leewaySeconds >= f.expiry { return .expired }
         if f.expiry - (f.startTime ?? now) > policy.lifetimeSecondsMax { return .lifetime }
@@ -171,10 +190,15 @@ public enum EdgeAuthToken {
     static func globMatch(_ p: UnsafeBufferPointer<UInt8>, _ s: UnsafeBufferPointer<UInt8>) -> Bool {
         var pi = 0, si = 0, starP = -1, starS = 0
         while si < s.count {
-            if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == s[si]) { pi += 1; si += 1 }
-            else if pi < p.count && p[pi] == UInt8(ascii: "*") { starP = pi; starS = si; pi += 1 }
-            else if starP >= 0 { pi = starP + 1; starS += 1; si = starS }
-            else { return false }
+            if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == s[si]) {
+                pi += 1; si += 1
+            } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
+                starP = pi; starS = si; pi += 1
+            } else if starP >= 0 {
+                pi = starP + 1; starS += 1; si = starS
+            } else {
+                return false
+            }
         }
         while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
         return pi == p.count
@@ -201,12 +225,18 @@ public final class EdgeAuthVerifier {
 
     /// The verdict and, for a token whose signature verified, its expiry (Unix seconds): a
     /// response it authorises must not be cached downstream past it.
-    public func check(_ token: String?, path: String, clientIP: String, now: Int) -> (verdict: EdgeAuthVerdict, expiry: Int?) {
+    public func check(
+        _ token: String?, path: String, clientIP: String, now: Int
+    ) -> (verdict: EdgeAuthVerdict, expiry: Int?) {
         guard let token, !token.isEmpty else { return (.missing, nil) }
-        if let f = verified[token] { return (EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry) }
+        if let f = verified[token] {
+            return (EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry)
+        }
         guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return (.malformed, nil) }
         hmacCount += 1
-        guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else { return (.signature, nil) }
+        guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else {
+            return (.signature, nil)
+        }
         // URL tokens sign the path outside the token: only ACL tokens are path-independent.
         if f.acl != nil {
             if verified.count >= entriesMax { verified.removeAll(keepingCapacity: true) }

@@ -65,8 +65,18 @@ public final class ARCPolicy: SimulatedPolicy {
     public init(capacityBytes: Int) { c = capacityBytes }
 
     private func move(_ n: Int32, to id: UInt8) {
-        switch pool.queue[Int(n)] { case 1: t1.remove(n, &pool); case 2: t2.remove(n, &pool); case 3: b1.remove(n, &pool); default: b2.remove(n, &pool) }
-        switch id { case 1: t1.pushHead(n, &pool); case 2: t2.pushHead(n, &pool); case 3: b1.pushHead(n, &pool); default: b2.pushHead(n, &pool) }
+        switch pool.queue[Int(n)] {
+        case 1: t1.remove(n, &pool);
+        case 2: t2.remove(n, &pool);
+        case 3: b1.remove(n, &pool);
+        default: b2.remove(n, &pool)
+        }
+        switch id {
+        case 1: t1.pushHead(n, &pool);
+        case 2: t2.pushHead(n, &pool);
+        case 3: b1.pushHead(n, &pool);
+        default: b2.pushHead(n, &pool)
+        }
     }
 
     private func replace(inB2: Bool, need: Int) {
@@ -75,7 +85,9 @@ public final class ARCPolicy: SimulatedPolicy {
                 move(t1.tail, to: 3)
             } else if t2.count > 0 {
                 move(t2.tail, to: 4)
-            } else { return }
+            } else {
+                return
+            }
         }
     }
 
@@ -92,12 +104,20 @@ public final class ARCPolicy: SimulatedPolicy {
                 return true
             case 3:
                 p = min(c, p + max(size, b2.bytes / max(b1.bytes, 1) * size))
-                if size <= c { replace(inB2: false, need: size); move(n, to: 2) } else { b1.remove(n, &pool); pool.release(n) }
+                if size <= c {
+                    replace(inB2: false, need: size); move(n, to: 2)
+                } else {
+                    b1.remove(n, &pool); pool.release(n)
+                }
                 trimGhosts()
                 return false
             default:
                 p = max(0, p - max(size, b1.bytes / max(b2.bytes, 1) * size))
-                if size <= c { replace(inB2: true, need: size); move(n, to: 2) } else { b2.remove(n, &pool); pool.release(n) }
+                if size <= c {
+                    replace(inB2: true, need: size); move(n, to: 2)
+                } else {
+                    b2.remove(n, &pool); pool.release(n)
+                }
                 trimGhosts()
                 return false
             }
@@ -240,7 +260,9 @@ struct MaxHeap {
     mutating func push(_ p: Int, _ k: UInt64) {
         items.append((p, k))
         var i = items.count - 1
-        while i > 0 { let parent = (i - 1) / 2; if items[parent].0 >= items[i].0 { break }; items.swapAt(parent, i); i = parent }
+        while i > 0 {
+            let parent = (i - 1) / 2; if items[parent].0 >= items[i].0 { break }; items.swapAt(parent, i); i = parent
+        }
     }
     mutating func pop() -> (Int, UInt64)? {
         guard !items.isEmpty else { return nil }

@@ -35,7 +35,10 @@ public final class EdgePolicy {
     let sketchAdmission: Int
     private var pinExpiry: [UInt64: Int64] = [:]
 
-    public init(capacityBytes: Int, expectedEntries: Int, smallPercent: Double = 10, adaptive: Bool = true, sketchAdmission: Int = 2) {
+    public init(
+        capacityBytes: Int, expectedEntries: Int, smallPercent: Double = 10, adaptive: Bool = true,
+        sketchAdmission: Int = 2
+    ) {
         self.capacityBytes = capacityBytes
         sketch = FrequencySketch(expectedEntries: max(expectedEntries, 16))
         smallBytesTarget = max(1, Int(Double(capacityBytes) * smallPercent / 100))
@@ -54,7 +57,9 @@ public final class EdgePolicy {
     @discardableResult
     public func recordAccess(_ key: UInt64) -> Bool {
         sketch.increment(key)
-        guard let n = pool.index[key], pool.queue[Int(n)] != ghost.id, pool.queue[Int(n)] != mainGhost.id else { return false }
+        guard let n = pool.index[key], pool.queue[Int(n)] != ghost.id, pool.queue[Int(n)] != mainGhost.id else {
+            return false
+        }
         pool.extra[Int(n)] = min(3, pool.extra[Int(n)] + 1)
         return true
     }
@@ -148,7 +153,9 @@ public final class EdgePolicy {
     /// Pins a cached entry until `untilSeconds`: it is never evicted before then.
     @discardableResult
     public func pin(_ key: UInt64, untilSeconds: Int64) -> Bool {
-        guard let n = pool.index[key], pool.queue[Int(n)] != ghost.id, pool.queue[Int(n)] != mainGhost.id else { return false }
+        guard let n = pool.index[key], pool.queue[Int(n)] != ghost.id, pool.queue[Int(n)] != mainGhost.id else {
+            return false
+        }
         switch pool.queue[Int(n)] {
         case small.id: small.remove(n, &pool)
         case main.id: main.remove(n, &pool)

@@ -8,7 +8,7 @@ struct NodePool {
     var prev: [Int32] = []
     var next: [Int32] = []
     var queue: [UInt8] = []
-    var extra: [Int] = []        // per-policy use (frequency, next-use time, ...)
+    var extra: [Int] = []   // per-policy use (frequency, next-use time, ...)
     var free: [Int32] = []
     var index: [UInt64: Int32] = [:]
 
@@ -16,7 +16,8 @@ struct NodePool {
         let n: Int32
         if let f = free.popLast() {
             n = f
-            key[Int(n)] = k; size[Int(n)] = s; prev[Int(n)] = -1; next[Int(n)] = -1; queue[Int(n)] = q; extra[Int(n)] = 0
+            key[Int(n)] = k; size[Int(n)] = s; prev[Int(n)] = -1; next[Int(n)] = -1; queue[Int(n)] = q;
+            extra[Int(n)] = 0
         } else {
             n = Int32(key.count)
             key.append(k); size.append(s); prev.append(-1); next.append(-1); queue.append(q); extra.append(0)
@@ -76,7 +77,9 @@ public struct FrequencySketch {
     private let mask: Int
     private var additions = 0
     private let sampleSize: Int
-    private static let seeds: [UInt64] = [0xc3a5c85c97cb3127, 0xb492b66fbe98f273, 0x9ae16a3b2f90404f, 0xcbf29ce484222325]
+    private static let seeds: [UInt64] = [
+        0xc3a5c85c97cb3127, 0xb492b66fbe98f273, 0x9ae16a3b2f90404f, 0xcbf29ce484222325,
+    ]
 
     public init(expectedEntries: Int) {
         var width = 64

@@ -19,7 +19,9 @@ public enum Trace {
             lineNumber += 1
             let fields = line.split(separator: ",", omittingEmptySubsequences: false)
             if lineNumber == 1 && fields.first.map({ Int64($0.trimmingCharacters()) == nil }) == true { continue }
-            guard fields.count == 3, let t = Int64(fields[0].trimmingCharacters()), let size = Int(fields[2].trimmingCharacters()), size >= 0 else {
+            guard fields.count == 3, let t = Int64(fields[0].trimmingCharacters()),
+                let size = Int(fields[2].trimmingCharacters()), size >= 0
+            else {
                 throw TraceError(description: "line \(lineNumber): expected time,key,size_bytes")
             }
             out.append(TraceRequest(time: t, key: cacheKeyHash(String(fields[1].trimmingCharacters())), size: size))
@@ -53,10 +55,16 @@ public struct SimulationResult: Sendable {
 public enum CacheSimulator {
     public static let policyNames = ["edge", "lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady"]
 
-    public static func makePolicy(_ name: String, capacityBytes: Int, trace: [TraceRequest], uniqueObjects: Int) -> SimulatedPolicy {
+    public static func makePolicy(
+        _ name: String, capacityBytes: Int, trace: [TraceRequest], uniqueObjects: Int
+    ) -> SimulatedPolicy {
         switch name {
-        case "edge": return EdgePolicySimulation(name: "edge", policy: EdgePolicy(capacityBytes: capacityBytes, expectedEntries: uniqueObjects))
-        case "wtinylfu": return WTinyLFUSimulation(policy: WTinyLFUPolicy(capacityBytes: capacityBytes, expectedEntries: uniqueObjects))
+        case "edge":
+            return EdgePolicySimulation(
+                name: "edge", policy: EdgePolicy(capacityBytes: capacityBytes, expectedEntries: uniqueObjects))
+        case "wtinylfu":
+            return WTinyLFUSimulation(
+                policy: WTinyLFUPolicy(capacityBytes: capacityBytes, expectedEntries: uniqueObjects))
         case "lru": return LRUPolicy(capacityBytes: capacityBytes)
         case "lfu": return LFUPolicy(capacityBytes: capacityBytes)
         case "arc": return ARCPolicy(capacityBytes: capacityBytes)
@@ -74,8 +82,9 @@ public enum CacheSimulator {
             totalBytes += r.size
             if !policy.access(r.key, size: r.size) { misses += 1; missBytes += r.size }
         }
-        return SimulationResult(policy: name, sizeBytes: capacityBytes,
-                                byteMissRatio: totalBytes == 0 ? 0 : Double(missBytes) / Double(totalBytes),
-                                objectMissRatio: trace.isEmpty ? 0 : Double(misses) / Double(trace.count))
+        return SimulationResult(
+            policy: name, sizeBytes: capacityBytes,
+            byteMissRatio: totalBytes == 0 ? 0 : Double(missBytes) / Double(totalBytes),
+            objectMissRatio: trace.isEmpty ? 0 : Double(misses) / Double(trace.count))
     }
 }

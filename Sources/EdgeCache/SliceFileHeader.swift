@@ -22,8 +22,10 @@ public struct SliceFileHeader: Sendable, Equatable {
     public var lastModified: String
     public var contentType: String
 
-    public init(path: String, index: Int, dataLength: Int, objectSize: Int, storedAtSeconds: Int64, digest: [UInt8],
-                etag: String, lastModified: String, contentType: String) {
+    public init(
+        path: String, index: Int, dataLength: Int, objectSize: Int, storedAtSeconds: Int64, digest: [UInt8],
+        etag: String, lastModified: String, contentType: String
+    ) {
         self.path = path; self.index = index; self.dataLength = dataLength; self.objectSize = objectSize
         self.storedAtSeconds = storedAtSeconds; self.digest = digest; self.etag = etag
         self.lastModified = lastModified; self.contentType = contentType
@@ -33,7 +35,9 @@ public struct SliceFileHeader: Sendable, Equatable {
     public struct Limits: Sendable {
         public var sliceBytes: Int
         public var objectBytesMax: Int
-        public init(sliceBytes: Int, objectBytesMax: Int) { self.sliceBytes = sliceBytes; self.objectBytesMax = objectBytesMax }
+        public init(sliceBytes: Int, objectBytesMax: Int) {
+            self.sliceBytes = sliceBytes; self.objectBytesMax = objectBytesMax
+        }
     }
 
     public func encoded() -> [UInt8] {
@@ -62,8 +66,13 @@ public struct SliceFileHeader: Sendable, Equatable {
         guard raw.count >= bytes else { return .bad("shorter than a header") }
         guard raw.prefix(8).elementsEqual(magic) else { return .bad("bad magic") }
         var at = 8
-        func u32() -> Int { defer { at += 4 }; return Int(raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian) }
-        func i64() -> Int64 { defer { at += 8 }; return Int64(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian) }
+        func u32() -> Int {
+            defer { at += 4 }; return Int(raw.loadUnaligned(fromByteOffset: at, as: UInt32.self).littleEndian)
+        }
+        func i64() -> Int64 {
+            defer { at += 8 };
+            return Int64(bitPattern: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self).littleEndian)
+        }
         func str() -> String? {
             guard at + 2 <= bytes else { return nil }
             let n = Int(raw.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian)
@@ -75,7 +84,9 @@ public struct SliceFileHeader: Sendable, Equatable {
         guard u32() == bytes else { return .bad("bad header size") }
         let length = i64(), size = i64(), index = i64(), storedAt = i64()
         let digest = Array(raw[at..<(at + 32)]); at += 32
-        guard let path = str(), let etag = str(), let lm = str(), let ct = str() else { return .bad("bad string field") }
+        guard let path = str(), let etag = str(), let lm = str(), let ct = str() else {
+            return .bad("bad string field")
+        }
         // Every number is checked before any arithmetic uses it.
         guard size > 0, size <= Int64(limits.objectBytesMax) else { return .bad("object size out of range") }
         guard length > 0, length <= Int64(limits.sliceBytes) else { return .bad("data length out of range") }
@@ -83,10 +94,15 @@ public struct SliceFileHeader: Sendable, Equatable {
         let slices = (size - 1) / Int64(limits.sliceBytes) + 1
         guard index < slices else { return .bad("slice index past the object") }
         let first = index * Int64(limits.sliceBytes)   // < size <= objectBytesMax: cannot overflow
-        guard length == min(Int64(limits.sliceBytes), size - first) else { return .bad("data length does not match the slice") }
+        guard length == min(Int64(limits.sliceBytes), size - first) else {
+            return .bad("data length does not match the slice")
+        }
         guard Int64(fileBytes) == Int64(bytes) + length else { return .bad("file size does not match the header") }
         guard path.hasPrefix("/"), !path.utf8.contains(0) else { return .bad("bad key") }
-        return .ok(SliceFileHeader(path: path, index: Int(index), dataLength: Int(length), objectSize: Int(size), storedAtSeconds: storedAt,
-                                   digest: digest, etag: etag, lastModified: lm, contentType: ct))
+        return .ok(
+            SliceFileHeader(
+                path: path, index: Int(index), dataLength: Int(length), objectSize: Int(size),
+                storedAtSeconds: storedAt,
+                digest: digest, etag: etag, lastModified: lm, contentType: ct))
     }
 }

@@ -1,6 +1,6 @@
 import EdgeEncoding
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A synthetic audio workload: Zipf popularity over tracks, three bitrates, players fetching
@@ -21,7 +21,9 @@ public struct AudioTraceGenerator {
     public init() {}
 
     /// Bitrate (kb/s) → chunk size in bytes (10 s of audio) and share of sessions.
-    static let renditions: [(kbps: Int, bytes: Int, share: Double)] = [(96, 120_000, 0.2), (160, 200_000, 0.5), (320, 400_000, 0.3)]
+    static let renditions: [(kbps: Int, bytes: Int, share: Double)] = [
+        (96, 120_000, 0.2), (160, 200_000, 0.5), (320, 400_000, 0.3),
+    ]
 
     public struct Request { public var time: Int64; public var key: String; public var size: Int }
 
@@ -67,7 +69,10 @@ public struct AudioTraceGenerator {
             for r in Self.renditions { if pick < r.share { rendition = r; break }; pick -= r.share }
             // Listening length: a third skip within the first chunks, most play on, some to the end.
             let skip = rng.nextDouble()
-            let chunks = skip < 0.33 ? 1 + Int(rng.next() % 3) : skip < 0.8 ? chunksPerTrack / 2 + Int(rng.next() % UInt64(chunksPerTrack / 2)) : chunksPerTrack
+            let chunks =
+                skip < 0.33
+                ? 1 + Int(rng.next() % 3)
+                : skip < 0.8 ? chunksPerTrack / 2 + Int(rng.next() % UInt64(chunksPerTrack / 2)) : chunksPerTrack
             for c in 0..<min(chunks, chunksPerTrack) {
                 let key = "/audio/t\(pad(track))/\(rendition.kbps)/\(pad3(c)).bin"
                 out.append(Request(time: start + Int64(c) * 10, key: key, size: rendition.bytes))
@@ -77,8 +82,10 @@ public struct AudioTraceGenerator {
         return out
     }
 
-    private func pad(_ v: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, 5 - s.count)) + s }
-    private func pad3(_ v: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, 3 - s.count)) + s }
+    private func pad(_ v: Int) -> String {
+        let s = String(v); return String(repeating: "0", count: max(0, 5 - s.count)) + s
+    }
+    private func pad3(_ v: Int) -> String {
+        let s = String(v); return String(repeating: "0", count: max(0, 3 - s.count)) + s
+    }
 }
-
-

@@ -42,12 +42,19 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     /// IPv4 dotted quad or IPv6 text form (hex groups, `::`, optional embedded IPv4).
     static func isIPLiteral(_ h: Substring) -> Bool {
         if h.contains(":") {
-            guard h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) || $0 == 0x3A || $0 == 0x2E }) else { return false }
+            guard
+                h.utf8.allSatisfy({
+                    ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) || $0 == 0x3A || $0 == 0x2E
+                })
+            else { return false }
             let groups = h.split(separator: ":", omittingEmptySubsequences: false)
             return groups.count >= 3 && groups.count <= 8 && groups.allSatisfy { $0.count <= 4 || $0.contains(".") }
         }
         let parts = h.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { p in !p.isEmpty && p.count <= 3 && p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) && Int(p)! <= 255 }
+        return parts.count == 4
+            && parts.allSatisfy { p in
+                !p.isEmpty && p.count <= 3 && p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) && Int(p)! <= 255
+            }
     }
 }
 
@@ -189,7 +196,9 @@ public struct EdgeConfig: Sendable {
         try r.allowOnly(["server", "token", "origin", "cache", "limits", "catalog", "packager", "auth"], in: "")
 
         let s = try r.table("server")
-        try r.allowOnly(["listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2"], in: "server")
+        try r.allowOnly(
+            ["listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2"],
+            in: "server")
         c.server.listen = try r.addresses(s, "server.listen") ?? []
         c.server.listenTLS = try r.addresses(s, "server.listen_tls") ?? []
         c.server.tlsCertificate = try r.string(s, "server.tls_certificate") ?? ""
@@ -198,18 +207,29 @@ public struct EdgeConfig: Sendable {
         c.server.accessLog = try r.string(s, "server.access_log") ?? "-"
         c.server.http2 = try r.bool(s, "server.http2") ?? true
         if c.server.listen.isEmpty && c.server.listenTLS.isEmpty {
-            throw ConfigError(key: "server.listen", reason: "at least one of server.listen and server.listen_tls must be set")
+            throw ConfigError(
+                key: "server.listen", reason: "at least one of server.listen and server.listen_tls must be set")
         }
         try Self.refuseOverlappingListeners(cleartext: c.server.listen, tls: c.server.listenTLS)
         if !c.server.listenTLS.isEmpty {
-            if c.server.tlsCertificate.isEmpty { throw ConfigError(key: "server.tls_certificate", reason: "required when server.listen_tls is set") }
-            if c.server.tlsPrivateKey.isEmpty { throw ConfigError(key: "server.tls_private_key", reason: "required when server.listen_tls is set") }
+            if c.server.tlsCertificate.isEmpty {
+                throw ConfigError(key: "server.tls_certificate", reason: "required when server.listen_tls is set")
+            }
+            if c.server.tlsPrivateKey.isEmpty {
+                throw ConfigError(key: "server.tls_private_key", reason: "required when server.listen_tls is set")
+            }
         }
 
         let t = try r.table("token")
-        try r.allowOnly(["name", "key_hex", "transition_key_hex", "leeway_seconds", "max_lifetime_seconds", "required"], in: "token")
+        try r.allowOnly(
+            ["name", "key_hex", "transition_key_hex", "leeway_seconds", "max_lifetime_seconds", "required"], in: "token"
+        )
         c.token.name = try r.string(t, "token.name") ?? "hdnts"
-        guard !c.token.name.isEmpty, c.token.name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x5F || $0 == 0x2D }) else {
+        guard !c.token.name.isEmpty,
+            c.token.name.utf8.allSatisfy({
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x5F || $0 == 0x2D
+            })
+        else {
             throw ConfigError(key: "token.name", reason: "must be a non-empty name of letters, digits, '_' or '-'")
         }
         c.token.keyHex = try r.string(t, "token.key_hex") ?? ""
@@ -217,28 +237,44 @@ public struct EdgeConfig: Sendable {
         c.token.leewaySeconds = try r.int(t, "token.leeway_seconds", 0...3600) ?? 10
         c.token.lifetimeSecondsMax = try r.int(t, "token.max_lifetime_seconds", 1...31_536_000) ?? 86400
         c.token.required = try r.bool(t, "token.required") ?? true
-        if c.token.required && c.token.keyHex.isEmpty { throw ConfigError(key: "token.key_hex", reason: "required (hex HMAC key) unless token.required = false") }
-        for (key, value) in [("token.key_hex", c.token.keyHex), ("token.transition_key_hex", c.token.transitionKeyHex)] where !value.isEmpty {
-            guard value.utf8.count % 2 == 0, value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }) else {
+        if c.token.required && c.token.keyHex.isEmpty {
+            throw ConfigError(key: "token.key_hex", reason: "required (hex HMAC key) unless token.required = false")
+        }
+        for (key, value) in [("token.key_hex", c.token.keyHex), ("token.transition_key_hex", c.token.transitionKeyHex)]
+        where !value.isEmpty {
+            guard value.utf8.count % 2 == 0,
+                value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) })
+            else {
                 throw ConfigError(key: key, reason: "must be hex digits, an even count")
             }
-            guard value.utf8.count >= 32 else { throw ConfigError(key: key, reason: "too short: at least 16 bytes (32 hex digits)") }
+            guard value.utf8.count >= 32 else {
+                throw ConfigError(key: key, reason: "too short: at least 16 bytes (32 hex digits)")
+            }
         }
 
         let o = try r.table("origin")
-        try r.allowOnly(["urls", "connect_timeout_milliseconds", "first_byte_timeout_milliseconds", "idle_read_timeout_milliseconds",
-                         "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds",
-                         "response_timeout_milliseconds", "response_head_bytes_max", "queue_max"], in: "origin")
+        try r.allowOnly(
+            [
+                "urls", "connect_timeout_milliseconds", "first_byte_timeout_milliseconds",
+                "idle_read_timeout_milliseconds",
+                "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds",
+                "response_timeout_milliseconds", "response_head_bytes_max", "queue_max",
+            ], in: "origin")
         c.origin.urls = try r.strings(o, "origin.urls") ?? []
         if c.origin.urls.isEmpty { throw ConfigError(key: "origin.urls", reason: "at least one origin is required") }
         var files = 0
         for u in c.origin.urls {
             if u.hasPrefix("file://") {
-                guard u.dropFirst(7).hasPrefix("/") else { throw ConfigError(key: "origin.urls", reason: "\(u): a file origin needs an absolute path (file:///dir)") }
+                guard u.dropFirst(7).hasPrefix("/") else {
+                    throw ConfigError(
+                        key: "origin.urls", reason: "\(u): a file origin needs an absolute path (file:///dir)")
+                }
                 files += 1
             } else if u.hasPrefix("http://") {
                 guard let up = Upstream.parse(u) else {
-                    throw ConfigError(key: "origin.urls", reason: "\(u): expected http://IP:port[/prefix] (an IP literal; IPv6 as [addr]:port)")
+                    throw ConfigError(
+                        key: "origin.urls",
+                        reason: "\(u): expected http://IP:port[/prefix] (an IP literal; IPv6 as [addr]:port)")
                 }
                 c.origin.upstreams.append(up)
             } else {
@@ -249,30 +285,39 @@ public struct EdgeConfig: Sendable {
             throw ConfigError(key: "origin.urls", reason: "either one file:// origin or one or more http:// origins")
         }
         c.origin.connectTimeoutMilliseconds = try r.int(o, "origin.connect_timeout_milliseconds", 10...600_000) ?? 2000
-        c.origin.firstByteTimeoutMilliseconds = try r.int(o, "origin.first_byte_timeout_milliseconds", 10...600_000) ?? 10_000
-        c.origin.idleReadTimeoutMilliseconds = try r.int(o, "origin.idle_read_timeout_milliseconds", 10...600_000) ?? 10_000
+        c.origin.firstByteTimeoutMilliseconds =
+            try r.int(o, "origin.first_byte_timeout_milliseconds", 10...600_000) ?? 10_000
+        c.origin.idleReadTimeoutMilliseconds =
+            try r.int(o, "origin.idle_read_timeout_milliseconds", 10...600_000) ?? 10_000
         c.origin.attemptsMax = try r.int(o, "origin.attempts_max", 1...16) ?? 2
         c.origin.connectionsPerUpstreamMax = try r.int(o, "origin.connections_per_upstream_max", 1...10_000) ?? 64
         c.origin.failuresBeforeDown = try r.int(o, "origin.failures_before_down", 1...1000) ?? 3
         c.origin.downMilliseconds = try r.int(o, "origin.down_milliseconds", 100...3_600_000) ?? 10_000
-        c.origin.responseTimeoutMilliseconds = try r.int(o, "origin.response_timeout_milliseconds", 100...3_600_000) ?? 60_000
+        c.origin.responseTimeoutMilliseconds =
+            try r.int(o, "origin.response_timeout_milliseconds", 100...3_600_000) ?? 60_000
         c.origin.responseHeadBytesMax = try r.int(o, "origin.response_head_bytes_max", 1024...1_048_576) ?? 32768
         c.origin.queueMax = try r.int(o, "origin.queue_max", 1...1_000_000) ?? 1024
 
         let k = try r.table("cache")
-        try r.allowOnly(["dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max", "object_bytes_max",
-                         "disk_writes_in_flight_max"], in: "cache")
+        try r.allowOnly(
+            [
+                "dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max", "object_bytes_max",
+                "disk_writes_in_flight_max",
+            ], in: "cache")
         c.cache.directory = try r.string(k, "cache.dir") ?? ""
         c.cache.diskBytesLimit = try r.int(k, "cache.disk_bytes_limit", 0...(1 << 50)) ?? c.cache.diskBytesLimit
         c.cache.ramBytesLimit = try r.int(k, "cache.ram_bytes_limit", 0...(1 << 42)) ?? c.cache.ramBytesLimit
         c.cache.sliceBytes = try r.int(k, "cache.slice_bytes", 16384...(64 << 20)) ?? c.cache.sliceBytes
         c.cache.fillsMax = try r.int(k, "cache.fills_max", 1...1_000_000) ?? c.cache.fillsMax
         c.cache.objectBytesMax = try r.int(k, "cache.object_bytes_max", 1...(1 << 44)) ?? c.cache.objectBytesMax
-        c.cache.diskWritesInFlightMax = try r.int(k, "cache.disk_writes_in_flight_max", 1...100_000) ?? c.cache.diskWritesInFlightMax
+        c.cache.diskWritesInFlightMax =
+            try r.int(k, "cache.disk_writes_in_flight_max", 1...100_000) ?? c.cache.diskWritesInFlightMax
         if !c.origin.upstreams.isEmpty && c.cache.directory.isEmpty {
             throw ConfigError(key: "cache.dir", reason: "required with http:// origins")
         }
-        if c.cache.sliceBytes % 4096 != 0 { throw ConfigError(key: "cache.slice_bytes", reason: "must be a multiple of 4096") }
+        if c.cache.sliceBytes % 4096 != 0 {
+            throw ConfigError(key: "cache.slice_bytes", reason: "must be a multiple of 4096")
+        }
 
         let l = try r.table("limits")
         var lim = LimitsConfig()
@@ -329,7 +374,11 @@ struct Reader {
     static func parse(_ text: String) throws -> TOMLTable {
         try checkTableHeaders(text)
         do { return try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError(key: "", reason: "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+            throw ConfigError(
+                key: "",
+                reason:
+                    "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)"
+            )
         }
     }
 
@@ -353,10 +402,15 @@ struct Reader {
                     if i < bytes.count, bytes[i] == UInt8(ascii: "[") { i += 1 }
                     while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
                     let c: UInt8 = i < bytes.count ? bytes[i] : 0x0A
-                    let keyStart = (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == 0x5F || c == 0x2D
+                    let keyStart =
+                        (c >= 0x30 && c <= 0x39) || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == 0x5F || c == 0x2D
                         || c == 0x22 || c == 0x27 || c == 0x5D
                     guard keyStart else {
-                        throw ConfigError(key: "", reason: "TOML syntax error at line \(lineNumber): a table header's name must start with a letter, digit, '_', '-' or a quote")
+                        throw ConfigError(
+                            key: "",
+                            reason:
+                                "TOML syntax error at line \(lineNumber): a table header's name must start with a letter, digit, '_', '-' or a quote"
+                        )
                     }
                 }
             }
@@ -367,12 +421,16 @@ struct Reader {
                 let q = bytes[k]
                 if let open = inMultiline {
                     if q == UInt8(ascii: "\\") && open == 0x22 { k += 2; continue }
-                    if q == open && k + 2 < bytes.count && bytes[k + 1] == q && bytes[k + 2] == q { inMultiline = nil; k += 3; continue }
+                    if q == open && k + 2 < bytes.count && bytes[k + 1] == q && bytes[k + 2] == q {
+                        inMultiline = nil; k += 3; continue
+                    }
                     k += 1
                 } else if q == UInt8(ascii: "#") {
                     break
                 } else if q == 0x22 || q == 0x27 {
-                    if k + 2 < bytes.count && bytes[k + 1] == q && bytes[k + 2] == q { inMultiline = q; k += 3; continue }
+                    if k + 2 < bytes.count && bytes[k + 1] == q && bytes[k + 2] == q {
+                        inMultiline = q; k += 3; continue
+                    }
                     k += 1
                     while k < bytes.count && bytes[k] != q {   // a one-line string
                         if q == 0x22 && bytes[k] == UInt8(ascii: "\\") { k += 1 }
@@ -417,7 +475,9 @@ struct Reader {
     func int(_ t: TOMLTable?, _ key: String, _ range: ClosedRange<Int>) throws -> Int? {
         guard let v = value(t, key) else { return nil }
         guard let i = v.int else { throw ConfigError(key: key, reason: "must be an integer") }
-        guard range.contains(i) else { throw ConfigError(key: key, reason: "\(i) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        guard range.contains(i) else {
+            throw ConfigError(key: key, reason: "\(i) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
         return i
     }
     func strings(_ t: TOMLTable?, _ key: String) throws -> [String]? {
@@ -449,7 +509,9 @@ struct Reader {
     func addresses(_ t: TOMLTable?, _ key: String) throws -> [ListenAddress]? {
         guard let list = try strings(t, key) else { return nil }
         return try list.map {
-            guard let a = ListenAddress.parse($0) else { throw ConfigError(key: key, reason: "\"\($0)\" is not IP:port (IPv6 as [addr]:port)") }
+            guard let a = ListenAddress.parse($0) else {
+                throw ConfigError(key: key, reason: "\"\($0)\" is not IP:port (IPv6 as [addr]:port)")
+            }
             return a
         }
     }
@@ -473,21 +535,42 @@ public struct PackagerConfig: Sendable {
         let cat = try r.table("catalog")
         try r.allowOnly(["master_key_hex"], in: "catalog")
         c.masterKeyHex = try r.string(cat, "catalog.master_key_hex") ?? ""
-        guard c.masterKeyHex.utf8.count == 64, c.masterKeyHex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) }) else {
-            throw ConfigError(key: "catalog.master_key_hex", reason: "required: 32 bytes as 64 hex digits (AES-256 key that wraps content keys)")
+        guard c.masterKeyHex.utf8.count == 64,
+            c.masterKeyHex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) })
+        else {
+            throw ConfigError(
+                key: "catalog.master_key_hex",
+                reason: "required: 32 bytes as 64 hex digits (AES-256 key that wraps content keys)")
         }
         let p = try r.table("packager")
-        try r.allowOnly(["bitrates_kbps", "target_lufs", "true_peak_dbtp", "chunk_seconds", "sample_rate"], in: "packager")
+        try r.allowOnly(
+            ["bitrates_kbps", "target_lufs", "true_peak_dbtp", "chunk_seconds", "sample_rate"], in: "packager")
         if let list = try r.ints(p, "packager.bitrates_kbps") {
             guard !list.isEmpty, list.allSatisfy({ (8...512).contains($0) }), Set(list).count == list.count else {
                 throw ConfigError(key: "packager.bitrates_kbps", reason: "distinct bitrates between 8 and 512 kb/s")
             }
             c.bitratesKbps = list.sorted()
         }
-        if let v = try r.double(p, "packager.target_lufs") { guard (-40.0 ... -5.0).contains(v) else { throw ConfigError(key: "packager.target_lufs", reason: "between -40 and -5") }; c.targetLUFS = v }
-        if let v = try r.double(p, "packager.true_peak_dbtp") { guard (-9.0 ... 0.0).contains(v) else { throw ConfigError(key: "packager.true_peak_dbtp", reason: "between -9 and 0") }; c.truePeakDBTP = v }
-        if let v = try r.double(p, "packager.chunk_seconds") { guard (2.0 ... 60.0).contains(v) else { throw ConfigError(key: "packager.chunk_seconds", reason: "between 2 and 60") }; c.chunkSeconds = v }
-        if let v = try r.int(p, "packager.sample_rate", 8000...96000) { guard [44100, 48000].contains(v) else { throw ConfigError(key: "packager.sample_rate", reason: "44100 or 48000") }; c.sampleRate = v }
+        if let v = try r.double(p, "packager.target_lufs") {
+            guard (-40.0 ... -5.0).contains(v) else {
+                throw ConfigError(key: "packager.target_lufs", reason: "between -40 and -5")
+            }; c.targetLUFS = v
+        }
+        if let v = try r.double(p, "packager.true_peak_dbtp") {
+            guard (-9.0...0.0).contains(v) else {
+                throw ConfigError(key: "packager.true_peak_dbtp", reason: "between -9 and 0")
+            }; c.truePeakDBTP = v
+        }
+        if let v = try r.double(p, "packager.chunk_seconds") {
+            guard (2.0...60.0).contains(v) else {
+                throw ConfigError(key: "packager.chunk_seconds", reason: "between 2 and 60")
+            }; c.chunkSeconds = v
+        }
+        if let v = try r.int(p, "packager.sample_rate", 8000...96000) {
+            guard [44100, 48000].contains(v) else {
+                throw ConfigError(key: "packager.sample_rate", reason: "44100 or 48000")
+            }; c.sampleRate = v
+        }
         return c
     }
 }
@@ -521,18 +604,27 @@ public struct PlaybackAuthConfig: Sendable {
         let r = Reader(root: root)
         var c = PlaybackAuthConfig()
         let a = try r.table("auth")
-        try r.allowOnly(["listen", "catalog", "jwt_hs256_secret", "jwks_file", "edges", "edges_down", "grant_ttl_seconds",
-                         "rate_limit_per_minute", "prefetch_max", "jwt_issuer", "jwt_audience", "metrics_token", "metrics_token_file"], in: "auth")
+        try r.allowOnly(
+            [
+                "listen", "catalog", "jwt_hs256_secret", "jwks_file", "edges", "edges_down", "grant_ttl_seconds",
+                "rate_limit_per_minute", "prefetch_max", "jwt_issuer", "jwt_audience", "metrics_token",
+                "metrics_token_file",
+            ], in: "auth")
         if let l = try r.string(a, "auth.listen") {
-            guard let addr = ListenAddress.parse(l) else { throw ConfigError(key: "auth.listen", reason: "\"\(l)\" is not IP:port") }
+            guard let addr = ListenAddress.parse(l) else {
+                throw ConfigError(key: "auth.listen", reason: "\"\(l)\" is not IP:port")
+            }
             c.listen = addr
         }
         c.catalogPath = try r.string(a, "auth.catalog") ?? ""
-        if c.catalogPath.isEmpty { throw ConfigError(key: "auth.catalog", reason: "required: the SQLite catalog packager writes") }
+        if c.catalogPath.isEmpty {
+            throw ConfigError(key: "auth.catalog", reason: "required: the SQLite catalog packager writes")
+        }
         c.jwtHS256Secret = try r.string(a, "auth.jwt_hs256_secret") ?? ""
         c.jwksFile = try r.string(a, "auth.jwks_file") ?? ""
         if c.jwtHS256Secret.isEmpty == c.jwksFile.isEmpty {
-            throw ConfigError(key: "auth.jwt_hs256_secret", reason: "set exactly one of auth.jwt_hs256_secret and auth.jwks_file")
+            throw ConfigError(
+                key: "auth.jwt_hs256_secret", reason: "set exactly one of auth.jwt_hs256_secret and auth.jwks_file")
         }
         if !c.jwtHS256Secret.isEmpty && c.jwtHS256Secret.utf8.count < 32 {
             throw ConfigError(key: "auth.jwt_hs256_secret", reason: "too short: at least 32 bytes")
@@ -540,10 +632,13 @@ public struct PlaybackAuthConfig: Sendable {
         c.edges = try r.strings(a, "auth.edges") ?? []
         if c.edges.isEmpty { throw ConfigError(key: "auth.edges", reason: "at least one edge base URL") }
         for e in c.edges where !(e.hasPrefix("http://") || e.hasPrefix("https://")) || e.hasSuffix("/") {
-            throw ConfigError(key: "auth.edges", reason: "\"\(e)\" must be an http(s) base URL without a trailing slash")
+            throw ConfigError(
+                key: "auth.edges", reason: "\"\(e)\" must be an http(s) base URL without a trailing slash")
         }
         c.edgesDown = try r.strings(a, "auth.edges_down") ?? []
-        for e in c.edgesDown where !c.edges.contains(e) { throw ConfigError(key: "auth.edges_down", reason: "\"\(e)\" is not in auth.edges") }
+        for e in c.edgesDown where !c.edges.contains(e) {
+            throw ConfigError(key: "auth.edges_down", reason: "\"\(e)\" is not in auth.edges")
+        }
         c.grantTTLSeconds = try r.int(a, "auth.grant_ttl_seconds", 10...86400) ?? 3600
         c.rateLimitPerMinute = try r.int(a, "auth.rate_limit_per_minute", 1...1_000_000) ?? 100
         c.prefetchMax = try r.int(a, "auth.prefetch_max", 0...50) ?? 5
@@ -551,8 +646,13 @@ public struct PlaybackAuthConfig: Sendable {
         c.jwtAudience = try r.string(a, "auth.jwt_audience") ?? ""
         c.metricsToken = try r.string(a, "auth.metrics_token") ?? ""
         if let file = try r.string(a, "auth.metrics_token_file") {
-            guard c.metricsToken.isEmpty else { throw ConfigError(key: "auth.metrics_token_file", reason: "set auth.metrics_token or auth.metrics_token_file, not both") }
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+            guard c.metricsToken.isEmpty else {
+                throw ConfigError(
+                    key: "auth.metrics_token_file",
+                    reason: "set auth.metrics_token or auth.metrics_token_file, not both")
+            }
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
+            else {
                 throw ConfigError(key: "auth.metrics_token_file", reason: "cannot read \(file)")
             }
             c.metricsToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -569,7 +669,9 @@ public struct PlaybackAuthConfig: Sendable {
         }
         let cat = try r.table("catalog")
         c.masterKeyHex = try r.string(cat, "catalog.master_key_hex") ?? ""
-        guard c.masterKeyHex.utf8.count == 64 else { throw ConfigError(key: "catalog.master_key_hex", reason: "required: 64 hex digits") }
+        guard c.masterKeyHex.utf8.count == 64 else {
+            throw ConfigError(key: "catalog.master_key_hex", reason: "required: 64 hex digits")
+        }
         return c
     }
 }

@@ -4,7 +4,9 @@ public struct FNV1a {
     public private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
     public init() {}
 
-    @inline(__always) public mutating func add(_ byte: UInt8) { value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+    @inline(__always) public mutating func add(_ byte: UInt8) {
+        value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+    }
     public mutating func add(_ s: String) { for b in s.utf8 { add(b) } }
 
     public static func hash(_ s: String) -> UInt64 {

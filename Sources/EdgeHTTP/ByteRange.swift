@@ -55,8 +55,9 @@ public enum RangeEvaluator {
     static func parse(bytes utf8: UnsafeBufferPointer<UInt8>, maxRanges: Int) -> [Spec]? {
         // Unit, case-insensitive, then '='.
         guard utf8.count > 6, utf8[0] | 0x20 == UInt8(ascii: "b"), utf8[1] | 0x20 == UInt8(ascii: "y"),
-              utf8[2] | 0x20 == UInt8(ascii: "t"), utf8[3] | 0x20 == UInt8(ascii: "e"),
-              utf8[4] | 0x20 == UInt8(ascii: "s"), utf8[5] == UInt8(ascii: "=") else { return nil }
+            utf8[2] | 0x20 == UInt8(ascii: "t"), utf8[3] | 0x20 == UInt8(ascii: "e"),
+            utf8[4] | 0x20 == UInt8(ascii: "s"), utf8[5] == UInt8(ascii: "=")
+        else { return nil }
         var specs: [Spec] = []
         var i = 6
         let n = utf8.count
@@ -157,7 +158,9 @@ public struct MultipartLayout: Sendable {
         var segments: [BodySegment] = []
         var total = 0
         for (index, r) in ranges.enumerated() {
-            let head = (index == 0 ? "" : "\r\n") + "--\(boundary)\r\nContent-Type: \(contentType)\r\nContent-Range: bytes \(r.first)-\(r.last)/\(totalLength)\r\n\r\n"
+            let head =
+                (index == 0 ? "" : "\r\n")
+                + "--\(boundary)\r\nContent-Type: \(contentType)\r\nContent-Range: bytes \(r.first)-\(r.last)/\(totalLength)\r\n\r\n"
             let headBytes = Array(head.utf8)
             segments.append(.bytes(headBytes)); total += headBytes.count
             segments.append(.content(offset: r.first, length: r.length)); total += r.length

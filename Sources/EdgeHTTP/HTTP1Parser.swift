@@ -78,10 +78,14 @@ public struct HTTP1Parser {
             }
             if c == Self.LF { return .error(status: 400, reason: "bare LF") }
             i += 1
-            if i - lineStart > limits.requestLineBytesMax { return .error(status: 414, reason: "request line too long") }
+            if i - lineStart > limits.requestLineBytesMax {
+                return .error(status: 414, reason: "request line too long")
+            }
         }
         if lineEnd < 0 {
-            if n - lineStart > limits.requestLineBytesMax { return .error(status: 414, reason: "request line too long") }
+            if n - lineStart > limits.requestLineBytesMax {
+                return .error(status: 414, reason: "request line too long")
+            }
             return .needMore
         }
         // method SP target SP version, exactly one space each.
@@ -100,12 +104,18 @@ public struct HTTP1Parser {
         p += 1
         let versionBytes = UnsafeRawBufferPointer(rebasing: bytes[p..<lineEnd])
         let version: HTTPVersion
-        if versionBytes.elementsEqual("HTTP/1.1".utf8) { version = .http1_1 }
-        else if versionBytes.elementsEqual("HTTP/1.0".utf8) { version = .http1_0 }
-        else if versionBytes.count == 8, versionBytes.starts(with: "HTTP/".utf8),
-                versionBytes[5] >= 0x30, versionBytes[5] <= 0x39, versionBytes[6] == 0x2E, versionBytes[7] >= 0x30, versionBytes[7] <= 0x39 {
+        if versionBytes.elementsEqual("HTTP/1.1".utf8) {
+            version = .http1_1
+        } else if versionBytes.elementsEqual("HTTP/1.0".utf8) {
+            version = .http1_0
+        } else if versionBytes.count == 8, versionBytes.starts(with: "HTTP/".utf8),
+            versionBytes[5] >= 0x30, versionBytes[5] <= 0x39, versionBytes[6] == 0x2E, versionBytes[7] >= 0x30,
+            versionBytes[7] <= 0x39
+        {
             return .error(status: 505, reason: "unsupported HTTP version")
-        } else { return .error(status: 400, reason: "bad HTTP version") }
+        } else {
+            return .error(status: 400, reason: "bad HTTP version")
+        }
 
         // Header fields.
         i = lineEnd + 2
@@ -120,11 +130,14 @@ public struct HTTP1Parser {
                 i += 2
                 break
             }
-            if bytes[i] == Self.SP || bytes[i] == Self.HT { return .error(status: 400, reason: "obsolete line folding") }
+            if bytes[i] == Self.SP || bytes[i] == Self.HT {
+                return .error(status: 400, reason: "obsolete line folding")
+            }
             let nameStart = i
             while i < n, Self.isTchar(bytes[i]) { i += 1 }
             guard i < n else {
-                return i - lineStart > limits.headerBytesMax ? .error(status: 431, reason: "header section too large") : .needMore
+                return i - lineStart > limits.headerBytesMax
+                    ? .error(status: 431, reason: "header section too large") : .needMore
             }
             guard i > nameStart, bytes[i] == Self.COLON else { return .error(status: 400, reason: "bad header name") }
             let nameEnd = i
@@ -138,7 +151,9 @@ public struct HTTP1Parser {
                     lineDone = true; break
                 }
                 if c == Self.LF { return .error(status: 400, reason: "bare LF") }
-                guard Self.isFieldValueChar(c) else { return .error(status: 400, reason: "bad character in header value") }
+                guard Self.isFieldValueChar(c) else {
+                    return .error(status: 400, reason: "bad character in header value")
+                }
                 if c != Self.SP && c != Self.HT {
                     if valueStart < 0 { valueStart = i }
                     valueEnd = i + 1
@@ -146,11 +161,15 @@ public struct HTTP1Parser {
                 i += 1
             }
             guard lineDone else {
-                return i - lineStart > limits.headerBytesMax ? .error(status: 431, reason: "header section too large") : .needMore
+                return i - lineStart > limits.headerBytesMax
+                    ? .error(status: 431, reason: "header section too large") : .needMore
             }
             if headers.count == limits.headerCountMax { return .error(status: 431, reason: "too many header fields") }
-            let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]), as: UTF8.self).lowercased()
-            let value = valueStart < 0 ? "" : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
+            let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]), as: UTF8.self)
+                .lowercased()
+            let value =
+                valueStart < 0
+                ? "" : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
             headers.append(HeaderField(name, value))
             i += 2
         }
@@ -163,8 +182,10 @@ public struct HTTP1Parser {
             switch field.name {
             case "content-length":
                 if contentLength != nil { return .error(status: 400, reason: "duplicate Content-Length") }
-                guard !field.value.isEmpty, field.value.utf8.count <= 18, field.value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                      let v = Int(field.value) else { return .error(status: 400, reason: "bad Content-Length") }
+                guard !field.value.isEmpty, field.value.utf8.count <= 18,
+                    field.value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                    let v = Int(field.value)
+                else { return .error(status: 400, reason: "bad Content-Length") }
                 contentLength = v
             case "transfer-encoding":
                 // This edge takes no request bodies in chunked form; TE on a GET is a smuggling vector.
@@ -195,7 +216,13 @@ public struct HTTP1Parser {
     static func pathOfAbsoluteForm(_ target: String) -> String? {
         let lower = target.lowercased()
         let schemeLength: Int
-        if lower.hasPrefix("http://") { schemeLength = 7 } else if lower.hasPrefix("https://") { schemeLength = 8 } else { return nil }
+        if lower.hasPrefix("http://") {
+            schemeLength = 7
+        } else if lower.hasPrefix("https://") {
+            schemeLength = 8
+        } else {
+            return nil
+        }
         let rest = target.dropFirst(schemeLength)
         guard let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return rest.isEmpty ? nil : "/" }
         guard slash != rest.startIndex else { return nil }   // empty authority

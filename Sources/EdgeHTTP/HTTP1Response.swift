@@ -33,7 +33,9 @@ public struct OriginResponseHead: Sendable, Equatable {
             // responses are split and caches poisoned.
             guard cl.isEmpty else { return .error("both Transfer-Encoding and Content-Length") }
             let codings = te.flatMap { $0.split(separator: ",") }.map { $0.trimmingOWS().lowercased() }
-            guard codings == ["chunked"] else { return .error("unsupported Transfer-Encoding \(te.joined(separator: ", "))") }
+            guard codings == ["chunked"] else {
+                return .error("unsupported Transfer-Encoding \(te.joined(separator: ", "))")
+            }
             return .chunked
         }
         guard !cl.isEmpty else { return .untilClose }
@@ -66,7 +68,9 @@ public enum HTTP1ResponseParseResult: Equatable {
 }
 
 public enum HTTP1ResponseParser {
-    public static func parse(_ bytes: UnsafeRawBufferPointer, headerBytesMax: Int = 32768, headerCountMax: Int = 128) -> HTTP1ResponseParseResult {
+    public static func parse(
+        _ bytes: UnsafeRawBufferPointer, headerBytesMax: Int = 32768, headerCountMax: Int = 128
+    ) -> HTTP1ResponseParseResult {
         let n = bytes.count
         // Find the end of the head, within the bound.
         var end = -1
@@ -85,13 +89,17 @@ public enum HTTP1ResponseParser {
         guard let statusLine = lines.next() else { return .error("empty response") }
         let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count >= 2, parts[0] == "HTTP/1.1" || parts[0] == "HTTP/1.0", parts[1].utf8.count == 3,
-              parts[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let status = Int(parts[1]), status >= 100, status <= 599 else {
+            parts[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let status = Int(parts[1]), status >= 100,
+            status <= 599
+        else {
             return .error("bad status line")
         }
         var headers: [HeaderField] = []
         while let line = lines.next() {
             guard headers.count < headerCountMax else { return .error("too many header fields") }
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else { return .error("bad header line") }
+            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
+                return .error("bad header line")
+            }
             let name = line[..<colon]
             guard name.utf8.allSatisfy({ HTTP1Parser.isTchar($0) }) else { return .error("bad header name") }
             let value = line[line.index(after: colon)...].trimmingOWS()
@@ -106,7 +114,9 @@ public enum HTTP1ResponseParser {
 /// and trailers are consumed and dropped, data is handed on. Bounded: a size of at most 15 hex
 /// digits (no overflow), extension and trailer lines of bounded length.
 public struct ChunkedDecoder: Sendable {
-    enum State: Sendable { case size, ext, sizeLF, data, dataCR, dataLF, trailerStart, trailerLine, trailerLF, finalLF, done }
+    enum State: Sendable {
+        case size, ext, sizeLF, data, dataCR, dataLF, trailerStart, trailerLine, trailerLF, finalLF, done
+    }
     var state = State.size
     var remaining = 0
     var sizeDigits = 0
@@ -151,7 +161,9 @@ public struct ChunkedDecoder: Sendable {
                 }
                 i += 1
             case .ext:
-                if c == 13 { state = .sizeLF } else {
+                if c == 13 {
+                    state = .sizeLF
+                } else {
                     lineBytes += 1
                     guard lineBytes <= lineBytesMax else { return .error("chunk extension too long") }
                     guard c == 9 || (c >= 0x20 && c != 0x7F) else { return .error("bad chunk extension") }
@@ -164,7 +176,9 @@ public struct ChunkedDecoder: Sendable {
                 state = remaining == 0 ? .trailerStart : .data
             case .data:
                 let take = min(remaining, n - i)
-                guard data(UnsafeRawBufferPointer(rebasing: input[i..<(i + take)])) else { return .error("more data than expected") }
+                guard data(UnsafeRawBufferPointer(rebasing: input[i..<(i + take)])) else {
+                    return .error("more data than expected")
+                }
                 remaining -= take
                 i += take
                 if remaining == 0 { state = .dataCR }
@@ -178,7 +192,9 @@ public struct ChunkedDecoder: Sendable {
                 if c == 13 { state = .finalLF } else { state = .trailerLine; lineBytes = 0; continue }
                 i += 1
             case .trailerLine:
-                if c == 13 { state = .trailerLF } else {
+                if c == 13 {
+                    state = .trailerLF
+                } else {
                     trailerBytes += 1
                     guard trailerBytes <= trailerBytesMax else { return .error("trailer section too large") }
                     guard c == 9 || (c >= 0x20 && c != 0x7F) || c >= 0x80 else { return .error("bad trailer field") }
@@ -210,9 +226,10 @@ public struct ContentRange: Sendable, Equatable {
         guard value.hasPrefix("bytes ") else { return nil }
         let rest = value.dropFirst(6)
         guard let dash = rest.firstIndex(of: "-"), let slash = rest.firstIndex(of: "/"), dash < slash,
-              let first = strictInt(rest[..<dash]), let last = strictInt(rest[rest.index(after: dash)..<slash]),
-              let complete = strictInt(rest[rest.index(after: slash)...]),
-              first <= last, last < complete else { return nil }
+            let first = strictInt(rest[..<dash]), let last = strictInt(rest[rest.index(after: dash)..<slash]),
+            let complete = strictInt(rest[rest.index(after: slash)...]),
+            first <= last, last < complete
+        else { return nil }
         return ContentRange(first: first, last: last, complete: complete)
     }
 

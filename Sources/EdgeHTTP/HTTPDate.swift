@@ -9,7 +9,8 @@ public enum HTTPDate {
         let (y, m, d) = civil(fromDays: dayNumber)
         func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
         let weekday = days[((dayNumber % 7) + 7) % 7]
-        return "\(weekday), \(two(d)) \(months[m - 1]) \(y) \(two(secs / 3600)):\(two(secs % 3600 / 60)):\(two(secs % 60)) GMT"
+        return
+            "\(weekday), \(two(d)) \(months[m - 1]) \(y) \(two(secs / 3600)):\(two(secs % 3600 / 60)):\(two(secs % 60)) GMT"
     }
 
     /// `2026-11-21T02:46:56` (UTC), for log lines.

@@ -29,9 +29,15 @@ public enum PathRules {
         while k < pathEnd {
             let c = t[k]
             if c == UInt8(ascii: "%") {
-                guard k + 2 < pathEnd, let hv = Hex.value(t[k + 1]), let lv = Hex.value(t[k + 2]) else { return .reject("bad escape") }
+                guard k + 2 < pathEnd, let hv = Hex.value(t[k + 1]), let lv = Hex.value(t[k + 2]) else {
+                    return .reject("bad escape")
+                }
                 let v = hv << 4 | lv
-                if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\") || v == UInt8(ascii: ";") { return .reject("encoded separator") }
+                if v == UInt8(ascii: "/") || v == UInt8(ascii: ".") || v == 0 || v == UInt8(ascii: "\\")
+                    || v == UInt8(ascii: ";")
+                {
+                    return .reject("encoded separator")
+                }
                 guard v > 0x20, v < 0x7F, v != UInt8(ascii: "%") else { return .reject("encoded unsafe byte") }
                 needsCopy = true
                 k += 3
@@ -46,14 +52,20 @@ public enum PathRules {
                 if n == UInt8(ascii: ".") {
                     let a = k + 2 < pathEnd ? t[k + 2] : UInt8(ascii: "/")
                     if a == UInt8(ascii: "/") { return .reject("dot segment") }
-                    if a == UInt8(ascii: ".") && (k + 3 >= pathEnd || t[k + 3] == UInt8(ascii: "/")) { return .reject("dot segment") }
+                    if a == UInt8(ascii: ".") && (k + 3 >= pathEnd || t[k + 3] == UInt8(ascii: "/")) {
+                        return .reject("dot segment")
+                    }
                 }
             }
             k += 1
         }
-        let query = pathEnd < t.count ? Substring(String(decoding: UnsafeBufferPointer(rebasing: t[(pathEnd + 1)...]), as: UTF8.self)) : Substring("")
+        let query =
+            pathEnd < t.count
+            ? Substring(String(decoding: UnsafeBufferPointer(rebasing: t[(pathEnd + 1)...]), as: UTF8.self))
+            : Substring("")
         guard needsCopy else {
-            return .ok(path: String(decoding: UnsafeBufferPointer(rebasing: t[0..<pathEnd]), as: UTF8.self), query: query)
+            return .ok(
+                path: String(decoding: UnsafeBufferPointer(rebasing: t[0..<pathEnd]), as: UTF8.self), query: query)
         }
         // Escapes never decode to '/' or '.' (rejected above), so the segment checks made on the raw
         // bytes hold for the decoded path too.
@@ -61,21 +73,31 @@ public enum PathRules {
         decoded.reserveCapacity(pathEnd)
         k = 0
         while k < pathEnd {
-            if t[k] == UInt8(ascii: "%") { decoded.append(Hex.value(t[k + 1])! << 4 | Hex.value(t[k + 2])!); k += 3 } else { decoded.append(t[k]); k += 1 }
+            if t[k] == UInt8(ascii: "%") {
+                decoded.append(Hex.value(t[k + 1])! << 4 | Hex.value(t[k + 2])!); k += 3
+            } else {
+                decoded.append(t[k]); k += 1
+            }
         }
         return .ok(path: String(decoding: decoded, as: UTF8.self), query: query)
     }
 
     /// Percent-decodes a query parameter value (no '+' folding: tokens use '~' and '=' literally).
     public static func percentDecode(_ s: Substring) -> String? {
-        if let plain = s.utf8.withContiguousStorageIfAvailable({ !$0.contains(UInt8(ascii: "%")) }), plain { return String(s) }
+        if let plain = s.utf8.withContiguousStorageIfAvailable({ !$0.contains(UInt8(ascii: "%")) }), plain {
+            return String(s)
+        }
         var out: [UInt8] = []
         var it = s.utf8.makeIterator()
         while let c = it.next() {
             if c == UInt8(ascii: "%") {
-                guard let h = it.next(), let l = it.next(), let hv = Hex.value(h), let lv = Hex.value(l) else { return nil }
+                guard let h = it.next(), let l = it.next(), let hv = Hex.value(h), let lv = Hex.value(l) else {
+                    return nil
+                }
                 out.append(hv << 4 | lv)
-            } else { out.append(c) }
+            } else {
+                out.append(c)
+            }
         }
         return String(validating: out, as: UTF8.self)
     }
@@ -101,14 +123,17 @@ public enum PathRules {
         guard let found else { return slowQueryValue(query, name: name) }   // non-contiguous storage (bridged strings)
         guard let (a, b) = found else { return nil }
         let u = query.utf8
-        return .some(percentDecode(Substring(u[u.index(u.startIndex, offsetBy: a)..<u.index(u.startIndex, offsetBy: b)])))
+        return .some(
+            percentDecode(Substring(u[u.index(u.startIndex, offsetBy: a)..<u.index(u.startIndex, offsetBy: b)])))
     }
 
     static func slowQueryValue(_ query: Substring, name: String) -> String?? {
         for part in query.split(separator: "&") {
             if let eq = part.firstIndex(of: "=") {
                 if part[..<eq] == name { return .some(percentDecode(part[part.index(after: eq)...])) }
-            } else if part == name { return .some("") }
+            } else if part == name {
+                return .some("")
+            }
         }
         return nil
     }

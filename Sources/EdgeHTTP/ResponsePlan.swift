@@ -31,8 +31,10 @@ public struct ResponsePlan: Sendable {
     /// store it and hand it to someone without the token) and no max-age past the token's expiry.
     public static func cacheControl(privateSeconds: Int) -> String { "private, max-age=\(privateSeconds)" }
 
-    public static func build(request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
-                      rangesMax: Int, boundarySeed: UInt64, cacheControl: String = publicCacheControl) -> ResponsePlan {
+    public static func build(
+        request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
+        rangesMax: Int, boundarySeed: UInt64, cacheControl: String = publicCacheControl
+    ) -> ResponsePlan {
         var headers: [HeaderField] = [
             HeaderField("etag", etag),
             HeaderField("last-modified", lastModified),
@@ -50,28 +52,40 @@ public struct ResponsePlan: Sendable {
         }
         let rangeHeader = request.header("range")
         var decision = RangeDecision.whole
-        if let rangeHeader, RangeEvaluator.ifRangeAllows(request.header("if-range"), etag: etag, lastModified: lastModified) {
+        if let rangeHeader,
+            RangeEvaluator.ifRangeAllows(request.header("if-range"), etag: etag, lastModified: lastModified)
+        {
             decision = RangeEvaluator.evaluate(rangeHeader, length: size, maxRanges: rangesMax)
         }
         let rangeText = rangeHeader ?? "-"
         switch decision {
         case .whole:
             headers.insert(HeaderField("content-type", contentType), at: 0)
-            return ResponsePlan(status: 200, headers: headers, segments: size > 0 ? [.content(offset: 0, length: size)] : [], contentLength: size, rangeText: rangeText)
+            return ResponsePlan(
+                status: 200, headers: headers, segments: size > 0 ? [.content(offset: 0, length: size)] : [],
+                contentLength: size, rangeText: rangeText)
         case .unsatisfiable:
-            headers = [HeaderField("content-type", "text/plain"), HeaderField("content-range", "bytes */\(size)")] + headers
+            headers =
+                [HeaderField("content-type", "text/plain"), HeaderField("content-range", "bytes */\(size)")] + headers
             let body = Array("range not satisfiable\n".utf8)
-            return ResponsePlan(status: 416, headers: headers, segments: [.bytes(body)], contentLength: body.count, rangeText: rangeText)
+            return ResponsePlan(
+                status: 416, headers: headers, segments: [.bytes(body)], contentLength: body.count, rangeText: rangeText
+            )
         case .partial(let ranges) where ranges.count == 1:
             let r = ranges[0]
             headers.insert(HeaderField("content-type", contentType), at: 0)
             headers.insert(HeaderField("content-range", "bytes \(r.first)-\(r.last)/\(size)"), at: 1)
-            return ResponsePlan(status: 206, headers: headers, segments: [.content(offset: r.first, length: r.length)], contentLength: r.length, rangeText: rangeText)
+            return ResponsePlan(
+                status: 206, headers: headers, segments: [.content(offset: r.first, length: r.length)],
+                contentLength: r.length, rangeText: rangeText)
         case .partial(let ranges):
             let boundary = "edge" + String(boundarySeed, radix: 16)
-            let layout = MultipartLayout(ranges: ranges, totalLength: size, contentType: contentType, boundary: boundary)
+            let layout = MultipartLayout(
+                ranges: ranges, totalLength: size, contentType: contentType, boundary: boundary)
             headers.insert(HeaderField("content-type", "multipart/byteranges; boundary=\(boundary)"), at: 0)
-            return ResponsePlan(status: 206, headers: headers, segments: layout.segments, contentLength: layout.contentLength, rangeText: rangeText)
+            return ResponsePlan(
+                status: 206, headers: headers, segments: layout.segments, contentLength: layout.contentLength,
+                rangeText: rangeText)
         }
     }
 }

@@ -4,22 +4,22 @@ public struct Errno: Equatable, Hashable, CustomStringConvertible, Sendable {
     public let code: Int32
     public init(_ code: Int32) { self.code = code }
 
-    public static let noEntry = Errno(2)            // ENOENT
-    public static let interrupted = Errno(4)        // EINTR
-    public static let io = Errno(5)                 // EIO
-    public static let badDescriptor = Errno(9)      // EBADF
-    public static let again = Errno(11)             // EAGAIN
-    public static let noMemory = Errno(12)          // ENOMEM
-    public static let badAddress = Errno(14)        // EFAULT
-    public static let busy = Errno(16)              // EBUSY
-    public static let invalid = Errno(22)           // EINVAL
-    public static let noSpace = Errno(28)           // ENOSPC
-    public static let brokenPipe = Errno(32)        // EPIPE
-    public static let timerExpired = Errno(62)      // ETIME
-    public static let connectionReset = Errno(104)  // ECONNRESET
-    public static let noBuffers = Errno(105)        // ENOBUFS
-    public static let connectionRefused = Errno(111) // ECONNREFUSED
-    public static let cancelled = Errno(125)        // ECANCELED
+    public static let noEntry = Errno(2)   // ENOENT
+    public static let interrupted = Errno(4)   // EINTR
+    public static let io = Errno(5)   // EIO
+    public static let badDescriptor = Errno(9)   // EBADF
+    public static let again = Errno(11)   // EAGAIN
+    public static let noMemory = Errno(12)   // ENOMEM
+    public static let badAddress = Errno(14)   // EFAULT
+    public static let busy = Errno(16)   // EBUSY
+    public static let invalid = Errno(22)   // EINVAL
+    public static let noSpace = Errno(28)   // ENOSPC
+    public static let brokenPipe = Errno(32)   // EPIPE
+    public static let timerExpired = Errno(62)   // ETIME
+    public static let connectionReset = Errno(104)   // ECONNRESET
+    public static let noBuffers = Errno(105)   // ENOBUFS
+    public static let connectionRefused = Errno(111)   // ECONNREFUSED
+    public static let cancelled = Errno(125)   // ECANCELED
 
     /// The value a completion carries for this error.
     public var result: Int32 { -code }
@@ -79,7 +79,9 @@ public enum TransferOutcome: Equatable {
     }
 
     private init(error: Errno, operation: String) {
-        precondition(!error.isServerBug, "\(operation) failed with \(error): the server used a descriptor or buffer it does not own")
+        precondition(
+            !error.isServerBug,
+            "\(operation) failed with \(error): the server used a descriptor or buffer it does not own")
         self = error.isRetryable ? .retry : .failed(error)
     }
 }

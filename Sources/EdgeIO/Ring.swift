@@ -42,7 +42,9 @@ public final class Ring {
 
     public init(entries: Int) throws {
         var err: Int32 = 0
-        guard let r = edge_ring_create(UInt32(entries), &err) else { throw RingError(operation: "io_uring_queue_init", errno: -err) }
+        guard let r = edge_ring_create(UInt32(entries), &err) else {
+            throw RingError(operation: "io_uring_queue_init", errno: -err)
+        }
         backend = .kernel(r)
         completionBatchMax = entries * 2
         datas = .allocate(capacity: completionBatchMax)
@@ -66,8 +68,10 @@ public final class Ring {
 
     /// Queues one operation: on the kernel ring through `prep` (retried after a submit while the
     /// submission queue is full), in the simulation as `operation`.
-    @inline(__always) private func queue(_ operation: @autoclosure () -> SimulatedIO.Operation, _ d: UserData,
-                                         _ prep: (OpaquePointer) -> Int32) {
+    @inline(__always) private func queue(
+        _ operation: @autoclosure () -> SimulatedIO.Operation, _ d: UserData,
+        _ prep: (OpaquePointer) -> Int32
+    ) {
         switch backend {
         case .kernel(let ring):
             var rc = prep(ring)
@@ -111,8 +115,12 @@ public final class Ring {
     public func socket(ipv6: Bool, _ d: UserData) { queue(.socket, d) { edge_prep_socket($0, ipv6 ? 1 : 0, d.raw) } }
     public func connect(fd: Int32, address: UnsafeRawPointer, length: Int32, _ d: UserData) {
         // sockaddr_in and sockaddr_in6 both keep the port, big-endian, at bytes 2 and 3.
-        queue(.connect(fd: fd, port: Int(address.load(fromByteOffset: 2, as: UInt8.self)) << 8
-                       | Int(address.load(fromByteOffset: 3, as: UInt8.self))), d) {
+        queue(
+            .connect(
+                fd: fd,
+                port: Int(address.load(fromByteOffset: 2, as: UInt8.self)) << 8
+                    | Int(address.load(fromByteOffset: 3, as: UInt8.self))), d
+        ) {
             edge_prep_connect($0, fd, address, length, d.raw)
         }
     }
@@ -133,7 +141,9 @@ public final class Ring {
     }
     public func fsync(fd: Int32, _ d: UserData) { queue(.fsync(fd: fd), d) { edge_prep_fsync($0, fd, d.raw) } }
     public func rename(from: UnsafePointer<CChar>, to: UnsafePointer<CChar>, _ d: UserData) {
-        queue(.rename(from: String(cString: from), to: String(cString: to)), d) { edge_prep_rename($0, from, to, d.raw) }
+        queue(.rename(from: String(cString: from), to: String(cString: to)), d) {
+            edge_prep_rename($0, from, to, d.raw)
+        }
     }
     public func unlink(path: UnsafePointer<CChar>, _ d: UserData) {
         queue(.unlink(path: String(cString: path)), d) { edge_prep_unlink($0, path, d.raw) }

@@ -43,66 +43,6 @@ public final class SimulatedIO {
 
     public var wallMilliseconds: Int64 { wallEpochMilliseconds + nowMicroseconds / 1000 }
 
-    // MARK: descriptors
-
-    /// A TCP connection: bytes each way and who closed what.
-    final class Pipe {
-        var toServer: [UInt8] = []
-        var toClient: [UInt8] = []
-        var clientClosed = false
-        var serverClosed = false
-        var reset = false
-        /// The client's receive window: sends wait while this many bytes are unread.
-        var windowBytes = Int.max
-        weak var behaviour: (any PeerBehaviour)?
-        /// The test (or origin behaviour) owns the peer; the peer owns the pipe.
-        weak var peer: Peer?
-        let address: String
-        init(address: String) { self.address = address }
-    }
-
-    /// The far end of a simulated connection: a client of the server, or an origin's side of
-    /// the server's origin connection.
-    public final class Peer {
-        public var address: String { pipe.address }
-        fileprivate let pipe: Pipe
-        init(pipe: Pipe) { self.pipe = pipe }
-
-        public func write(_ bytes: [UInt8]) {
-            precondition(!pipe.clientClosed, "a peer wrote after closing")
-            pipe.toServer += bytes
-        }
-        public func write(_ text: String) { write(Array(text.utf8)) }
-        /// Everything the server sent and this peer has not taken yet.
-        public func take() -> [UInt8] {
-            defer { pipe.toClient.removeAll(keepingCapacity: true) }
-            return pipe.toClient
-        }
-        public var unread: Int { pipe.toClient.count }
-        /// FIN: the server reads end-of-stream once it has read what came before.
-        public func close() { pipe.clientClosed = true }
-        /// RST: the server's next operation on the socket fails.
-        public func reset() { pipe.reset = true; pipe.clientClosed = true }
-        public var closedByServer: Bool { pipe.serverClosed }
-        public var wasReset: Bool { pipe.reset }
-        /// Bytes the peer lets the server send before it reads (a slow or stalled reader).
-        public var windowBytes: Int {
-            get { pipe.windowBytes }
-            set { pipe.windowBytes = newValue }
-        }
-    }
-
-    /// An origin (or any server) the simulated server connects to: told when bytes arrive.
-    public protocol PeerBehaviour: AnyObject {
-        func accepted(_ peer: Peer)
-        func received(_ peer: Peer)
-    }
-
-    final class Listener { var pending: [Pipe] = [] }
-    final class OpenFile { let path: String; init(path: String) { self.path = path } }
-    final class Sink { var bytes: [UInt8] = [] }
-    final class EventFD { var count: UInt64 = 0 }
-
     enum Node {
         case listener(Listener)
         case socket(Pipe?)
@@ -116,12 +56,6 @@ public final class SimulatedIO {
     /// Files by absolute path (the directory origin, slice files).
     public var files: [String: File] = [:]
     private var behaviours: [Int: any PeerBehaviour] = [:]
-
-    public struct File {
-        public var bytes: [UInt8]
-        public var mtimeSeconds: Int64
-        public init(bytes: [UInt8], mtimeSeconds: Int64 = 1_700_000_000) { self.bytes = bytes; self.mtimeSeconds = mtimeSeconds }
-    }
 
     private func allocate(_ node: Node) -> Int32 {
         let fd = nextFD
@@ -167,38 +101,6 @@ public final class SimulatedIO {
 
     // MARK: operations
 
-    enum Operation {
-        case accept(fd: Int32)
-        case recv(fd: Int32, buffer: UnsafeMutableRawPointer, length: Int)
-        case send(fd: Int32, buffer: UnsafeRawPointer, length: Int)
-        case read(fd: Int32, buffer: UnsafeMutableRawPointer, length: Int, offset: Int)
-        case write(fd: Int32, buffer: UnsafeRawPointer, length: Int, offset: UInt64)
-        case openRead(path: String)
-        case openCreate(path: String)
-        case statx(fd: Int32, buffer: UnsafeMutableRawPointer)
-        case socket
-        case connect(fd: Int32, port: Int)
-        case message(ringFD: Int32, data: UInt64, result: Int32)
-        case close(fd: Int32)
-        case shutdownClose(fd: Int32)
-        case cancel(fd: Int32)
-        case timeout(deadlineMicroseconds: Int64)
-        case eventfdRead(fd: Int32, value: UnsafeMutablePointer<UInt64>)
-        case fsync(fd: Int32)
-        case rename(from: String, to: String)
-        case unlink(path: String)
-
-        var fd: Int32? {
-            switch self {
-            case .accept(let fd), .recv(let fd, _, _), .send(let fd, _, _), .read(let fd, _, _, _), .write(let fd, _, _, _),
-                 .statx(let fd, _), .connect(let fd, _), .close(let fd), .shutdownClose(let fd), .cancel(let fd),
-                 .eventfdRead(let fd, _), .fsync(let fd):
-                return fd
-            default:
-                return nil
-            }
-        }
-    }
 
     struct Completion { var at: Int64; var sequence: Int; var data: UInt64; var result: Int32; var more: Bool }
 
@@ -224,7 +126,8 @@ public final class SimulatedIO {
     private func complete(_ data: UInt64, _ result: Int32, more: Bool = false) {
         let delay = faults.delayMicrosecondsMax > 0 ? Int64(random.next(below: faults.delayMicrosecondsMax + 1)) : 0
         sequence += 1
-        scheduled.append(Completion(at: nowMicroseconds + delay, sequence: sequence, data: data, result: result, more: more))
+        scheduled.append(
+            Completion(at: nowMicroseconds + delay, sequence: sequence, data: data, result: result, more: more))
     }
 
     private func chance(_ percent: Int, _ kind: String) -> Bool {
@@ -236,7 +139,9 @@ public final class SimulatedIO {
     private func perform(_ operation: Operation, _ data: UInt64) {
         switch operation {
         case .read(let fd, let buffer, let length, let offset):
-            guard case .file(let f)? = nodes[fd], let file = files[f.path] else { return complete(data, Errno.badDescriptor.result) }
+            guard case .file(let f)? = nodes[fd], let file = files[f.path] else {
+                return complete(data, Errno.badDescriptor.result)
+            }
             if chance(faults.readFailurePercent, "read EIO") { return complete(data, Errno.io.result) }
             let n = max(0, min(length, file.bytes.count - offset))
             if n > 0 { file.bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress! + offset, byteCount: n) } }
@@ -250,7 +155,9 @@ public final class SimulatedIO {
                 if chance(faults.diskFailurePercent, "write ENOSPC") { return complete(data, Errno.noSpace.result) }
                 var file = files[f.path] ?? File(bytes: [])
                 let at = Int(offset)
-                if file.bytes.count < at + length { file.bytes += [UInt8](repeating: 0, count: at + length - file.bytes.count) }
+                if file.bytes.count < at + length {
+                    file.bytes += [UInt8](repeating: 0, count: at + length - file.bytes.count)
+                }
                 file.bytes.withUnsafeMutableBytes { ($0.baseAddress! + at).copyMemory(from: buffer, byteCount: length) }
                 files[f.path] = file
                 complete(data, Int32(length))
@@ -265,7 +172,9 @@ public final class SimulatedIO {
             files[path] = File(bytes: [], mtimeSeconds: wallMilliseconds / 1000)
             complete(data, allocate(.file(OpenFile(path: path))))
         case .statx(let fd, let buffer):
-            guard case .file(let f)? = nodes[fd], let file = files[f.path] else { return complete(data, Errno.badDescriptor.result) }
+            guard case .file(let f)? = nodes[fd], let file = files[f.path] else {
+                return complete(data, Errno.badDescriptor.result)
+            }
             let st = buffer.assumingMemoryBound(to: statx.self)
             st.pointee = statx()
             st.pointee.stx_mode = UInt16(0o100644)   // S_IFREG
@@ -374,8 +283,14 @@ public final class SimulatedIO {
                 complete(data, 0)
                 return true
             }
-            if chance(faults.retryPercent, "recv retry") { complete(data, [Errno.again.result, Errno.noBuffers.result, Errno.interrupted.result][random.next(below: 3)]); return true }
-            if chance(faults.resetPercent, "recv reset") { p.reset = true; complete(data, Errno.connectionReset.result); return true }
+            if chance(faults.retryPercent, "recv retry") {
+                complete(
+                    data, [Errno.again.result, Errno.noBuffers.result, Errno.interrupted.result][random.next(below: 3)]);
+                return true
+            }
+            if chance(faults.resetPercent, "recv reset") {
+                p.reset = true; complete(data, Errno.connectionReset.result); return true
+            }
             var n = min(length, p.toServer.count)
             if n > 1 && chance(faults.shortTransferPercent, "short recv") { n = 1 + random.next(below: n - 1) }
             p.toServer.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) }
@@ -388,8 +303,14 @@ public final class SimulatedIO {
             if p.clientClosed { complete(data, Errno.brokenPipe.result); return true }
             let room = p.windowBytes == Int.max ? length : p.windowBytes - p.toClient.count
             guard room > 0 else { return false }   // a zero window: the send waits for the reader
-            if chance(faults.retryPercent, "send retry") { complete(data, [Errno.again.result, Errno.noBuffers.result, Errno.interrupted.result][random.next(below: 3)]); return true }
-            if chance(faults.resetPercent, "send reset") { p.reset = true; complete(data, Errno.brokenPipe.result); return true }
+            if chance(faults.retryPercent, "send retry") {
+                complete(
+                    data, [Errno.again.result, Errno.noBuffers.result, Errno.interrupted.result][random.next(below: 3)]);
+                return true
+            }
+            if chance(faults.resetPercent, "send reset") {
+                p.reset = true; complete(data, Errno.brokenPipe.result); return true
+            }
             var n = min(length, room)
             if n > 1 && chance(faults.shortTransferPercent, "short send") { n = 1 + random.next(below: n - 1) }
             p.toClient += UnsafeRawBufferPointer(start: buffer, count: n)
@@ -415,8 +336,10 @@ public final class SimulatedIO {
 
     /// The kernel's io_uring_submit_and_wait: completions ready now, or (when none are) the
     /// clock moved to the next thing that will complete. 0 only when nothing ever will.
-    func submitAndWait(datas: UnsafeMutablePointer<UInt64>, results: UnsafeMutablePointer<Int32>,
-                       flags: UnsafeMutablePointer<UInt32>, max: Int) -> Int {
+    func submitAndWait(
+        datas: UnsafeMutablePointer<UInt64>, results: UnsafeMutablePointer<Int32>,
+        flags: UnsafeMutablePointer<UInt32>, max: Int
+    ) -> Int {
         progressWaiting()
         if !scheduled.contains(where: { $0.at <= nowMicroseconds }) {
             let nextCompletion = scheduled.map(\.at).min()
@@ -428,7 +351,8 @@ public final class SimulatedIO {
             nowMicroseconds = Swift.max(nowMicroseconds, next)
             progressWaiting()
         }
-        let ready = scheduled.filter { $0.at <= nowMicroseconds }.sorted { ($0.at, $0.sequence) < ($1.at, $1.sequence) }.prefix(max)
+        let ready = scheduled.filter { $0.at <= nowMicroseconds }.sorted { ($0.at, $0.sequence) < ($1.at, $1.sequence) }
+            .prefix(max)
         let taken = Set(ready.map(\.sequence))
         scheduled.removeAll { taken.contains($0.sequence) }
         for (i, c) in ready.enumerated() {

@@ -24,7 +24,9 @@ public enum Ogg {
             var granule: Int64 = 0
             for k in 0..<8 { granule |= Int64(b[i + 6 + k]) << (8 * Int64(k)) }
             let segments = Int(b[i + 26])
-            guard i + 27 + segments <= b.count else { throw ParseError(description: "truncated Ogg segment table at byte \(i)") }
+            guard i + 27 + segments <= b.count else {
+                throw ParseError(description: "truncated Ogg segment table at byte \(i)")
+            }
             var body = 0
             for k in 0..<segments { body += Int(b[i + 27 + k]) }
             let length = 27 + segments + body
@@ -52,7 +54,8 @@ public enum Ogg {
         public var durationMs: Int
         public static func == (a: Layout, b: Layout) -> Bool {
             a.initOffset == b.initOffset && a.initLength == b.initLength && a.durationMs == b.durationMs
-                && a.chunks.map { [$0.offset, $0.length, $0.durationMs] } == b.chunks.map { [$0.offset, $0.length, $0.durationMs] }
+                && a.chunks.map { [$0.offset, $0.length, $0.durationMs] }
+                    == b.chunks.map { [$0.offset, $0.length, $0.durationMs] }
         }
     }
 
@@ -70,7 +73,9 @@ public enum Ogg {
             throw ParseError(description: "granule position \(p.granule) at byte \(p.offset) out of range")
         }
         guard (0...65535).contains(preSkip) else { throw ParseError(description: "pre-skip \(preSkip) out of range") }
-        guard pages.last!.granule >= Int64(preSkip) else { throw ParseError(description: "last granule position before the pre-skip") }
+        guard pages.last!.granule >= Int64(preSkip) else {
+            throw ParseError(description: "last granule position before the pre-skip")
+        }
         let target = Int64(seconds * 48000)
         var chunks: [(Int, Int, Int)] = []
         var startOffset = pages[firstAudio].offset

@@ -50,7 +50,8 @@ final class AccessLog {
         if second != timeSecond { timeSecond = second; timePrefix = HTTPDate.isoSecond(unixSeconds: Int(second)) }
         let ms = Int(wallMilliseconds % 1000)
         let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
-        var line = "{\"time\":\"\(timePrefix).\(msText)Z\",\"client\":\"\(r.client)\",\"protocol\":\"\(r.protocolName)\","
+        var line =
+            "{\"time\":\"\(timePrefix).\(msText)Z\",\"client\":\"\(r.client)\",\"protocol\":\"\(r.protocolName)\","
         line += "\"method\":\(JSONText.quoted(r.method)),\"path\":\(JSONText.quoted(r.path)),\"status\":\(r.status),"
         line += "\"bytes\":\(r.bytesSent),\"range\":\(JSONText.quoted(r.range)),\"ttfb_us\":\(r.ttfbMicroseconds),"
         line += "\"total_us\":\(r.totalMicroseconds),\"token\":\"\(r.token)\""
@@ -66,7 +67,8 @@ final class AccessLog {
         swap(&pending, &writing)
         inFlight = true
         let r = writing.readable
-        ring.write(fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: writeKind, slot: 0))
+        ring.write(
+            fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: writeKind, slot: 0))
     }
 
     func written(_ result: Int32) {
@@ -76,7 +78,9 @@ final class AccessLog {
             if !writing.isEmpty {   // short write: finish it before anything newer
                 inFlight = true
                 let r = writing.readable
-                ring.write(fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max, UserData(kind: writeKind, slot: 0))
+                ring.write(
+                    fd: fd, from: r.baseAddress!, length: r.count, offset: UInt64.max,
+                    UserData(kind: writeKind, slot: 0))
                 return
             }
         } else {

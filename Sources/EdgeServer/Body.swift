@@ -50,7 +50,10 @@ final class BodyStream {
         case disk(DiskSlice)
     }
 
-    init(file: FileEntry?, objectPath: String? = nil, objectETag: String = "", segments: [Segment], owner: BodyOwner, bufferCapacity: Int) {
+    init(
+        file: FileEntry?, objectPath: String? = nil, objectETag: String = "", segments: [Segment], owner: BodyOwner,
+        bufferCapacity: Int
+    ) {
         precondition(file == nil || objectPath == nil, "a body reads a file or a cached object, not both")
         self.file = file
         self.objectPath = objectPath

@@ -64,7 +64,9 @@ struct ConnectionLife {
         if receive { receiveInFlight = false }
         switch state {
         case .open, .finishing:
-            assert(completedGeneration == generation, "a completion from generation \(completedGeneration) on \(generation)")
+            assert(
+                completedGeneration == generation,
+                "a completion from generation \(completedGeneration) on \(generation)")
             return completedGeneration == generation ? .deliver : .drop
         case .closing: return .drop
         case .closed: return operationsInFlight == 0 ? .release : .drop
@@ -90,8 +92,9 @@ struct ConnectionLife {
 
     /// Frees the slot for the next connection, under a new generation.
     mutating func release() {
-        precondition(state == .closed && operationsInFlight == 0,
-                     "released in state \(state) with \(operationsInFlight) operations in flight: its buffers are the kernel's")
+        precondition(
+            state == .closed && operationsInFlight == 0,
+            "released in state \(state) with \(operationsInFlight) operations in flight: its buffers are the kernel's")
         state = .free
         receiveInFlight = false
         generation = (generation + 1) & 0xFF_FFFF

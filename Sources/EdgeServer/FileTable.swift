@@ -52,8 +52,11 @@ final class FileTable {
     private var freeSlots: [UInt32] = []
     var liveCount = 0
 
-    init(root: String, ring: Ring, entriesMax: Int, revalidateMilliseconds: Int, openKind: UInt8 = OpKind.fileOpen, statKind: UInt8 = OpKind.fileStat,
-         cachesMissing: Bool = true) {
+    init(
+        root: String, ring: Ring, entriesMax: Int, revalidateMilliseconds: Int, openKind: UInt8 = OpKind.fileOpen,
+        statKind: UInt8 = OpKind.fileStat,
+        cachesMissing: Bool = true
+    ) {
         self.cachesMissing = cachesMissing
         self.openKind = openKind
         self.statKind = statKind
@@ -68,7 +71,9 @@ final class FileTable {
     /// Finds (or starts opening) `path`, an already-checked absolute request path.
     func lookup(_ path: String, now: Int64) -> Lookup {
         if let s = byPath[path], let e = slots[Int(s)] {
-            if (e.state == .ready || e.state == .missing) && (now - e.validatedAtMicroseconds > revalidateMicroseconds || (e.state == .missing && !cachesMissing)) {
+            if (e.state == .ready || e.state == .missing)
+                && (now - e.validatedAtMicroseconds > revalidateMicroseconds || (e.state == .missing && !cachesMissing))
+            {
                 retire(e)   // stale: open afresh so a replaced file is noticed
             } else {
                 e.lastUseMicroseconds = now
@@ -126,7 +131,9 @@ final class FileTable {
     /// An open or statx of this table completed: the entry and its waiters (handed over) once it
     /// has settled as ready or missing.
     func completed(_ op: UInt8, slot: UInt32, result: Int32, now: Int64) -> (entry: FileEntry, waiters: [BodyOwner])? {
-        let settled = op == openKind ? opened(slot: slot, result: result, now: now) : statted(slot: slot, result: result, now: now)
+        let settled =
+            op == openKind
+            ? opened(slot: slot, result: result, now: now) : statted(slot: slot, result: result, now: now)
         guard let e = settled else { return nil }
         let waiters = e.waiters
         e.waiters = []
@@ -157,13 +164,16 @@ final class FileTable {
 
     private func evictOne() {
         var victim: FileEntry? = nil
-        for case let e? in slots where !e.retired && e.users == 0 && e.waiters.isEmpty && (e.state == .ready || e.state == .missing) {
+        for case let e? in slots
+        where !e.retired && e.users == 0 && e.waiters.isEmpty && (e.state == .ready || e.state == .missing) {
             if victim == nil || e.lastUseMicroseconds < victim!.lastUseMicroseconds { victim = e }
         }
         if let victim { retire(victim) }
     }
 
     func closeAll() {
-        for case let e? in slots where e.fd >= 0 { ring.close(fd: e.fd, UserData(kind: OpKind.ignore, slot: 0)); e.fd = -1 }
+        for case let e? in slots where e.fd >= 0 {
+            ring.close(fd: e.fd, UserData(kind: OpKind.ignore, slot: 0)); e.fd = -1
+        }
     }
 }

@@ -53,22 +53,30 @@ final class H2Session {
         guard nghttp2_option_new(&option) == 0, let option else { return nil }
         defer { nghttp2_option_del(option) }
         // nghttp2's own protections: rapid-reset (CVE-2023-44487), CONTINUATION flood (CVE-2024-27316).
-        nghttp2_option_set_stream_reset_rate_limit(option, UInt64(limits.h2StreamResetBurst), UInt64(limits.h2StreamResetsPerSecond))
+        nghttp2_option_set_stream_reset_rate_limit(
+            option, UInt64(limits.h2StreamResetBurst), UInt64(limits.h2StreamResetsPerSecond))
         nghttp2_option_set_max_continuations(option, Int(limits.h2ContinuationsMax))
         nghttp2_option_set_max_settings(option, 32)
         nghttp2_option_set_max_outbound_ack(option, 1000)
         nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096)
 
         var s: OpaquePointer? = nil
-        guard nghttp2_session_server_new2(&s, callbacks, Unmanaged.passUnretained(self).toOpaque(), option) == 0, let s else { return nil }
+        guard nghttp2_session_server_new2(&s, callbacks, Unmanaged.passUnretained(self).toOpaque(), option) == 0, let s
+        else { return nil }
         session = s
         var settings = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: UInt32(limits.h2ConcurrentStreamsMax)),
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: UInt32(limits.h2HeaderListBytesMax)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: UInt32(limits.h2ConcurrentStreamsMax)),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: UInt32(limits.h2HeaderListBytesMax)),
             // Players send no bodies: a small receive window bounds what a client can push at us.
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: 65535),
         ]
-        guard nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count) == 0 else { return nil }
+        guard nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count) == 0 else {
+            return nil
+        }
     }
 
     deinit { if let session { nghttp2_session_del(session) } }
@@ -120,8 +128,9 @@ final class H2Session {
         guard let session, !goAwaySent else { return }
         goAwaySent = true
         goAwaySentMicroseconds = host.nowMicroseconds
-        _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
-                                  UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
+        _ = nghttp2_submit_goaway(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
+            UInt32(NGHTTP2_NO_ERROR.rawValue), nil, 0)
     }
 
     /// Releases every stream's resources when the connection goes away.
@@ -137,7 +146,8 @@ final class H2Session {
         let statusText = String(status)
         let lengthText = (status != 304 && status != 204) ? String(contentLength) : nil
         let count = 3 + headers.count + (lengthText == nil ? 0 : 1)
-        var bytes = ":status".utf8.count + statusText.utf8.count + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
+        var bytes =
+            ":status".utf8.count + statusText.utf8.count + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
         for h in headers { bytes += h.name.utf8.count + h.value.utf8.count }
         if let lengthText { bytes += "content-length".utf8.count + lengthText.utf8.count }
         // Names and values copied into one scratch block on the stack; nghttp2 copies them again
@@ -152,7 +162,9 @@ final class H2Session {
                         if src.count > 0 { start.copyMemory(from: src.baseAddress!, byteCount: src.count) }
                         return src.count
                     }
-                    if let copied { n = copied } else {
+                    if let copied {
+                        n = copied
+                    } else {
                         for byte in s.utf8 { block[at + n] = byte; n += 1 }
                     }
                     at += n
@@ -160,7 +172,8 @@ final class H2Session {
                 }
                 func add(_ name: String, _ value: String) {
                     let (np, nl) = put(name), (vp, vl) = put(value)
-                    nva[k] = nghttp2_nv(name: np, value: vp, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                    nva[k] = nghttp2_nv(
+                        name: np, value: vp, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
                     k += 1
                 }
                 add(":status", statusText)
@@ -169,7 +182,8 @@ final class H2Session {
                 for h in headers { add(h.name, h.value) }
                 if let lengthText { add("content-length", lengthText) }
                 if ex.body != nil {
-                    var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadBody)
+                    var provider = nghttp2_data_provider(
+                        source: nghttp2_data_source(ptr: nil), read_callback: h2ReadBody)
                     _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, &provider)
                 } else {
                     _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, nil)
@@ -193,7 +207,8 @@ final class H2Session {
         for id in expired {
             building[id] = nil
             bodyBytesReceived[id] = nil
-            _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_CANCEL.rawValue))
+            _ = nghttp2_submit_rst_stream(
+                session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_CANCEL.rawValue))
         }
     }
 
@@ -209,7 +224,8 @@ final class H2Session {
             verdict = .send
         }
         if exchanges.isEmpty && incompleteStreams == 0 && goAwaySentMicroseconds > 0
-            && now - goAwaySentMicroseconds > deadlines.headerMicroseconds {
+            && now - goAwaySentMicroseconds > deadlines.headerMicroseconds
+        {
             return .close   // a peer that neither closes nor sends after our GOAWAY
         }
         if exchanges.isEmpty {
@@ -225,7 +241,9 @@ final class H2Session {
     /// Request fields come from the request's header block only: trailer fields (a HEADERS frame
     /// after the request's first) are read and dropped, never merged into the request
     /// (a Range or a token sent only in trailers is not honoured).
-    fileprivate func header(streamID: Int32, category: nghttp2_headers_category, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    fileprivate func header(
+        streamID: Int32, category: nghttp2_headers_category, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
+    ) {
         guard category == NGHTTP2_HCAT_REQUEST, let b = building[streamID] else { return }
         b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
         if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); return }
@@ -237,7 +255,11 @@ final class H2Session {
         case ":authority": b.authority = v
         case ":scheme": b.scheme = v
         default:
-            if b.headers.count < limits.headerCountMax { b.headers.append(HeaderField(n, v)) } else { b.tooLarge = true }
+            if b.headers.count < limits.headerCountMax {
+                b.headers.append(HeaderField(n, v))
+            } else {
+                b.tooLarge = true
+            }
         }
     }
 
@@ -252,7 +274,8 @@ final class H2Session {
             headers.append(HeaderField("cookie", joined))
         }
         if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
-        let request = EdgeRequest(method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
+        let request = EdgeRequest(
+            method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
         let ex = Exchange(request: request, streamID: streamID, startMicroseconds: host.nowMicroseconds)
         exchanges[streamID] = ex
         if b.tooLarge {
@@ -286,7 +309,9 @@ final class H2Session {
         }
     }
 
-    fileprivate func readBody(streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    fileprivate func readBody(
+        streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>
+    ) -> Int {
         guard let ex = exchanges[streamID], let body = ex.body else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
@@ -313,7 +338,9 @@ final class H2Session {
         connection.write(UnsafeRawBufferPointer(start: frameHeader, count: 9))
         if padding > 0 { var p = UInt8(padding - 1); withUnsafeBytes(of: &p) { connection.write($0) } }
         connection.write(UnsafeRawBufferPointer(rebasing: body.buffered[0..<length]))
-        if padding > 1 { connection.write([UInt8](repeating: 0, count: padding - 1).withUnsafeBytes { UnsafeRawBufferPointer($0) }) }
+        if padding > 1 {
+            connection.write([UInt8](repeating: 0, count: padding - 1).withUnsafeBytes { UnsafeRawBufferPointer($0) })
+        }
         body.consume(length)
         ex.bytesSent += length
         return 0
@@ -334,9 +361,10 @@ private let h2OnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, us
 
 private let h2OnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, user in
     guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
-    h2Session(user).header(streamID: frame.pointee.hd.stream_id, category: frame.pointee.headers.cat,
-                           name: UnsafeRawBufferPointer(start: name, count: namelen),
-                           value: UnsafeRawBufferPointer(start: value, count: valuelen))
+    h2Session(user).header(
+        streamID: frame.pointee.hd.stream_id, category: frame.pointee.headers.cat,
+        name: UnsafeRawBufferPointer(start: name, count: namelen),
+        value: UnsafeRawBufferPointer(start: value, count: valuelen))
     return 0
 }
 
@@ -344,7 +372,8 @@ private let h2OnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, user in
     guard let frame else { return 0 }
     let type = frame.pointee.hd.type
     if (type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue))
-        && frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 {
+        && frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+    {
         h2Session(user).requestComplete(streamID: frame.pointee.hd.stream_id)
     }
     return 0
@@ -368,7 +397,9 @@ private let h2OnFrameSend: nghttp2_on_frame_send_callback = { _, frame, user in
 
 private let h2SendData: nghttp2_send_data_callback = { _, frame, framehd, length, _, user in
     guard let frame, let framehd else { return Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return h2Session(user).sendData(streamID: frame.pointee.hd.stream_id, frameHeader: framehd, length: length, padding: Int(frame.pointee.data.padlen))
+    return h2Session(user).sendData(
+        streamID: frame.pointee.hd.stream_id, frameHeader: framehd, length: length,
+        padding: Int(frame.pointee.data.padlen))
 }
 
 private let h2ReadBody: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, user in

@@ -30,9 +30,11 @@ final class HTTP1Session {
         self.connection = connection
         self.limits = limits
         self.idleSinceMicroseconds = idleSinceMicroseconds
-        parser = HTTP1Parser(limits: HTTP1Limits(requestLineBytesMax: limits.requestLineBytesMax,
-                                                 headerBytesMax: limits.headerBytesMax,
-                                                 headerCountMax: limits.headerCountMax))
+        parser = HTTP1Parser(
+            limits: HTTP1Limits(
+                requestLineBytesMax: limits.requestLineBytesMax,
+                headerBytesMax: limits.headerBytesMax,
+                headerCountMax: limits.headerCountMax))
     }
 
     /// Bytes arrived (already appended to the connection's input).
@@ -59,7 +61,9 @@ final class HTTP1Session {
         // Bounded output too: a client that pipelines without reading gets no more answers queued
         // than output_buffer_bytes_max; the loop resumes as sends complete.
         let c = connection
-        while exchange == nil && c.life.isOpen && !c.life.closesAfterFlush && c.queuedBytes < limits.outputBufferBytesMax {
+        while exchange == nil && c.life.isOpen && !c.life.closesAfterFlush
+            && c.queuedBytes < limits.outputBufferBytesMax
+        {
             if skipBodyBytes > 0 {
                 let n = min(skipBodyBytes, c.input.count)
                 c.input.consume(n)
@@ -79,7 +83,8 @@ final class HTTP1Session {
                 c.input.consume(consumed)
                 headerStartMicroseconds = 0
                 let ex = Exchange(request: request, streamID: 0, startMicroseconds: host.nowMicroseconds)
-                ex.keepAlive = request.wantsKeepAlive && requestsServed + 1 < limits.requestsPerConnectionMax && !draining
+                ex.keepAlive =
+                    request.wantsKeepAlive && requestsServed + 1 < limits.requestsPerConnectionMax && !draining
                 exchange = ex
                 if bodyLength > limits.requestBodyBytesMax {
                     ex.keepAlive = false
@@ -95,8 +100,9 @@ final class HTTP1Session {
     /// Answers with `status` a request that could not be parsed (or never finished arriving), and
     /// closes after it: what follows in the input cannot be trusted to start a request.
     private func refuse(status: Int, text: String) {
-        let ex = Exchange(request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0,
-                          startMicroseconds: host.nowMicroseconds)
+        let ex = Exchange(
+            request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0,
+            startMicroseconds: host.nowMicroseconds)
         ex.keepAlive = false
         exchange = ex
         host.refuse(ex, on: connection, status: status, text: text)

@@ -21,18 +21,23 @@ struct Router {
     func route(_ request: EdgeRequest, clientIP: String, nowSeconds: Int, verifier: EdgeAuthVerifier) -> Decision {
         let isGet = request.method == "GET", isHead = request.method == "HEAD"
         if request.target == "*" && request.method == "OPTIONS" {
-            return .simple(status: 204, body: "", extraHeaders: [HeaderField("allow", "GET, HEAD, OPTIONS")], verdict: "-")
+            return .simple(
+                status: 204, body: "", extraHeaders: [HeaderField("allow", "GET, HEAD, OPTIONS")], verdict: "-")
         }
         let checked = PathRules.check(request.target)
         guard case let .ok(path, query) = checked else {
-            if case let .reject(why) = checked { return .simple(status: 400, body: "bad request: \(why)\n", extraHeaders: [], verdict: "-") }
+            if case let .reject(why) = checked {
+                return .simple(status: 400, body: "bad request: \(why)\n", extraHeaders: [], verdict: "-")
+            }
             return .simple(status: 400, body: "bad request\n", extraHeaders: [], verdict: "-")
         }
         if path == "/healthz" {
             guard isGet || isHead else { return methodNotAllowed() }
             return .simple(status: 200, body: "ok\n", extraHeaders: [], verdict: "-")
         }
-        guard path.hasPrefix("/audio/") else { return .simple(status: 404, body: "not found\n", extraHeaders: [], verdict: "-") }
+        guard path.hasPrefix("/audio/") else {
+            return .simple(status: 404, body: "not found\n", extraHeaders: [], verdict: "-")
+        }
         guard isGet || isHead else { return methodNotAllowed() }
         guard tokenRequired else { return .audio(path: path, verdict: "off", privateSeconds: nil) }
 
@@ -40,18 +45,27 @@ struct Router {
         var token: String? = nil
         switch PathRules.queryValue(query, name: tokenName) {
         case .some(.some(let v)): token = v
-        case .some(.none): return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: EdgeAuthVerdict.malformed.rawValue)
+        case .some(.none):
+            return .simple(
+                status: 403, body: "forbidden\n", extraHeaders: [], verdict: EdgeAuthVerdict.malformed.rawValue)
         case .none: break
         }
-        if token == nil, let cookie = request.header("cookie") { token = PathRules.cookieValue(cookie, name: tokenName) }
+        if token == nil, let cookie = request.header("cookie") {
+            token = PathRules.cookieValue(cookie, name: tokenName)
+        }
         if token == nil { token = request.header(tokenName.lowercased()) }
         let (verdict, expiry) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
-        guard verdict == .ok else { return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue) }
-        return .audio(path: path, verdict: verdict.rawValue, privateSeconds: min(max(0, (expiry ?? nowSeconds) - nowSeconds), 31_536_000))
+        guard verdict == .ok else {
+            return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue)
+        }
+        return .audio(
+            path: path, verdict: verdict.rawValue,
+            privateSeconds: min(max(0, (expiry ?? nowSeconds) - nowSeconds), 31_536_000))
     }
 
     private func methodNotAllowed() -> Decision {
-        .simple(status: 405, body: "method not allowed\n", extraHeaders: [HeaderField("allow", "GET, HEAD")], verdict: "-")
+        .simple(
+            status: 405, body: "method not allowed\n", extraHeaders: [HeaderField("allow", "GET, HEAD")], verdict: "-")
     }
 }
 
@@ -61,7 +75,9 @@ extension Router {
         var keys: [EdgeAuthKey] = []
         if let k = EdgeAuthKey(hex: token.keyHex) { keys.append(k) }
         if let k = EdgeAuthKey(hex: token.transitionKeyHex) { keys.append(k) }
-        self.init(tokenName: token.name, tokenRequired: token.required,
-                  policy: EdgeAuthPolicy(keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax))
+        self.init(
+            tokenName: token.name, tokenRequired: token.required,
+            policy: EdgeAuthPolicy(
+                keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax))
     }
 }

@@ -29,13 +29,17 @@ public final class EdgeServer {
             }
         }
         var isDir: ObjCBool = false
-        if let dir = config.origin.directory, !(FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) && isDir.boolValue) {
+        if let dir = config.origin.directory,
+            !(FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) && isDir.boolValue)
+        {
             problems.append("origin.urls: \(dir) is not a directory")
         }
         if !config.origin.upstreams.isEmpty {
             let dir = config.cache.directory
             let parent = (dir as NSString).deletingLastPathComponent
-            if !FileManager.default.fileExists(atPath: dir) && !FileManager.default.isWritableFile(atPath: parent.isEmpty ? "." : parent) {
+            if !FileManager.default.fileExists(atPath: dir)
+                && !FileManager.default.isWritableFile(atPath: parent.isEmpty ? "." : parent)
+            {
                 problems.append("cache.dir: \(dir) does not exist and cannot be created")
             }
         }
@@ -57,7 +61,10 @@ public final class EdgeServer {
         var tlsContext: OpaquePointer? = nil
         if !config.server.listenTLS.isEmpty {
             var err = [CChar](repeating: 0, count: 512)
-            guard let ctx = edge_tls_ctx_new(config.server.tlsCertificate, config.server.tlsPrivateKey, config.server.http2 ? 1 : 0, &err, 512) else {
+            guard
+                let ctx = edge_tls_ctx_new(
+                    config.server.tlsCertificate, config.server.tlsPrivateKey, config.server.http2 ? 1 : 0, &err, 512)
+            else {
                 throw StartupError(description: "tls: " + String(cString: err))
             }
             tlsContext = ctx
@@ -68,18 +75,27 @@ public final class EdgeServer {
         case "-": logFD = 1
         default:
             logFD = edge_open_append(config.server.accessLog)
-            if logFD < 0 { throw StartupError(description: "server.access_log: cannot open \(config.server.accessLog): errno \(-logFD)") }
+            if logFD < 0 {
+                throw StartupError(
+                    description: "server.access_log: cannot open \(config.server.accessLog): errno \(-logFD)")
+            }
         }
         var store: SliceStore? = nil
         if !config.origin.upstreams.isEmpty {
-            let s = SliceStore(config: (config.cache.directory, config.cache.sliceBytes, config.cache.fillsMax,
-                                        config.cache.ramBytesLimit, config.cache.diskBytesLimit), objectBytesMax: config.cache.objectBytesMax)
+            let s = SliceStore(
+                config: (
+                    config.cache.directory, config.cache.sliceBytes, config.cache.fillsMax,
+                    config.cache.ramBytesLimit, config.cache.diskBytesLimit
+                ), objectBytesMax: config.cache.objectBytesMax)
             let (adopted, dropped) = try SliceFile.rebuild(s, report: { printError("edge: \($0)") })
-            printError("edge: cache \(config.cache.directory): \(adopted) slices adopted, \(dropped) dropped (torn, unverifiable or over the limit)")
+            printError(
+                "edge: cache \(config.cache.directory): \(adopted) slices adopted, \(dropped) dropped (torn, unverifiable or over the limit)"
+            )
             store = s
         }
-        let settings = WorkerSettings(config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD,
-                                      store: store, directory: WorkerDirectory(workers: workerCount))
+        let settings = WorkerSettings(
+            config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD,
+            store: store, directory: WorkerDirectory(workers: workerCount))
 
         for a in config.server.listen + config.server.listenTLS {
             let rc = edge_address_free(a.host, Int32(a.port))
@@ -92,7 +108,9 @@ public final class EdgeServer {
             for (addresses, tls) in [(config.server.listen, false), (config.server.listenTLS, true)] {
                 for a in addresses {
                     let fd = edge_listen(a.host, Int32(a.port), Int32(config.limits.listenBacklog))
-                    if fd < 0 { throw StartupError(description: "cannot listen on \(a): \(String(cString: strerror(-fd)))") }
+                    if fd < 0 {
+                        throw StartupError(description: "cannot listen on \(a): \(String(cString: strerror(-fd)))")
+                    }
                     listeners.append(Listener(fd: fd, isTLS: tls, armed: false))
                 }
             }
@@ -107,27 +125,34 @@ public final class EdgeServer {
             let box = Unmanaged.passRetained(plan).toOpaque()
             // The ring is created on its own thread: with IORING_SETUP_SINGLE_ISSUER only the
             // creating task may submit to it.
-            let rc = edge_thread_start({ arg in
-                let plan = Unmanaged<WorkerPlan>.fromOpaque(arg!).takeRetainedValue()
-                do {
-                    try Worker(index: plan.index, settings: plan.settings, listeners: plan.listeners, wakeFD: plan.wakeFD).run()
-                } catch {
-                    printError("edge: worker \(plan.index): \(error) (is io_uring allowed here?)")
-                    exit(1)
-                }
-                return nil
-            }, box, &h)
+            let rc = edge_thread_start(
+                { arg in
+                    let plan = Unmanaged<WorkerPlan>.fromOpaque(arg!).takeRetainedValue()
+                    do {
+                        try Worker(
+                            index: plan.index, settings: plan.settings, listeners: plan.listeners, wakeFD: plan.wakeFD
+                        ).run()
+                    } catch {
+                        printError("edge: worker \(plan.index): \(error) (is io_uring allowed here?)")
+                        exit(1)
+                    }
+                    return nil
+                }, box, &h)
             if rc != 0 { throw StartupError(description: "pthread_create: \(rc)") }
             handles.append(h)
         }
-        let listenText = (config.server.listen.map { "http://\($0)" } + config.server.listenTLS.map { "https://\($0)" }).joined(separator: " ")
+        let listenText = (config.server.listen.map { "http://\($0)" } + config.server.listenTLS.map { "https://\($0)" })
+            .joined(separator: " ")
         ready("edge: \(workerCount) workers, listening on \(listenText)")
         var sig = edge_wait_signal()
         while sig == SIGHUP {
             // Log rotation: reopen the access log under its name.
             if logFD > 2 {
                 let rc = edge_reopen_append(logFD, config.server.accessLog)
-                printError(rc == 0 ? "edge: SIGHUP: reopened \(config.server.accessLog)" : "edge: SIGHUP: cannot reopen \(config.server.accessLog): errno \(-rc)")
+                printError(
+                    rc == 0
+                        ? "edge: SIGHUP: reopened \(config.server.accessLog)"
+                        : "edge: SIGHUP: cannot reopen \(config.server.accessLog): errno \(-rc)")
             }
             sig = edge_wait_signal()
         }

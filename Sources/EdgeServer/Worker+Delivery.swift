@@ -17,7 +17,8 @@ extension Worker: ContentDelivery {
 
     func deliver(_ c: Connection, _ ex: Exchange, _ answer: ContentAnswer) {
         switch answer {
-        case .respond(let r): respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
+        case .respond(let r):
+            respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
         case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
         case .waiting: return
         }

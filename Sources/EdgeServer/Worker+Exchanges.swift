@@ -13,7 +13,8 @@ extension Worker: ExchangeHost {
 
     /// Routes a complete request: access checks, then the content source.
     func start(_ ex: Exchange, on c: Connection) {
-        let decision = settings.router.route(ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier)
+        let decision = settings.router.route(
+            ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier)
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
             ex.verdict = verdict
@@ -41,7 +42,8 @@ extension Worker: ExchangeHost {
     /// inside an nghttp2 callback, and the front end sends when the callback returns.
     func apply(_ answer: ContentAnswer, _ c: Connection, _ ex: Exchange) {
         switch answer {
-        case .respond(let r): respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
+        case .respond(let r):
+            respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
         case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
         case .waiting: break
         }
@@ -60,15 +62,23 @@ extension Worker: ExchangeHost {
         let bytes = Array(body.utf8)
         var headers = extraHeaders
         if !bytes.isEmpty { headers.insert(HeaderField("content-type", "text/plain; charset=utf-8"), at: 0) }
-        if status == 408 || status == 400 || status == 413 || status == 414 || status == 431 || status == 505 { ex.keepAlive = false }
-        let stream = (ex.isHead || bytes.isEmpty) ? nil : BodyStream(file: nil, segments: [.bytes(bytes)],
-                      owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
-                      bufferCapacity: max(bytes.count, 64))
+        if status == 408 || status == 400 || status == 413 || status == 414 || status == 431 || status == 505 {
+            ex.keepAlive = false
+        }
+        let stream =
+            (ex.isHead || bytes.isEmpty)
+            ? nil
+            : BodyStream(
+                file: nil, segments: [.bytes(bytes)],
+                owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
+                bufferCapacity: max(bytes.count, 64))
         respond(c, ex, status: status, headers: headers, contentLength: bytes.count, body: stream)
     }
 
     /// Hands a response to the connection's protocol front end.
-    func respond(_ c: Connection, _ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, body: BodyStream?) {
+    func respond(
+        _ c: Connection, _ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, body: BodyStream?
+    ) {
         ex.responded = true
         ex.status = status
         ex.body = body
@@ -113,7 +123,9 @@ extension Worker: ExchangeHost {
     /// origin-directory ranges read through the ring, cached-object ranges borrowed from a slice
     /// buffer or read from a slice file (see the content sources).
     func refill(_ body: BodyStream) {
-        guard !body.readInFlight, !body.failed, !body.parked, body.buffered.count == 0, let segment = body.currentSegment else { return }
+        guard !body.readInFlight, !body.failed, !body.parked, body.buffered.count == 0,
+            let segment = body.currentSegment
+        else { return }
         switch (segment, content) {
         case (.bytes, _): _ = body.copyBytesSegments(pool: readPool)
         case (.content, .directory(let directory)): directory.refill(body)

@@ -49,7 +49,8 @@ extension Worker {
     func takeSlot() -> Connection? {
         if let s = freeSlots.popLast() { return connections[Int(s)] }
         guard connections.count < limits.connectionsPerWorkerMax else { return nil }
-        let c = Connection(slot: UInt32(connections.count), recvBufferBytes: limits.recvBufferBytes, outputCapacity: 16384)
+        let c = Connection(
+            slot: UInt32(connections.count), recvBufferBytes: limits.recvBufferBytes, outputCapacity: 16384)
         connections.append(c)
         return c
     }
@@ -59,7 +60,9 @@ extension Worker {
     func postRecv(_ c: Connection) {
         if case .http1(let h1) = c.frontEnd, h1.holdsEnoughInput { return }
         guard c.life.submitReceive() else { return }   // closing, finishing, or one already in flight
-        ring.recv(fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes, UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
+        ring.recv(
+            fd: c.fd, into: c.recvBuffer, length: c.recvBufferBytes,
+            UserData(kind: OpKind.recv, slot: c.slot, generation: c.generation))
     }
 
     func onRecv(_ c: Connection, _ result: Int32) {
@@ -143,7 +146,8 @@ extension Worker {
 
     @discardableResult
     func startHTTP1(_ c: Connection) -> HTTP1Session {
-        let session = HTTP1Session(host: self, connection: c, limits: limits, idleSinceMicroseconds: c.acceptedMicroseconds)
+        let session = HTTP1Session(
+            host: self, connection: c, limits: limits, idleSinceMicroseconds: c.acceptedMicroseconds)
         c.frontEnd = .http1(session)
         return session
     }
@@ -158,7 +162,9 @@ extension Worker {
             return
         }
         c.life.submitSend()
-        ring.send(fd: c.fd, from: bytes.baseAddress!, length: bytes.count, UserData(kind: OpKind.send, slot: c.slot, generation: c.generation))
+        ring.send(
+            fd: c.fd, from: bytes.baseAddress!, length: bytes.count,
+            UserData(kind: OpKind.send, slot: c.slot, generation: c.generation))
     }
 
     func onSend(_ c: Connection, _ result: Int32) {

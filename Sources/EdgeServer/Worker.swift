@@ -16,7 +16,10 @@ final class WorkerSettings: @unchecked Sendable {
     /// The shared cache (HTTP origins only).
     let store: SliceStore?
     let directory: WorkerDirectory
-    init(config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32, store: SliceStore?, directory: WorkerDirectory) {
+    init(
+        config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32, store: SliceStore?,
+        directory: WorkerDirectory
+    ) {
         self.config = config; self.router = router; self.tlsContext = tlsContext; self.accessLogFD = accessLogFD
         self.store = store; self.directory = directory
     }
@@ -64,7 +67,8 @@ final class Worker {
     var cacheControlMemo: (seconds: Int, text: String) = (-1, "")
 
     /// `ring`: the kernel's (nil: created here, on the worker's own thread) or a simulated one.
-    init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32, ring injected: Ring? = nil) throws {
+    init(index: Int, settings: WorkerSettings, listeners: [Listener], wakeFD: Int32, ring injected: Ring? = nil) throws
+    {
         self.index = index
         self.settings = settings
         limits = settings.config.limits
@@ -82,11 +86,15 @@ final class Worker {
         // Multipart boundaries: unpredictable to clients, different on every worker.
         let boundarySeed = SecureRandom.uint64()
         if let store = settings.store {
-            content = .cache(CacheSource(store: store, worker: index, ring: ring, clock: clock, reads: reads, settings: settings,
-                                         errorLog: errorLog, boundarySeed: boundarySeed))
+            content = .cache(
+                CacheSource(
+                    store: store, worker: index, ring: ring, clock: clock, reads: reads, settings: settings,
+                    errorLog: errorLog, boundarySeed: boundarySeed))
         } else {
-            content = .directory(DirectorySource(root: settings.config.origin.directory ?? "/nonexistent", ring: ring, reads: reads,
-                                                 limits: limits, boundarySeed: boundarySeed))
+            content = .directory(
+                DirectorySource(
+                    root: settings.config.origin.directory ?? "/nonexistent", ring: ring, reads: reads,
+                    limits: limits, boundarySeed: boundarySeed))
         }
         switch content {
         case .cache(let cache): cache.delivery = self
@@ -142,7 +150,8 @@ final class Worker {
         case OpKind.fileRead: if let body = reads.completed(slot: d.slot, result) { bodyRead(body) }
         case OpKind.accept: onAccept(listener: Int(d.slot), result, more: more)
         case OpKind.close: onClosed(slot: d.slot)
-        case OpKind.fileOpen, OpKind.fileStat: directorySource?.opened(d.kind, slot: d.slot, result: result, now: nowMicroseconds)
+        case OpKind.fileOpen, OpKind.fileStat:
+            directorySource?.opened(d.kind, slot: d.slot, result: result, now: nowMicroseconds)
         case OpKind.tick: onTick()
         case OpKind.wake: beginDrain()
         case OpKind.logWrite: log.written(result)
@@ -183,7 +192,8 @@ final class Worker {
         // slice half-written at exit is a slice lost from the disk tier.
         let finishDeadline = ring.monotonicMicroseconds() + 5_000_000
         while ring.monotonicMicroseconds() < finishDeadline
-                && (!log.idle || !errorLog.idle || liveConnections > 0 || !(cache?.writer.idle ?? true)) {
+            && (!log.idle || !errorLog.idle || liveConnections > 0 || !(cache?.writer.idle ?? true))
+        {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }
         }
@@ -200,10 +210,13 @@ final class Worker {
     func logExchange(_ c: Connection, _ ex: Exchange) {
         guard !ex.logged else { return }
         ex.logged = true
-        log.log(AccessLog.Record(client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
-                                 status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
-                                 ttfbMicroseconds: max(0, ex.ttfbMicroseconds), totalMicroseconds: nowMicroseconds - ex.startMicroseconds,
-                                 token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: ring.wallMilliseconds())
+        log.log(
+            AccessLog.Record(
+                client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
+                status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
+                ttfbMicroseconds: max(0, ex.ttfbMicroseconds),
+                totalMicroseconds: nowMicroseconds - ex.startMicroseconds,
+                token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: ring.wallMilliseconds())
     }
 
     func close(_ c: Connection) {
@@ -267,7 +280,8 @@ final class Worker {
     func checkDeadlines(_ c: Connection) {
         let now = nowMicroseconds
         // A send that makes no progress: a slow or stalled reader (TCP zero window).
-        if (c.output.inFlight || !c.output.isEmpty) && now - c.lastSendProgressMicroseconds > deadlines.sendMicroseconds {
+        if (c.output.inFlight || !c.output.isEmpty) && now - c.lastSendProgressMicroseconds > deadlines.sendMicroseconds
+        {
             close(c)
             return
         }
@@ -281,7 +295,8 @@ final class Worker {
             case .http1(let h1):
                 verdict = h1.checkDeadlines(now: now, deadlines)
             case .http2(let h2):
-                verdict = h2.checkDeadlines(now: now, deadlines, lastSendProgressMicroseconds: c.lastSendProgressMicroseconds)
+                verdict = h2.checkDeadlines(
+                    now: now, deadlines, lastSendProgressMicroseconds: c.lastSendProgressMicroseconds)
             }
         }
         switch verdict {

@@ -28,7 +28,9 @@ struct UserClaims: JWTPayload {
         try exp.verifyNotExpired()
         // A token valid from later is not valid now (no leeway beyond the identity provider's clock).
         try nbf?.verifyNotBefore()
-        guard tier == "free" || tier == "premium" else { throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "tier") }
+        guard tier == "free" || tier == "premium" else {
+            throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "tier")
+        }
         guard country.count == 2, country.allSatisfy({ $0.isASCII && $0.isLetter }) else {
             throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "country")
         }
@@ -43,27 +45,37 @@ struct IdentityMiddleware: RouterMiddleware {
     var issuer = ""
     var audience = ""
 
-    func handle(_ request: Request, context: AuthContext, next: (Request, AuthContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: AuthContext, next: (Request, AuthContext) async throws -> Response
+    ) async throws -> Response {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
             return errorResponse(401, "missing bearer token", extra: [.wwwAuthenticate: "Bearer"])
         }
         let claims: UserClaims
         do { claims = try await keys.verify(String(header.dropFirst(7)), as: UserClaims.self) } catch {
-            return errorResponse(401, "invalid or expired bearer token", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+            return errorResponse(
+                401, "invalid or expired bearer token", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
         }
         if !issuer.isEmpty && claims.iss?.value != issuer {
-            return errorResponse(401, "bearer token from another issuer", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+            return errorResponse(
+                401, "bearer token from another issuer", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
         }
         if !audience.isEmpty {
             do {
-                guard let aud = claims.aud else { throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "aud") }
+                guard let aud = claims.aud else {
+                    throw JWTError.claimVerificationFailure(failedClaim: nil, reason: "aud")
+                }
                 try aud.verifyIntendedAudience(includes: audience)
             } catch {
-                return errorResponse(401, "bearer token for another audience", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
+                return errorResponse(
+                    401, "bearer token for another audience",
+                    extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
             }
         }
         var context = context
-        context.identity = Identity(subject: claims.sub.value, tier: Identity.Tier(rawValue: claims.tier)!, country: claims.country.uppercased())
+        context.identity = Identity(
+            subject: claims.sub.value, tier: Identity.Tier(rawValue: claims.tier)!, country: claims.country.uppercased()
+        )
         return try await next(request, context)
     }
 }
@@ -87,7 +99,9 @@ func jsonResponse<T: Encodable>(_ value: T) -> Response {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys]
     let body = try! e.encode(value)
-    return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    return Response(
+        status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+        body: .init(byteBuffer: ByteBuffer(bytes: body)))
 }
 
 /// Everything the routes share.
@@ -101,38 +115,53 @@ public final class AuthState: Sendable {
 
     public init(config: PlaybackAuthConfig) throws {
         let catalog = try Catalog(path: config.catalogPath, readOnly: true)
-        guard let key = EdgeAuthKey(hex: config.tokenKeyHex), let master = Hex.decode(config.masterKeyHex), master.count == 32 else {
+        guard let key = EdgeAuthKey(hex: config.tokenKeyHex), let master = Hex.decode(config.masterKeyHex),
+            master.count == 32
+        else {
             throw CatalogError("token.key_hex or catalog.master_key_hex is not valid hex")
         }
-        grants = GrantService(catalog: catalog, signingKey: key, masterKey: master, edges: config.edges, edgesDown: config.edgesDown,
-                              ttlSeconds: config.grantTTLSeconds, tokenName: config.tokenName, prefetchMax: config.prefetchMax)
+        grants = GrantService(
+            catalog: catalog, signingKey: key, masterKey: master, edges: config.edges, edgesDown: config.edgesDown,
+            ttlSeconds: config.grantTTLSeconds, tokenName: config.tokenName, prefetchMax: config.prefetchMax)
         limiter = RateLimiter(perMinute: config.rateLimitPerMinute)
         registry = PrometheusCollectorRegistry()
         granted = registry.makeCounter(name: "playback_grants_total", labels: [("result", "granted")])
         var r: [Int: Counter] = [:]
-        for s in [400, 401, 403, 404, 429] { r[s] = registry.makeCounter(name: "playback_grants_total", labels: [("result", String(s))]) }
+        for s in [400, 401, 403, 404, 429] {
+            r[s] = registry.makeCounter(name: "playback_grants_total", labels: [("result", String(s))])
+        }
         refused = r
-        latency = registry.makeDurationHistogram(name: "playback_grant_duration_seconds", labels: [],
-                                                 buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(30), .milliseconds(100)])
+        latency = registry.makeDurationHistogram(
+            name: "playback_grant_duration_seconds", labels: [],
+            buckets: [
+                .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+                .milliseconds(30), .milliseconds(100),
+            ])
     }
 
     func count(_ status: Int) { if status == 200 { granted.increment() } else { refused[status]?.increment() } }
 }
 
-public func buildRouter(state: AuthState, keys: JWTKeyCollection, issuer: String = "", audience: String = "", metricsToken: String = "") -> Router<AuthContext> {
+public func buildRouter(
+    state: AuthState, keys: JWTKeyCollection, issuer: String = "", audience: String = "", metricsToken: String = ""
+) -> Router<AuthContext> {
     let router = Router(context: AuthContext.self)
     router.get("/healthz") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
     // Metrics are for the operator's scraper only: behind their own bearer token (compared in
     // constant time), and not served at all without one configured.
     router.get("/metrics") { request, _ -> Response in
         guard !metricsToken.isEmpty else { return errorResponse(404, "not found") }
-        let presented = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : "" } ?? ""
+        let presented =
+            request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : "" } ?? ""
         guard constantTimeEqual(presented, metricsToken) else {
-            return errorResponse(401, "metrics need the bearer token of auth.metrics_token", extra: [.wwwAuthenticate: "Bearer"])
+            return errorResponse(
+                401, "metrics need the bearer token of auth.metrics_token", extra: [.wwwAuthenticate: "Bearer"])
         }
         var out = [UInt8]()
         state.registry.emit(into: &out)
-        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: out)))
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+            body: .init(byteBuffer: ByteBuffer(bytes: out)))
     }
     let v1 = router.group("v1").add(middleware: IdentityMiddleware(keys: keys, issuer: issuer, audience: audience))
     v1.post("playback") { request, context -> Response in
@@ -140,7 +169,10 @@ public func buildRouter(state: AuthState, keys: JWTKeyCollection, issuer: String
         let user = context.identity!
         let response = await playback(request, user: user, state: state)
         state.count(Int(response.status.code))
-        state.latency.recordNanoseconds(Int64((ContinuousClock.now - start).components.attoseconds / 1_000_000_000 + (ContinuousClock.now - start).components.seconds * 1_000_000_000))
+        state.latency.recordNanoseconds(
+            Int64(
+                (ContinuousClock.now - start).components.attoseconds / 1_000_000_000 + (ContinuousClock.now - start)
+                    .components.seconds * 1_000_000_000))
         return response
     }
     v1.get("tracks/:id") { request, context -> Response in
@@ -151,9 +183,14 @@ public func buildRouter(state: AuthState, keys: JWTKeyCollection, issuer: String
         let id = context.parameters.get("id") ?? ""
         do {
             let t = try state.grants.entitled(id, user, now: Int(Date().timeIntervalSince1970))
-            struct Meta: Encodable { var track_id, title, artist, album: String; var duration_ms: Int; var bitrates_kbps: [Int]; var loudness_lufs: Double; var release_at: Int64 }
-            return jsonResponse(Meta(track_id: t.id, title: t.title, artist: t.artist, album: t.album, duration_ms: t.durationMs,
-                                     bitrates_kbps: t.bitratesKbps, loudness_lufs: t.loudnessLUFS, release_at: t.releaseAt))
+            struct Meta: Encodable {
+                var track_id, title, artist, album: String; var duration_ms: Int; var bitrates_kbps: [Int];
+                var loudness_lufs: Double; var release_at: Int64
+            }
+            return jsonResponse(
+                Meta(
+                    track_id: t.id, title: t.title, artist: t.artist, album: t.album, duration_ms: t.durationMs,
+                    bitrates_kbps: t.bitratesKbps, loudness_lufs: t.loudnessLUFS, release_at: t.releaseAt))
         } catch let e as GrantError {
             return errorResponse(e.status, e.message)
         } catch {
@@ -165,12 +202,18 @@ public func buildRouter(state: AuthState, keys: JWTKeyCollection, issuer: String
 
 func playback(_ request: Request, user: Identity, state: AuthState) async -> Response {
     if let wait = state.limiter.take(user.subject, now: Date().timeIntervalSince1970) {
-        return errorResponse(429, "rate limit: \(state.limiter.limit) requests a minute; retry in \(wait) s", extra: [.retryAfter: String(wait)])
+        return errorResponse(
+            429, "rate limit: \(state.limiter.limit) requests a minute; retry in \(wait) s",
+            extra: [.retryAfter: String(wait)])
     }
     let body: ByteBuffer
-    do { body = try await request.body.collect(upTo: 64 * 1024) } catch { return errorResponse(413, "body larger than 64 KiB") }
+    do { body = try await request.body.collect(upTo: 64 * 1024) } catch {
+        return errorResponse(413, "body larger than 64 KiB")
+    }
     let req: PlaybackRequest
-    do { req = try JSONDecoder().decode(PlaybackRequest.self, from: Data(buffer: body)) } catch let DecodingError.keyNotFound(k, _) {
+    do { req = try JSONDecoder().decode(PlaybackRequest.self, from: Data(buffer: body)) } catch let
+        DecodingError.keyNotFound(k, _)
+    {
         return errorResponse(400, "missing field \(k.stringValue)")
     } catch let DecodingError.typeMismatch(_, c) {
         return errorResponse(400, "wrong type for \(c.codingPath.map(\.stringValue).joined(separator: "."))")
@@ -181,8 +224,9 @@ func playback(_ request: Request, user: Identity, state: AuthState) async -> Res
     }
     do {
         let g = try state.grants.grant(req, for: user, now: Int(Date().timeIntervalSince1970))
-        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-                        body: .init(byteBuffer: ByteBuffer(string: g.json())))
+        return Response(
+            status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(string: g.json())))
     } catch let e as GrantError {
         return errorResponse(e.status, e.message)
     } catch {
@@ -211,8 +255,11 @@ public func buildApplication(config: PlaybackAuthConfig) async throws -> some Ap
     let keys = try await makeKeys(config)
     var logger = Logger(label: "playback-auth")
     logger.logLevel = .info
-    return Application(router: buildRouter(state: state, keys: keys, issuer: config.jwtIssuer, audience: config.jwtAudience,
-                                           metricsToken: config.metricsToken),
-                       configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "playback-auth"),
-                       logger: logger)
+    return Application(
+        router: buildRouter(
+            state: state, keys: keys, issuer: config.jwtIssuer, audience: config.jwtAudience,
+            metricsToken: config.metricsToken),
+        configuration: .init(
+            address: .hostname(config.listen.host, port: config.listen.port), serverName: "playback-auth"),
+        logger: logger)
 }

@@ -18,7 +18,9 @@ final class TrackCache: Sendable {
     let ttlSeconds: Double
     let entriesMax: Int
     let entries = Mutex<[String: Entry]>([:])
-    init(ttlSeconds: Double = 5, entriesMax: Int = 100_000) { self.ttlSeconds = ttlSeconds; self.entriesMax = entriesMax }
+    init(ttlSeconds: Double = 5, entriesMax: Int = 100_000) {
+        self.ttlSeconds = ttlSeconds; self.entriesMax = entriesMax
+    }
 
     func get(_ id: String, now: Double, load: () throws -> Entry?) rethrows -> Entry? {
         if let e = entries.withLock({ $0[id] }), now - e.loaded < ttlSeconds { return e }
@@ -37,7 +39,9 @@ public struct Identity: Sendable, Equatable {
     public var subject: String
     public var tier: Tier
     public var country: String
-    public init(subject: String, tier: Tier, country: String) { self.subject = subject; self.tier = tier; self.country = country }
+    public init(subject: String, tier: Tier, country: String) {
+        self.subject = subject; self.tier = tier; self.country = country
+    }
 }
 
 /// Why a request is refused; each maps to a status and a message that says what to fix.
@@ -92,10 +96,13 @@ public struct Grant: Sendable {
     public var prefetch: [Prefetch]
 
     public func json() -> String {
-        var o = "{\"base_url\":\(q(base_url)),\"bitrate_kbps\":\(bitrate_kbps),\"expires_at\":\(expires_at),\"key_hex\":\(q(key_hex)),"
+        var o =
+            "{\"base_url\":\(q(base_url)),\"bitrate_kbps\":\(bitrate_kbps),\"expires_at\":\(expires_at),\"key_hex\":\(q(key_hex)),"
         o += "\"manifest\":\(manifestJSON),\"prefetch\":["
-        o += prefetch.map { "{\"base_url\":\(q($0.base_url)),\"range\":\(q($0.range)),\"token\":\(q($0.token)),\"track_id\":\(q($0.track_id)),\"url\":\(q($0.url))}" }
-            .joined(separator: ",")
+        o += prefetch.map {
+            "{\"base_url\":\(q($0.base_url)),\"range\":\(q($0.range)),\"token\":\(q($0.token)),\"track_id\":\(q($0.track_id)),\"url\":\(q($0.url))}"
+        }
+        .joined(separator: ",")
         o += "],\"quality\":\(q(quality)),\"quality_reason\":\(quality_reason.map(q) ?? "null"),\"token\":\(q(token)),"
         o += "\"token_name\":\(q(token_name)),\"track_id\":\(q(track_id))}"
         return o
@@ -107,7 +114,9 @@ public struct Grant: Sendable {
 /// Decides who may play what, at which quality, and signs the edge token. Pure apart from the
 /// catalog read; the clock is a parameter.
 public struct GrantService: Sendable {
-    public static let qualities: [(name: String, kbps: Int)] = [("low", 24), ("normal", 96), ("high", 160), ("very_high", 320)]
+    public static let qualities: [(name: String, kbps: Int)] = [
+        ("low", 24), ("normal", 96), ("high", 160), ("very_high", 320),
+    ]
     public static func maxKbps(_ tier: Identity.Tier) -> Int { tier == .premium ? 320 : 160 }
 
     let catalog: Catalog
@@ -120,10 +129,13 @@ public struct GrantService: Sendable {
     let prefetchMax: Int
     let cache = TrackCache()
 
-    public init(catalog: Catalog, signingKey: EdgeAuthKey, masterKey: [UInt8], edges: [String], edgesDown: [String],
-                ttlSeconds: Int, tokenName: String, prefetchMax: Int) {
+    public init(
+        catalog: Catalog, signingKey: EdgeAuthKey, masterKey: [UInt8], edges: [String], edgesDown: [String],
+        ttlSeconds: Int, tokenName: String, prefetchMax: Int
+    ) {
         self.catalog = catalog; self.signingKey = signingKey; self.masterKey = masterKey
-        self.edges = edges; self.edgesDown = Set(edgesDown); self.ttlSeconds = ttlSeconds; self.tokenName = tokenName; self.prefetchMax = prefetchMax
+        self.edges = edges; self.edgesDown = Set(edgesDown); self.ttlSeconds = ttlSeconds; self.tokenName = tokenName;
+        self.prefetchMax = prefetchMax
     }
 
     /// The track if this user may play it now.
@@ -157,7 +169,10 @@ public struct GrantService: Sendable {
     }
 
     static func validID(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F }
+        !id.isEmpty && id.utf8.count <= 64
+            && id.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F
+            }
     }
 
     public func grant(_ req: PlaybackRequest, for user: Identity, now: Int) throws -> Grant {
@@ -173,30 +188,41 @@ public struct GrantService: Sendable {
         if let next = req.next, next.count > 50 { throw GrantError.badRequest("next: at most 50 track ids") }
         let allowedMax = Self.maxKbps(user.tier)
         let allowed = track.manifest.renditions.filter { $0.bitrate_kbps <= allowedMax }
-        guard let lowest = track.manifest.renditions.first else { throw GrantError.notFound("track \(track.id) has no renditions") }
+        guard let lowest = track.manifest.renditions.first else {
+            throw GrantError.notFound("track \(track.id) has no renditions")
+        }
         let target = min(requested, allowedMax)
         let chosen = allowed.last(where: { $0.bitrate_kbps <= target }) ?? allowed.first ?? lowest
         var reason: String? = nil
-        if requested > allowedMax { reason = "the \(user.tier.rawValue) tier allows at most \(allowedMax) kb/s" }
-        else if chosen.bitrate_kbps < requested { reason = "\(requested) kb/s is not available for this track" }
+        if requested > allowedMax {
+            reason = "the \(user.tier.rawValue) tier allows at most \(allowedMax) kb/s"
+        } else if chosen.bitrate_kbps < requested {
+            reason = "\(requested) kb/s is not available for this track"
+        }
         let expires = now + ttlSeconds
-        let token = Self.token(for: track, renditions: allowed.isEmpty ? [lowest] : allowed, key: signingKey, now: now, expires: expires)
+        let token = Self.token(
+            for: track, renditions: allowed.isEmpty ? [lowest] : allowed, key: signingKey, now: now, expires: expires)
         let key = cached.key
         var prefetch: [Prefetch] = []
         for id in (req.next ?? []).prefix(prefetchMax) {
             // Prefetch only what this user may play; others are skipped silently.
             guard let t = try? entitled(id, user, now: now) else { continue }
             let rs = t.manifest.renditions.filter { $0.bitrate_kbps <= allowedMax }
-            guard let r = rs.last(where: { $0.bitrate_kbps <= chosen.bitrate_kbps }) ?? rs.first, let first = r.chunks.first else { continue }
+            guard let r = rs.last(where: { $0.bitrate_kbps <= chosen.bitrate_kbps }) ?? rs.first,
+                let first = r.chunks.first
+            else { continue }
             let base = edge(for: t.id)
             let tok = Self.token(for: t, renditions: rs, key: signingKey, now: now, expires: expires)
-            prefetch.append(Prefetch(track_id: t.id, base_url: base, url: "\(base)\(r.path)?\(tokenName)=\(tok)", token: tok,
-                                     range: "bytes=0-\(first.offset + first.length - 1)"))
+            prefetch.append(
+                Prefetch(
+                    track_id: t.id, base_url: base, url: "\(base)\(r.path)?\(tokenName)=\(tok)", token: tok,
+                    range: "bytes=0-\(first.offset + first.length - 1)"))
         }
         let quality = Self.qualities.last(where: { $0.kbps <= chosen.bitrate_kbps })?.name ?? "low"
-        return Grant(track_id: track.id, base_url: edge(for: track.id), token_name: tokenName, token: token, expires_at: expires,
-                     quality: quality, bitrate_kbps: chosen.bitrate_kbps, quality_reason: reason,
-                     manifestJSON: cached.manifestJSON[allowedMax]!, key_hex: Hex.encode(key), prefetch: prefetch)
+        return Grant(
+            track_id: track.id, base_url: edge(for: track.id), token_name: tokenName, token: token, expires_at: expires,
+            quality: quality, bitrate_kbps: chosen.bitrate_kbps, quality_reason: reason,
+            manifestJSON: cached.manifestJSON[allowedMax]!, key_hex: Hex.encode(key), prefetch: prefetch)
     }
 
     /// EdgeAuth 2.0 token whose ACL lists exactly the files this user may fetch: the manifest and

@@ -39,14 +39,17 @@ struct Sign: ParsableCommand {
     func validate() throws {
         if acl.isEmpty == (url == nil) { throw ValidationError("give exactly one of --acl and --url") }
         if ttl <= 0 { throw ValidationError("--ttl must be positive") }
-        if EdgeAuthKey(hex: keyHex) == nil { throw ValidationError("--key-hex must be non-empty hex with an even number of digits") }
+        if EdgeAuthKey(hex: keyHex) == nil {
+            throw ValidationError("--key-hex must be non-empty hex with an even number of digits")
+        }
     }
 
     func run() throws {
         let key = EdgeAuthKey(hex: keyHex)!
         let now = Int(Date().timeIntervalSince1970)
-        let token = EdgeAuthToken.sign(key: key, acl: acl.isEmpty ? nil : acl.flatMap { $0.split(separator: "!").map(String.init) },
-                                       url: url, startTime: startTime, expiry: (startTime ?? now) + ttl, ip: ip, sessionID: id, data: data)
+        let token = EdgeAuthToken.sign(
+            key: key, acl: acl.isEmpty ? nil : acl.flatMap { $0.split(separator: "!").map(String.init) },
+            url: url, startTime: startTime, expiry: (startTime ?? now) + ttl, ip: ip, sessionID: id, data: data)
         if let path { print("\(path)?\(name)=\(token)") } else { print(token) }
     }
 }
@@ -82,7 +85,8 @@ struct CacheSim: ParsableCommand {
     func run() throws {
         let text: String
         do { text = try String(contentsOfFile: trace, encoding: .utf8) } catch {
-            FileHandle.standardError.write("edgectl cachesim: cannot read \(trace): \(error.localizedDescription)\n".data(using: .utf8)!)
+            FileHandle.standardError.write(
+                "edgectl cachesim: cannot read \(trace): \(error.localizedDescription)\n".data(using: .utf8)!)
             throw ExitCode(2)
         }
         let requests: [TraceRequest]
@@ -103,9 +107,10 @@ struct CacheSim: ParsableCommand {
         if json {
             var out = "{\"unique_bytes\":\(unique),\"requests\":\(requests.count),\"results\":{"
             out += names.map { name in
-                "\"\(name)\":[" + results[name]!.map {
-                    "{\"size_bytes\":\($0.sizeBytes),\"byte_miss_ratio\":\($0.byteMissRatio),\"object_miss_ratio\":\($0.objectMissRatio)}"
-                }.joined(separator: ",") + "]"
+                "\"\(name)\":["
+                    + results[name]!.map {
+                        "{\"size_bytes\":\($0.sizeBytes),\"byte_miss_ratio\":\($0.byteMissRatio),\"object_miss_ratio\":\($0.objectMissRatio)}"
+                    }.joined(separator: ",") + "]"
             }.joined(separator: ",")
             print(out + "}}")
             return
@@ -116,7 +121,9 @@ struct CacheSim: ParsableCommand {
         print(header)
         for name in names {
             var line = name.padding(10)
-            for r in results[name]! { line += " | " + (fmt(r.byteMissRatio) + " / " + fmt(r.objectMissRatio)).padding(27) }
+            for r in results[name]! {
+                line += " | " + (fmt(r.byteMissRatio) + " / " + fmt(r.objectMissRatio)).padding(27)
+            }
             print(line)
         }
     }
@@ -139,15 +146,22 @@ struct TraceGen: ParsableCommand {
     @Option(name: .long) var seed: UInt64 = 1
 
     func validate() throws {
-        if tracks < 1 || sessions < 1 || days < 1 { throw ValidationError("--tracks, --sessions and --days must be positive") }
+        if tracks < 1 || sessions < 1 || days < 1 {
+            throw ValidationError("--tracks, --sessions and --days must be positive")
+        }
     }
 
     func run() throws {
         var g = AudioTraceGenerator()
-        g.tracks = tracks; g.sessions = sessions; g.days = days; g.zipfExponent = zipf; g.releases = releases; g.seed = seed
+        g.tracks = tracks; g.sessions = sessions; g.days = days; g.zipfExponent = zipf; g.releases = releases;
+        g.seed = seed
         var text = "time,key,size_bytes\n"
         for r in g.generate() { text += "\(r.time),\(r.key),\(r.size)\n" }
-        if out == "-" { print(text, terminator: "") } else { try text.write(toFile: out, atomically: true, encoding: .utf8) }
+        if out == "-" {
+            print(text, terminator: "")
+        } else {
+            try text.write(toFile: out, atomically: true, encoding: .utf8)
+        }
     }
 }
 

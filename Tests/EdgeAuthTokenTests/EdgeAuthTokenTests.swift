@@ -8,16 +8,24 @@ final class EdgeAuthTokenTests: XCTestCase {
     let now = 1_800_000_000
     var policy: EdgeAuthPolicy { EdgeAuthPolicy(keys: [key], leewaySeconds: 10, lifetimeSecondsMax: 86400) }
 
-    func verify(_ t: String?, _ path: String = "/audio/t0001/160/000.bin", ip: String = "127.0.0.1", now: Int? = nil, policy: EdgeAuthPolicy? = nil) -> EdgeAuthVerdict {
+    func verify(
+        _ t: String?, _ path: String = "/audio/t0001/160/000.bin", ip: String = "127.0.0.1", now: Int? = nil,
+        policy: EdgeAuthPolicy? = nil
+    ) -> EdgeAuthVerdict {
         EdgeAuthToken.verify(t, path: path, clientIP: ip, now: now ?? self.now, policy: policy ?? self.policy)
     }
 
     /// A vector computed with Python's hmac module over the documented EdgeAuth 2.0 layout.
     func testKnownVector() {
         let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t0001/*"], expiry: 1_800_003_600)
-        XCTAssertEqual(t, "exp=1800003600~acl=/audio/t0001/*~hmac=" + EdgeAuthToken.hmacHex(key: key, message: Array("exp=1800003600~acl=/audio/t0001/*".utf8)))
-        XCTAssertEqual(EdgeAuthToken.hmacHex(key: EdgeAuthKey(hex: "6b6579")!, message: Array("The quick brown fox jumps over the lazy dog".utf8)),
-                       "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")   // RFC 4231-style known HMAC-SHA256
+        XCTAssertEqual(
+            t,
+            "exp=1800003600~acl=/audio/t0001/*~hmac="
+                + EdgeAuthToken.hmacHex(key: key, message: Array("exp=1800003600~acl=/audio/t0001/*".utf8)))
+        XCTAssertEqual(
+            EdgeAuthToken.hmacHex(
+                key: EdgeAuthKey(hex: "6b6579")!, message: Array("The quick brown fox jumps over the lazy dog".utf8)),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8")   // RFC 4231-style known HMAC-SHA256
     }
 
     func testAclTokenCoversTrack() {
@@ -45,7 +53,8 @@ final class EdgeAuthTokenTests: XCTestCase {
     func testTimes() {
         XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now - 11)), .expired)
         XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now - 5)), .ok)   // within leeway
-        XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now + 60, expiry: now + 600)), .early)
+        XCTAssertEqual(
+            verify(EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now + 60, expiry: now + 600)), .early)
         XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now + 5, expiry: now + 600)), .ok)
         XCTAssertEqual(verify(EdgeAuthToken.sign(key: key, acl: ["/*"], expiry: now + 86400 * 2)), .lifetime)
     }
@@ -54,7 +63,8 @@ final class EdgeAuthTokenTests: XCTestCase {
         let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t0001/*"], expiry: now + 600)
         XCTAssertEqual(verify(t.replacingOccurrences(of: "t0001", with: "t0002"), "/audio/t0002/x"), .signature)
         XCTAssertEqual(verify(t.replacingOccurrences(of: "exp=\(now + 600)", with: "exp=\(now + 700)")), .signature)
-        var flipped = Array(t.utf8); flipped[flipped.count - 1] = flipped.last == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+        var flipped = Array(t.utf8);
+        flipped[flipped.count - 1] = flipped.last == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
         XCTAssertEqual(verify(String(decoding: flipped, as: UTF8.self)), .signature)
         let foreign = EdgeAuthToken.sign(key: other, acl: ["/audio/t0001/*"], expiry: now + 600)
         XCTAssertEqual(verify(foreign), .signature)
@@ -66,9 +76,12 @@ final class EdgeAuthTokenTests: XCTestCase {
         XCTAssertEqual(verify(nil), .missing)
         XCTAssertEqual(verify(""), .missing)
         let mac = String(repeating: "0", count: 64)
-        for t in ["exp=1", "acl=/*~hmac=\(mac)", "exp=x~acl=/*~hmac=\(mac)", "exp=1~exp=2~acl=/*~hmac=\(mac)",
-                  "exp=1~acl=/*~foo=1~hmac=\(mac)", "exp=1~acl=/*~hmac=zz", "exp=1~acl=/*~hmac=\(mac)00", "exp=1~~acl=/*~hmac=\(mac)",
-                  "exp=1~acl=/*~url=/x~hmac=\(mac)", "exp=1~acl=~hmac=\(mac)"] {
+        for t in [
+            "exp=1", "acl=/*~hmac=\(mac)", "exp=x~acl=/*~hmac=\(mac)", "exp=1~exp=2~acl=/*~hmac=\(mac)",
+            "exp=1~acl=/*~foo=1~hmac=\(mac)", "exp=1~acl=/*~hmac=zz", "exp=1~acl=/*~hmac=\(mac)00",
+            "exp=1~~acl=/*~hmac=\(mac)",
+            "exp=1~acl=/*~url=/x~hmac=\(mac)", "exp=1~acl=~hmac=\(mac)",
+        ] {
             XCTAssertEqual(verify(t), .malformed, t)
         }
     }
@@ -80,8 +93,10 @@ final class EdgeAuthTokenTests: XCTestCase {
     }
 
     func testFieldsIDAndData() {
-        let t = EdgeAuthToken.sign(key: key, acl: ["/*"], startTime: now, expiry: now + 60, sessionID: "s1", data: "u=42")
-        XCTAssertEqual(t.split(separator: "~").map { $0.split(separator: "=")[0] }, ["st", "exp", "acl", "id", "data", "hmac"])
+        let t = EdgeAuthToken.sign(
+            key: key, acl: ["/*"], startTime: now, expiry: now + 60, sessionID: "s1", data: "u=42")
+        XCTAssertEqual(
+            t.split(separator: "~").map { $0.split(separator: "=")[0] }, ["st", "exp", "acl", "id", "data", "hmac"])
         XCTAssertEqual(verify(t), .ok)
     }
 
@@ -112,7 +127,11 @@ final class EdgeAuthTokenTests: XCTestCase {
         XCTAssertEqual(v.verify(u, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
         XCTAssertEqual(v.verify(u, path: "/audio/t1/b", clientIP: "x", now: now), .signature)
         // Bounded.
-        for i in 0..<5 { _ = v.verify(EdgeAuthToken.sign(key: key, acl: ["/\(i)/*"], expiry: now + 60), path: "/\(i)/x", clientIP: "x", now: now) }
+        for i in 0..<5 {
+            _ = v.verify(
+                EdgeAuthToken.sign(key: key, acl: ["/\(i)/*"], expiry: now + 60), path: "/\(i)/x", clientIP: "x",
+                now: now)
+        }
         XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
     }
 }

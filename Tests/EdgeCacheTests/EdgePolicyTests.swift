@@ -32,7 +32,8 @@ final class EdgePolicyTests: XCTestCase {
     func testScanResistance() {
         // A hot set requested over and over survives a long one-off scan; under LRU it does not.
         let capacity = 100 * 1000
-        let edge = EdgePolicySimulation(name: "edge", policy: EdgePolicy(capacityBytes: capacity, expectedEntries: 10_000))
+        let edge = EdgePolicySimulation(
+            name: "edge", policy: EdgePolicy(capacityBytes: capacity, expectedEntries: 10_000))
         let lru = LRUPolicy(capacityBytes: capacity)
         for policy in [edge, lru] as [SimulatedPolicy] {
             for _ in 0..<20 { for k in 0..<50 { _ = policy.access(UInt64(k), size: 1000) } }
@@ -109,7 +110,9 @@ final class SimulatorTests: XCTestCase {
 
     func testColdStartLRUByHand() {
         // a b a c a b with room for two: misses a b . c . b → 4 of 6
-        let t: [TraceRequest] = ["a", "b", "a", "c", "a", "b"].enumerated().map { TraceRequest(time: Int64($0.offset), key: cacheKeyHash($0.element), size: 10) }
+        let t: [TraceRequest] = ["a", "b", "a", "c", "a", "b"].enumerated().map {
+            TraceRequest(time: Int64($0.offset), key: cacheKeyHash($0.element), size: 10)
+        }
         let r = CacheSimulator.run(trace: t, policy: "lru", capacityBytes: 20)
         XCTAssertEqual(r.objectMissRatio, 4.0 / 6.0, accuracy: 1e-9)
     }
@@ -118,7 +121,9 @@ final class SimulatorTests: XCTestCase {
         let t = try Trace.parseCSV("time,key,size_bytes\n1,/a,10\n2,/b,20\r\n")
         XCTAssertEqual(t.count, 2)
         XCTAssertEqual(t[1].size, 20)
-        XCTAssertThrowsError(try Trace.parseCSV("time,key,size_bytes\n1,/a\n")) { XCTAssertTrue("\($0)".contains("line 2")) }
+        XCTAssertThrowsError(try Trace.parseCSV("time,key,size_bytes\n1,/a\n")) {
+            XCTAssertTrue("\($0)".contains("line 2"))
+        }
         XCTAssertThrowsError(try Trace.parseCSV("1,/a,-5\n"))
     }
 

@@ -5,9 +5,10 @@ import XCTest
 /// header is a reason, never a trap.
 final class SliceFileHeaderTests: XCTestCase {
     let limits = SliceFileHeader.Limits(sliceBytes: 65536, objectBytesMax: 1 << 32)
-    let good = SliceFileHeader(path: "/audio/a/160.opus", index: 2, dataLength: 65536, objectSize: 200_000, storedAtSeconds: 1_800_000_000,
-                               digest: [UInt8](repeating: 7, count: 32), etag: "\"e\"", lastModified: "Sat, 21 Nov 2026 00:00:00 GMT",
-                               contentType: "audio/ogg")
+    let good = SliceFileHeader(
+        path: "/audio/a/160.opus", index: 2, dataLength: 65536, objectSize: 200_000, storedAtSeconds: 1_800_000_000,
+        digest: [UInt8](repeating: 7, count: 32), etag: "\"e\"", lastModified: "Sat, 21 Nov 2026 00:00:00 GMT",
+        contentType: "audio/ogg")
 
     func decode(_ bytes: [UInt8], fileBytes: Int? = nil) -> SliceFileHeader.Decoded {
         bytes.withUnsafeBytes { SliceFileHeader.decode($0, fileBytes: fileBytes ?? (4096 + 65536), limits: limits) }

@@ -4,13 +4,13 @@ import Foundation
 
 final class EdgeConfigTests: XCTestCase {
     let base = """
-    [server]
-    listen = ["127.0.0.1:8080"]
-    [token]
-    key_hex = "00112233445566778899aabbccddeeff"
-    [origin]
-    urls = ["file:///srv/audio"]
-    """
+        [server]
+        listen = ["127.0.0.1:8080"]
+        [token]
+        key_hex = "00112233445566778899aabbccddeeff"
+        [origin]
+        urls = ["file:///srv/audio"]
+        """
 
     func error(_ text: String) -> ConfigError? {
         do { _ = try EdgeConfig.parse(text); return nil } catch let e as ConfigError { return e } catch { return nil }
@@ -26,7 +26,8 @@ final class EdgeConfigTests: XCTestCase {
     }
 
     func testRepoEdgeConfParses() throws {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("edge.conf")
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("edge.conf")
         let c = try EdgeConfig.parse(try String(contentsOf: url, encoding: .utf8))
         XCTAssertEqual(c.server.listenTLS.first?.port, 8443)
     }
@@ -36,16 +37,29 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertEqual(error(base + "\n[limits]\nranges_maxx = 3")?.key, "limits.ranges_maxx")
         XCTAssertEqual(error(base + "\n[limits]\nranges_max = \"3\"")?.key, "limits.ranges_max")
         XCTAssertEqual(error(base.replacingOccurrences(of: "127.0.0.1:8080", with: "127.0.0.1"))?.key, "server.listen")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "xyz"))?.key, "token.key_hex")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "0011"))?.key, "token.key_hex")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "gopher://x"))?.key, "origin.urls")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://origin.example:80"))?.key, "origin.urls")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://127.0.0.1:9000"))?.key, "cache.dir")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000\", \"file:///x\""))?.key, "origin.urls")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "xyz"))?.key, "token.key_hex")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "00112233445566778899aabbccddeeff", with: "0011"))?.key, "token.key_hex"
+        )
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "file:///srv/audio", with: "gopher://x"))?.key, "origin.urls")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://origin.example:80"))?.key,
+            "origin.urls")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://127.0.0.1:9000"))?.key, "cache.dir")
+        XCTAssertEqual(
+            error(
+                base.replacingOccurrences(of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000\", \"file:///x\"")
+            )?.key, "origin.urls")
         XCTAssertEqual(error(base + "\n[cache]\ndir = \"/c\"\nslice_bytes = 5000")?.key, "cache.slice_bytes")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "file:///srv/audio", with: "file://relative"))?.key, "origin.urls")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "file:///srv/audio", with: "file://relative"))?.key, "origin.urls")
         XCTAssertEqual(error(base + "\nlisten_tls = [\"127.0.0.1:8443\"]")?.key, "origin.listen_tls")
-        XCTAssertEqual(error(base.replacingOccurrences(of: "[server]", with: "[server]\nlisten_tls = [\"127.0.0.1:8443\"]"))?.key, "server.tls_certificate")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "[server]", with: "[server]\nlisten_tls = [\"127.0.0.1:8443\"]"))?.key,
+            "server.tls_certificate")
         XCTAssertEqual(error(base + "\n[bogus]\nx = 1")?.key, "bogus")
         XCTAssertNotNil(error("[server"))
         XCTAssertTrue(error("[server")!.reason.contains("line 1"))
@@ -54,22 +68,31 @@ final class EdgeConfigTests: XCTestCase {
     func testOverlappingListenersRefused() throws {
         let tls = "\ntls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\""
         func listeners(_ plain: String, _ tlsList: String) -> String {
-            base.replacingOccurrences(of: "listen = [\"127.0.0.1:8080\"]", with: "listen = [\(plain)]\nlisten_tls = [\(tlsList)]" + tls)
+            base.replacingOccurrences(
+                of: "listen = [\"127.0.0.1:8080\"]", with: "listen = [\(plain)]\nlisten_tls = [\(tlsList)]" + tls)
         }
         let same = error(listeners("\"127.0.0.1:8080\"", "\"127.0.0.1:8080\""))
         XCTAssertEqual(same?.key, "server.listen_tls")
         XCTAssertEqual(same?.reason, "127.0.0.1:8080 overlaps 127.0.0.1:8080 in server.listen")
         XCTAssertEqual(error(listeners("\"0.0.0.0:8080\"", "\"127.0.0.1:8080\""))?.key, "server.listen_tls")
-        XCTAssertEqual(error(listeners("\"127.0.0.1:8080\", \"127.0.0.1:8080\"", "\"127.0.0.1:8443\""))?.key, "server.listen")
+        XCTAssertEqual(
+            error(listeners("\"127.0.0.1:8080\", \"127.0.0.1:8080\"", "\"127.0.0.1:8443\""))?.key, "server.listen")
         XCTAssertEqual(error(listeners("\"127.0.0.1:8080\"", "\"[::]:8080\""))?.key, "server.listen_tls")
         // Same port on two different specific hosts does not overlap.
         XCTAssertNil(error(listeners("\"127.0.0.1:8080\"", "\"127.0.0.2:8080\"")))
     }
 
     func testHTTPOrigins() throws {
-        let c = try EdgeConfig.parse(base.replacingOccurrences(of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000/store/\", \"http://[::1]:9001\"") + "\n[cache]\ndir = \"/var/cache/edge\"")
-        XCTAssertEqual(c.origin.upstreams, [Upstream(host: "127.0.0.1", port: 9000, prefix: "/store", url: "http://127.0.0.1:9000/store/"),
-                                            Upstream(host: "::1", port: 9001, prefix: "", url: "http://[::1]:9001")])
+        let c = try EdgeConfig.parse(
+            base.replacingOccurrences(
+                of: "\"file:///srv/audio\"", with: "\"http://127.0.0.1:9000/store/\", \"http://[::1]:9001\"")
+                + "\n[cache]\ndir = \"/var/cache/edge\"")
+        XCTAssertEqual(
+            c.origin.upstreams,
+            [
+                Upstream(host: "127.0.0.1", port: 9000, prefix: "/store", url: "http://127.0.0.1:9000/store/"),
+                Upstream(host: "::1", port: 9001, prefix: "", url: "http://[::1]:9001"),
+            ])
         XCTAssertNil(c.origin.directory)
         XCTAssertEqual(c.cache.sliceBytes, 262_144)
     }
@@ -88,8 +111,10 @@ final class EdgeConfigTests: XCTestCase {
     /// Found by the configuration fuzzer: toml++ aborted the process on these instead of
     /// reporting an error.
     func testTableHeadersThatAbortedTOMLParsing() {
-        for text in ["[@Q", "[server]\nlisten = [\"127.0.0.1:1\"]\n[@Q", "[ [ @x ] ]", "  [+a]", "[[\t%]]",
-                     "# a comment with \"\"\" in it\n[@a", "x = \"\"\"\"\"\"\n[@a", "x = '\"\"\"'\n[@a", "\u{FEFF}[\u{FF}\"\n"] {
+        for text in [
+            "[@Q", "[server]\nlisten = [\"127.0.0.1:1\"]\n[@Q", "[ [ @x ] ]", "  [+a]", "[[\t%]]",
+            "# a comment with \"\"\" in it\n[@a", "x = \"\"\"\"\"\"\n[@a", "x = '\"\"\"'\n[@a", "\u{FEFF}[\u{FF}\"\n",
+        ] {
             XCTAssertThrowsError(try EdgeConfig.parse(text), text.debugDescription) { e in
                 XCTAssertTrue("\(e)".contains("table header"), "\(e)")
             }

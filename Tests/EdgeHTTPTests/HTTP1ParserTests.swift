@@ -8,12 +8,17 @@ final class HTTP1ParserTests: XCTestCase {
     }
 
     func expectError(_ s: String, _ status: Int, file: StaticString = #filePath, line: UInt = #line) {
-        guard case .error(let got, _) = parse(s) else { return XCTFail("expected \(status), got \(parse(s))", file: file, line: line) }
+        guard case .error(let got, _) = parse(s) else {
+            return XCTFail("expected \(status), got \(parse(s))", file: file, line: line)
+        }
         XCTAssertEqual(got, status, file: file, line: line)
     }
 
     func testSimpleGet() {
-        guard case let .request(r, consumed, body) = parse("GET /audio/a.bin?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\nNEXT") else { return XCTFail() }
+        guard
+            case let .request(r, consumed, body) = parse(
+                "GET /audio/a.bin?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\nNEXT")
+        else { return XCTFail() }
         XCTAssertEqual(r.method, "GET")
         XCTAssertEqual(r.target, "/audio/a.bin?x=1")
         XCTAssertEqual(r.version, .http1_1)
@@ -26,17 +31,22 @@ final class HTTP1ParserTests: XCTestCase {
     func testIncrementalNeedsMore() {
         let full = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"
         for cut in 0..<full.utf8.count {
-            XCTAssertEqual(parse(String(decoding: Array(full.utf8).prefix(cut), as: UTF8.self)), .needMore, "cut at \(cut)")
+            XCTAssertEqual(
+                parse(String(decoding: Array(full.utf8).prefix(cut), as: UTF8.self)), .needMore, "cut at \(cut)")
         }
     }
 
     func testPipelinedConsumesOnlyFirst() {
-        guard case let .request(_, consumed, _) = parse("GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n") else { return XCTFail() }
+        guard
+            case let .request(_, consumed, _) = parse(
+                "GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+        else { return XCTFail() }
         XCTAssertEqual(consumed, 28)
     }
 
     func testOWSTrimmedAndValueKept() {
-        guard case let .request(r, _, _) = parse("GET / HTTP/1.1\r\nHost:   h  \r\nX-A: a b\t\r\nX-Empty:\r\n\r\n") else { return XCTFail() }
+        guard case let .request(r, _, _) = parse("GET / HTTP/1.1\r\nHost:   h  \r\nX-A: a b\t\r\nX-Empty:\r\n\r\n")
+        else { return XCTFail() }
         XCTAssertEqual(r.header("host"), "h")
         XCTAssertEqual(r.header("x-a"), "a b")
         XCTAssertEqual(r.header("x-empty"), "")
@@ -77,7 +87,8 @@ final class HTTP1ParserTests: XCTestCase {
     }
 
     func testTargetForms() {
-        guard case let .request(r, _, _) = parse("GET http://other.example/audio/x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n") else { return XCTFail() }
+        guard case let .request(r, _, _) = parse("GET http://other.example/audio/x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        else { return XCTFail() }
         XCTAssertEqual(r.target, "/audio/x?y=1")
         expectError("GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400)
         expectError("GET ftp://x/y HTTP/1.1\r\nHost: h\r\n\r\n", 400)
@@ -91,23 +102,29 @@ final class HTTP1ParserTests: XCTestCase {
         let longTarget = "GET /" + String(repeating: "a", count: 100) + " HTTP/1.1\r\nHost: h\r\n\r\n"
         guard case .error(414, _) = parse(longTarget, limits: limits) else { return XCTFail() }
         // 414 even before the line ends.
-        guard case .error(414, _) = parse("GET /" + String(repeating: "a", count: 100), limits: limits) else { return XCTFail() }
+        guard case .error(414, _) = parse("GET /" + String(repeating: "a", count: 100), limits: limits) else {
+            return XCTFail()
+        }
         let many = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"
         guard case .error(431, _) = parse(many, limits: limits) else { return XCTFail() }
         let big = "GET / HTTP/1.1\r\nHost: h\r\nX: " + String(repeating: "v", count: 300) + "\r\n\r\n"
         guard case .error(431, _) = parse(big, limits: limits) else { return XCTFail() }
-        guard case .error(431, _) = parse(String(decoding: Array(big.utf8).prefix(280), as: UTF8.self), limits: limits) else { return XCTFail("431 before the end") }
+        guard case .error(431, _) = parse(String(decoding: Array(big.utf8).prefix(280), as: UTF8.self), limits: limits)
+        else { return XCTFail("431 before the end") }
     }
 
     func testContentLengthBody() {
-        guard case let .request(_, _, body) = parse("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n") else { return XCTFail() }
+        guard case let .request(_, _, body) = parse("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n") else {
+            return XCTFail()
+        }
         XCTAssertEqual(body, 12)
     }
 
     func testKeepAliveSemantics() {
         guard case let .request(a, _, _) = parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
-              case let .request(b, _, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
-              case let .request(c, _, _) = parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n") else { return XCTFail() }
+            case let .request(b, _, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+            case let .request(c, _, _) = parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        else { return XCTFail() }
         XCTAssertFalse(a.wantsKeepAlive)
         XCTAssertTrue(b.wantsKeepAlive)
         XCTAssertTrue(c.wantsKeepAlive)

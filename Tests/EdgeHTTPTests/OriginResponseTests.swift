@@ -13,7 +13,10 @@ final class OriginResponseTests: XCTestCase {
     }
 
     func testInterimResponsesAreRecognised() {
-        guard case .head(let h, let consumed) = parse("HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\nHTTP/1.1 206 Partial Content\r\n\r\n") else {
+        guard
+            case .head(let h, let consumed) = parse(
+                "HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\nHTTP/1.1 206 Partial Content\r\n\r\n")
+        else {
             return XCTFail("103 must parse")
         }
         XCTAssertTrue(h.isInterim)
@@ -27,11 +30,18 @@ final class OriginResponseTests: XCTestCase {
         XCTAssertEqual(head("HTTP/1.1 206 OK\r\nTransfer-Encoding: chunked\r\n\r\n")!.framing, .chunked)
         XCTAssertEqual(head("HTTP/1.1 206 OK\r\nTransfer-Encoding: Chunked\r\n\r\n")!.framing, .chunked)
         XCTAssertEqual(head("HTTP/1.1 206 OK\r\n\r\n")!.framing, .untilClose)
-        XCTAssertEqual(head("HTTP/1.1 206 OK\r\nContent-Length: 10\r\nContent-Length: 10\r\n\r\n")!.framing, .length(10))
-        for bad in ["Transfer-Encoding: chunked\r\nContent-Length: 10", "Transfer-Encoding: gzip, chunked", "Transfer-Encoding: identity",
-                    "Content-Length: 10\r\nContent-Length: 11", "Content-Length: 10, 11", "Content-Length: +10", "Content-Length: -1",
-                    "Content-Length: 1e3", "Content-Length: 99999999999999999999999"] {
-            guard case .error = head("HTTP/1.1 206 OK\r\n\(bad)\r\n\r\n")!.framing else { return XCTFail("\(bad) must be refused") }
+        XCTAssertEqual(
+            head("HTTP/1.1 206 OK\r\nContent-Length: 10\r\nContent-Length: 10\r\n\r\n")!.framing, .length(10))
+        for bad in [
+            "Transfer-Encoding: chunked\r\nContent-Length: 10", "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: identity",
+            "Content-Length: 10\r\nContent-Length: 11", "Content-Length: 10, 11", "Content-Length: +10",
+            "Content-Length: -1",
+            "Content-Length: 1e3", "Content-Length: 99999999999999999999999",
+        ] {
+            guard case .error = head("HTTP/1.1 206 OK\r\n\(bad)\r\n\r\n")!.framing else {
+                return XCTFail("\(bad) must be refused")
+            }
         }
     }
 
@@ -47,12 +57,16 @@ final class OriginResponseTests: XCTestCase {
         XCTAssertEqual(parse("HTTP/1.1 2000 OK\r\n\r\n"), .error("bad status line"))
         XCTAssertEqual(parse("HTTP/1.1 -06 OK\r\n\r\n"), .error("bad status line"))
         XCTAssertEqual(parse("HTTP/1.1 206 OK\r\nX: " + String(repeating: "a", count: 2000)), .needMore)
-        XCTAssertEqual(parse("HTTP/1.1 206 OK\r\nX: " + String(repeating: "a", count: 2000), max: 1024), .error("response head too large"))
+        XCTAssertEqual(
+            parse("HTTP/1.1 206 OK\r\nX: " + String(repeating: "a", count: 2000), max: 1024),
+            .error("response head too large"))
         XCTAssertEqual(parse("HTTP/1.1 206 OK\r\n X: folded\r\n\r\n"), .error("bad header name"))
         XCTAssertEqual(parse("HTTP/1.1 206 OK\r\nX: a\u{1}b\r\n\r\n"), .error("bad header value"))
     }
 
-    func decode(_ chunks: [String], capacity: Int = 1 << 20) -> (data: [UInt8], result: [ChunkedDecoder.Result], done: Bool) {
+    func decode(
+        _ chunks: [String], capacity: Int = 1 << 20
+    ) -> (data: [UInt8], result: [ChunkedDecoder.Result], done: Bool) {
         var d = ChunkedDecoder(lineBytesMax: 64, trailerBytesMax: 64)
         var out: [UInt8] = []
         var results: [ChunkedDecoder.Result] = []
@@ -75,7 +89,9 @@ final class OriginResponseTests: XCTestCase {
         // Every split point, byte by byte too: the chunk-size lines never reach the data.
         for cut in 0...body.utf8.count {
             let bytes = Array(body.utf8)
-            let parts = [String(decoding: bytes[0..<cut], as: UTF8.self), String(decoding: bytes[cut...], as: UTF8.self)]
+            let parts = [
+                String(decoding: bytes[0..<cut], as: UTF8.self), String(decoding: bytes[cut...], as: UTF8.self),
+            ]
             let (data, _, done) = decode(parts)
             XCTAssertEqual(data, want, "split at \(cut)")
             XCTAssertTrue(done)
@@ -92,8 +108,11 @@ final class OriginResponseTests: XCTestCase {
     }
 
     func testChunkedRefusesWhatIsNotChunked() {
-        for bad in ["x\r\n", "\r\n", "5\r\nhelloX\r\n", "5 \r\nhello\r\n", "10000000000000000\r\n", "-5\r\n", "5\rhello",
-                    "1;" + String(repeating: "e", count: 100) + "\r\n", "0\r\n" + String(repeating: "t", count: 100) + "\r\n\r\n"] {
+        for bad in [
+            "x\r\n", "\r\n", "5\r\nhelloX\r\n", "5 \r\nhello\r\n", "10000000000000000\r\n", "-5\r\n", "5\rhello",
+            "1;" + String(repeating: "e", count: 100) + "\r\n",
+            "0\r\n" + String(repeating: "t", count: 100) + "\r\n\r\n",
+        ] {
             let (_, results, _) = decode([bad])
             guard case .error = results.last! else { return XCTFail("\(bad.debugDescription) must be refused") }
         }

@@ -2,7 +2,9 @@ import XCTest
 @testable import EdgeHTTP
 
 final class RangeTests: XCTestCase {
-    func eval(_ h: String, _ len: Int = 1000, max: Int = 16) -> RangeDecision { RangeEvaluator.evaluate(h, length: len, maxRanges: max) }
+    func eval(_ h: String, _ len: Int = 1000, max: Int = 16) -> RangeDecision {
+        RangeEvaluator.evaluate(h, length: len, maxRanges: max)
+    }
     func r(_ a: Int, _ b: Int) -> ByteRange { ByteRange(a, b) }
 
     func testSingleForms() {
@@ -27,7 +29,10 @@ final class RangeTests: XCTestCase {
     }
 
     func testInvalidSyntaxMeansWhole() {
-        for h in ["bytes=", "bytes=a-b", "bytes=5-1", "items=0-1", "bytes 0-1", "bytes=0-1;", "bytes=--1", "bytes=1-2-3", "bytes=0-1,x", "bytes=,", ""] {
+        for h in [
+            "bytes=", "bytes=a-b", "bytes=5-1", "items=0-1", "bytes 0-1", "bytes=0-1;", "bytes=--1", "bytes=1-2-3",
+            "bytes=0-1,x", "bytes=,", "",
+        ] {
             XCTAssertEqual(eval(h), .whole, h)
         }
     }
@@ -69,7 +74,8 @@ final class RangeTests: XCTestCase {
     }
 
     func testMultipartLengthIsExact() {
-        let layout = MultipartLayout(ranges: [r(0, 9), r(20, 29)], totalLength: 100, contentType: "audio/mp4", boundary: "B")
+        let layout = MultipartLayout(
+            ranges: [r(0, 9), r(20, 29)], totalLength: 100, contentType: "audio/mp4", boundary: "B")
         var body: [UInt8] = []
         for s in layout.segments {
             switch s {
@@ -79,7 +85,9 @@ final class RangeTests: XCTestCase {
         }
         XCTAssertEqual(body.count, layout.contentLength)
         let text = String(decoding: body, as: UTF8.self)
-        XCTAssertTrue(text.hasPrefix("--B\r\nContent-Type: audio/mp4\r\nContent-Range: bytes 0-9/100\r\n\r\nAAAAAAAAAA\r\n--B\r\n"))
+        XCTAssertTrue(
+            text.hasPrefix(
+                "--B\r\nContent-Type: audio/mp4\r\nContent-Range: bytes 0-9/100\r\n\r\nAAAAAAAAAA\r\n--B\r\n"))
         XCTAssertTrue(text.hasSuffix("\r\n--B--\r\n"))
     }
 
@@ -102,14 +110,25 @@ final class RangeTests: XCTestCase {
     }
 
     func testOriginResponseParser() {
-        let ok = Array("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n0123456789".utf8)
-        guard case let .head(h, consumed) = ok.withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else { return XCTFail() }
+        let ok = Array(
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n0123456789"
+                .utf8)
+        guard case let .head(h, consumed) = ok.withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else {
+            return XCTFail()
+        }
         XCTAssertEqual(h.status, 206)
         XCTAssertEqual(h.header("etag"), "\"x\"")
         XCTAssertEqual(consumed, ok.count - 10)
-        XCTAssertEqual(Array("HTTP/1.1 200 OK\r\nA: b".utf8).withUnsafeBytes { HTTP1ResponseParser.parse($0) }, .needMore)
-        guard case .error = Array("HTTP/9 2 x\r\n\r\n".utf8).withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else { return XCTFail() }
-        guard case .error = Array("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n".utf8).withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else { return XCTFail() }
+        XCTAssertEqual(
+            Array("HTTP/1.1 200 OK\r\nA: b".utf8).withUnsafeBytes { HTTP1ResponseParser.parse($0) }, .needMore)
+        guard case .error = Array("HTTP/9 2 x\r\n\r\n".utf8).withUnsafeBytes({ HTTP1ResponseParser.parse($0) }) else {
+            return XCTFail()
+        }
+        guard
+            case .error = Array("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n".utf8).withUnsafeBytes({
+                HTTP1ResponseParser.parse($0)
+            })
+        else { return XCTFail() }
     }
 
     func testContentRange() {
@@ -129,13 +148,14 @@ final class RangeFirstByteTests: XCTestCase {
     func testFirstByteBeforeLength() {
         XCTAssertEqual(first("bytes=100-199"), 100)
         XCTAssertEqual(first("bytes= 100-"), 100)
-        XCTAssertNil(first("bytes= -5"))          // optional whitespace before a suffix: a suffix, not byte Int.max/2
+        XCTAssertNil(first("bytes= -5"))   // optional whitespace before a suffix: a suffix, not byte Int.max/2
         XCTAssertNil(first("bytes=\t-5"))
         XCTAssertNil(first("bytes=-5"))
         XCTAssertEqual(first("bytes=500-599,0-9"), 500)
         XCTAssertEqual(first("bytes=garbage"), 0)   // ignored header: the whole representation
         XCTAssertEqual(first("bytes=99999999999999999999999-"), Int.max)
         // And the hit path answers the same header the same way.
-        XCTAssertEqual(RangeEvaluator.evaluate("bytes= -5", length: 1000, maxRanges: 16), .partial([ByteRange(995, 999)]))
+        XCTAssertEqual(
+            RangeEvaluator.evaluate("bytes= -5", length: 1000, maxRanges: 16), .partial([ByteRange(995, 999)]))
     }
 }

@@ -6,9 +6,11 @@ final class ResponsePlanTests: XCTestCase {
     let etag = "\"5f-100\"", lastModified = "Tue, 14 Nov 2023 22:13:20 GMT"
 
     func plan(_ headers: [(String, String)], size: Int = 1000) -> ResponsePlan {
-        let request = EdgeRequest(method: "GET", target: "/audio/a", version: .http1_1, headers: headers.map { HeaderField($0.0, $0.1) })
-        return ResponsePlan.build(request: request, path: "/audio/a", size: size, etag: etag, lastModified: lastModified,
-                                  contentType: "audio/mp4", rangesMax: 4, boundarySeed: 0xAB)
+        let request = EdgeRequest(
+            method: "GET", target: "/audio/a", version: .http1_1, headers: headers.map { HeaderField($0.0, $0.1) })
+        return ResponsePlan.build(
+            request: request, path: "/audio/a", size: size, etag: etag, lastModified: lastModified,
+            contentType: "audio/mp4", rangesMax: 4, boundarySeed: 0xAB)
     }
 
     func length(_ segments: [BodySegment]) -> Int {
@@ -50,7 +52,8 @@ final class ResponsePlanTests: XCTestCase {
     }
 
     func testCacheControlPublicOrPrivate() {
-        XCTAssertEqual(plan([]).headers.first { $0.name == "cache-control" }?.value, "public, max-age=31536000, immutable")
+        XCTAssertEqual(
+            plan([]).headers.first { $0.name == "cache-control" }?.value, "public, max-age=31536000, immutable")
         XCTAssertEqual(ResponsePlan.cacheControl(privateSeconds: 60), "private, max-age=60")
     }
 }

@@ -8,15 +8,21 @@ final class SliceStoreTests: XCTestCase {
     let slice = 65536
 
     func store(ram: Int, disk: Int) -> SliceStore {
-        SliceStore(config: (directory: "/nonexistent", sliceBytes: slice, fillsMax: 64, ramBytes: ram, diskBytes: disk), objectBytesMax: 1 << 32)
+        SliceStore(
+            config: (directory: "/nonexistent", sliceBytes: slice, fillsMax: 64, ramBytes: ram, diskBytes: disk),
+            objectBytesMax: 1 << 32)
     }
 
-    func meta(_ size: Int) -> ObjectMeta { ObjectMeta(size: size, etag: "\"e\"", lastModified: "", contentType: "audio/ogg", storedAtSeconds: 0) }
+    func meta(_ size: Int) -> ObjectMeta {
+        ObjectMeta(size: size, etag: "\"e\"", lastModified: "", contentType: "audio/ogg", storedAtSeconds: 0)
+    }
 
     /// Runs one fill of `key` to completion the way the origin client does.
     @discardableResult
     func fill(_ s: SliceStore, _ key: SliceKey, size: Int) -> (writeToDisk: Bool, diskEvicted: [DiskSlice]) {
-        guard case .startFill(let f) = s.lookup(key, worker: 0) else { XCTFail("expected a fill for \(key)"); return (false, []) }
+        guard case .startFill(let f) = s.lookup(key, worker: 0) else {
+            XCTFail("expected a fill for \(key)"); return (false, [])
+        }
         let m = meta(size)
         XCTAssertNotNil(s.recordMeta(key.path, m))
         f.meta = m
@@ -30,31 +36,45 @@ final class SliceStoreTests: XCTestCase {
     func anyMissing(_ s: SliceStore, _ path: String, _ first: Int, _ last: Int) -> Bool {
         let known = s.meta(path) ?? meta(0)
         let hit = s.hit(path, known: known, worker: 0, readsBody: false) { _ in
-            ResponsePlan(status: 206, headers: [], segments: first <= last ? [.content(offset: first * self.slice,
-                         length: (last - first + 1) * self.slice)] : [], contentLength: 0, rangeText: "-")
+            ResponsePlan(
+                status: 206, headers: [],
+                segments: first <= last
+                    ? [
+                        .content(
+                            offset: first * self.slice,
+                            length: (last - first + 1) * self.slice)
+                    ] : [], contentLength: 0, rangeText: "-")
         }
         return hit!.partial
     }
 
     func testHitIsOneAnswer() {
         let s = store(ram: 1 << 20, disk: 1 << 20)
-        XCTAssertNil(s.hit("/audio/none", worker: 0, readsBody: true) { _ in XCTFail("no plan for a miss"); fatalError() })
+        XCTAssertNil(
+            s.hit("/audio/none", worker: 0, readsBody: true) { _ in
+                XCTFail("no plan for a miss"); fatalError()
+            })
         fill(s, SliceKey(path: "/audio/h", index: 1), size: 3 * slice)
         var planned: ObjectMeta?
         let hit = s.hit("/audio/h", worker: 0, readsBody: true) { m in
             planned = m
-            return ResponsePlan(status: 206, headers: [], segments: [.bytes([1]), .content(offset: self.slice + 5, length: 10)],
-                                contentLength: 11, rangeText: "-")
+            return ResponsePlan(
+                status: 206, headers: [], segments: [.bytes([1]), .content(offset: self.slice + 5, length: 10)],
+                contentLength: 11, rangeText: "-")
         }
         XCTAssertEqual(planned?.size, 3 * slice, "the plan is built from the stored metadata")
         XCTAssertEqual(hit?.partial, false)
         guard case .ram(_, let length)? = hit?.firstSlice?.lookup, hit?.firstSlice?.index == 1 else {
-            return XCTFail("the first slice the body reads is looked up in the same answer: \(String(describing: hit?.firstSlice))")
+            return XCTFail(
+                "the first slice the body reads is looked up in the same answer: \(String(describing: hit?.firstSlice))"
+            )
         }
         XCTAssertEqual(length, slice)
         // A HEAD reads no body: nothing is looked up (and no fill started for a missing slice).
         let head = s.hit("/audio/h", worker: 0, readsBody: false) { _ in
-            ResponsePlan(status: 200, headers: [], segments: [.content(offset: 0, length: 3 * self.slice)], contentLength: 0, rangeText: "-")
+            ResponsePlan(
+                status: 200, headers: [], segments: [.content(offset: 0, length: 3 * self.slice)], contentLength: 0,
+                rangeText: "-")
         }
         XCTAssertEqual(head?.partial, true)
         XCTAssertNil(head?.firstSlice)
@@ -98,7 +118,9 @@ final class SliceStoreTests: XCTestCase {
     func testMetadataStaysWhileAnotherSliceOfTheObjectIsFilling() {
         let s = store(ram: 1 << 20, disk: 1 << 20)
         let a = SliceKey(path: "/audio/x/160.opus", index: 0), b = SliceKey(path: "/audio/x/160.opus", index: 1)
-        guard case .startFill(let fa) = s.lookup(a, worker: 0), case .startFill(let fb) = s.lookup(b, worker: 1) else { return XCTFail() }
+        guard case .startFill(let fa) = s.lookup(a, worker: 0), case .startFill(let fb) = s.lookup(b, worker: 1) else {
+            return XCTFail()
+        }
         XCTAssertNotNil(s.recordMeta(a.path, meta(200_000)))
         s.failFill(fa)
         XCTAssertNotNil(s.meta(a.path), "the other slice's fill still needs the object's metadata")

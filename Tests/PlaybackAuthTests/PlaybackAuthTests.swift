@@ -23,15 +23,24 @@ final class PlaybackAuthTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let catalog = try Catalog(path: dir + "/catalog.sqlite")
         let now = Int64(Date().timeIntervalSince1970)
-        for (id, regions, release) in [("t1", ["*"], Int64(0)), ("t2", ["US"], Int64(0)), ("t3", ["*"], now + 3600), ("t4", ["*"], Int64(0))] {
+        for (id, regions, release) in [
+            ("t1", ["*"], Int64(0)), ("t2", ["US"], Int64(0)), ("t3", ["*"], now + 3600), ("t4", ["*"], Int64(0)),
+        ] {
             let rs = [24, 96, 160, 320].map { k in
-                Rendition(bitrate_kbps: k, codec: "opus", path: "/audio/\(id)/\(k).opus", bytes: k * 1000, encryption: .init(scheme: "aes-128-ctr", iv_hex: String(repeating: "0", count: 32)),
-                          initSegment: .init(offset: 0, length: 100), chunks: [.init(offset: 100, length: k * 100, duration_ms: 10000)], sample_rate: 48000)
+                Rendition(
+                    bitrate_kbps: k, codec: "opus", path: "/audio/\(id)/\(k).opus", bytes: k * 1000,
+                    encryption: .init(scheme: "aes-128-ctr", iv_hex: String(repeating: "0", count: 32)),
+                    initSegment: .init(offset: 0, length: 100),
+                    chunks: [.init(offset: 100, length: k * 100, duration_ms: 10000)], sample_rate: 48000)
             }
-            try catalog.insert(Track(id: id, title: "Title \(id)", artist: "A", album: "B", durationMs: 10000, loudnessLUFS: -20,
-                                     manifest: Manifest(track_id: id, duration_ms: 10000, loudness_lufs: -20, target_lufs: -14, renditions: rs),
-                                     wrappedKeyHex: KeyWrap.wrap([UInt8](repeating: 9, count: 16), master: Self.master), regions: regions,
-                                     releaseAt: release, sourceSHA256: "src-\(id)"))
+            try catalog.insert(
+                Track(
+                    id: id, title: "Title \(id)", artist: "A", album: "B", durationMs: 10000, loudnessLUFS: -20,
+                    manifest: Manifest(
+                        track_id: id, duration_ms: 10000, loudness_lufs: -20, target_lufs: -14, renditions: rs),
+                    wrappedKeyHex: KeyWrap.wrap([UInt8](repeating: 9, count: 16), master: Self.master),
+                    regions: regions,
+                    releaseAt: release, sourceSHA256: "src-\(id)"))
         }
         config.catalogPath = dir + "/catalog.sqlite"
         config.jwtHS256Secret = Self.secret
@@ -49,10 +58,16 @@ final class PlaybackAuthTests: XCTestCase {
         func verify(using algorithm: some JWTAlgorithm) throws {}
     }
 
-    func jwt(_ sub: String = "u1", tier: String = "premium", country: String = "US", expiresIn: TimeInterval = 600, secret: String = secret) async throws -> String {
+    func jwt(
+        _ sub: String = "u1", tier: String = "premium", country: String = "US", expiresIn: TimeInterval = 600,
+        secret: String = secret
+    ) async throws -> String {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
-        return try await keys.sign(Claims(sub: .init(value: sub), exp: .init(value: Date().addingTimeInterval(expiresIn)), tier: tier, country: country))
+        return try await keys.sign(
+            Claims(
+                sub: .init(value: sub), exp: .init(value: Date().addingTimeInterval(expiresIn)), tier: tier,
+                country: country))
     }
 
     func withApp(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
@@ -60,10 +75,14 @@ final class PlaybackAuthTests: XCTestCase {
         try await app.test(.router) { client in try await body(client) }
     }
 
-    func post(_ client: any TestClientProtocol, _ json: String, token: String?) async throws -> (Int, [String: Any], HTTPFields) {
+    func post(
+        _ client: any TestClientProtocol, _ json: String, token: String?
+    ) async throws -> (Int, [String: Any], HTTPFields) {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let token { headers[.authorization] = "Bearer \(token)" }
-        return try await client.execute(uri: "/v1/playback", method: .post, headers: headers, body: ByteBuffer(string: json)) { r in
+        return try await client.execute(
+            uri: "/v1/playback", method: .post, headers: headers, body: ByteBuffer(string: json)
+        ) { r in
             let obj = (try? JSONSerialization.jsonObject(with: Data(buffer: r.body))) as? [String: Any] ?? [:]
             return (Int(r.status.code), obj, r.headers)
         }
@@ -72,7 +91,8 @@ final class PlaybackAuthTests: XCTestCase {
     func testPremiumGrant() async throws {
         let token = try await jwt()
         try await withApp { c in
-            let (status, body, headers) = try await self.post(c, #"{"track_id":"t1","next":["t4","t3","nope"]}"#, token: token)
+            let (status, body, headers) = try await self.post(
+                c, #"{"track_id":"t1","next":["t4","t3","nope"]}"#, token: token)
             XCTAssertEqual(status, 200)
             XCTAssertEqual(headers[.cacheControl], "no-store")
             XCTAssertEqual(body["bitrate_kbps"] as? Int, 320)
@@ -81,11 +101,16 @@ final class PlaybackAuthTests: XCTestCase {
             XCTAssertEqual(body["key_hex"] as? String, String(repeating: "09", count: 16))
             XCTAssertTrue(self.config.edges.contains(body["base_url"] as! String))
             let tok = body["token"] as! String
-            XCTAssertTrue(tok.contains("acl=/audio/t1/manifest.json!/audio/t1/24.opus!/audio/t1/96.opus!/audio/t1/160.opus!/audio/t1/320.opus"))
+            XCTAssertTrue(
+                tok.contains(
+                    "acl=/audio/t1/manifest.json!/audio/t1/24.opus!/audio/t1/96.opus!/audio/t1/160.opus!/audio/t1/320.opus"
+                ))
             let policy = EdgeAuthPolicy(keys: [EdgeAuthKey(hex: Self.tokenKey)!])
             let now = Int(Date().timeIntervalSince1970)
-            XCTAssertEqual(EdgeAuthToken.verify(tok, path: "/audio/t1/320.opus", clientIP: "x", now: now, policy: policy), .ok)
-            XCTAssertEqual(EdgeAuthToken.verify(tok, path: "/audio/t2/320.opus", clientIP: "x", now: now, policy: policy), .scope)
+            XCTAssertEqual(
+                EdgeAuthToken.verify(tok, path: "/audio/t1/320.opus", clientIP: "x", now: now, policy: policy), .ok)
+            XCTAssertEqual(
+                EdgeAuthToken.verify(tok, path: "/audio/t2/320.opus", clientIP: "x", now: now, policy: policy), .scope)
             let prefetch = body["prefetch"] as! [[String: Any]]
             XCTAssertEqual(prefetch.map { $0["track_id"] as! String }, ["t4"])   // t3 unreleased, "nope" unknown: skipped
             XCTAssertEqual(prefetch[0]["range"] as? String, "bytes=0-32099")
@@ -128,7 +153,8 @@ final class PlaybackAuthTests: XCTestCase {
     }
 
     struct FullClaims: JWTPayload {
-        var sub: SubjectClaim; var exp: ExpirationClaim; var nbf: NotBeforeClaim?; var iss: IssuerClaim?; var aud: AudienceClaim?
+        var sub: SubjectClaim; var exp: ExpirationClaim; var nbf: NotBeforeClaim?; var iss: IssuerClaim?;
+        var aud: AudienceClaim?
         var tier: String; var country: String
         func verify(using algorithm: some JWTAlgorithm) throws {}
     }
@@ -136,9 +162,11 @@ final class PlaybackAuthTests: XCTestCase {
     func fullJWT(nbf: TimeInterval? = nil, iss: String? = nil, aud: [String]? = nil) async throws -> String {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: Self.secret), digestAlgorithm: .sha256)
-        return try await keys.sign(FullClaims(sub: .init(value: "u1"), exp: .init(value: Date().addingTimeInterval(600)),
-                                              nbf: nbf.map { .init(value: Date().addingTimeInterval($0)) }, iss: iss.map { .init(value: $0) },
-                                              aud: aud.map { .init(value: $0) }, tier: "premium", country: "US"))
+        return try await keys.sign(
+            FullClaims(
+                sub: .init(value: "u1"), exp: .init(value: Date().addingTimeInterval(600)),
+                nbf: nbf.map { .init(value: Date().addingTimeInterval($0)) }, iss: iss.map { .init(value: $0) },
+                aud: aud.map { .init(value: $0) }, tier: "premium", country: "US"))
     }
 
     /// A token valid only from tomorrow is refused today; issuer and audience, when configured,
@@ -147,11 +175,13 @@ final class PlaybackAuthTests: XCTestCase {
         config.jwtIssuer = "https://idp.example"
         config.jwtAudience = "edge-playback"
         let good = try await fullJWT(nbf: -60, iss: "https://idp.example", aud: ["other", "edge-playback"])
-        let refused = [try await fullJWT(nbf: 86400, iss: "https://idp.example", aud: ["edge-playback"]),   // not yet valid
-                       try await fullJWT(iss: "https://evil.example", aud: ["edge-playback"]),              // another issuer
-                       try await fullJWT(aud: ["edge-playback"]),                                           // no issuer
-                       try await fullJWT(iss: "https://idp.example", aud: ["other"]),                       // another audience
-                       try await fullJWT(iss: "https://idp.example")]                                       // no audience
+        let refused = [
+            try await fullJWT(nbf: 86400, iss: "https://idp.example", aud: ["edge-playback"]),   // not yet valid
+            try await fullJWT(iss: "https://evil.example", aud: ["edge-playback"]),   // another issuer
+            try await fullJWT(aud: ["edge-playback"]),   // no issuer
+            try await fullJWT(iss: "https://idp.example", aud: ["other"]),   // another audience
+            try await fullJWT(iss: "https://idp.example"),
+        ]   // no audience
         try await withApp { c in
             let ok = try await self.post(c, #"{"track_id":"t1"}"#, token: good).0
             XCTAssertEqual(ok, 200)
@@ -185,9 +215,13 @@ final class PlaybackAuthTests: XCTestCase {
         config.rateLimitPerMinute = 100
         let token = try await jwt()
         try await withApp { c in
-            for (json, message) in [("{", "body is not JSON"), ("{}", "missing field track_id"), (#"{"track_id":5}"#, "wrong type for track_id"),
-                                    (#"{"track_id":"t1","quality":"ultra"}"#, "quality must be one of"), (#"{"track_id":"../x"}"#, "track_id must be"),
-                                    (#"{"track_id":"t1","next":"t2"}"#, "wrong type for next")] {
+            for (json, message) in [
+                ("{", "body is not JSON"), ("{}", "missing field track_id"),
+                (#"{"track_id":5}"#, "wrong type for track_id"),
+                (#"{"track_id":"t1","quality":"ultra"}"#, "quality must be one of"),
+                (#"{"track_id":"../x"}"#, "track_id must be"),
+                (#"{"track_id":"t1","next":"t2"}"#, "wrong type for next"),
+            ] {
                 let (status, body, _) = try await self.post(c, json, token: token)
                 XCTAssertEqual(status, 400, json)
                 XCTAssertTrue((body["error"] as? String ?? "").hasPrefix(message), "\(json): \(body)")
@@ -199,7 +233,9 @@ final class PlaybackAuthTests: XCTestCase {
         let token = try await jwt("busy-user")
         let other = try await jwt("other-user")
         try await withApp { c in
-            for _ in 0..<5 { let s = try await self.post(c, #"{"track_id":"t1"}"#, token: token).0; XCTAssertEqual(s, 200) }
+            for _ in 0..<5 {
+                let s = try await self.post(c, #"{"track_id":"t1"}"#, token: token).0; XCTAssertEqual(s, 200)
+            }
             let (status, _, headers) = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
             XCTAssertEqual(status, 429)
             XCTAssertEqual(Int(headers[.retryAfter] ?? ""), 12)   // 5 a minute: one token every 12 s
@@ -217,7 +253,9 @@ final class PlaybackAuthTests: XCTestCase {
                 XCTAssertEqual(o["bitrates_kbps"] as? [Int], [24, 96, 160, 320])
                 XCTAssertNil(o["key_hex"])
             }
-            try await c.execute(uri: "/v1/tracks/t9", method: .get, headers: [.authorization: "Bearer \(token)"]) { XCTAssertEqual($0.status, .notFound) }
+            try await c.execute(uri: "/v1/tracks/t9", method: .get, headers: [.authorization: "Bearer \(token)"]) {
+                XCTAssertEqual($0.status, .notFound)
+            }
             try await c.execute(uri: "/v1/tracks/t1", method: .get) { XCTAssertEqual($0.status, .unauthorized) }
             try await c.execute(uri: "/healthz", method: .get) { XCTAssertEqual($0.status, .ok) }
             _ = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
@@ -225,9 +263,12 @@ final class PlaybackAuthTests: XCTestCase {
             for auth in [nil, "Bearer wrong-metrics-token-0000", "Bearer \(token)"] as [String?] {
                 var h: HTTPFields = [:]
                 if let auth { h[.authorization] = auth }
-                try await c.execute(uri: "/metrics", method: .get, headers: h) { XCTAssertEqual($0.status, .unauthorized) }
+                try await c.execute(uri: "/metrics", method: .get, headers: h) {
+                    XCTAssertEqual($0.status, .unauthorized)
+                }
             }
-            try await c.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(Self.metricsToken)"]) { r in
+            try await c.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(Self.metricsToken)"])
+            { r in
                 XCTAssertEqual(r.status, .ok)
                 let text = String(buffer: r.body)
                 XCTAssertTrue(text.contains(#"playback_grants_total{result="granted"} 1"#), text)
@@ -240,14 +281,18 @@ final class PlaybackAuthTests: XCTestCase {
     func testJWKSFile() async throws {
         let privateKey = ES256PrivateKey()
         let p = privateKey.publicKey.parameters!
-        let jwks = #"{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","kid":"idp-1","use":"sig","x":"\#(p.x)","y":"\#(p.y)"}]}"#
+        let jwks =
+            #"{"keys":[{"kty":"EC","crv":"P-256","alg":"ES256","kid":"idp-1","use":"sig","x":"\#(p.x)","y":"\#(p.y)"}]}"#
         let file = dir + "/jwks.json"
         try jwks.write(toFile: file, atomically: true, encoding: .utf8)
         config.jwtHS256Secret = ""
         config.jwksFile = file
         let signer = JWTKeyCollection()
         await signer.add(ecdsa: privateKey, kid: "idp-1")
-        let good = try await signer.sign(Claims(sub: .init(value: "u9"), exp: .init(value: Date().addingTimeInterval(600)), tier: "free", country: "US"), kid: "idp-1")
+        let good = try await signer.sign(
+            Claims(
+                sub: .init(value: "u9"), exp: .init(value: Date().addingTimeInterval(600)), tier: "free", country: "US"),
+            kid: "idp-1")
         let hs = try await jwt()   // an HS256 token no longer verifies
         try await withApp { c in
             let ok = try await self.post(c, #"{"track_id":"t1"}"#, token: good)
@@ -266,8 +311,10 @@ final class PlaybackAuthTests: XCTestCase {
     func testEdgeSelectionConsistentWithFallback() throws {
         let catalog = try Catalog(path: config.catalogPath, readOnly: true)
         let make = { (down: [String]) in
-            GrantService(catalog: catalog, signingKey: EdgeAuthKey(hex: Self.tokenKey)!, masterKey: Self.master, edges: self.config.edges,
-                         edgesDown: down, ttlSeconds: 60, tokenName: "hdnts", prefetchMax: 5)
+            GrantService(
+                catalog: catalog, signingKey: EdgeAuthKey(hex: Self.tokenKey)!, masterKey: Self.master,
+                edges: self.config.edges,
+                edgesDown: down, ttlSeconds: 60, tokenName: "hdnts", prefetchMax: 5)
         }
         let all = make([])
         var counts: [String: Int] = [:]

@@ -20,7 +20,8 @@ extension CacheSource: FillListener {
         let phase = p.fill.currentPhase
         guard let body = p.body else { return phase != .requested }
         if phase == .failed || phase == .complete { return true }
-        return phase == .head && p.fill.buffer.available.load(ordering: .acquiring) > body.contentOffset - body.sliceIndex * sliceBytes
+        return phase == .head
+            && p.fill.buffer.available.load(ordering: .acquiring) > body.contentOffset - body.sliceIndex * sliceBytes
     }
 
     /// Resumes what can progress, a bounded number of rounds; true when more is left to do.
@@ -65,9 +66,13 @@ extension CacheSource: FillListener {
 
     private func failureAnswer(_ fill: Fill, _ ex: Exchange) -> ContentAnswer {
         var headers: [HeaderField] = []
-        if fill.failureStatus == 416, let range = fill.failureContentRange { headers.append(HeaderField("content-range", range)) }
-        let text = fill.failureStatus == 504 ? "origin timeout\n" : fill.failureStatus == 502 ? "origin error\n" :
-            "\(HTTPStatus.reason(fill.failureStatus).lowercased())\n"
+        if fill.failureStatus == 416, let range = fill.failureContentRange {
+            headers.append(HeaderField("content-range", range))
+        }
+        let text =
+            fill.failureStatus == 504
+            ? "origin timeout\n"
+            : fill.failureStatus == 502 ? "origin error\n" : "\(HTTPStatus.reason(fill.failureStatus).lowercased())\n"
         ex.cacheStatus = "edge; fwd=miss"
         return .text(status: fill.failureStatus, text: text, headers: headers)
     }
@@ -86,7 +91,9 @@ extension CacheSource: FillListener {
             let w = mask.trailingZeroBitCount
             mask &= mask - 1
             let entry = directory.entries[w]
-            if entry.wakePending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged {
+            if entry.wakePending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
+                .exchanged
+            {
                 let fd = entry.ringFD.load(ordering: .acquiring)
                 if fd >= 0 { ring.message(ringFD: fd, UserData(kind: OpKind.fillWake, slot: 0)) }
             }

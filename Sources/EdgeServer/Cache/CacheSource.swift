@@ -36,8 +36,10 @@ final class CacheSource {
     var sliceBytes: Int { store.sliceBytes }
     static let sliceLookupsMax = 3
 
-    init(store: SliceStore, worker: Int, ring: Ring, clock: LoopClock, reads: BodyReads, settings: WorkerSettings,
-         errorLog: AccessLog, boundarySeed: UInt64) {
+    init(
+        store: SliceStore, worker: Int, ring: Ring, clock: LoopClock, reads: BodyReads, settings: WorkerSettings,
+        errorLog: AccessLog, boundarySeed: UInt64
+    ) {
         let config = settings.config
         self.store = store
         self.worker = worker
@@ -48,9 +50,11 @@ final class CacheSource {
         directory = settings.directory
         self.errorLog = errorLog
         boundaryCounter = boundarySeed
-        cacheFiles = FileTable(root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
-                               openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
-        writer = SliceWriter(ring: ring, store: store, errorLog: errorLog, inFlightMax: config.cache.diskWritesInFlightMax)
+        cacheFiles = FileTable(
+            root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
+            openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
+        writer = SliceWriter(
+            ring: ring, store: store, errorLog: errorLog, inFlightMax: config.cache.diskWritesInFlightMax)
         origin = OriginClient(ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog)
         origin.listener = self
     }
@@ -67,8 +71,10 @@ final class CacheSource {
         // suffix range needs the size first, and a first byte past any object we would accept is
         // answered from the size too: both fetch slice 0.
         var first = 0
-        if let r = ex.request.header("range"), let f = RangeEvaluator.firstByteBeforeLength(r, maxRanges: limits.rangesMax),
-           f < store.objectBytesMax {
+        if let r = ex.request.header("range"),
+            let f = RangeEvaluator.firstByteBeforeLength(r, maxRanges: limits.rangesMax),
+            f < store.objectBytesMax
+        {
             first = f
         }
         guard canWait() else { return busy }
@@ -103,24 +109,32 @@ final class CacheSource {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let seed = boundaryCounter
         let readsBody = !ex.isHead
-        guard let hit = store.hit(path, known: fetched, worker: worker, readsBody: readsBody, plan: { meta in
-            ResponsePlan.build(request: ex.request, path: path, size: meta.size, etag: meta.etag, lastModified: meta.lastModified,
-                               contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: seed,
-                               cacheControl: ex.cacheControl)
-        }) else { return nil }
+        guard
+            let hit = store.hit(
+                path, known: fetched, worker: worker, readsBody: readsBody,
+                plan: { meta in
+                    ResponsePlan.build(
+                        request: ex.request, path: path, size: meta.size, etag: meta.etag,
+                        lastModified: meta.lastModified,
+                        contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: seed,
+                        cacheControl: ex.cacheControl)
+                })
+        else { return nil }
         var plan = hit.plan
         ex.rangeText = plan.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
         let age = max(0, clock.wallSeconds - hit.meta.storedAtSeconds)
-        let status = fetched != nil ? "edge; fwd=miss; stored" : (hit.partial ? "edge; fwd=partial; stored" : "edge; hit")
+        let status =
+            fetched != nil ? "edge; fwd=miss; stored" : (hit.partial ? "edge; fwd=partial; stored" : "edge; hit")
         plan.headers.append(HeaderField("cache-status", status))
         plan.headers.append(HeaderField("age", String(age)))
         ex.cacheStatus = status
         var body: BodyStream? = nil
         if readsBody && !plan.segments.isEmpty {
-            let b = BodyStream(file: nil, objectPath: path, objectETag: hit.meta.etag, segments: plan.segments,
-                               owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
-                               bufferCapacity: limits.readChunkBytes)
+            let b = BodyStream(
+                file: nil, objectPath: path, objectETag: hit.meta.etag, segments: plan.segments,
+                owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
+                bufferCapacity: limits.readChunkBytes)
             if let (index, lookup) = hit.firstSlice { adopt(lookup, index: index, into: b) }
             body = b
         }
@@ -191,10 +205,14 @@ final class CacheSource {
         }
     }
 
-    private func refillFromDisk(_ body: BodyStream, _ d: DiskSlice, objectPath: String, index: Int, within: Int, want: Int) {
+    private func refillFromDisk(
+        _ body: BodyStream, _ d: DiskSlice, objectPath: String, index: Int, within: Int, want: Int
+    ) {
         guard within < d.length else { body.failed = true; return }
         let entry: FileEntry
-        if let e = body.diskEntry { entry = e } else {
+        if let e = body.diskEntry {
+            entry = e
+        } else {
             switch cacheFiles.lookup("/" + d.relativePath, now: clock.nowMicroseconds) {
             case .ready(let e): entry = e
             case .missing:
@@ -213,7 +231,9 @@ final class CacheSource {
             cacheFiles.acquire(entry)
             body.diskEntry = entry
         }
-        reads.start(body, fd: entry.fd, offset: d.dataOffset + within, length: min(d.length - within, want, body.bufferCapacity))
+        reads.start(
+            body, fd: entry.fd, offset: d.dataOffset + within, length: min(d.length - within, want, body.bufferCapacity)
+        )
     }
 
     /// The body's owner, carrying the body: what waits is the body, not a request.
@@ -225,7 +245,9 @@ final class CacheSource {
 
     /// A slice file's open (or statx) finished: resumes the bodies that waited for it.
     func cacheFileOpened(_ op: UInt8, slot: UInt32, result: Int32) {
-        guard let (e, waiters) = cacheFiles.completed(op, slot: slot, result: result, now: clock.nowMicroseconds) else { return }
+        guard let (e, waiters) = cacheFiles.completed(op, slot: slot, result: result, now: clock.nowMicroseconds) else {
+            return
+        }
         for w in waiters {
             guard let body = w.body else { continue }
             body.parked = false

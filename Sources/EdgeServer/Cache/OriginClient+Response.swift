@@ -23,11 +23,15 @@ extension OriginClient {
             }
             guard cr.complete <= store.objectBytesMax else { return oversized(c, job, cr.complete) }
             guard cr.first == first, cr.last == min(first + sliceBytes, cr.complete) - 1 else {
-                protocolError(c, job, "206 for bytes \(cr.first)-\(cr.last)/\(cr.complete), asked for bytes \(first)-\(first + sliceBytes - 1)"); return false
+                protocolError(
+                    c, job,
+                    "206 for bytes \(cr.first)-\(cr.last)/\(cr.complete), asked for bytes \(first)-\(first + sliceBytes - 1)"
+                ); return false
             }
             total = cr.complete; length = cr.last - cr.first + 1
             switch framing {
-            case .length(let cl) where cl != length: protocolError(c, job, "Content-Length \(cl) disagrees with Content-Range"); return false
+            case .length(let cl) where cl != length:
+                protocolError(c, job, "Content-Length \(cl) disagrees with Content-Range"); return false
             case .chunked: c.chunked = ChunkedDecoder()
             case .untilClose: c.keepAlive = false
             default: break
@@ -38,7 +42,9 @@ extension OriginClient {
                 protocolError(c, job, "200 without a Content-Length"); return false
             }
             guard cl <= store.objectBytesMax else { return oversized(c, job, cl) }
-            guard first == 0 else { protocolError(c, job, "200 (Range ignored) for a slice past the first"); return false }
+            guard first == 0 else {
+                protocolError(c, job, "200 (Range ignored) for a slice past the first"); return false
+            }
             total = cl; length = min(cl, sliceBytes)
             c.bodyToDiscard = cl - length
         case 404, 410:
@@ -46,25 +52,35 @@ extension OriginClient {
         case 416:
             // Passed on only in its valid form (`bytes */N`): it is re-sent to players.
             let cr = h.header("content-range").flatMap { v -> String? in
-                guard v.hasPrefix("bytes */"), ContentRange.strictInt(Substring(v.dropFirst(8))) != nil else { return nil }
+                guard v.hasPrefix("bytes */"), ContentRange.strictInt(Substring(v.dropFirst(8))) != nil else {
+                    return nil
+                }
                 return v
             }
             finishWithoutBody(c, status: 416, contentRange: cr); return false
         default:
-            if h.status >= 500 { logError("origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)") }
+            if h.status >= 500 {
+                logError(
+                    "origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)")
+            }
             failed(c, status: 502, upstreamFault: h.status >= 500); return false
         }
         if let why = h.contentEncodingError { protocolError(c, job, why); return false }
-        guard length > 0, length <= fill.buffer.capacity else { protocolError(c, job, "slice length \(length) out of range"); return false }
+        guard length > 0, length <= fill.buffer.capacity else {
+            protocolError(c, job, "slice length \(length) out of range"); return false
+        }
         let lm = h.header("last-modified") ?? ""
-        let etag = h.header("etag") ?? "\"\(String(total, radix: 16))-\(String(cacheKeyHash(lm) % 0xFFFF_FFFF, radix: 16))\""
+        let etag =
+            h.header("etag") ?? "\"\(String(total, radix: 16))-\(String(cacheKeyHash(lm) % 0xFFFF_FFFF, radix: 16))\""
         let contentType = h.header("content-type") ?? MediaTypes.type(forPath: fill.key.path)
         // Stored in the slice header and sent to players: bounded like the slice file bounds them.
-        for (name, v) in [("ETag", etag), ("Last-Modified", lm), ("Content-Type", contentType)] where v.utf8.count > SliceFileHeader.stringBytesMax {
+        for (name, v) in [("ETag", etag), ("Last-Modified", lm), ("Content-Type", contentType)]
+        where v.utf8.count > SliceFileHeader.stringBytesMax {
             protocolError(c, job, "\(name) longer than \(SliceFileHeader.stringBytesMax) bytes"); return false
         }
-        let fresh = ObjectMeta(size: total, etag: etag, lastModified: lm, contentType: contentType,
-                               storedAtSeconds: ring.wallMilliseconds() / 1000)
+        let fresh = ObjectMeta(
+            size: total, etag: etag, lastModified: lm, contentType: contentType,
+            storedAtSeconds: ring.wallMilliseconds() / 1000)
         guard let meta = store.recordMeta(fill.key.path, fresh) else {
             // The object changed at the origin: everything cached of it is dropped; never mixed.
             listener?.purge(fill.key.path)
@@ -80,7 +96,9 @@ extension OriginClient {
 
     /// A size claim over `cache.object_bytes_max`: 502, nothing recorded or stored, a log line.
     func oversized(_ c: OriginConnection, _ job: Job, _ size: Int) -> Bool {
-        logError("origin \(upstreams[c.upstream].url): \(job.fill.key.path) claims \(size) bytes, over cache.object_bytes_max (\(store.objectBytesMax)); 502, not cached")
+        logError(
+            "origin \(upstreams[c.upstream].url): \(job.fill.key.path) claims \(size) bytes, over cache.object_bytes_max (\(store.objectBytesMax)); 502, not cached"
+        )
         failed(c, status: 502, upstreamFault: false, retry: false)
         return false
     }
@@ -102,9 +120,12 @@ extension OriginClient {
         var out = ""
         for b in p.utf8 {
             switch b {
-            case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"),
-                 UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"),
-                 UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"):
+            case 0x30...0x39, 0x41...0x5A, 0x61...0x7A, UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"), UInt8(ascii: "/"),
+                UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("),
+                UInt8(ascii: ")"), UInt8(ascii: "*"),
+                UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"),
+                UInt8(ascii: "@"):
                 out.unicodeScalars.append(Unicode.Scalar(b))
             default:
                 let hex = Array("0123456789ABCDEF".unicodeScalars)

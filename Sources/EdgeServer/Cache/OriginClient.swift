@@ -95,7 +95,8 @@ final class OriginClient {
         c.pendingOps += 1
         c.deadlineMicroseconds = clock.nowMicroseconds + Int64(config.connectTimeoutMilliseconds) * 1000
         c.deadlineStatus = 504
-        ring.socket(ipv6: up.host.contains(":"), UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
+        ring.socket(
+            ipv6: up.host.contains(":"), UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
     }
 
     func takeConnection() -> OriginConnection {
@@ -117,12 +118,16 @@ final class OriginClient {
     }
 
     func onSocket(_ d: UserData, _ result: Int32) {
-        guard let c = connection(d) else { if result >= 0 { ring.close(fd: result, UserData(kind: OpKind.ignore, slot: 0)) }; return }
+        guard let c = connection(d) else {
+            if result >= 0 { ring.close(fd: result, UserData(kind: OpKind.ignore, slot: 0)) }; return
+        }
         guard result >= 0 else { failed(c, status: 502, upstreamFault: true); return }
         c.fd = result
         c.state = .connecting
         c.pendingOps += 1
-        ring.connect(fd: c.fd, address: c.address, length: c.addressLength, UserData(kind: OpKind.originConnect, slot: c.slot, generation: c.generation))
+        ring.connect(
+            fd: c.fd, address: c.address, length: c.addressLength,
+            UserData(kind: OpKind.originConnect, slot: c.slot, generation: c.generation))
     }
 
     func onConnect(_ d: UserData, _ result: Int32) {
@@ -138,9 +143,12 @@ final class OriginClient {
         let up = upstreams[c.upstream]
         let first = key.index * sliceBytes
         c.request.clear()
-        c.request.append("GET \(up.prefix)\(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.host.contains(":") ? "[\(up.host)]" : up.host):\(up.port)\r\n")
+        c.request.append(
+            "GET \(up.prefix)\(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.host.contains(":") ? "[\(up.host)]" : up.host):\(up.port)\r\n"
+        )
         // Slices are stored as the representation's bytes: no content coding is acceptable.
-        c.request.append("Range: bytes=\(first)-\(first + sliceBytes - 1)\r\nAccept-Encoding: identity\r\nUser-Agent: edge\r\n\r\n")
+        c.request.append(
+            "Range: bytes=\(first)-\(first + sliceBytes - 1)\r\nAccept-Encoding: identity\r\nUser-Agent: edge\r\n\r\n")
         c.state = .busy
         c.head.clear()
         c.headParsed = false
@@ -150,7 +158,8 @@ final class OriginClient {
         c.chunked = nil
         c.interimResponses = 0
         c.responseDeadlineMicroseconds = clock.nowMicroseconds + Int64(config.responseTimeoutMilliseconds) * 1000
-        c.deadlineMicroseconds = min(clock.nowMicroseconds + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
+        c.deadlineMicroseconds = min(
+            clock.nowMicroseconds + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         c.deadlineStatus = 504
         requestsSent += 1
         sendRequestBytes(c)
@@ -163,7 +172,9 @@ final class OriginClient {
         let r = c.request.readable
         c.sendPending = true
         c.pendingOps += 1
-        ring.send(fd: c.fd, from: r.baseAddress!, length: r.count, UserData(kind: OpKind.originSend, slot: c.slot, generation: c.generation))
+        ring.send(
+            fd: c.fd, from: r.baseAddress!, length: r.count,
+            UserData(kind: OpKind.originSend, slot: c.slot, generation: c.generation))
     }
 
     /// At most one receive in flight: an idle connection's pending receive carries the next response.
@@ -171,7 +182,9 @@ final class OriginClient {
         guard !c.recvPending else { return }
         c.recvPending = true
         c.pendingOps += 1
-        ring.recv(fd: c.fd, into: c.recvBuffer, length: 65536, UserData(kind: OpKind.originRecv, slot: c.slot, generation: c.generation))
+        ring.recv(
+            fd: c.fd, into: c.recvBuffer, length: 65536,
+            UserData(kind: OpKind.originRecv, slot: c.slot, generation: c.generation))
     }
 
     func onSend(_ d: UserData, _ result: Int32) {
@@ -204,9 +217,10 @@ final class OriginClient {
         case .bytes: break
         case .retry: postRecv(c); return
         case .peerClosed: failed(c, status: 502, upstreamFault: c.headParsed); return   // EOF mid-response
-        case .failed: failed(c, status: 502, upstreamFault: true); return             // reset mid-response
+        case .failed: failed(c, status: 502, upstreamFault: true); return   // reset mid-response
         }
-        c.deadlineMicroseconds = min(clock.nowMicroseconds + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
+        c.deadlineMicroseconds = min(
+            clock.nowMicroseconds + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         var bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
         if !c.headParsed {
             c.head.append(bytes)
@@ -222,7 +236,9 @@ final class OriginClient {
                     if h.isInterim {
                         // 100 Continue, 103 Early Hints, ...: skipped, a bounded number of them.
                         c.interimResponses += 1
-                        guard c.interimResponses <= Self.interimResponsesMax else { protocolError(c, job, "more than \(Self.interimResponsesMax) interim responses"); return }
+                        guard c.interimResponses <= Self.interimResponsesMax else {
+                            protocolError(c, job, "more than \(Self.interimResponsesMax) interim responses"); return
+                        }
                         c.head.consume(consumed)
                         continue
                     }
@@ -245,13 +261,19 @@ final class OriginClient {
             case .error(let why): protocolError(c, job, "chunked body: \(why)"); return
             case .consumed(let n): extra = bytes.count - n
             }
-            if c.chunked!.isDone && c.bodyExpected > 0 { protocolError(c, job, "chunked body shorter than its Content-Range"); return }
+            if c.chunked!.isDone && c.bodyExpected > 0 {
+                protocolError(c, job, "chunked body shorter than its Content-Range"); return
+            }
             if c.bodyExpected == 0 && !c.chunked!.isDone { c.keepAlive = false }   // not waiting for the last chunk: not reusable
         } else {
             let take = min(bytes.count, c.bodyExpected)
             if take > 0 { append(UnsafeRawBufferPointer(rebasing: bytes[0..<take]), to: fill, c) }
             if bytes.count > take {
-                if c.bodyToDiscard > 0 { c.bodyToDiscard -= min(c.bodyToDiscard, bytes.count - take) } else { extra = bytes.count - take }
+                if c.bodyToDiscard > 0 {
+                    c.bodyToDiscard -= min(c.bodyToDiscard, bytes.count - take)
+                } else {
+                    extra = bytes.count - take
+                }
             }
         }
         if extra > 0 {
@@ -259,7 +281,9 @@ final class OriginClient {
             // a body longer than announced): the slice is what the framing delimited; the
             // connection cannot be trusted for another request.
             c.keepAlive = false
-            logError("origin \(upstreams[c.upstream].url): \(extra) bytes past the end of the response for \(fill.key.path) slice \(fill.key.index); connection closed")
+            logError(
+                "origin \(upstreams[c.upstream].url): \(extra) bytes past the end of the response for \(fill.key.path) slice \(fill.key.index); connection closed"
+            )
         }
         if c.bodyExpected == 0 {
             health[c.upstream] = Health()
@@ -286,7 +310,8 @@ final class OriginClient {
     /// The origin broke HTTP: logged with the reason, the connection closed, the fill retried on
     /// the next upstream while no byte of it has been published (502 when none is left).
     func protocolError(_ c: OriginConnection, _ job: Job, _ why: String) {
-        logError("origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
+        logError(
+            "origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
         failed(c, status: 502, upstreamFault: true)
     }
 
@@ -298,13 +323,19 @@ final class OriginClient {
             health[c.upstream].probing = false
             if health[c.upstream].failures >= config.failuresBeforeDown {
                 health[c.upstream].downUntilMicroseconds = clock.nowMicroseconds + Int64(config.downMilliseconds) * 1000
-                logError("origin \(upstreams[c.upstream].url) marked down for \(config.downMilliseconds) ms after \(health[c.upstream].failures) failures")
+                logError(
+                    "origin \(upstreams[c.upstream].url) marked down for \(config.downMilliseconds) ms after \(health[c.upstream].failures) failures"
+                )
             }
         }
         retire(c)
         if let job {
             // Retry only while nothing of the slice has been published to waiters.
-            if retry && job.fill.currentPhase == .requested { start(job, lastStatus: status) } else { fail(job.fill, status: status) }
+            if retry && job.fill.currentPhase == .requested {
+                start(job, lastStatus: status)
+            } else {
+                fail(job.fill, status: status)
+            }
         }
         startQueued()
     }
@@ -363,10 +394,18 @@ final class OriginClient {
 
     /// Timeouts, from the worker's tick.
     func tick(now: Int64) {
-        for c in connections where (c.state == .opening || c.state == .connecting || c.state == .busy) && c.deadlineMicroseconds > 0 && now > c.deadlineMicroseconds {
+        for c in connections
+        where (c.state == .opening || c.state == .connecting || c.state == .busy) && c.deadlineMicroseconds > 0
+            && now > c.deadlineMicroseconds
+        {
             if let job = c.job {
-                let what = c.state == .busy ? (c.headParsed ? "response not complete in time" : "no response head in time") : "connect timed out"
-                logError("origin \(upstreams[c.upstream].url): \(what) for \(job.fill.key.path) slice \(job.fill.key.index); 504")
+                let what =
+                    c.state == .busy
+                    ? (c.headParsed ? "response not complete in time" : "no response head in time")
+                    : "connect timed out"
+                logError(
+                    "origin \(upstreams[c.upstream].url): \(what) for \(job.fill.key.path) slice \(job.fill.key.index); 504"
+                )
             }
             failed(c, status: c.deadlineStatus, upstreamFault: true)
         }

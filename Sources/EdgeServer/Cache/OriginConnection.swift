@@ -25,8 +25,8 @@ final class OriginConnection {
     let head = ByteBuffer(capacity: 4096)
     var job: OriginClient.Job?
     var headParsed = false
-    var bodyExpected = 0       // bytes of the slice still to come
-    var bodyToDiscard = 0      // a 200 whose rest we do not keep: the connection is closed instead
+    var bodyExpected = 0   // bytes of the slice still to come
+    var bodyToDiscard = 0   // a 200 whose rest we do not keep: the connection is closed instead
     var keepAlive = true
     /// The body is in the chunked coding (decoded before it reaches the slice).
     var chunked: ChunkedDecoder?

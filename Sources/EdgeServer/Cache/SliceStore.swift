@@ -88,15 +88,19 @@ final class SliceStore: @unchecked Sendable {
     }
     let state: Mutex<State>
 
-    init(config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int), objectBytesMax: Int) {
+    init(
+        config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int), objectBytesMax: Int
+    ) {
         self.objectBytesMax = objectBytesMax
         sliceBytes = config.sliceBytes
         fillsMax = config.fillsMax
         directory = config.directory
         let expectedRAM = max(16, config.ramBytes / max(config.sliceBytes, 1))
         let expectedDisk = max(16, min(config.diskBytes / max(config.sliceBytes, 1), 4_000_000))
-        state = Mutex(State(ramPolicy: EdgePolicy(capacityBytes: config.ramBytes, expectedEntries: expectedRAM),
-                            diskPolicy: EdgePolicy(capacityBytes: config.diskBytes, expectedEntries: expectedDisk)))
+        state = Mutex(
+            State(
+                ramPolicy: EdgePolicy(capacityBytes: config.ramBytes, expectedEntries: expectedRAM),
+                diskPolicy: EdgePolicy(capacityBytes: config.diskBytes, expectedEntries: expectedDisk)))
     }
 
     enum Lookup {
@@ -143,7 +147,9 @@ final class SliceStore: @unchecked Sendable {
 
     /// Nil when the object's metadata is unknown (a miss). `known`: metadata the caller already has
     /// (a fill's head), used even if the index has dropped the object since.
-    func hit(_ path: String, known: ObjectMeta? = nil, worker: Int, readsBody: Bool, plan build: (ObjectMeta) -> ResponsePlan) -> Hit? {
+    func hit(
+        _ path: String, known: ObjectMeta? = nil, worker: Int, readsBody: Bool, plan build: (ObjectMeta) -> ResponsePlan
+    ) -> Hit? {
         state.withLock { s in
             guard let meta = known ?? s.meta[path] else { return nil }
             let plan = build(meta)
@@ -160,7 +166,9 @@ final class SliceStore: @unchecked Sendable {
                 }
             }
             var firstSlice: (Int, Lookup)? = nil
-            if readsBody, let i = firstIndex { firstSlice = (i, lookupLocked(&s, SliceKey(path: path, index: i), worker: worker)) }
+            if readsBody, let i = firstIndex {
+                firstSlice = (i, lookupLocked(&s, SliceKey(path: path, index: i), worker: worker))
+            }
             return Hit(meta: meta, plan: plan, partial: partial, firstSlice: firstSlice)
         }
     }
@@ -303,7 +311,10 @@ final class SliceStore: @unchecked Sendable {
             s.meta[key.path] = meta
             let d = s.diskPolicy.insert(key.hash, size: disk.length)
             var dropped: [DiskSlice] = []
-            for e in d.evicted { if let k = s.keys[e], let ds = s.disk.removeValue(forKey: k) { dropped.append(ds) }; Self.forgetIfGone(&s, e) }
+            for e in d.evicted {
+                if let k = s.keys[e], let ds = s.disk.removeValue(forKey: k) { dropped.append(ds) };
+                Self.forgetIfGone(&s, e)
+            }
             guard d.admitted else { dropped.append(disk); return dropped }
             s.keys[key.hash] = key
             s.disk[key] = disk
@@ -318,9 +329,12 @@ final class SliceStore: @unchecked Sendable {
     }
     var stats: Stats {
         state.withLock { s in
-            Stats(ramBytes: s.ramPolicy.usedBytes, diskBytes: s.diskPolicy.usedBytes, objects: s.meta.count, fills: s.fills.count,
-                  diskSlices: s.disk.count, ramSlices: s.ram.count, keys: s.keys.count, objectsWithSlices: s.slicesByPath.count,
-                  objectsFilling: s.fillsByPath.count)
+            Stats(
+                ramBytes: s.ramPolicy.usedBytes, diskBytes: s.diskPolicy.usedBytes, objects: s.meta.count,
+                fills: s.fills.count,
+                diskSlices: s.disk.count, ramSlices: s.ram.count, keys: s.keys.count,
+                objectsWithSlices: s.slicesByPath.count,
+                objectsFilling: s.fillsByPath.count)
         }
     }
 }

@@ -58,11 +58,16 @@ final class SliceWriter {
         let rel = SliceFile.relativePath(f.key, etag: meta.etag)
         let digest = SHA256.digest(UnsafeRawPointer(f.buffer.bytes), f.length)
         let header = SliceFile.header(key: f.key, meta: meta, length: f.length, digest: digest)
-        let w = DiskWrite(key: f.key, fill: f, header: header,
-                          tmpPath: store.directory + "/tmp/" + String(SecureRandom.uint64(), radix: 16),
-                          finalPath: store.directory + "/" + rel, relativePath: rel)
+        let w = DiskWrite(
+            key: f.key, fill: f, header: header,
+            tmpPath: store.directory + "/tmp/" + String(SecureRandom.uint64(), radix: 16),
+            finalPath: store.directory + "/" + rel, relativePath: rel)
         let slot: UInt32
-        if let s = freeWrites.popLast() { slot = s; writes[Int(s)] = w } else { slot = UInt32(writes.count); writes.append(w) }
+        if let s = freeWrites.popLast() {
+            slot = s; writes[Int(s)] = w
+        } else {
+            slot = UInt32(writes.count); writes.append(w)
+        }
         inFlight += 1
         ring.openCreate(path: w.tmpPath, UserData(kind: OpKind.diskWrite, slot: slot))
     }
@@ -72,7 +77,11 @@ final class SliceWriter {
     func unlink(_ relativePath: String) {
         let path = strdup(store.directory + "/" + relativePath)!
         let slot: UInt32
-        if let s = freeUnlinks.popLast() { slot = s; unlinks[Int(s)] = path } else { slot = UInt32(unlinks.count); unlinks.append(path) }
+        if let s = freeUnlinks.popLast() {
+            slot = s; unlinks[Int(s)] = path
+        } else {
+            slot = UInt32(unlinks.count); unlinks.append(path)
+        }
         ring.unlink(path: path, UserData(kind: OpKind.sliceUnlink, slot: slot))
     }
 
@@ -94,17 +103,22 @@ final class SliceWriter {
             w.step = .header
             w.header.withUnsafeBytes { ring.write(fd: w.fd, from: $0.baseAddress!, length: $0.count, offset: 0, d) }
         case .header:
-            guard result == Int32(w.header.count) else { return fail(w, slot: slot, result < 0 ? "write" : "short write", result) }
+            guard result == Int32(w.header.count) else {
+                return fail(w, slot: slot, result < 0 ? "write" : "short write", result)
+            }
             w.step = .data
             w.written = 0
-            ring.write(fd: w.fd, from: UnsafeRawPointer(w.fill.buffer.bytes), length: w.fill.length,
-                       offset: UInt64(SliceFile.headerBytes), d)
+            ring.write(
+                fd: w.fd, from: UnsafeRawPointer(w.fill.buffer.bytes), length: w.fill.length,
+                offset: UInt64(SliceFile.headerBytes), d)
         case .data:
             guard result > 0 else { return fail(w, slot: slot, result < 0 ? "write" : "short write", result) }
             w.written += Int(result)
             if w.written < w.fill.length {
-                ring.write(fd: w.fd, from: UnsafeRawPointer(w.fill.buffer.bytes + w.written), length: w.fill.length - w.written,
-                           offset: UInt64(SliceFile.headerBytes + w.written), d)
+                ring.write(
+                    fd: w.fd, from: UnsafeRawPointer(w.fill.buffer.bytes + w.written),
+                    length: w.fill.length - w.written,
+                    offset: UInt64(SliceFile.headerBytes + w.written), d)
                 return
             }
             w.step = .sync
@@ -120,7 +134,8 @@ final class SliceWriter {
             ring.rename(from: w.tmpPath, to: w.finalPath, d)
         case .rename:
             guard result >= 0 else { return fail(w, slot: slot, "rename", result) }
-            let slice = DiskSlice(relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)
+            let slice = DiskSlice(
+                relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)
             if !store.diskWritten(w.key, slice) {
                 unlink(w.relativePath)   // purged or replaced while it was being written
             }
@@ -132,8 +147,9 @@ final class SliceWriter {
         if w.fd >= 0 { ring.close(fd: w.fd, UserData(kind: OpKind.ignore, slot: 0)); w.fd = -1 }
         ring.unlink(path: w.tmpPath, UserData(kind: OpKind.ignore, slot: 0))
         store.diskWriteFailed(w.key)
-        errorLog.line("cache write failed (\(what): errno \(-result)) for \(w.key.path) slice \(w.key.index); "
-                      + "serving it from RAM and origin", wallMilliseconds: ring.wallMilliseconds())
+        errorLog.line(
+            "cache write failed (\(what): errno \(-result)) for \(w.key.path) slice \(w.key.index); "
+                + "serving it from RAM and origin", wallMilliseconds: ring.wallMilliseconds())
         finish(slot: slot)
     }
 

@@ -66,7 +66,11 @@ final class BodyReads {
         body.readInFlight = true
         body.pendingReadLength = length
         let slot: UInt32
-        if let s = freeSlots.popLast() { slot = s; inFlight[Int(s)] = body } else { slot = UInt32(inFlight.count); inFlight.append(body) }
+        if let s = freeSlots.popLast() {
+            slot = s; inFlight[Int(s)] = body
+        } else {
+            slot = UInt32(inFlight.count); inFlight.append(body)
+        }
         ring.read(fd: fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
     }
 

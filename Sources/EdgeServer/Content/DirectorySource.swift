@@ -15,8 +15,9 @@ final class DirectorySource {
     private var boundaryCounter: UInt64
 
     init(root: String, ring: Ring, reads: BodyReads, limits: LimitsConfig, boundarySeed: UInt64) {
-        files = FileTable(root: root, ring: ring, entriesMax: limits.openFilesMax,
-                          revalidateMilliseconds: limits.openFileRevalidateMilliseconds)
+        files = FileTable(
+            root: root, ring: ring, entriesMax: limits.openFilesMax,
+            revalidateMilliseconds: limits.openFileRevalidateMilliseconds)
         self.reads = reads
         self.limits = limits
         boundaryCounter = boundarySeed
@@ -43,7 +44,8 @@ final class DirectorySource {
         guard let (e, waiters) = files.completed(op, slot: slot, result: result, now: now) else { return }
         for w in waiters {
             guard let (c, ex) = delivery?.waitingExchange(w) else { continue }
-            let answer: ContentAnswer = e.state == .ready ? .respond(response(c, ex, e)) : .text(status: 404, text: "not found\n", headers: [])
+            let answer: ContentAnswer =
+                e.state == .ready ? .respond(response(c, ex, e)) : .text(status: 404, text: "not found\n", headers: [])
             delivery?.deliver(c, ex, answer)
         }
         if e.retired { files.release(e) }
@@ -51,16 +53,18 @@ final class DirectorySource {
 
     private func response(_ c: Connection, _ ex: Exchange, _ e: FileEntry) -> Response {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
-        let plan = ResponsePlan.build(request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag,
-                                      lastModified: e.lastModified, contentType: e.contentType, rangesMax: limits.rangesMax,
-                                      boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
+        let plan = ResponsePlan.build(
+            request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag,
+            lastModified: e.lastModified, contentType: e.contentType, rangesMax: limits.rangesMax,
+            boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
         ex.rangeText = plan.rangeText
         var body: BodyStream? = nil
         if !ex.isHead && !plan.segments.isEmpty {
             files.acquire(e)
-            body = BodyStream(file: e, segments: plan.segments,
-                              owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
-                              bufferCapacity: limits.readChunkBytes)
+            body = BodyStream(
+                file: e, segments: plan.segments,
+                owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
+                bufferCapacity: limits.readChunkBytes)
         }
         return Response(status: plan.status, headers: plan.headers, contentLength: plan.contentLength, body: body)
     }
@@ -68,7 +72,8 @@ final class DirectorySource {
     /// Starts reading the next chunk of a body's current file range.
     func refill(_ body: BodyStream) {
         guard let file = body.file else { body.failed = true; return }
-        reads.start(body, fd: file.fd, offset: body.contentOffset, length: min(body.segmentRemaining, body.bufferCapacity))
+        reads.start(
+            body, fd: file.fd, offset: body.contentOffset, length: min(body.segmentRemaining, body.bufferCapacity))
     }
 
     /// Drops the body's reference to its file (exactly once).

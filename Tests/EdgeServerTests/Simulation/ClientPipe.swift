@@ -47,7 +47,10 @@ final class TLSClientPipe: ClientPipe {
         var wire: [UInt8] = []
         for name in alpn { wire.append(UInt8(name.utf8.count)); wire += name.utf8 }
         var error = [CChar](repeating: 0, count: 256)
-        guard let context = edge_tls_client_ctx_new(TestCertificate.certificatePath, wire, UInt32(wire.count), &error, 256) else {
+        guard
+            let context = edge_tls_client_ctx_new(
+                TestCertificate.certificatePath, wire, UInt32(wire.count), &error, 256)
+        else {
             throw TLSClientError(message: nulTerminatedText(error))
         }
         guard let ssl = edge_tls_client_new(context, serverName) else {

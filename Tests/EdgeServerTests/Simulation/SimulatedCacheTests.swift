@@ -45,11 +45,14 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
         let bounds = range.split(separator: "-").map { Int($0)! }
         let first = bounds[0], last = min(bounds[1], object.count - 1)
         guard first < object.count else {
-            peer.write("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */\(object.count)\r\nContent-Length: 0\r\n\r\n")
+            peer.write(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */\(object.count)\r\nContent-Length: 0\r\n\r\n"
+            )
             return true
         }
         let body = Array(object[first...last])
-        let responseHead = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes \(first)-\(last)/\(object.count)\r\n"
+        let responseHead =
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes \(first)-\(last)/\(object.count)\r\n"
             + "Content-Length: \(body.count)\r\nETag: \"v1\"\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
             + "Content-Type: audio/mp4\r\n\r\n"
         if faultPercent > 0 && random.next(below: 100) < faultPercent {
@@ -58,7 +61,8 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
             case 0: peer.reset(); return false
             case 1: peer.write("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"); return true
             case 2: peer.write(responseHead); peer.write(Array(body.prefix(body.count / 2))); peer.reset(); return false
-            default: peer.write(responseHead); peer.write(Array(body.prefix(body.count / 3))); peer.close(); return false
+            default:
+                peer.write(responseHead); peer.write(Array(body.prefix(body.count / 3))); peer.close(); return false
             }
         }
         peer.write(responseHead)
@@ -166,7 +170,8 @@ final class SimulatedCacheTests: XCTestCase {
             client.close()
             edge.runUntilIdle()
         }
-        XCTAssertTrue(edge.sim.files.keys.filter { $0.hasSuffix(".slice") }.isEmpty, "no slice file survives a failed write")
+        XCTAssertTrue(
+            edge.sim.files.keys.filter { $0.hasSuffix(".slice") }.isEmpty, "no slice file survives a failed write")
         XCTAssertTrue(edge.errorLog.contains("cache write failed (open: errno"), edge.errorLog)
         edge.checkQuiescentCache("after failed disk writes")
     }
@@ -183,7 +188,10 @@ final class SimulatedCacheTests: XCTestCase {
             let failuresBefore = testRun?.totalFailureCount ?? 0
             var random = SplitMix64(seed: seed)
             var objects: [String: [UInt8]] = [:]
-            for i in 0..<3 { objects["/audio/c\(i).bin"] = pseudoRandomBytes([1, 16384, 40_000, 120_000][random.next(below: 4)], seed: seed &+ UInt64(i)) }
+            for i in 0..<3 {
+                objects["/audio/c\(i).bin"] = pseudoRandomBytes(
+                    [1, 16384, 40_000, 120_000][random.next(below: 4)], seed: seed &+ UInt64(i))
+            }
             var faults = SimulatedIO.Faults()
             faults.shortTransferPercent = [0, 30][random.next(below: 2)]
             faults.retryPercent = [0, 10][random.next(below: 2)]
@@ -191,8 +199,11 @@ final class SimulatedCacheTests: XCTestCase {
             faults.diskFailurePercent = [0, 0, 20][random.next(below: 3)]
             faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
             let origin = SimulatedOrigin(objects: objects, seed: seed, faultPercent: [0, 0, 10][random.next(below: 3)])
-            let edge = try SimulatedEdge(seed: seed, faults: faults, config: Self.config(ramBytes: [16384, 65536, 1 << 20][random.next(below: 3)],
-                                                                                              diskBytes: [49152, 100_000_000][random.next(below: 2)]))
+            let edge = try SimulatedEdge(
+                seed: seed, faults: faults,
+                config: Self.config(
+                    ramBytes: [16384, 65536, 1 << 20][random.next(below: 3)],
+                    diskBytes: [49152, 100_000_000][random.next(below: 2)]))
             edge.sim.serve(port: 9000, origin)
             var clients: [(peer: SimulatedIO.Peer, expected: [Expectation], reader: ResponseReader, received: Int)] = []
             for _ in 0..<(1 + random.next(below: 4)) {
@@ -201,14 +212,18 @@ final class SimulatedCacheTests: XCTestCase {
                     let path = objects.keys.sorted()[random.next(below: objects.count)]
                     let size = objects[path]!.count
                     let first = random.next(below: size + 1000)
-                    let range: String? = random.next(below: 3) == 0 ? nil : "bytes=\(first)-\(first + random.next(below: 60_000))"
+                    let range: String? =
+                        random.next(below: 3) == 0 ? nil : "bytes=\(first)-\(first + random.next(below: 60_000))"
                     expected.append(Expectation(path: path, content: objects[path], range: range))
                 }
                 let peer = edge.connect()
                 peer.write(expected.map(\.request).joined())
                 clients.append((peer, expected, ResponseReader(), 0))
             }
-            for _ in 0..<200 where clients.contains(where: { $0.received < $0.expected.count && !$0.peer.closedByServer && !$0.peer.wasReset }) {
+            for _ in 0..<200
+            where clients.contains(where: {
+                $0.received < $0.expected.count && !$0.peer.closedByServer && !$0.peer.wasReset
+            }) {
                 edge.runUntilIdle()
                 edge.advance(milliseconds: 100)   // origin timeouts and retries run on the virtual clock
             }
@@ -228,11 +243,19 @@ final class SimulatedCacheTests: XCTestCase {
                     responses += 1
                 }
                 if clients[i].received < clients[i].expected.count {
-                    XCTAssertTrue(lossy, "seed \(seed): client \(i) got \(clients[i].received) of \(clients[i].expected.count) responses")
+                    XCTAssertTrue(
+                        lossy,
+                        "seed \(seed): client \(i) got \(clients[i].received) of \(clients[i].expected.count) responses"
+                    )
                     let partial = clients[i].reader.buffer
-                    if let end = partial.firstRange(of: Array("\r\n\r\n".utf8)), partial.starts(with: Array("HTTP/1.1 20".utf8)) {
-                        let body = Array(partial[end.upperBound...]), right = clients[i].expected[clients[i].received].body
-                        XCTAssertTrue(body.count <= right.count && body == Array(right.prefix(body.count)), "seed \(seed): wrong bytes in a cut response")
+                    if let end = partial.firstRange(of: Array("\r\n\r\n".utf8)),
+                        partial.starts(with: Array("HTTP/1.1 20".utf8))
+                    {
+                        let body = Array(partial[end.upperBound...]),
+                            right = clients[i].expected[clients[i].received].body
+                        XCTAssertTrue(
+                            body.count <= right.count && body == Array(right.prefix(body.count)),
+                            "seed \(seed): wrong bytes in a cut response")
                     }
                     cuts += 1
                 }
@@ -244,12 +267,15 @@ final class SimulatedCacheTests: XCTestCase {
             originFaults += origin.faults
             for (k, v) in edge.sim.injected { faultCounts[k, default: 0] += v }
             if (testRun?.totalFailureCount ?? 0) > failuresBefore {
-                print("simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedCacheTests")
+                print(
+                    "simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedCacheTests"
+                )
                 return
             }
         }
-        print("simulation: \(seeds.count) cache runs, \(responses) responses (\(errors) origin errors passed on), \(cuts) cut, "
-              + "\(originFaults) origin faults; kernel faults: \(faultCounts.sorted { $0.key < $1.key })")
+        print(
+            "simulation: \(seeds.count) cache runs, \(responses) responses (\(errors) origin errors passed on), \(cuts) cut, "
+                + "\(originFaults) origin faults; kernel faults: \(faultCounts.sorted { $0.key < $1.key })")
     }
 }
 
@@ -259,11 +285,18 @@ extension SimulatedEdge {
     func checkQuiescentCache(_ context: String, file: StaticString = #filePath, line: UInt = #line) {
         let idleOrigin = worker.cache?.origin.idle.reduce(0) { $0 + $1.count } ?? 0
         XCTAssertEqual(worker.liveConnections, 0, "live connections, \(context)", file: file, line: line)
-        XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
-        XCTAssertTrue((worker.cache?.parked.isEmpty ?? true), "requests still parked, \(context)", file: file, line: line)
-        XCTAssertEqual(worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
-        XCTAssertFalse(worker.cache?.writer.unlinks.contains { $0 != nil } ?? false, "slice unlinks in flight, \(context)", file: file, line: line)
+        XCTAssertEqual(
+            worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
+        XCTAssertTrue(
+            (worker.cache?.parked.isEmpty ?? true), "requests still parked, \(context)", file: file, line: line)
+        XCTAssertEqual(
+            worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
+        XCTAssertFalse(
+            worker.cache?.writer.unlinks.contains { $0 != nil } ?? false, "slice unlinks in flight, \(context)",
+            file: file, line: line)
         XCTAssertEqual(worker.cache?.store.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
-        XCTAssertEqual(sim.operationsInFlight, 3 + idleOrigin, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
+        XCTAssertEqual(
+            sim.operationsInFlight, 3 + idleOrigin, "operations in flight: \(sim.inFlightDescription), \(context)",
+            file: file, line: line)
     }
 }

@@ -20,31 +20,38 @@ final class SimulatedEdge {
     let config: EdgeConfig
     private(set) var running = true
 
-    init(seed: UInt64, faults: SimulatedIO.Faults = .init(), config text: String, files: [String: [UInt8]] = [:],
-         tls: Bool = false) throws {
+    init(
+        seed: UInt64, faults: SimulatedIO.Faults = .init(), config text: String, files: [String: [UInt8]] = [:],
+        tls: Bool = false
+    ) throws {
         sim = SimulatedIO(seed: seed, faults: faults)
         for (path, bytes) in files { sim.files[path] = SimulatedIO.File(bytes: bytes) }
         config = try EdgeConfig.parse(text)
         var store: SliceStore? = nil
         if !config.origin.upstreams.isEmpty {
             let c = config.cache
-            store = SliceStore(config: (c.directory, c.sliceBytes, c.fillsMax, c.ramBytesLimit, c.diskBytesLimit), objectBytesMax: c.objectBytesMax)
+            store = SliceStore(
+                config: (c.directory, c.sliceBytes, c.fillsMax, c.ramBytesLimit, c.diskBytesLimit),
+                objectBytesMax: c.objectBytesMax)
         }
         accessLogFD = sim.sink()
         listenerFD = sim.listen()
         var listeners = [Listener(fd: listenerFD, isTLS: false, armed: false)]
         if tls {
             var error = [CChar](repeating: 0, count: 256)
-            tlsContext = edge_tls_ctx_new(TestCertificate.certificatePath, TestCertificate.keyPath, config.server.http2 ? 1 : 0,
-                                          &error, 256)
+            tlsContext = edge_tls_ctx_new(
+                TestCertificate.certificatePath, TestCertificate.keyPath, config.server.http2 ? 1 : 0,
+                &error, 256)
             guard tlsContext != nil else { throw TLSClientError(message: nulTerminatedText(error)) }
             tlsListenerFD = sim.listen()
             listeners.append(Listener(fd: tlsListenerFD, isTLS: true, armed: false))
         }
-        let settings = WorkerSettings(config: config, router: Router(config.token), tlsContext: tlsContext,
-                                      accessLogFD: accessLogFD, store: store, directory: WorkerDirectory(workers: 1))
+        let settings = WorkerSettings(
+            config: config, router: Router(config.token), tlsContext: tlsContext,
+            accessLogFD: accessLogFD, store: store, directory: WorkerDirectory(workers: 1))
         wakeFD = sim.eventFD()
-        worker = try Worker(index: 0, settings: settings, listeners: listeners, wakeFD: wakeFD, ring: Ring(simulated: sim))
+        worker = try Worker(
+            index: 0, settings: settings, listeners: listeners, wakeFD: wakeFD, ring: Ring(simulated: sim))
         worker.start()
     }
 
@@ -96,19 +103,28 @@ final class SimulatedEdge {
     /// released, and nothing in flight but the listener's accept, the tick and the wake-up read.
     func checkQuiescent(_ context: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(worker.liveConnections, 0, "live connections, \(context)", file: file, line: line)
-        XCTAssertFalse(worker.connections.contains { $0.life.isInUse }, "a connection slot still in use, \(context)", file: file, line: line)
-        XCTAssertEqual(worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
-        XCTAssertTrue((worker.cache?.parked.isEmpty ?? true), "requests still parked, \(context)", file: file, line: line)
+        XCTAssertFalse(
+            worker.connections.contains { $0.life.isInUse }, "a connection slot still in use, \(context)", file: file,
+            line: line)
+        XCTAssertEqual(
+            worker.readPool.outstanding, 0, "read buffers not given back, \(context)", file: file, line: line)
+        XCTAssertTrue(
+            (worker.cache?.parked.isEmpty ?? true), "requests still parked, \(context)", file: file, line: line)
         for case let entry? in worker.directorySource?.files.slots ?? [] {
             XCTAssertEqual(entry.users, 0, "\(entry.relativePath) still referenced, \(context)", file: file, line: line)
         }
         if let cacheFiles = worker.cache?.cacheFiles {
             for case let entry? in cacheFiles.slots {
-                XCTAssertEqual(entry.users, 0, "slice file \(entry.relativePath) still referenced, \(context)", file: file, line: line)
+                XCTAssertEqual(
+                    entry.users, 0, "slice file \(entry.relativePath) still referenced, \(context)", file: file,
+                    line: line)
             }
         }
-        XCTAssertEqual(worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
-        XCTAssertEqual(sim.operationsInFlight, 2 + worker.listeners.count, "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
+        XCTAssertEqual(
+            worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
+        XCTAssertEqual(
+            sim.operationsInFlight, 2 + worker.listeners.count,
+            "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)
     }
 }
 
@@ -146,7 +162,8 @@ struct ResponseReader {
 
     private func find(_ needle: [UInt8]) -> Int? {
         guard buffer.count >= needle.count else { return nil }
-        for i in 0...(buffer.count - needle.count) where buffer[i] == needle[0] && Array(buffer[i..<(i + needle.count)]) == needle {
+        for i in 0...(buffer.count - needle.count)
+        where buffer[i] == needle[0] && Array(buffer[i..<(i + needle.count)]) == needle {
             return i
         }
         return nil
@@ -187,8 +204,13 @@ struct Expectation {
 
     func check(_ r: ClientResponse, _ context: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(r.status, status, "status, \(context)", file: file, line: line)
-        XCTAssertTrue(r.body == body, "body differs (\(r.body.count) bytes, expected \(body.count)), \(context)", file: file, line: line)
-        if let contentRange { XCTAssertEqual(r.headers["content-range"], contentRange, "Content-Range, \(context)", file: file, line: line) }
+        XCTAssertTrue(
+            r.body == body, "body differs (\(r.body.count) bytes, expected \(body.count)), \(context)", file: file,
+            line: line)
+        if let contentRange {
+            XCTAssertEqual(
+                r.headers["content-range"], contentRange, "Content-Range, \(context)", file: file, line: line)
+        }
     }
 }
 

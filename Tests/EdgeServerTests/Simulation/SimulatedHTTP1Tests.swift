@@ -84,8 +84,9 @@ final class SimulatedHTTP1Tests: XCTestCase {
     /// what it got is a true prefix of the file.
     func testStalledReaderIsCutAtSendTimeout() throws {
         let track = pseudoRandomBytes(2_000_000, seed: 4)
-        let edge = try SimulatedEdge(seed: 4, config: Self.config(limits: "output_buffer_bytes_max = 65536\nread_chunk_bytes = 16384"),
-                                     files: ["/srv/origin/audio/big.bin": track])
+        let edge = try SimulatedEdge(
+            seed: 4, config: Self.config(limits: "output_buffer_bytes_max = 65536\nread_chunk_bytes = 16384"),
+            files: ["/srv/origin/audio/big.bin": track])
         let client = edge.connect()
         client.windowBytes = 100_000
         client.write("GET /audio/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -107,8 +108,9 @@ final class SimulatedHTTP1Tests: XCTestCase {
     /// SIGTERM: idle connections close at once; a response in flight completes; then the worker stops.
     func testDrainFinishesResponsesInFlight() throws {
         let track = pseudoRandomBytes(1_000_000, seed: 5)
-        let edge = try SimulatedEdge(seed: 5, config: Self.config(limits: "output_buffer_bytes_max = 65536\nread_chunk_bytes = 16384"),
-                                     files: ["/srv/origin/audio/big.bin": track])
+        let edge = try SimulatedEdge(
+            seed: 5, config: Self.config(limits: "output_buffer_bytes_max = 65536\nread_chunk_bytes = 16384"),
+            files: ["/srv/origin/audio/big.bin": track])
         let idle = edge.connect(), busy = edge.connect()
         busy.windowBytes = 50_000
         busy.write("GET /audio/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -149,11 +151,15 @@ final class SimulatedHTTP1Tests: XCTestCase {
             cuts += outcome.cuts
             for (k, v) in run.edge.sim.injected { faultCounts[k, default: 0] += v }
             if (testRun?.totalFailureCount ?? 0) > failuresBefore {
-                print("simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedHTTP1Tests")
+                print(
+                    "simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedHTTP1Tests"
+                )
                 return
             }
         }
-        print("simulation: \(simulationSeeds(default: 1000).count) HTTP/1.1 runs (\(tlsRuns) over TLS), \(responses) responses checked, \(cuts) connections cut by faults; faults: \(faultCounts.sorted { $0.key < $1.key })")
+        print(
+            "simulation: \(simulationSeeds(default: 1000).count) HTTP/1.1 runs (\(tlsRuns) over TLS), \(responses) responses checked, \(cuts) connections cut by faults; faults: \(faultCounts.sorted { $0.key < $1.key })"
+        )
     }
 }
 
@@ -184,12 +190,14 @@ struct SeededRun {
         faults.readFailurePercent = random.next(below: 4) == 0 ? 3 : 0
         lossy = faults.resetPercent > 0 || faults.readFailurePercent > 0
         let chunk = [4096, 16384, 65536][random.next(below: 3)]
-        let limits = "read_chunk_bytes = \(chunk)\noutput_buffer_bytes_max = \(max(16384, chunk * [1, 2, 4][random.next(below: 3)]))\n"
+        let limits =
+            "read_chunk_bytes = \(chunk)\noutput_buffer_bytes_max = \(max(16384, chunk * [1, 2, 4][random.next(below: 3)]))\n"
             + "recv_buffer_bytes = \([1024, 16384][random.next(below: 2)])"
         tls = random.next(below: 3) == 0
-        edge = try SimulatedEdge(seed: seed, faults: faults, config: SimulatedHTTP1Tests.config(limits: limits),
-                                 files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }),
-                                 tls: tls)
+        edge = try SimulatedEdge(
+            seed: seed, faults: faults, config: SimulatedHTTP1Tests.config(limits: limits),
+            files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }),
+            tls: tls)
     }
 
     struct Client {
@@ -197,8 +205,8 @@ struct SeededRun {
         let expectations: [Expectation]
         let pipelined: Bool
         var toWrite: [UInt8] = []
-        var written = 0          // requests handed to toWrite
-        var received = 0         // responses checked
+        var written = 0   // requests handed to toWrite
+        var received = 0   // responses checked
         var reader = ResponseReader()
         var done = false
     }
@@ -236,7 +244,8 @@ struct SeededRun {
             for i in clients.indices where !clients[i].done {
                 // Queue requests: all of them when pipelining, else the next once the last is answered.
                 while clients[i].written < clients[i].expectations.count
-                        && (clients[i].pipelined || clients[i].written == clients[i].received) {
+                    && (clients[i].pipelined || clients[i].written == clients[i].received)
+                {
                     clients[i].toWrite += Array(clients[i].expectations[clients[i].written].request.utf8)
                     clients[i].written += 1
                 }
@@ -253,7 +262,8 @@ struct SeededRun {
                 if !bytes.isEmpty { progressed = true }
                 clients[i].reader.add(bytes)
                 while clients[i].received < clients[i].expectations.count, let r = clients[i].reader.next() {
-                    clients[i].expectations[clients[i].received].check(r, "seed \(seed), client \(i), response \(clients[i].received)")
+                    clients[i].expectations[clients[i].received].check(
+                        r, "seed \(seed), client \(i), response \(clients[i].received)")
                     clients[i].received += 1
                     responses += 1
                 }
@@ -277,12 +287,16 @@ struct SeededRun {
     /// A connection the server cut: only when a fault could have caused it, and the bytes of
     /// the unfinished response are a true prefix of the right ones.
     func checkCut(_ client: Client, client i: Int) {
-        XCTAssertTrue(lossy, "seed \(seed): client \(i) cut after \(client.received) of \(client.expectations.count) responses with no fault that loses a connection")
+        XCTAssertTrue(
+            lossy,
+            "seed \(seed): client \(i) cut after \(client.received) of \(client.expectations.count) responses with no fault that loses a connection"
+        )
         let partial = client.reader.buffer
         guard let end = partial.firstRange(of: Array("\r\n\r\n".utf8)) else { return }
         let body = Array(partial[end.upperBound...])
         let expected = client.expectations[client.received].body
-        XCTAssertTrue(body.count <= expected.count && body == Array(expected.prefix(body.count)),
-                      "seed \(seed): client \(i) got wrong bytes in a cut response")
+        XCTAssertTrue(
+            body.count <= expected.count && body == Array(expected.prefix(body.count)),
+            "seed \(seed): client \(i) got wrong bytes in a cut response")
     }
 }

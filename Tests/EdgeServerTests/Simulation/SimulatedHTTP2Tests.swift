@@ -32,7 +32,10 @@ final class H2Client {
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrame)
         nghttp2_session_client_new(&session, callbacks, Unmanaged.passUnretained(self).toOpaque())
         nghttp2_session_callbacks_del(callbacks)
-        var settings = [nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(windowBytes))]
+        var settings = [
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(windowBytes))
+        ]
         nghttp2_submit_settings(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, 1)
     }
     deinit { nghttp2_session_del(session) }
@@ -44,9 +47,10 @@ final class H2Client {
         let bytes = fields.map { (Array($0.0.utf8), Array($0.1.utf8)) }
         let id: Int32 = withExtendedLifetime(bytes) {
             var nva = bytes.map { name, value in
-                nghttp2_nv(name: UnsafeMutablePointer(mutating: name.withUnsafeBufferPointer { $0.baseAddress! }),
-                           value: UnsafeMutablePointer(mutating: value.withUnsafeBufferPointer { $0.baseAddress! }),
-                           namelen: name.count, valuelen: value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                nghttp2_nv(
+                    name: UnsafeMutablePointer(mutating: name.withUnsafeBufferPointer { $0.baseAddress! }),
+                    value: UnsafeMutablePointer(mutating: value.withUnsafeBufferPointer { $0.baseAddress! }),
+                    namelen: name.count, valuelen: value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
             }
             return nghttp2_submit_request(session, nil, &nva, nva.count, nil, nil)
         }
@@ -76,17 +80,26 @@ final class H2Client {
     }
 
     fileprivate func header(_ stream: Int32, _ name: String, _ value: String) {
-        if name == ":status" { streams[stream]?.status = Int(value) ?? -1 } else { streams[stream]?.headers[name] = value }
+        if name == ":status" {
+            streams[stream]?.status = Int(value) ?? -1
+        } else {
+            streams[stream]?.headers[name] = value
+        }
     }
     fileprivate func data(_ stream: Int32, _ bytes: UnsafeBufferPointer<UInt8>) { streams[stream]?.body += bytes }
-    fileprivate func closed(_ stream: Int32, _ code: UInt32) { streams[stream]?.closed = true; streams[stream]?.errorCode = code }
+    fileprivate func closed(_ stream: Int32, _ code: UInt32) {
+        streams[stream]?.closed = true; streams[stream]?.errorCode = code
+    }
     fileprivate func goAway() { goAwayReceived = true }
 }
 
-private func client(_ p: UnsafeMutableRawPointer?) -> H2Client { Unmanaged<H2Client>.fromOpaque(p!).takeUnretainedValue() }
+private func client(_ p: UnsafeMutableRawPointer?) -> H2Client {
+    Unmanaged<H2Client>.fromOpaque(p!).takeUnretainedValue()
+}
 private let clientOnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, user in
-    client(user).header(frame!.pointee.hd.stream_id, String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self),
-                        String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self))
+    client(user).header(
+        frame!.pointee.hd.stream_id, String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self),
+        String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self))
     return 0
 }
 private let clientOnData: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, length, user in
@@ -105,19 +118,27 @@ private let clientOnFrame: nghttp2_on_frame_recv_callback = { _, frame, user in
 /// HTTP/2 (h2c, prior knowledge) through the production front end on the simulated kernel:
 /// many streams at once on one connection, flow control with a small client window, faults.
 final class SimulatedHTTP2Tests: XCTestCase {
-    func check(_ s: H2Client.Stream, _ e: Expectation, _ context: String, file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        _ s: H2Client.Stream, _ e: Expectation, _ context: String, file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(s.status, e.status, "status, \(context)", file: file, line: line)
-        XCTAssertTrue(s.body == e.body, "body differs (\(s.body.count) bytes, expected \(e.body.count)), \(context)", file: file, line: line)
-        if let cr = e.contentRange { XCTAssertEqual(s.headers["content-range"], cr, "Content-Range, \(context)", file: file, line: line) }
+        XCTAssertTrue(
+            s.body == e.body, "body differs (\(s.body.count) bytes, expected \(e.body.count)), \(context)", file: file,
+            line: line)
+        if let cr = e.contentRange {
+            XCTAssertEqual(s.headers["content-range"], cr, "Content-Range, \(context)", file: file, line: line)
+        }
     }
 
     func testMultiplexedStreamsWithSmallWindow() throws {
         let track = pseudoRandomBytes(400_000, seed: 21)
-        let edge = try SimulatedEdge(seed: 21, config: SimulatedHTTP1Tests.config(), files: ["/srv/origin/audio/a.bin": track])
+        let edge = try SimulatedEdge(
+            seed: 21, config: SimulatedHTTP1Tests.config(), files: ["/srv/origin/audio/a.bin": track])
         let h2 = H2Client(peer: edge.connect(), windowBytes: 4096)
-        let asks: [(Int32, Expectation)] = [nil, "bytes=0-99999", "bytes=-5000", "bytes=350000-", "bytes=500000-"].map { range in
-            (h2.get("/audio/a.bin", range: range), Expectation(path: "/audio/a.bin", content: track, range: range))
-        } + [(h2.get("/audio/none.bin"), Expectation(path: "/audio/none.bin", content: nil, range: nil))]
+        let asks: [(Int32, Expectation)] =
+            [nil, "bytes=0-99999", "bytes=-5000", "bytes=350000-", "bytes=500000-"].map { range in
+                (h2.get("/audio/a.bin", range: range), Expectation(path: "/audio/a.bin", content: track, range: range))
+            } + [(h2.get("/audio/none.bin"), Expectation(path: "/audio/none.bin", content: nil, range: nil))]
         for _ in 0..<10_000 where asks.contains(where: { h2.streams[$0.0]?.closed != true }) {
             h2.exchange()
             edge.runUntilIdle()
@@ -135,7 +156,8 @@ final class SimulatedHTTP2Tests: XCTestCase {
     /// worker stops.
     func testDrainSendsGoAwayAndFinishesStreams() throws {
         let track = pseudoRandomBytes(200_000, seed: 22)
-        let edge = try SimulatedEdge(seed: 22, config: SimulatedHTTP1Tests.config(), files: ["/srv/origin/audio/a.bin": track])
+        let edge = try SimulatedEdge(
+            seed: 22, config: SimulatedHTTP1Tests.config(), files: ["/srv/origin/audio/a.bin": track])
         let h2 = H2Client(peer: edge.connect(), windowBytes: 8192)
         let id = h2.get("/audio/a.bin")
         h2.exchange()
@@ -146,7 +168,9 @@ final class SimulatedHTTP2Tests: XCTestCase {
             edge.runUntilIdle()
         }
         XCTAssertTrue(h2.goAwayReceived)
-        check(try XCTUnwrap(h2.streams[id]), Expectation(path: "/audio/a.bin", content: track, range: nil), "drained stream")
+        check(
+            try XCTUnwrap(h2.streams[id]), Expectation(path: "/audio/a.bin", content: track, range: nil),
+            "drained stream")
         h2.exchange()
         edge.runUntilIdle()
         XCTAssertFalse(edge.running, "the worker stops once drained")
@@ -161,7 +185,10 @@ final class SimulatedHTTP2Tests: XCTestCase {
             let failuresBefore = testRun?.totalFailureCount ?? 0
             var random = SplitMix64(seed: seed)
             var files: [String: [UInt8]] = [:]
-            for i in 0..<2 { files["/audio/h\(i).bin"] = pseudoRandomBytes([1, 5000, 90_000, 250_000][random.next(below: 4)], seed: seed &+ UInt64(i)) }
+            for i in 0..<2 {
+                files["/audio/h\(i).bin"] = pseudoRandomBytes(
+                    [1, 5000, 90_000, 250_000][random.next(below: 4)], seed: seed &+ UInt64(i))
+            }
             var faults = SimulatedIO.Faults()
             faults.shortTransferPercent = [0, 40][random.next(below: 2)]
             faults.retryPercent = [0, 10][random.next(below: 2)]
@@ -171,10 +198,12 @@ final class SimulatedHTTP2Tests: XCTestCase {
             let chunk = [4096, 16384, 65536][random.next(below: 3)]
             let tls = random.next(below: 3) == 0   // h2 by ALPN over TLS, else h2c by prior knowledge
             if tls { tlsRuns += 1 }
-            let edge = try SimulatedEdge(seed: seed, faults: faults,
-                                         config: SimulatedHTTP1Tests.config(limits: "read_chunk_bytes = \(chunk)\noutput_buffer_bytes_max = \(max(16384, chunk))"),
-                                         files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }),
-                                         tls: tls)
+            let edge = try SimulatedEdge(
+                seed: seed, faults: faults,
+                config: SimulatedHTTP1Tests.config(
+                    limits: "read_chunk_bytes = \(chunk)\noutput_buffer_bytes_max = \(max(16384, chunk))"),
+                files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }),
+                tls: tls)
             var clients: [(H2Client, [(Int32, Expectation)])] = []
             for _ in 0..<(1 + random.next(below: 2)) {
                 let peer: any ClientPipe = tls ? try edge.connectTLS(alpn: ["h2"]) : edge.connect()
@@ -184,13 +213,17 @@ final class SimulatedHTTP2Tests: XCTestCase {
                     let path = files.keys.sorted()[random.next(below: files.count)]
                     let size = files[path]!.count
                     let first = random.next(below: size + 100)
-                    let range: String? = random.next(below: 3) == 0 ? nil : "bytes=\(first)-\(first + random.next(below: 120_000))"
-                    asks.append((h2.get(path, range: range), Expectation(path: path, content: files[path], range: range)))
+                    let range: String? =
+                        random.next(below: 3) == 0 ? nil : "bytes=\(first)-\(first + random.next(below: 120_000))"
+                    asks.append(
+                        (h2.get(path, range: range), Expectation(path: path, content: files[path], range: range)))
                 }
                 clients.append((h2, asks))
             }
             for _ in 0..<20_000 {
-                let open = clients.filter { c in !c.0.peer.closedByServer && !c.0.peer.wasReset && c.1.contains { c.0.streams[$0.0]?.closed != true } }
+                let open = clients.filter { c in
+                    !c.0.peer.closedByServer && !c.0.peer.wasReset && c.1.contains { c.0.streams[$0.0]?.closed != true }
+                }
                 if open.isEmpty { break }
                 for c in open { c.0.exchange() }
                 edge.runUntilIdle()
@@ -205,8 +238,13 @@ final class SimulatedHTTP2Tests: XCTestCase {
                         streamsChecked += 1
                     } else {
                         // Reset (a file read failed) or the connection died: only with a fault, never wrong bytes.
-                        XCTAssertTrue(lossy, "seed \(seed): stream \(id) unfinished (closed \(s.closed), error \(s.errorCode)) with no fault")
-                        XCTAssertTrue(s.body.count <= e.body.count && s.body == Array(e.body.prefix(s.body.count)), "seed \(seed): wrong bytes")
+                        XCTAssertTrue(
+                            lossy,
+                            "seed \(seed): stream \(id) unfinished (closed \(s.closed), error \(s.errorCode)) with no fault"
+                        )
+                        XCTAssertTrue(
+                            s.body.count <= e.body.count && s.body == Array(e.body.prefix(s.body.count)),
+                            "seed \(seed): wrong bytes")
                         lost += 1
                     }
                 }
@@ -215,10 +253,14 @@ final class SimulatedHTTP2Tests: XCTestCase {
             edge.runUntilIdle()
             edge.checkQuiescent("seed \(seed)")
             if (testRun?.totalFailureCount ?? 0) > failuresBefore {
-                print("simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedHTTP2Tests")
+                print(
+                    "simulation: seed \(seed) failed; reproduce with EDGE_SIM_SEED=\(seed) swift test --filter SimulatedHTTP2Tests"
+                )
                 return
             }
         }
-        print("simulation: \(seeds.count) HTTP/2 runs (\(tlsRuns) over TLS), \(streamsChecked) streams checked, \(lost) lost to injected faults")
+        print(
+            "simulation: \(seeds.count) HTTP/2 runs (\(tlsRuns) over TLS), \(streamsChecked) streams checked, \(lost) lost to injected faults"
+        )
     }
 }

@@ -7,8 +7,9 @@ import XCTest
 /// The client is OpenSSL in client mode (`TLSClientPipe`), verifying the test certificate.
 final class SimulatedTLSTests: XCTestCase {
     func edge(seed: UInt64, files: [String: [UInt8]] = [:]) throws -> SimulatedEdge {
-        try SimulatedEdge(seed: seed, config: SimulatedHTTP1Tests.config(),
-                          files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }), tls: true)
+        try SimulatedEdge(
+            seed: seed, config: SimulatedHTTP1Tests.config(),
+            files: Dictionary(uniqueKeysWithValues: files.map { ("/srv/origin" + $0.key, $0.value) }), tls: true)
     }
 
     /// Lets client and server talk for a few rounds (a TLS 1.3 handshake and a response need
@@ -113,7 +114,8 @@ final class SimulatedTLSTests: XCTestCase {
     /// (Without this, every TLS test above would pass against any certificate.)
     func testClientRefusesWrongServerName() throws {
         let edge = try edge(seed: 45)
-        let client = try TLSClientPipe(peer: edge.sim.connect(to: edge.tlsListenerFD), alpn: [], serverName: "other.test")
+        let client = try TLSClientPipe(
+            peer: edge.sim.connect(to: edge.tlsListenerFD), alpn: [], serverName: "other.test")
         var reader = ResponseReader()
         client.write("GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n")
         settle(edge, client, reader: &reader)
