@@ -24,7 +24,7 @@ final class SliceStoreTests: XCTestCase {
             XCTFail("expected a fill for \(key)"); return (false, [])
         }
         let m = meta(size)
-        XCTAssertNotNil(s.recordMeta(key.path, m))
+        XCTAssertNotNil(s.recordMeta(f, m))
         f.meta = m
         f.length = min(slice, size - key.index * slice)
         f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
@@ -86,7 +86,7 @@ final class SliceStoreTests: XCTestCase {
         for i in 0..<1000 {
             let key = SliceKey(path: "/audio/missing/\(i).opus", index: 0)
             guard case .startFill(let f) = s.lookup(key, worker: 0) else { return XCTFail() }
-            if i % 2 == 0 { XCTAssertNotNil(s.recordMeta(key.path, meta(1000))) }   // failed after its head
+            if i % 2 == 0 { XCTAssertNotNil(s.recordMeta(f, meta(1000))) }   // failed after its head
             s.failFill(f)
         }
         let st = s.stats
@@ -121,7 +121,7 @@ final class SliceStoreTests: XCTestCase {
         guard case .startFill(let fa) = s.lookup(a, worker: 0), case .startFill(let fb) = s.lookup(b, worker: 1) else {
             return XCTFail()
         }
-        XCTAssertNotNil(s.recordMeta(a.path, meta(200_000)))
+        XCTAssertNotNil(s.recordMeta(fa, meta(200_000)))
         s.failFill(fa)
         XCTAssertNotNil(s.meta(a.path), "the other slice's fill still needs the object's metadata")
         fb.meta = meta(200_000); fb.length = slice
@@ -148,7 +148,7 @@ final class SliceStoreTests: XCTestCase {
             guard case .startFill(let f) = s.lookup(key, worker: 0) else { return XCTFail() }
             var m = meta(3 * slice)
             m.storedAtSeconds = 1_800_000_000 + Int64(i)   // each head a second later
-            guard let stored = s.recordMeta(path, m) else { return XCTFail("same version refused") }
+            guard let stored = s.recordMeta(f, m) else { return XCTFail("same version refused") }
             XCTAssertEqual(stored.storedAtSeconds, 1_800_000_000, "one Age for the whole object")
             f.meta = m; f.length = slice
             XCTAssertTrue(s.completeFill(f).writeToDisk, "slice \(i) not stored")
@@ -156,7 +156,10 @@ final class SliceStoreTests: XCTestCase {
         XCTAssertFalse(anyMissing(s, path, 0, 2))
         // Another version is not mixed in: the object is purged.
         var other = meta(3 * slice); other.etag = "\"other\""
-        XCTAssertNil(s.recordMeta(path, other))
+        guard case .startFill(let changed) = s.lookup(SliceKey(path: path, index: 3), worker: 0) else {
+            return XCTFail()
+        }
+        XCTAssertNil(s.recordMeta(changed, other))
         XCTAssertTrue(anyMissing(s, path, 0, 0))
     }
 
@@ -168,5 +171,58 @@ final class SliceStoreTests: XCTestCase {
         XCTAssertTrue(anyMissing(s, "/audio/z", 0, 2))
         XCTAssertFalse(anyMissing(s, "/audio/z", 2, 2))
         XCTAssertFalse(anyMissing(s, "/audio/z", 3, 2))   // empty range
+    }
+
+    /// An operator purge: every slice of the object, in both tiers, leaves the index at once; the
+    /// disk slices are handed back to unlink; other objects stay.
+    func testPurgeByPathAndPrefix() {
+        let s = store(ram: 1 << 22, disk: 1 << 22)
+        for (t, slices) in [("a", 3), ("b", 2)] {
+            for i in 0..<slices {
+                let k = SliceKey(path: "/audio/\(t)/160.opus", index: i)
+                if fill(s, k, size: slices * slice).writeToDisk {
+                    XCTAssertTrue(
+                        s.diskWritten(k, DiskSlice(relativePath: "\(t)/\(i)", dataOffset: 4096, length: slice)))
+                }
+            }
+        }
+        fill(s, SliceKey(path: "/other/x.opus", index: 0), size: 1000)
+        let one = s.purge(path: "/audio/a/160.opus")
+        XCTAssertEqual(one.objects, 1)
+        XCTAssertEqual(one.slices, 3)
+        XCTAssertEqual(Set(one.diskSlices.map(\.relativePath)), ["a/0", "a/1", "a/2"])
+        XCTAssertNil(s.meta("/audio/a/160.opus"))
+        guard case .startFill = s.lookup(SliceKey(path: "/audio/a/160.opus", index: 0), worker: 0) else {
+            return XCTFail("a purged slice was still found")
+        }
+        let rest = s.purge(prefix: "/audio/")
+        XCTAssertEqual(rest.objects, 1, "b (a's new fill has no metadata yet)")
+        XCTAssertEqual(rest.fillsAbandoned, 1, "the fill started above")
+        XCTAssertEqual(rest.slices, 2)
+        XCTAssertNotNil(s.meta("/other/x.opus"), "outside the prefix")
+        XCTAssertEqual(s.purge(path: "/audio/b/160.opus"), SliceStore.Purged(), "nothing left to purge")
+    }
+
+    /// A fill running when its object is purged still serves its waiters, but stores nothing:
+    /// not its metadata, not its bytes in either tier (a licence takedown must not be undone by
+    /// a fill that was already on its way).
+    func testFillInFlightAtPurgeIsNeverStored() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        let k = SliceKey(path: "/audio/gone/160.opus", index: 0)
+        guard case .startFill(let f) = s.lookup(k, worker: 0) else { return XCTFail() }
+        XCTAssertEqual(s.purge(path: k.path).fillsAbandoned, 1)
+        guard case .startFill(let second) = s.lookup(k, worker: 1) else {
+            return XCTFail("a request after the purge joined the abandoned fill")
+        }
+        XCTAssertFalse(second === f)
+        let m = meta(1000)
+        XCTAssertEqual(s.recordMeta(f, m), m, "the abandoned fill still answers its waiters")
+        XCTAssertNil(s.meta(k.path), "an abandoned fill records no metadata")
+        f.meta = m; f.length = 1000
+        XCTAssertFalse(s.completeFill(f).writeToDisk)
+        XCTAssertEqual(s.stats.ramSlices, 0, "an abandoned fill's bytes entered the RAM tier")
+        s.failFill(second)
+        XCTAssertEqual(s.stats.fills, 0)
+        XCTAssertEqual(s.stats.keys, 0)
     }
 }

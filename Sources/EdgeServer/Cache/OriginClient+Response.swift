@@ -81,7 +81,7 @@ extension OriginClient {
         let fresh = ObjectMeta(
             size: total, etag: etag, lastModified: lm, contentType: contentType,
             storedAtSeconds: ring.wallMilliseconds() / 1000)
-        guard let meta = store.recordMeta(fill.key.path, fresh) else {
+        guard let meta = store.recordMeta(fill, fresh) else {
             // The object changed at the origin: everything cached of it is dropped; never mixed.
             listener?.purge(fill.key.path)
             failed(c, status: 502, upstreamFault: false, retry: false); return false

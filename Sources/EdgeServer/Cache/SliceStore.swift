@@ -49,6 +49,10 @@ final class Fill: @unchecked Sendable {
     var length = 0
     var failureStatus = 502
     var failureContentRange: String?
+    /// Purged while it ran (an operator purge, or the object changed): it still serves the
+    /// requests waiting on it, but its bytes and metadata are never stored. Set and read under
+    /// the store's lock.
+    var abandoned = false
 
     init(key: SliceKey, owner: Int, capacity: Int) {
         self.key = key; self.owner = owner
@@ -177,8 +181,10 @@ final class SliceStore: @unchecked Sendable {
     /// changed at the origin) purges everything cached for it and reports false.
     /// Returns the object's metadata as stored (the first head's: one `storedAt`, so one `Age`
     /// for every slice), or nil when the object changed.
-    func recordMeta(_ path: String, _ m: ObjectMeta) -> ObjectMeta? {
-        state.withLock { s in
+    func recordMeta(_ f: Fill, _ m: ObjectMeta) -> ObjectMeta? {
+        let path = f.key.path
+        return state.withLock { s in
+            if f.abandoned { return m }   // serves its waiters; records nothing
             if let old = s.meta[path] {
                 if old.sameVersion(as: m) { return old }
                 Self.purgeLocked(&s, path: path)
@@ -197,7 +203,8 @@ final class SliceStore: @unchecked Sendable {
             Self.removeFill(&s, f)
             // Purged meanwhile (or replaced by another version): not stored. The version is size
             // and ETag; comparing whole metadata would also compare when each head arrived.
-            guard let current = s.meta[f.key.path], let mine = f.meta, current.sameVersion(as: mine) else {
+            guard !f.abandoned, let current = s.meta[f.key.path], let mine = f.meta, current.sameVersion(as: mine)
+            else {
                 Self.forgetIfGone(&s, h, key: f.key); return (false, [])
             }
             s.keys[h] = f.key
@@ -266,9 +273,48 @@ final class SliceStore: @unchecked Sendable {
         state.withLock { s in Self.purgeLocked(&s, path: path) }
     }
 
+    /// What an operator purge removed.
+    struct Purged: Equatable {
+        var objects = 0
+        var slices = 0
+        var fillsAbandoned = 0
+        /// Slice files to unlink (their index entries are already gone).
+        var diskSlices: [DiskSlice] = []
+    }
+
+    /// An operator purge of one object or of every object under a prefix, in one critical
+    /// section: once it returns, no worker's lookup finds any of it, and fills running for it
+    /// finish for their waiters without storing anything.
+    func purge(path: String? = nil, prefix: String? = nil) -> Purged {
+        precondition((path == nil) != (prefix == nil), "purge takes a path or a prefix")
+        return state.withLock { s in
+            var paths = Set<String>()
+            let matches: (String) -> Bool = { p in path.map { p == $0 } ?? p.hasPrefix(prefix!) }
+            for p in s.meta.keys where matches(p) { paths.insert(p) }
+            for p in s.slicesByPath.keys where matches(p) { paths.insert(p) }
+            for k in s.fills.keys where matches(k.path) { paths.insert(k.path) }
+            var purged = Purged()
+            for p in paths {
+                if s.meta[p] != nil { purged.objects += 1 }
+                purged.slices += s.slicesByPath[p]?.count ?? 0
+                purged.fillsAbandoned += s.fills.keys.filter { $0.path == p }.count
+                purged.diskSlices += Self.purgeLocked(&s, path: p)
+            }
+            return purged
+        }
+    }
+
     @discardableResult
     private static func purgeLocked(_ s: inout State, path: String) -> [DiskSlice] {
         s.meta[path] = nil
+        // Fills in flight for it: new requests no longer join them, and their bytes are dropped.
+        if s.fillsByPath[path] != nil {
+            for (k, f) in s.fills where k.path == path {
+                f.abandoned = true
+                s.fills[k] = nil
+            }
+            s.fillsByPath[path] = nil
+        }
         var removed: [DiskSlice] = []
         for i in s.slicesByPath.removeValue(forKey: path) ?? [] {
             let k = SliceKey(path: path, index: i)
