@@ -15,13 +15,10 @@ extension Worker: ContentDelivery {
         return (c, ex)
     }
 
+    /// A later answer runs outside any nghttp2 callback, so it is sent at once.
     func deliver(_ c: Connection, _ ex: Exchange, _ answer: ContentAnswer) {
-        switch answer {
-        case .respond(let r):
-            respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
-        case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
-        case .waiting: return
-        }
+        if case .waiting = answer { return }
+        apply(answer, c, ex)
         pump(c)
     }
 
