@@ -34,6 +34,9 @@ public final class EdgePolicy {
     private let adaptive: Bool
     let sketchAdmission: Int
     private var pinExpiry: [UInt64: Int64] = [:]
+    /// The earliest pin expiry (a lower bound): `expirePins` scans only once it has passed, so
+    /// calling it every second costs nothing while no pin is due.
+    private var nextPinExpirySeconds = Int64.max
 
     public init(
         capacityBytes: Int, expectedEntries: Int, smallPercent: Double = 10, adaptive: Bool = true,
@@ -163,20 +166,30 @@ public final class EdgePolicy {
         }
         pinned.pushHead(n, &pool)
         pinExpiry[key] = untilSeconds
+        nextPinExpirySeconds = min(nextPinExpirySeconds, untilSeconds)
         return true
+    }
+
+    /// Ends a pin now: the entry joins main (it stays cached).
+    public func unpin(_ key: UInt64) {
+        guard pinExpiry.removeValue(forKey: key) != nil, let n = pool.index[key], pool.queue[Int(n)] == pinned.id
+        else { return }
+        pinned.remove(n, &pool)
+        main.pushHead(n, &pool)
     }
 
     /// Returns expired pins to main; the server calls it on its tick.
     public func expirePins(nowSeconds: Int64) {
-        for (key, until) in pinExpiry where until <= nowSeconds {
-            pinExpiry[key] = nil
-            if let n = pool.index[key], pool.queue[Int(n)] == pinned.id {
-                pinned.remove(n, &pool)
-                main.pushHead(n, &pool)
-            }
+        guard nowSeconds >= nextPinExpirySeconds else { return }
+        var next = Int64.max
+        for (key, until) in pinExpiry {
+            guard until <= nowSeconds else { next = min(next, until); continue }
+            unpin(key)
         }
+        nextPinExpirySeconds = next
     }
 
     public func isPinned(_ key: UInt64) -> Bool { pinExpiry[key] != nil }
+    public func pinExpiry(_ key: UInt64) -> Int64? { pinExpiry[key] }
     public var pinnedBytes: Int { pinned.bytes }
 }

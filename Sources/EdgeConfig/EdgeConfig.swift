@@ -58,7 +58,7 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-public struct ServerConfig: Sendable {
+public struct ServerConfig: Sendable, Equatable {
     public var listen: [ListenAddress] = []
     public var listenTLS: [ListenAddress] = []
     public var tlsCertificate = ""
@@ -71,7 +71,7 @@ public struct ServerConfig: Sendable {
     public var http2 = true
 }
 
-public struct TokenConfig: Sendable {
+public struct TokenConfig: Sendable, Equatable {
     public var name = "hdnts"
     public var keyHex = ""
     public var transitionKeyHex = ""
@@ -99,7 +99,7 @@ public struct Upstream: Sendable, Equatable {
     }
 }
 
-public struct OriginConfig: Sendable {
+public struct OriginConfig: Sendable, Equatable {
     public var urls: [String] = []
     public var upstreams: [Upstream] = []
     public var connectTimeoutMilliseconds = 2000
@@ -126,7 +126,7 @@ public struct OriginConfig: Sendable {
     }
 }
 
-public struct CacheConfig: Sendable {
+public struct CacheConfig: Sendable, Equatable {
     /// Where cached slices live; survives restarts. Required with HTTP origins.
     public var directory = ""
     public var diskBytesLimit = 10 * 1024 * 1024 * 1024
@@ -140,10 +140,31 @@ public struct CacheConfig: Sendable {
     public var objectBytesMax = 4 * 1024 * 1024 * 1024
     /// Slice files being written per worker; a completed fill beyond it stays in RAM only.
     public var diskWritesInFlightMax = 64
+    /// Bytes the disk tier may hold pinned (pre-warmed release content); 0: no pins.
+    public var pinnedBytesMax = 0
 }
 
 /// Every bound the server enforces. Names end in their unit.
-public struct LimitsConfig: Sendable {
+/// The operators' API: its own listener, never a player-facing port.
+public struct AdminConfig: Sendable, Equatable {
+    /// Nil: no admin API.
+    public var listen: ListenAddress? = nil
+    /// The bearer token every admin request must carry (from `admin.token` or `admin.token_file`).
+    public var token = ""
+    /// Pre-warm jobs, persisted here (default: `prewarm.sqlite` in the cache directory).
+    public var prewarmDatabase = ""
+    /// Pre-warm jobs kept (finished ones are forgotten oldest first beyond this).
+    public var prewarmJobsMax = 256
+    /// Objects one pre-warm job may name (paths, or the files of its tracks' manifests).
+    public var prewarmObjectsPerJobMax = 100_000
+    /// The ceiling on a job's `origin_concurrency` (and its default when absent: 4).
+    public var prewarmOriginConcurrencyMax = 64
+    /// Request bodies larger than this are refused with 413.
+    public var requestBodyBytesMax = 4 * 1024 * 1024
+    public init() {}
+}
+
+public struct LimitsConfig: Sendable, Equatable {
     public var connectionsPerWorkerMax = 10_000
     public var ringEntries = 1024
     public var listenBacklog = 1024
@@ -184,6 +205,7 @@ public struct EdgeConfig: Sendable {
     public var origin = OriginConfig()
     public var cache = CacheConfig()
     public var limits = LimitsConfig()
+    public var admin = AdminConfig()
 
     public init() {}
 
@@ -193,7 +215,8 @@ public struct EdgeConfig: Sendable {
         var c = EdgeConfig()
         var r = Reader(root: root)
         // [catalog], [packager] and [auth] belong to the other services: one file may serve all.
-        try r.allowOnly(["server", "token", "origin", "cache", "limits", "catalog", "packager", "auth"], in: "")
+        try r.allowOnly(
+            ["server", "token", "origin", "cache", "limits", "admin", "catalog", "packager", "auth"], in: "")
 
         let s = try r.table("server")
         try r.allowOnly(
@@ -302,7 +325,7 @@ public struct EdgeConfig: Sendable {
         try r.allowOnly(
             [
                 "dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max", "object_bytes_max",
-                "disk_writes_in_flight_max",
+                "disk_writes_in_flight_max", "pinned_bytes_max",
             ], in: "cache")
         c.cache.directory = try r.string(k, "cache.dir") ?? ""
         c.cache.diskBytesLimit = try r.int(k, "cache.disk_bytes_limit", 0...(1 << 50)) ?? c.cache.diskBytesLimit
@@ -312,6 +335,12 @@ public struct EdgeConfig: Sendable {
         c.cache.objectBytesMax = try r.int(k, "cache.object_bytes_max", 1...(1 << 44)) ?? c.cache.objectBytesMax
         c.cache.diskWritesInFlightMax =
             try r.int(k, "cache.disk_writes_in_flight_max", 1...100_000) ?? c.cache.diskWritesInFlightMax
+        c.cache.pinnedBytesMax = try r.int(k, "cache.pinned_bytes_max", 0...(1 << 50)) ?? 0
+        if c.cache.pinnedBytesMax > c.cache.diskBytesLimit / 2 {
+            throw ConfigError(
+                key: "cache.pinned_bytes_max",
+                reason: "must be at most half of cache.disk_bytes_limit (pins must leave room for everything else)")
+        }
         if !c.origin.upstreams.isEmpty && c.cache.directory.isEmpty {
             throw ConfigError(key: "cache.dir", reason: "required with http:// origins")
         }
@@ -362,7 +391,56 @@ public struct EdgeConfig: Sendable {
             throw ConfigError(key: "limits.request_line_bytes_max", reason: "must not exceed limits.header_bytes_max")
         }
         c.limits = lim
+        c.admin = try Self.parseAdmin(&r, cacheDirectory: c.cache.directory)
+        if let a = c.admin.listen {
+            try Self.refuseOverlappingListeners(cleartext: c.server.listen, tls: c.server.listenTLS, admin: a)
+        }
         return c
+    }
+
+    static func parseAdmin(_ r: inout Reader, cacheDirectory: String) throws -> AdminConfig {
+        var a = AdminConfig()
+        let t = try r.table("admin")
+        try r.allowOnly(
+            [
+                "listen", "token", "token_file", "prewarm_database", "prewarm_jobs_max",
+                "prewarm_objects_per_job_max", "prewarm_origin_concurrency_max", "request_body_bytes_max",
+            ], in: "admin")
+        guard t != nil else { return a }
+        guard let listen = try r.addresses(t, "admin.listen"), listen.count == 1 else {
+            throw ConfigError(key: "admin.listen", reason: "required in [admin]: one address, e.g. \"127.0.0.1:9090\"")
+        }
+        a.listen = listen[0]
+        a.token = try r.string(t, "admin.token") ?? ""
+        if let file = try r.string(t, "admin.token_file") {
+            guard a.token.isEmpty else {
+                throw ConfigError(key: "admin.token_file", reason: "set admin.token or admin.token_file, not both")
+            }
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
+            else {
+                throw ConfigError(key: "admin.token_file", reason: "cannot read \(file)")
+            }
+            a.token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard a.token.utf8.count >= 16 else {
+            throw ConfigError(
+                key: "admin.token", reason: "required, at least 16 characters (admin.token or admin.token_file)")
+        }
+        guard a.token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ConfigError(key: "admin.token", reason: "printable ASCII without spaces")
+        }
+        a.prewarmDatabase = try r.string(t, "admin.prewarm_database") ?? ""
+        if a.prewarmDatabase.isEmpty && !cacheDirectory.isEmpty {
+            a.prewarmDatabase = cacheDirectory + "/prewarm.sqlite"
+        }
+        a.prewarmJobsMax = try r.int(t, "admin.prewarm_jobs_max", 1...100_000) ?? a.prewarmJobsMax
+        a.prewarmObjectsPerJobMax =
+            try r.int(t, "admin.prewarm_objects_per_job_max", 1...10_000_000) ?? a.prewarmObjectsPerJobMax
+        a.prewarmOriginConcurrencyMax =
+            try r.int(t, "admin.prewarm_origin_concurrency_max", 1...4096) ?? a.prewarmOriginConcurrencyMax
+        a.requestBodyBytesMax =
+            try r.int(t, "admin.request_body_bytes_max", 1024...(256 << 20)) ?? a.requestBodyBytesMax
+        return a
     }
 }
 
@@ -681,8 +759,12 @@ extension EdgeConfig {
     /// listener on an address already in use and split connections between the two: cleartext clients
     /// would land on the TLS listener at random. Two addresses overlap when their ports match and
     /// their hosts match or either is a wildcard.
-    static func refuseOverlappingListeners(cleartext: [ListenAddress], tls: [ListenAddress]) throws {
-        let all = cleartext.map { ($0, "server.listen") } + tls.map { ($0, "server.listen_tls") }
+    static func refuseOverlappingListeners(
+        cleartext: [ListenAddress], tls: [ListenAddress], admin: ListenAddress? = nil
+    ) throws {
+        let all =
+            cleartext.map { ($0, "server.listen") } + tls.map { ($0, "server.listen_tls") }
+            + (admin.map { [($0, "admin.listen")] } ?? [])
         for (index, (address, key)) in all.enumerated() {
             for (earlier, earlierKey) in all[..<index] where address.overlaps(earlier) {
                 throw ConfigError(key: key, reason: "\(address) overlaps \(earlier) in \(earlierKey)")

@@ -91,4 +91,5 @@ final class AccessLog {
     }
 
     var idle: Bool { !inFlight && pending.isEmpty }
+    var enabled: Bool { fd >= 0 }
 }

@@ -32,6 +32,8 @@ final class Connection {
     }
     deinit { recvBuffer.deallocate() }
 
+    var isHTTP2: Bool { if case .http2 = frontEnd { true } else { false } }
+
     var protocolName: String {
         if case .http2 = frontEnd { return tls == nil ? "h2c" : "h2" }
         return tls == nil ? "http/1.1" : "https/1.1"

@@ -11,6 +11,8 @@ import EdgeConfig
 protocol ExchangeHost: AnyObject {
     /// The loop's clock.
     var nowMicroseconds: Int64 { get }
+    /// A fresh clock reading: when a request arrived, for its time to first byte.
+    func clockMicroseconds() -> Int64
     /// A complete request: routed, checked and answered, now or later, through the front end's
     /// own `respond`.
     func start(_ ex: Exchange, on c: Connection)

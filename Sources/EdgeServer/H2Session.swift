@@ -276,7 +276,7 @@ final class H2Session {
         if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
         let request = EdgeRequest(
             method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
-        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: host.nowMicroseconds)
+        let ex = Exchange(request: request, streamID: streamID, startMicroseconds: host.clockMicroseconds())
         exchanges[streamID] = ex
         if b.tooLarge {
             host.refuse(ex, on: connection, status: 431, text: "request header fields too large\n")

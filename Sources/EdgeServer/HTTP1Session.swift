@@ -82,7 +82,7 @@ final class HTTP1Session {
             case .request(let request, let consumed, let bodyLength):
                 c.input.consume(consumed)
                 headerStartMicroseconds = 0
-                let ex = Exchange(request: request, streamID: 0, startMicroseconds: host.nowMicroseconds)
+                let ex = Exchange(request: request, streamID: 0, startMicroseconds: host.clockMicroseconds())
                 ex.keepAlive =
                     request.wantsKeepAlive && requestsServed + 1 < limits.requestsPerConnectionMax && !draining
                 exchange = ex
@@ -102,7 +102,7 @@ final class HTTP1Session {
     private func refuse(status: Int, text: String) {
         let ex = Exchange(
             request: EdgeRequest(method: "-", target: "-", version: .http1_1, headers: []), streamID: 0,
-            startMicroseconds: host.nowMicroseconds)
+            startMicroseconds: host.clockMicroseconds())
         ex.keepAlive = false
         exchange = ex
         host.refuse(ex, on: connection, status: status, text: text)

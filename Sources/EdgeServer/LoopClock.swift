@@ -9,5 +9,8 @@ final class LoopClock {
     init(ring: Ring) { self.ring = ring; nowMicroseconds = ring.monotonicMicroseconds() }
     /// Called by the loop after each wait.
     func advance() { nowMicroseconds = ring.monotonicMicroseconds() }
+    /// A fresh reading, for what must be timed at the event itself (time to first byte, a
+    /// response's total time), not at the start of the loop's turn.
+    func read() -> Int64 { ring.monotonicMicroseconds() }
     var wallSeconds: Int64 { ring.wallMilliseconds() / 1000 }
 }

@@ -14,7 +14,9 @@ public struct StartupError: Error, CustomStringConvertible {
 /// through its eventfd so each drains and exits on its own.
 public final class EdgeServer {
     let config: EdgeConfig
-    public init(config: EdgeConfig) { self.config = config }
+    let configPath: String?
+    /// `configPath`: the file a reload (SIGHUP, the admin API) re-reads.
+    public init(config: EdgeConfig, configPath: String? = nil) { self.config = config; self.configPath = configPath }
 
     /// What `--check` verifies beyond the file itself: the certificate and key load and match, the
     /// origin directory exists, the cache directory exists or can be created. Each problem names its key.
@@ -54,8 +56,14 @@ public final class EdgeServer {
 
     public var workerCount: Int { config.server.workers > 0 ? config.server.workers : Int(edge_online_cpus()) }
 
-    /// Runs until a signal asks it to stop; returns when every worker has drained.
-    public func run(ready: (String) -> Void = { _ in }) throws {
+    /// Runs until a signal asks it to stop; returns when every worker has drained. `control` is
+    /// called once the cache index is loaded and before the workers start (the admin API starts
+    /// there, on its own threads).
+    public func run(
+        control startControl: (EdgeControl) throws -> Void = { _ in }, ready: (String) -> Void = { _ in }
+    )
+        throws
+    {
         edge_block_signals()   // inherited by the worker threads: only the main thread takes signals
         let router = Router(config.token)
         var tlsContext: OpaquePointer? = nil
@@ -86,7 +94,7 @@ public final class EdgeServer {
                 config: (
                     config.cache.directory, config.cache.sliceBytes, config.cache.fillsMax,
                     config.cache.ramBytesLimit, config.cache.diskBytesLimit
-                ), objectBytesMax: config.cache.objectBytesMax)
+                ), objectBytesMax: config.cache.objectBytesMax, pinnedBytesMax: config.cache.pinnedBytesMax)
             let (adopted, dropped) = try SliceFile.rebuild(s, report: { printError("edge: \($0)") })
             printError(
                 "edge: cache \(config.cache.directory): \(adopted) slices adopted, \(dropped) dropped (torn, unverifiable or over the limit)"
@@ -95,14 +103,15 @@ public final class EdgeServer {
         }
         let settings = WorkerSettings(
             config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD,
-            store: store, directory: WorkerDirectory(workers: workerCount))
+            store: store, directory: WorkerDirectory(workers: workerCount, signal: { _ = edge_eventfd_signal($0) }))
+        let control = EdgeControl(settings: settings, configPath: configPath)
 
         for a in config.server.listen + config.server.listenTLS {
             let rc = edge_address_free(a.host, Int32(a.port))
             if rc < 0 { throw StartupError(description: "cannot listen on \(a): \(String(cString: strerror(-rc)))") }
         }
         var plans: [WorkerPlan] = []
-        var wakeFDs: [Int32] = []
+
         for i in 0..<workerCount {
             var listeners: [Listener] = []
             for (addresses, tls) in [(config.server.listen, false), (config.server.listenTLS, true)] {
@@ -116,9 +125,10 @@ public final class EdgeServer {
             }
             let wake = edge_eventfd_create()
             if wake < 0 { throw StartupError(description: "eventfd: errno \(-wake)") }
-            wakeFDs.append(wake)
+
             plans.append(WorkerPlan(index: i, settings: settings, listeners: listeners, wakeFD: wake))
         }
+        try startControl(control)
         var handles: [UInt64] = []
         for plan in plans {
             var h: UInt64 = 0
@@ -154,13 +164,36 @@ public final class EdgeServer {
                         ? "edge: SIGHUP: reopened \(config.server.accessLog)"
                         : "edge: SIGHUP: cannot reopen \(config.server.accessLog): errno \(-rc)")
             }
+            Self.reload(control, trigger: "SIGHUP")
             sig = edge_wait_signal()
         }
         printError("edge: signal \(sig), draining (up to \(config.limits.drainTimeoutMilliseconds) ms)")
-        for fd in wakeFDs { _ = edge_eventfd_signal(fd) }
+        control.draining.store(true, ordering: .releasing)
+        settings.directory.requestStop()
         for h in handles { _ = edge_thread_join(h) }
         if let tlsContext { edge_tls_ctx_free(tlsContext) }
         printError("edge: stopped")
+    }
+}
+
+extension EdgeServer {
+    /// A reload, logged: what applied, what needs a restart, or why the file was refused (then the
+    /// running configuration keeps serving).
+    @discardableResult
+    public static func reload(_ control: EdgeControl, trigger: String) -> Result<EdgeControl.ReloadResult, Error> {
+        do {
+            let r = try control.reload()
+            printError(
+                "edge: \(trigger): configuration reloaded; applied: "
+                    + (r.applied.isEmpty ? "nothing changed" : r.applied.joined(separator: ", "))
+                    + (r.needsRestart.isEmpty
+                        ? "" : "; changed but needs a restart (not applied): " + r.needsRestart.joined(separator: ", "))
+            )
+            return .success(r)
+        } catch {
+            printError("edge: \(trigger): configuration refused, the running one keeps serving: \(error)")
+            return .failure(error)
+        }
     }
 }
 

@@ -10,10 +10,11 @@ extension Worker: ExchangeHost {
     // MARK: requests (both protocols)
 
     var nowMicroseconds: Int64 { clock.nowMicroseconds }
+    func clockMicroseconds() -> Int64 { clock.read() }
 
     /// Routes a complete request: access checks, then the content source.
     func start(_ ex: Exchange, on c: Connection) {
-        let decision = settings.router.route(
+        let decision = router.route(
             ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier)
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
@@ -82,7 +83,7 @@ extension Worker: ExchangeHost {
         ex.responded = true
         ex.status = status
         ex.body = body
-        ex.ttfbMicroseconds = nowMicroseconds - ex.startMicroseconds
+        ex.ttfbMicroseconds = clock.read() - ex.startMicroseconds
         switch c.frontEnd {
         case .http2(let h2):
             // No pump: this may run inside an nghttp2 callback; the session sends when it returns.

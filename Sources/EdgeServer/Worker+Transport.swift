@@ -29,6 +29,7 @@ extension Worker {
         guard !draining else { ring.close(fd: fd, UserData(kind: OpKind.ignore, slot: 0)); return }
         guard let c = takeSlot() else {
             rejectedConnections += 1
+            counters.add(MetricLayout.connectionsRefused)
             ring.close(fd: fd, UserData(kind: OpKind.ignore, slot: 0))
             return
         }
@@ -39,6 +40,8 @@ extension Worker {
         ring.setNoDelay(fd: fd)
         c.client = ring.peerAddress(fd: fd)
         liveConnections += 1   // counted before anything can fail: close() and release() balance it
+        counters.add(MetricLayout.connectionsAccepted)
+        counters.set(MetricLayout.connectionsOpen, liveConnections)
         if listeners[i].isTLS, let ctx = settings.tlsContext {
             guard let ssl = edge_tls_new(ctx) else { close(c); return }
             c.tls = ssl

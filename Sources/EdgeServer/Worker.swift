@@ -6,6 +6,7 @@ import EdgeHTTP
 import EdgeConfig
 import EdgeAuthToken
 import EdgeCrypto
+import Synchronization
 
 /// Settings every worker shares, read-only after start-up.
 final class WorkerSettings: @unchecked Sendable {
@@ -16,12 +17,17 @@ final class WorkerSettings: @unchecked Sendable {
     /// The shared cache (HTTP origins only).
     let store: SliceStore?
     let directory: WorkerDirectory
+    /// One block of counters per worker, summed by the metrics scrape.
+    let counters: [WorkerCounters]
+    /// Workers whose listeners are armed (readiness).
+    let workersStarted = Atomic<Int>(0)
     init(
         config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32, store: SliceStore?,
         directory: WorkerDirectory
     ) {
         self.config = config; self.router = router; self.tlsContext = tlsContext; self.accessLogFD = accessLogFD
         self.store = store; self.directory = directory
+        counters = directory.entries.map { _ in WorkerCounters() }
     }
 }
 
@@ -41,7 +47,10 @@ final class Worker {
     let log: AccessLog
     let readPool: BufferPool
     let reads: BodyReads
-    let verifier: EdgeAuthVerifier
+    /// Token settings: replaced whole by a reload, between two requests.
+    var router: Router
+    var verifier: EdgeAuthVerifier
+    let counters: WorkerCounters
     /// Files of a directory origin, or the slice cache in front of HTTP origins.
     let content: ContentSource
     var connections: [Connection] = []
@@ -81,7 +90,9 @@ final class Worker {
         log = AccessLog(fd: settings.accessLogFD, ring: ring, bufferBytesMax: limits.accessLogBufferBytesMax)
         readPool = BufferPool(size: limits.readChunkBytes, keepMax: 1024)
         reads = BodyReads(ring: ring, pool: readPool)
+        router = settings.router
         verifier = EdgeAuthVerifier(policy: settings.router.policy)
+        counters = settings.counters[index]
         errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: OpKind.errorLogWrite)
         // Multipart boundaries: unpredictable to clients, different on every worker.
         let boundarySeed = SecureRandom.uint64()
@@ -118,11 +129,13 @@ final class Worker {
     /// Arms the wake-up, the listeners and the tick.
     func start() {
         settings.directory.register(worker: index, ringFD: ring.fd)
+        settings.directory.entries[index].wakeFD.store(wakeFD, ordering: .releasing)
         ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
         clock.advance()
         updateDate()
         for i in listeners.indices { armAccept(i) }
         ring.timeout(milliseconds: tickMilliseconds, storage: tickStorage, UserData(kind: OpKind.tick, slot: 0))
+        settings.workersStarted.add(1, ordering: .releasing)
     }
 
     /// One turn of the loop: waits for completions and handles them. False once the worker
@@ -153,7 +166,7 @@ final class Worker {
         case OpKind.fileOpen, OpKind.fileStat:
             directorySource?.opened(d.kind, slot: d.slot, result: result, now: nowMicroseconds)
         case OpKind.tick: onTick()
-        case OpKind.wake: beginDrain()
+        case OpKind.wake: onWake()
         case OpKind.logWrite: log.written(result)
         case OpKind.originSocket: cache?.origin.onSocket(d, result)
         case OpKind.originConnect: cache?.origin.onConnect(d, result)
@@ -210,12 +223,17 @@ final class Worker {
     func logExchange(_ c: Connection, _ ex: Exchange) {
         guard !ex.logged else { return }
         ex.logged = true
+        let ttfb = max(0, ex.ttfbMicroseconds)
+        counters.request(protocolIndex: c.isHTTP2 ? 1 : 0, status: ex.status, bytes: ex.bytesSent)
+        counters.observe(histogram: MetricLayout.ttfb, microseconds: ttfb)
+        if ex.status == 403 { counters.tokenRejected(ex.verdict) }
+        guard log.enabled else { return }
         log.log(
             AccessLog.Record(
                 client: c.client, protocolName: c.protocolName, method: ex.request.method, path: ex.logPath,
                 status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
-                ttfbMicroseconds: max(0, ex.ttfbMicroseconds),
-                totalMicroseconds: nowMicroseconds - ex.startMicroseconds,
+                ttfbMicroseconds: ttfb,
+                totalMicroseconds: clock.read() - ex.startMicroseconds,
                 token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: ring.wallMilliseconds())
     }
 
@@ -238,6 +256,7 @@ final class Worker {
         c.life.release()
         liveConnections -= 1
         assert(liveConnections >= 0, "more connections released than accepted")
+        counters.set(MetricLayout.connectionsOpen, liveConnections)
         c.reset()
         freeSlots.append(c.slot)
     }
@@ -311,6 +330,33 @@ final class Worker {
         guard count != reported else { return }
         logError(text(count - reported))
         reported = count
+    }
+
+    /// The eventfd fired: mail from the control plane, or the stop request (SIGTERM).
+    func onWake() {
+        let entry = settings.directory.entries[index]
+        let mail = entry.mailbox.withLock { box in
+            defer { box.removeAll(keepingCapacity: true) }
+            return box
+        }
+        for m in mail {
+            switch m {
+            case .fetch(let fill):
+                if let cache {
+                    cache.origin.fetch(fill)
+                } else {
+                    preconditionFailure("a fetch for a worker without a cache")
+                }
+            case .reload(let r):
+                router = r
+                verifier = EdgeAuthVerifier(policy: r.policy)
+            }
+        }
+        if entry.stopRequested.load(ordering: .acquiring) {
+            beginDrain()
+        } else {
+            ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
+        }
     }
 
     /// SIGTERM/SIGINT: stop accepting, GOAWAY to HTTP/2 peers, close idle HTTP/1.1 connections,

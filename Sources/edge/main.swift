@@ -29,9 +29,9 @@ struct Edge: ParsableCommand {
             return
         }
         do {
-            try EdgeServer(config: parsed).run { line in
-                FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
-            }
+            try EdgeServer(config: parsed, configPath: config).run(
+                control: { _ in },
+                ready: { line in FileHandle.standardError.write((line + "\n").data(using: .utf8)!) })
         } catch {
             FileHandle.standardError.write("edge: \(error)\n".data(using: .utf8)!)
             throw ExitCode(1)

@@ -19,16 +19,18 @@ final class SliceStoreTests: XCTestCase {
 
     /// Runs one fill of `key` to completion the way the origin client does.
     @discardableResult
-    func fill(_ s: SliceStore, _ key: SliceKey, size: Int) -> (writeToDisk: Bool, diskEvicted: [DiskSlice]) {
+    func fill(_ s: SliceStore, _ key: SliceKey, size: Int) -> (writeToDisk: Bool, diskEvicted: [DiskSlice], fill: Fill)
+    {
         guard case .startFill(let f) = s.lookup(key, worker: 0) else {
-            XCTFail("expected a fill for \(key)"); return (false, [])
+            XCTFail("expected a fill for \(key)"); return (false, [], Fill(key: key, owner: 0, capacity: 1))
         }
         let m = meta(size)
         XCTAssertNotNil(s.recordMeta(f, m))
         f.meta = m
         f.length = min(slice, size - key.index * slice)
         f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
-        return s.completeFill(f)
+        let done = s.completeFill(f)
+        return (done.writeToDisk, done.diskEvicted, f)
     }
 
     /// Whether a request reading slices `first...last` of `path` is a partial hit, asked the way
@@ -103,8 +105,7 @@ final class SliceStoreTests: XCTestCase {
             let r = fill(s, SliceKey(path: "/audio/t\(i)/160.opus", index: 0), size: 100_000)
             for d in r.diskEvicted { XCTAssertFalse(d.relativePath.isEmpty) }
             if r.writeToDisk {   // the write lands
-                let k = SliceKey(path: "/audio/t\(i)/160.opus", index: 0)
-                _ = s.diskWritten(k, DiskSlice(relativePath: "x/\(i)", dataOffset: 4096, length: slice))
+                _ = s.diskWritten(r.fill, DiskSlice(relativePath: "x/\(i)", dataOffset: 4096, length: slice))
             }
         }
         let st = s.stats
@@ -132,8 +133,9 @@ final class SliceStoreTests: XCTestCase {
     func testSkippedDiskWriteForgetsTheSliceOnDiskOnly() {
         let s = store(ram: 1 << 20, disk: 1 << 20)
         let k = SliceKey(path: "/audio/y/160.opus", index: 0)
-        XCTAssertTrue(fill(s, k, size: 1000).writeToDisk)
-        s.diskWriteFailed(k)   // not written (disk_writes_in_flight_max, or an I/O error)
+        let r = fill(s, k, size: 1000)
+        XCTAssertTrue(r.writeToDisk)
+        s.diskWriteFailed(r.fill)   // not written (disk_writes_in_flight_max, or an I/O error)
         XCTAssertNotNil(s.meta(k.path), "still in RAM")
         guard case .ram = s.lookup(k, worker: 0) else { return XCTFail("expected a RAM hit") }
     }
@@ -180,9 +182,11 @@ final class SliceStoreTests: XCTestCase {
         for (t, slices) in [("a", 3), ("b", 2)] {
             for i in 0..<slices {
                 let k = SliceKey(path: "/audio/\(t)/160.opus", index: i)
-                if fill(s, k, size: slices * slice).writeToDisk {
+                let r = fill(s, k, size: slices * slice)
+                if r.writeToDisk {
                     XCTAssertTrue(
-                        s.diskWritten(k, DiskSlice(relativePath: "\(t)/\(i)", dataOffset: 4096, length: slice)))
+                        s.diskWritten(r.fill, DiskSlice(relativePath: "\(t)/\(i)", dataOffset: 4096, length: slice))
+                            .stored)
                 }
             }
         }

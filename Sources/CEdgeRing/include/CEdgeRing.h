@@ -75,4 +75,13 @@ int edge_address_free(const char *host, int port);
 int edge_set_nodelay(int fd);
 // Formats the peer address of an accepted socket as text ("1.2.3.4" or "::1").
 int edge_peer_address(int fd, char *out, size_t cap);
+
+// Per-worker counters: written by one thread only, read by the metrics scrape on another. Relaxed
+// load + store (not an atomic read-modify-write): no lock prefix, no contention, and the reader
+// never sees a torn value.
+static inline void edge_counter_add(long *p, long v) {
+    __atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+static inline void edge_counter_set(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline long edge_counter_load(const long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 #endif

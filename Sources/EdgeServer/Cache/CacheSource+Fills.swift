@@ -104,14 +104,17 @@ extension CacheSource: FillListener {
     func fillCompleted(_ f: Fill) {
         // Verify what arrived before anyone can find it in the cache: the length it announced.
         f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
-        let (write, evicted) = store.completeFill(f)
-        for d in evicted { writer.unlink(d.relativePath) }
-        if write, let meta = f.meta { writer.write(f, meta: meta) }
+        let done = store.completeFill(f)
+        for d in done.diskEvicted { writer.unlink(d.relativePath) }
+        if let outcome = done.ticketOutcome { for t in done.tickets { t.report(outcome) } }
+        if done.writeToDisk, let meta = f.meta { writer.write(f, meta: meta) }
         fillProgressed(f)
     }
 
     func fillFailed(_ f: Fill) {
-        store.failFill(f)
+        let outcome: PrewarmOutcome =
+            f.abandoned ? .failed("purged while it was fetched") : .originStatus(f.failureStatus)
+        for t in store.failFill(f) { t.report(outcome) }
         fillProgressed(f)
     }
 

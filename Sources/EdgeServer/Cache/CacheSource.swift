@@ -25,6 +25,7 @@ final class CacheSource {
     let limits: LimitsConfig
     let directory: WorkerDirectory
     let errorLog: AccessLog
+    let counters: WorkerCounters
     /// The worker, set once it exists.
     weak var delivery: (any ContentDelivery)?
     var parked: [Parked] = []
@@ -35,6 +36,8 @@ final class CacheSource {
     private var boundaryCounter: UInt64
     var sliceBytes: Int { store.sliceBytes }
     static let sliceLookupsMax = 3
+    /// Indices into `MetricLayout.cacheTiers`.
+    static let originTier = 2, coalescedTier = 3
 
     init(
         store: SliceStore, worker: Int, ring: Ring, clock: LoopClock, reads: BodyReads, settings: WorkerSettings,
@@ -55,7 +58,9 @@ final class CacheSource {
             openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
         writer = SliceWriter(
             ring: ring, store: store, errorLog: errorLog, inFlightMax: config.cache.diskWritesInFlightMax)
-        origin = OriginClient(ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog)
+        counters = settings.counters[worker]
+        origin = OriginClient(
+            ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog, counters: counters)
         origin.listener = self
     }
 
@@ -81,9 +86,11 @@ final class CacheSource {
         let owner = BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID)
         switch store.lookup(SliceKey(path: path, index: first / sliceBytes), worker: worker) {
         case .filling(let f):
+            counters.add(MetricLayout.cacheLookups + Self.coalescedTier)
             park(Parked(owner: owner, fill: f))
             return .waiting
         case .startFill(let f):
+            counters.add(MetricLayout.cacheLookups + Self.originTier)
             origin.fetch(f)
             park(Parked(owner: owner, fill: f))
             return .waiting
@@ -111,7 +118,7 @@ final class CacheSource {
         let readsBody = !ex.isHead
         guard
             let hit = store.hit(
-                path, known: fetched, worker: worker, readsBody: readsBody,
+                path, known: fetched, worker: worker, nowSeconds: clock.wallSeconds, readsBody: readsBody,
                 plan: { meta in
                     ResponsePlan.build(
                         request: ex.request, path: path, size: meta.size, etag: meta.etag,
@@ -135,7 +142,8 @@ final class CacheSource {
                 file: nil, objectPath: path, objectETag: hit.meta.etag, segments: plan.segments,
                 owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
                 bufferCapacity: limits.readChunkBytes)
-            if let (index, lookup) = hit.firstSlice { adopt(lookup, index: index, into: b) }
+            // A miss counted its first slice when it went to the origin.
+            if let (index, lookup) = hit.firstSlice { adopt(lookup, index: index, into: b, counted: fetched == nil) }
             body = b
         }
         return Response(status: plan.status, headers: plan.headers, contentLength: plan.contentLength, body: body)
@@ -144,15 +152,18 @@ final class CacheSource {
     // MARK: bodies of cached objects
 
     /// Where slice `index` of a body's object comes from, as the index said.
-    private func adopt(_ lookup: SliceStore.Lookup, index: Int, into body: BodyStream) {
+    private func adopt(_ lookup: SliceStore.Lookup, index: Int, into body: BodyStream, counted: Bool = true) {
         body.sliceIndex = index
+        let tier: Int
         switch lookup {
-        case .ram(let b, let length): body.sliceSource = .memory(b, length: length)
-        case .disk(let d): body.sliceSource = .disk(d)
-        case .filling(let f): body.sliceSource = .fill(f); body.servedFromCache = false
-        case .startFill(let f): origin.fetch(f); body.sliceSource = .fill(f); body.servedFromCache = false
-        case .overloaded: body.sliceSource = nil; body.failed = true
+        case .ram(let b, let length): body.sliceSource = .memory(b, length: length); tier = 0
+        case .disk(let d): body.sliceSource = .disk(d); tier = 1
+        case .filling(let f): body.sliceSource = .fill(f); body.servedFromCache = false; tier = Self.coalescedTier
+        case .startFill(let f):
+            origin.fetch(f); body.sliceSource = .fill(f); body.servedFromCache = false; tier = Self.originTier
+        case .overloaded: body.sliceSource = nil; body.failed = true; return
         }
+        if counted { counters.add(MetricLayout.cacheLookups + tier) }
     }
 
     /// Makes the next bytes of a body ready: borrowed from a RAM slice or a fill in progress, or

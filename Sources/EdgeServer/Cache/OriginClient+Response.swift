@@ -48,6 +48,7 @@ extension OriginClient {
             total = cl; length = min(cl, sliceBytes)
             c.bodyToDiscard = cl - length
         case 404, 410:
+            counters.originError("not_found")
             finishWithoutBody(c, status: h.status, contentRange: nil); return false
         case 416:
             // Passed on only in its valid form (`bytes */N`): it is re-sent to players.
@@ -59,6 +60,7 @@ extension OriginClient {
             }
             finishWithoutBody(c, status: 416, contentRange: cr); return false
         default:
+            counters.originError("status")
             if h.status >= 500 {
                 logError(
                     "origin \(upstreams[c.upstream].url): \(h.status) for \(fill.key.path) slice \(fill.key.index)")

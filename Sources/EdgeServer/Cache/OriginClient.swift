@@ -16,6 +16,7 @@ final class OriginClient {
     let clock: LoopClock
     let store: SliceStore
     let errorLog: AccessLog
+    let counters: WorkerCounters
     /// Told when a fill moves (the worker's cache source, which owns this client).
     weak var listener: (any FillListener)?
     let upstreams: [Upstream]
@@ -31,7 +32,11 @@ final class OriginClient {
     /// Fetches refused at `origin.queue_max` (reported by the worker's tick).
     var queueRefusals = 0
 
-    init(ring: Ring, clock: LoopClock, config: OriginConfig, store: SliceStore, errorLog: AccessLog) {
+    init(
+        ring: Ring, clock: LoopClock, config: OriginConfig, store: SliceStore, errorLog: AccessLog,
+        counters: WorkerCounters
+    ) {
+        self.counters = counters
         self.ring = ring
         self.clock = clock
         self.store = store
@@ -79,6 +84,7 @@ final class OriginClient {
             job.attempts -= 1; job.tried.removeLast()
             guard queued.count < config.queueMax else {
                 queueRefusals += 1
+                counters.originError("queue_full")
                 fail(job.fill, status: 503)
                 return
             }
@@ -121,7 +127,7 @@ final class OriginClient {
         guard let c = connection(d) else {
             if result >= 0 { ring.close(fd: result, UserData(kind: OpKind.ignore, slot: 0)) }; return
         }
-        guard result >= 0 else { failed(c, status: 502, upstreamFault: true); return }
+        guard result >= 0 else { counters.originError("connect"); failed(c, status: 502, upstreamFault: true); return }
         c.fd = result
         c.state = .connecting
         c.pendingOps += 1
@@ -132,7 +138,7 @@ final class OriginClient {
 
     func onConnect(_ d: UserData, _ result: Int32) {
         guard let c = connection(d) else { return }
-        guard result >= 0 else { failed(c, status: 502, upstreamFault: true); return }
+        guard result >= 0 else { counters.originError("connect"); failed(c, status: 502, upstreamFault: true); return }
         ring.setNoDelay(fd: c.fd)
         sendRequest(c)
     }
@@ -162,6 +168,8 @@ final class OriginClient {
             clock.nowMicroseconds + Int64(config.firstByteTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
         c.deadlineStatus = 504
         requestsSent += 1
+        counters.add(MetricLayout.originRequests)
+        c.sentMicroseconds = clock.read()
         sendRequestBytes(c)
         postRecv(c)
     }
@@ -216,8 +224,10 @@ final class OriginClient {
         switch TransferOutcome(receiveResult: result) {
         case .bytes: break
         case .retry: postRecv(c); return
-        case .peerClosed: failed(c, status: 502, upstreamFault: c.headParsed); return   // EOF mid-response
-        case .failed: failed(c, status: 502, upstreamFault: true); return   // reset mid-response
+        case .peerClosed:   // EOF mid-response
+            counters.originError("reset"); failed(c, status: 502, upstreamFault: c.headParsed); return
+        case .failed:   // reset mid-response
+            counters.originError("reset"); failed(c, status: 502, upstreamFault: true); return
         }
         c.deadlineMicroseconds = min(
             clock.nowMicroseconds + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
@@ -286,6 +296,7 @@ final class OriginClient {
             )
         }
         if c.bodyExpected == 0 {
+            counters.observe(histogram: MetricLayout.originLatency, microseconds: clock.read() - c.sentMicroseconds)
             health[c.upstream] = Health()
             listener?.fillCompleted(fill)
             c.job = nil
@@ -303,6 +314,7 @@ final class OriginClient {
         guard bytes.count > 0 else { return }
         let written = fill.buffer.available.load(ordering: .relaxed)
         (fill.buffer.bytes + written).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        counters.add(MetricLayout.originBytes, bytes.count)
         fill.buffer.available.store(written + bytes.count, ordering: .releasing)
         c.bodyExpected -= bytes.count
     }
@@ -310,6 +322,7 @@ final class OriginClient {
     /// The origin broke HTTP: logged with the reason, the connection closed, the fill retried on
     /// the next upstream while no byte of it has been published (502 when none is left).
     func protocolError(_ c: OriginConnection, _ job: Job, _ why: String) {
+        counters.originError("protocol")
         logError(
             "origin \(upstreams[c.upstream].url): \(why) for \(job.fill.key.path) slice \(job.fill.key.index); 502")
         failed(c, status: 502, upstreamFault: true)
@@ -407,6 +420,7 @@ final class OriginClient {
                     "origin \(upstreams[c.upstream].url): \(what) for \(job.fill.key.path) slice \(job.fill.key.index); 504"
                 )
             }
+            counters.originError("timeout")
             failed(c, status: c.deadlineStatus, upstreamFault: true)
         }
     }

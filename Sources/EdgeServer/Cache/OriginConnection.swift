@@ -40,6 +40,8 @@ final class OriginConnection {
     /// The whole response must be in by then (slow-loris origins), whatever the idle timeout.
     var responseDeadlineMicroseconds: Int64 = 0
     var deadlineStatus = 504
+    /// When the current request was sent (the origin latency histogram).
+    var sentMicroseconds: Int64 = 0
 
     init(slot: UInt32) { self.slot = slot }
     deinit { address.deallocate(); recvBuffer.deallocate() }

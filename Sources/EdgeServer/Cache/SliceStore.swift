@@ -10,6 +10,10 @@ struct ObjectMeta: Sendable, Equatable {
     var lastModified: String
     var contentType: String
     var storedAtSeconds: Int64
+    /// Requests answered from this metadata, and the last one's wall-clock second (the operators'
+    /// cache listing).
+    var hits = 0
+    var lastAccessSeconds: Int64 = 0
 
     /// The same representation: every slice of an object must agree on these.
     func sameVersion(as other: ObjectMeta) -> Bool { size == other.size && etag == other.etag }
@@ -53,6 +57,10 @@ final class Fill: @unchecked Sendable {
     /// requests waiting on it, but its bytes and metadata are never stored. Set and read under
     /// the store's lock.
     var abandoned = false
+    /// Pre-warm jobs waiting for this slice to reach the disk tier, and the pin they want (the
+    /// latest expiry asked for). Both under the store's lock.
+    var prewarmTickets: [PrewarmTicket] = []
+    var pinUntilSeconds: Int64 = 0
 
     init(key: SliceKey, owner: Int, capacity: Int) {
         self.key = key; self.owner = owner
@@ -75,6 +83,8 @@ final class SliceStore: @unchecked Sendable {
     let sliceBytes: Int
     let fillsMax: Int
     let directory: String
+    /// Bytes the disk tier may hold pinned.
+    let pinnedBytesMax: Int
     /// The largest object size accepted from an origin or a slice file.
     let objectBytesMax: Int
 
@@ -89,13 +99,20 @@ final class SliceStore: @unchecked Sendable {
         var slicesByPath: [String: Set<Int>] = [:]
         /// Fills in progress per object: its metadata stays while any runs.
         var fillsByPath: [String: Int] = [:]
+        /// What the policies did, for the metrics (read on scrape).
+        var ramEvictions = 0
+        var diskEvictions = 0
+        var ramRefused = 0
+        var diskRefused = 0
     }
     let state: Mutex<State>
 
     init(
-        config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int), objectBytesMax: Int
+        config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int), objectBytesMax: Int,
+        pinnedBytesMax: Int = 0
     ) {
         self.objectBytesMax = objectBytesMax
+        self.pinnedBytesMax = pinnedBytesMax
         sliceBytes = config.sliceBytes
         fillsMax = config.fillsMax
         directory = config.directory
@@ -152,10 +169,19 @@ final class SliceStore: @unchecked Sendable {
     /// Nil when the object's metadata is unknown (a miss). `known`: metadata the caller already has
     /// (a fill's head), used even if the index has dropped the object since.
     func hit(
-        _ path: String, known: ObjectMeta? = nil, worker: Int, readsBody: Bool, plan build: (ObjectMeta) -> ResponsePlan
+        _ path: String, known: ObjectMeta? = nil, worker: Int, nowSeconds: Int64 = 0, readsBody: Bool,
+        plan build: (ObjectMeta) -> ResponsePlan
     ) -> Hit? {
         state.withLock { s in
-            guard let meta = known ?? s.meta[path] else { return nil }
+            let meta: ObjectMeta
+            if let known {
+                meta = known
+            } else {
+                guard let i = s.meta.index(forKey: path) else { return nil }
+                s.meta.values[i].hits &+= 1
+                s.meta.values[i].lastAccessSeconds = nowSeconds
+                meta = s.meta.values[i]
+            }
             let plan = build(meta)
             var partial = false
             var firstIndex: Int? = nil
@@ -196,63 +222,115 @@ final class SliceStore: @unchecked Sendable {
     }
 
     /// A fill finished whole: the slice enters the RAM tier (by its policy) and, if the disk
-    /// policy admits it, the caller writes it to disk. Returns the disk slices to delete.
-    func completeFill(_ f: Fill) -> (writeToDisk: Bool, diskEvicted: [DiskSlice]) {
+    /// policy admits it, the caller writes it to disk (pinned, when a pre-warm asked). Returns the
+    /// disk slices to delete, and the pre-warm tickets to answer now (nil outcome: they wait for
+    /// the disk write, which carries them on the fill).
+    func completeFill(
+        _ f: Fill
+    ) -> (
+        writeToDisk: Bool, diskEvicted: [DiskSlice], tickets: [PrewarmTicket], ticketOutcome: PrewarmOutcome?
+    ) {
         let h = f.key.hash
         return state.withLock { s in
             Self.removeFill(&s, f)
+            let tickets = f.prewarmTickets
             // Purged meanwhile (or replaced by another version): not stored. The version is size
             // and ETag; comparing whole metadata would also compare when each head arrived.
             guard !f.abandoned, let current = s.meta[f.key.path], let mine = f.meta, current.sameVersion(as: mine)
             else {
-                Self.forgetIfGone(&s, h, key: f.key); return (false, [])
+                Self.forgetIfGone(&s, h, key: f.key)
+                f.prewarmTickets = []
+                return (false, [], tickets, .failed("purged or changed at the origin while it was fetched"))
             }
             s.keys[h] = f.key
             s.slicesByPath[f.key.path, default: []].insert(f.key.index)
             let r = s.ramPolicy.insert(h, size: f.length)
+            s.ramEvictions += r.evicted.count
+            if !r.admitted { s.ramRefused += 1 }
             for e in r.evicted { if let k = s.keys[e] { s.ram[k] = nil; Self.forgetIfGone(&s, e) } }
             if r.admitted { s.ram[f.key] = (f.buffer, f.length) }
             var diskEvicted: [DiskSlice] = []
             var write = false
+            var outcome: PrewarmOutcome? = nil
             if s.disk[f.key] == nil {
                 let d = s.diskPolicy.insert(h, size: f.length)
+                s.diskEvictions += d.evicted.count
+                if !d.admitted { s.diskRefused += 1 }
                 for e in d.evicted {
                     if let k = s.keys[e], let ds = s.disk.removeValue(forKey: k) { diskEvicted.append(ds) }
                     Self.forgetIfGone(&s, e)
                 }
                 write = d.admitted
+                if !d.admitted {
+                    outcome = .failed("not admitted to the disk tier (disk_bytes_limit, less what is pinned)")
+                } else if f.pinUntilSeconds > 0 && !pinLocked(&s, h, size: f.length, until: f.pinUntilSeconds) {
+                    outcome = .failed("pin budget exceeded (cache.pinned_bytes_max \(pinnedBytesMax))")
+                }
+            } else {
+                outcome = pinIfAsked(&s, f.key, until: f.pinUntilSeconds)
             }
             Self.forgetIfGone(&s, h)   // admitted by neither tier
-            return (write, diskEvicted)
+            if outcome != nil || !write { f.prewarmTickets = [] } else { return (write, diskEvicted, [], nil) }
+            return (write, diskEvicted, tickets, outcome ?? .failed("not written to disk"))
         }
     }
 
+    func pinIfAsked(_ s: inout State, _ key: SliceKey, until: Int64) -> PrewarmOutcome {
+        guard until > 0, let d = s.disk[key] else { return .cached(bytes: s.disk[key]?.length ?? 0) }
+        return pinLocked(&s, key.hash, size: d.length, until: until)
+            ? .cached(bytes: d.length) : .failed("pin budget exceeded (cache.pinned_bytes_max \(pinnedBytesMax))")
+    }
+
+    /// Pins a slice of the disk tier, within `pinnedBytesMax`. Re-pinning keeps the later expiry.
+    func pinLocked(_ s: inout State, _ h: UInt64, size: Int, until: Int64) -> Bool {
+        if let current = s.diskPolicy.pinExpiry(h) {
+            if until > current { s.diskPolicy.pin(h, untilSeconds: until) }
+            return true
+        }
+        guard s.diskPolicy.pinnedBytes + size <= pinnedBytesMax else { return false }
+        return s.diskPolicy.pin(h, untilSeconds: until)
+    }
+
     /// A fill failed: it leaves nothing behind, not its key and, when no slice of the object is
-    /// cached, not the object's metadata either.
-    func failFill(_ f: Fill) {
+    /// cached, not the object's metadata either. Returns the pre-warm tickets it carried.
+    @discardableResult
+    func failFill(_ f: Fill) -> [PrewarmTicket] {
         state.withLock { s in
-            guard s.fills[f.key] === f else { return }
+            let tickets = f.prewarmTickets
+            f.prewarmTickets = []
+            guard s.fills[f.key] === f else { return tickets }
             Self.removeFill(&s, f)
             Self.forgetIfGone(&s, f.key.hash, key: f.key)
+            return tickets
         }
     }
 
     /// A slice file landed. False when the slice was evicted or purged while it was being
-    /// written: the caller deletes the file, or it would sit on disk outside the limit.
-    func diskWritten(_ key: SliceKey, _ d: DiskSlice) -> Bool {
-        state.withLock { s in
-            guard s.diskPolicy.contains(key.hash), s.meta[key.path] != nil else { return false }
+    /// written: the caller deletes the file, or it would sit on disk outside the limit. The
+    /// pre-warm tickets the fill carried are returned to be answered.
+    func diskWritten(_ f: Fill, _ d: DiskSlice) -> (stored: Bool, tickets: [PrewarmTicket]) {
+        let key = f.key
+        return state.withLock { s in
+            let tickets = f.prewarmTickets
+            f.prewarmTickets = []
+            guard s.diskPolicy.contains(key.hash), s.meta[key.path] != nil else { return (false, tickets) }
             s.disk[key] = d
-            return true
+            return (true, tickets)
         }
     }
 
     /// A slice write failed or was not started (too many in flight): the disk tier forgets it.
-    func diskWriteFailed(_ key: SliceKey) {
-        state.withLock { s in
+    /// Returns the pre-warm tickets the fill carried.
+    @discardableResult
+    func diskWriteFailed(_ f: Fill) -> [PrewarmTicket] {
+        let key = f.key
+        return state.withLock { s in
+            let tickets = f.prewarmTickets
+            f.prewarmTickets = []
             s.diskPolicy.remove(key.hash)
             s.disk[key] = nil
             Self.forgetIfGone(&s, key.hash, key: key)
+            return tickets
         }
     }
 
@@ -305,7 +383,7 @@ final class SliceStore: @unchecked Sendable {
     }
 
     @discardableResult
-    private static func purgeLocked(_ s: inout State, path: String) -> [DiskSlice] {
+    static func purgeLocked(_ s: inout State, path: String) -> [DiskSlice] {
         s.meta[path] = nil
         // Fills in flight for it: new requests no longer join them, and their bytes are dropped.
         if s.fillsByPath[path] != nil {

@@ -52,7 +52,9 @@ final class SliceWriter {
     func write(_ f: Fill, meta: ObjectMeta) {
         guard inFlight < inFlightMax else {
             skipped += 1
-            store.diskWriteFailed(f.key)
+            for t in store.diskWriteFailed(f) {
+                t.report(.failed("disk_writes_in_flight_max reached: kept in RAM only"))
+            }
             return
         }
         let rel = SliceFile.relativePath(f.key, etag: meta.etag)
@@ -136,9 +138,13 @@ final class SliceWriter {
             guard result >= 0 else { return fail(w, slot: slot, "rename", result) }
             let slice = DiskSlice(
                 relativePath: w.relativePath, dataOffset: SliceFile.headerBytes, length: w.fill.length)
-            if !store.diskWritten(w.key, slice) {
+            let (stored, tickets) = store.diskWritten(w.fill, slice)
+            if !stored {
                 unlink(w.relativePath)   // purged or replaced while it was being written
             }
+            let outcome: PrewarmOutcome =
+                stored ? .cached(bytes: w.fill.length) : .failed("evicted or purged while it was written")
+            for t in tickets { t.report(outcome) }
             finish(slot: slot)
         }
     }
@@ -146,7 +152,7 @@ final class SliceWriter {
     private func fail(_ w: DiskWrite, slot: UInt32, _ what: String, _ result: Int32) {
         if w.fd >= 0 { ring.close(fd: w.fd, UserData(kind: OpKind.ignore, slot: 0)); w.fd = -1 }
         ring.unlink(path: w.tmpPath, UserData(kind: OpKind.ignore, slot: 0))
-        store.diskWriteFailed(w.key)
+        for t in store.diskWriteFailed(w.fill) { t.report(.failed("disk write failed (\(what): errno \(-result))")) }
         errorLog.line(
             "cache write failed (\(what): errno \(-result)) for \(w.key.path) slice \(w.key.index); "
                 + "serving it from RAM and origin", wallMilliseconds: ring.wallMilliseconds())

@@ -1,13 +1,58 @@
 import Synchronization
 
+/// What the control plane (the admin API, the main thread) asks of a worker. Delivered through the
+/// worker's mailbox and its eventfd: the worker acts on it on its own thread, at the top of its
+/// loop, and the sender never waits for it.
+enum WorkerMail: @unchecked Sendable {
+    /// Fetch this fill from the origin: a pre-warm started it, and the worker owns it.
+    case fetch(Fill)
+    /// New token settings (a reload): the worker swaps its router and verifier between requests.
+    case reload(Router)
+}
+
 /// Each worker's ring, for cross-worker wake-ups (IORING_OP_MSG_RING), and a flag per worker so
-/// that many progress events coalesce into one wake-up.
+/// that many progress events coalesce into one wake-up; each worker's mailbox for the control plane.
 final class WorkerDirectory: @unchecked Sendable {
     final class Entry: @unchecked Sendable {
         let ringFD = Atomic<Int32>(-1)
         let wakePending = Atomic<Bool>(false)
+        /// The worker's eventfd: a write wakes it to read its mailbox (and the stop flag).
+        let wakeFD = Atomic<Int32>(-1)
+        let stopRequested = Atomic<Bool>(false)
+        let mailbox = Mutex<[WorkerMail]>([])
     }
     let entries: [Entry]
-    init(workers: Int) { entries = (0..<workers).map { _ in Entry() } }
+    /// Writes to an eventfd (the kernel's, or the simulation's).
+    let signal: @Sendable (Int32) -> Void
+
+    init(workers: Int, signal: @escaping @Sendable (Int32) -> Void) {
+        entries = (0..<workers).map { _ in Entry() }
+        self.signal = signal
+    }
     func register(worker: Int, ringFD: Int32) { entries[worker].ringFD.store(ringFD, ordering: .releasing) }
+
+    /// Queues mail for a worker and wakes it; false when its mailbox is full (`mailboxMax`).
+    @discardableResult
+    func post(_ mail: WorkerMail, to worker: Int) -> Bool {
+        let entry = entries[worker]
+        let queued = entry.mailbox.withLock { box -> Bool in
+            guard box.count < Self.mailboxMax else { return false }
+            box.append(mail)
+            return true
+        }
+        if queued, case let fd = entry.wakeFD.load(ordering: .acquiring), fd >= 0 { signal(fd) }
+        return queued
+    }
+
+    /// SIGTERM's path: every worker drains and stops.
+    func requestStop() {
+        for e in entries {
+            e.stopRequested.store(true, ordering: .releasing)
+            let fd = e.wakeFD.load(ordering: .acquiring)
+            if fd >= 0 { signal(fd) }
+        }
+    }
+
+    /// Bounds what the control plane can queue on a worker before it answers 503.
+    static let mailboxMax = 65536
 }

@@ -48,7 +48,9 @@ final class SimulatedEdge {
         }
         let settings = WorkerSettings(
             config: config, router: Router(config.token), tlsContext: tlsContext,
-            accessLogFD: accessLogFD, store: store, directory: WorkerDirectory(workers: 1))
+            accessLogFD: accessLogFD, store: store,
+            directory: WorkerDirectory(
+                workers: 1, signal: { [sim = UncheckedSendable(sim)] fd in sim.value.signal(fd) }))
         wakeFD = sim.eventFD()
         worker = try Worker(
             index: 0, settings: settings, listeners: listeners, wakeFD: wakeFD, ring: Ring(simulated: sim))
@@ -85,7 +87,7 @@ final class SimulatedEdge {
 
     /// SIGTERM's path: the eventfd wakes the worker, which drains and stops.
     func drain(milliseconds: Int = 60_000) {
-        sim.signal(wakeFD)
+        worker.settings.directory.requestStop()
         runUntilIdle()
         var waited = 0
         while running && waited < milliseconds {
@@ -239,4 +241,10 @@ func simulationSeeds(default runs: Int) -> [UInt64] {
 func recordSeed(_ suite: String, _ seed: UInt64) {
     let text = "\(suite) seed \(seed): reproduce with EDGE_SIM_SEED=\(seed) swift test --filter \(suite)\n"
     try? text.write(toFile: ".build/simulation-seed", atomically: false, encoding: .utf8)
+}
+
+/// The simulation is single-threaded: the worker's wake-up closure only ever runs on the test's thread.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -115,7 +115,7 @@ final class SimulatedHTTP1Tests: XCTestCase {
         busy.windowBytes = 50_000
         busy.write("GET /audio/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         edge.runUntilIdle()
-        edge.sim.signal(edge.wakeFD)
+        edge.worker.settings.directory.requestStop()   // SIGTERM
         edge.runUntilIdle()
         XCTAssertTrue(idle.closedByServer, "an idle connection closes when the drain starts")
         XCTAssertFalse(busy.closedByServer, "a response in flight is not cut")

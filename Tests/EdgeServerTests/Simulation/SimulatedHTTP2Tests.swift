@@ -162,7 +162,7 @@ final class SimulatedHTTP2Tests: XCTestCase {
         let id = h2.get("/audio/a.bin")
         h2.exchange()
         edge.runUntilIdle()
-        edge.sim.signal(edge.wakeFD)
+        edge.worker.settings.directory.requestStop()   // SIGTERM
         for _ in 0..<10_000 where h2.streams[id]?.closed != true {
             h2.exchange()
             edge.runUntilIdle()

@@ -1,0 +1,222 @@
+import CEdgeRing
+import EdgeConfig
+import Glibc
+import Synchronization
+
+/// The running edge as the control plane sees it (the admin API, the main thread's signals):
+/// readiness, metrics, the cache index's operator operations, reload. Every call either takes the
+/// cache index's lock for a short critical section (as any worker does) or posts mail to a
+/// worker; none waits for a worker, and no worker waits for it.
+public final class EdgeControl: @unchecked Sendable {
+    let settings: WorkerSettings
+    let configPath: String?
+    /// The running configuration (a reload replaces the parts it can change).
+    private let running: Mutex<EdgeConfig>
+    private let reloading = Mutex<Void>(())
+    let draining = Atomic<Bool>(false)
+    private let nextWorker = Atomic<Int>(0)
+
+    init(settings: WorkerSettings, configPath: String?) {
+        self.settings = settings
+        self.configPath = configPath
+        running = Mutex(settings.config)
+    }
+
+    public var config: EdgeConfig { running.withLock { $0 } }
+    public var workerCount: Int { settings.directory.entries.count }
+    /// Whether this edge caches (HTTP origins), or serves a directory.
+    public var hasCache: Bool { settings.store != nil }
+    public var sliceBytes: Int { settings.store?.sliceBytes ?? 0 }
+    public var pinnedBytesMax: Int { settings.store?.pinnedBytesMax ?? 0 }
+
+    // MARK: health
+
+    /// Ready: the cache index is loaded (it is before any worker starts), every worker runs its
+    /// listeners, and the edge is not draining. Otherwise the reason.
+    public var readiness: (ready: Bool, reason: String) {
+        if draining.load(ordering: .acquiring) { return (false, "draining") }
+        // A worker counts once its listeners' accepts are armed.
+        let started = settings.workersStarted.load(ordering: .acquiring)
+        if started < workerCount { return (false, "workers starting (\(started) of \(workerCount))") }
+        return (true, "ready")
+    }
+
+    // MARK: metrics
+
+    public func metrics() -> MetricsSnapshot { MetricsSnapshot(settings.counters) }
+
+    /// The cache index's figures (nil for a directory origin).
+    public func cacheFigures() -> CacheFigures? {
+        guard let f = settings.store?.figures else { return nil }
+        return CacheFigures(
+            ramBytes: f.ramBytes, diskBytes: f.diskBytes, ramSlices: f.ramSlices, diskSlices: f.diskSlices,
+            objects: f.objects, fills: f.fills, pinnedBytes: f.pinnedBytes, ramEvictions: f.ramEvictions,
+            diskEvictions: f.diskEvictions, ramRefused: f.ramRefused, diskRefused: f.diskRefused)
+    }
+
+    public struct CacheFigures: Sendable, Equatable {
+        public var ramBytes: Int, diskBytes: Int, ramSlices: Int, diskSlices: Int, objects: Int, fills: Int
+        public var pinnedBytes: Int
+        public var ramEvictions: Int, diskEvictions: Int, ramRefused: Int, diskRefused: Int
+    }
+
+    // MARK: purge and listing
+
+    public struct PurgeResult: Sendable, Equatable, Codable {
+        public var objects: Int
+        public var slices: Int
+        public var fillsAbandoned: Int
+        public var filesRemoved: Int
+    }
+
+    /// Removes one object or every object under a prefix from both tiers. Once the index's
+    /// critical section ends, no lookup on any worker finds it and fills in flight for it store
+    /// nothing; the slice files are then unlinked here, on the caller's thread (blocking: call it
+    /// off any event loop). Nil for a directory origin.
+    public func purge(path: String? = nil, prefix: String? = nil) -> PurgeResult? {
+        guard let store = settings.store else { return nil }
+        let p = store.purge(path: path, prefix: prefix)
+        var removed = 0
+        for d in p.diskSlices where unlink(store.directory + "/" + d.relativePath) == 0 { removed += 1 }
+        return PurgeResult(
+            objects: p.objects, slices: p.slices, fillsAbandoned: p.fillsAbandoned, filesRemoved: removed)
+    }
+
+    public func listing(prefix: String, limit: Int) -> (objects: [ObjectListing], more: Bool)? {
+        settings.store?.listing(prefix: prefix, limit: limit)
+    }
+
+    // MARK: pre-warm
+
+    public enum PrewarmSliceStart: Sendable, Equatable {
+        /// Answered now (the ticket is not called).
+        case done(PrewarmOutcome)
+        /// The ticket will be called, once, from a worker.
+        case pending
+        /// Too many fills in flight (`cache.fills_max`) or the worker's mailbox is full: try later.
+        case busy
+    }
+
+    /// Pre-warms slice `index` of `path` into the disk tier, pinned until `pinUntilSeconds` (0:
+    /// no pin), through the same one-fetch-per-slice machinery as players. A fetch this starts
+    /// runs on a worker chosen round-robin.
+    public func prewarmSlice(
+        path: String, index: Int, pinUntilSeconds: Int64, ticket: PrewarmTicket
+    )
+        -> PrewarmSliceStart
+    {
+        guard let store = settings.store else { return .done(.failed("this edge serves a directory, not a cache")) }
+        let worker = nextWorker.add(1, ordering: .relaxed).oldValue % workerCount
+        switch store.prewarm(
+            SliceKey(path: path, index: index), pinUntilSeconds: pinUntilSeconds, ticket: ticket, worker: worker)
+        {
+        case .done(let outcome): return .done(outcome)
+        case .joined: return .pending
+        case .overloaded: return .busy
+        case .started(let fill):
+            guard settings.directory.post(.fetch(fill), to: worker) else {
+                // Nobody will fetch it: it must not stay in the index as a fill in progress.
+                fill.failureStatus = 503
+                fill.phase.store(Fill.Phase.failed.rawValue, ordering: .releasing)
+                store.failFill(fill)
+                return .busy
+            }
+            return .pending
+        }
+    }
+
+    /// The size of an object the index knows (its metadata), or nil.
+    public func objectSize(_ path: String) -> Int? { settings.store?.meta(path)?.size }
+
+    /// The bytes of a small cached object (a manifest), read from RAM or from its slice files on
+    /// the caller's thread (blocking: call it off any event loop). Nil when not wholly cached.
+    public func cachedBytes(_ path: String, bytesMax: Int) -> [UInt8]? {
+        guard let store = settings.store, let (meta, slices) = store.cachedObject(path, bytesMax: bytesMax) else {
+            return nil
+        }
+        let expected = meta.size == 0 ? 0 : (meta.size - 1) / store.sliceBytes + 1
+        guard slices.count == expected else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(meta.size)
+        for (_, slice) in slices {
+            switch slice {
+            case .memory(let bytes): out += bytes
+            case .disk(let d):
+                let fd = open(store.directory + "/" + d.relativePath, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { return nil }
+                defer { Glibc.close(fd) }
+                var buffer = [UInt8](repeating: 0, count: d.length)
+                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, d.length, off_t(d.dataOffset)) }
+                guard n == d.length else { return nil }
+                out += buffer
+            }
+        }
+        return out.count == meta.size ? out : nil
+    }
+
+    /// Drops the pins of these objects' slices (a cancelled job).
+    public func unpin(paths: [String]) { settings.store?.unpin(paths: paths) }
+
+    /// Pins past their expiry return to the policy (called every few seconds by the admin side).
+    public func expirePins(nowSeconds: Int64) { settings.store?.expirePins(nowSeconds: nowSeconds) }
+
+    // MARK: reload
+
+    public struct ReloadResult: Sendable, Equatable {
+        /// What changed and now applies ("token.key_hex", ...).
+        public var applied: [String]
+        /// What changed in the file but needs a restart (listen addresses, workers, cache dir, ...).
+        public var needsRestart: [String]
+    }
+
+    /// Re-reads the configuration file, validates it in full and, when valid, swaps the token
+    /// settings (signing keys included) on every worker, each between two requests; responses in
+    /// flight are unaffected. A file that does not parse or validate changes nothing (the error
+    /// names the key). Settings that need a restart are listed, not applied.
+    public func reload() throws -> ReloadResult {
+        guard let configPath else { throw ConfigError(key: "", reason: "no configuration file to reload") }
+        let fresh = try loadConfigFile(configPath, EdgeConfig.parse)
+        return reloading.withLock { _ in apply(fresh) }
+    }
+
+    func apply(_ fresh: EdgeConfig) -> ReloadResult {
+        let old = config
+        var result = ReloadResult(applied: [], needsRestart: [])
+        result.applied = Self.changedKeys(old.token, fresh.token, section: "token")
+        if old.admin.token != fresh.admin.token { result.applied.append("admin.token") }
+        result.needsRestart =
+            Self.changedKeys(old.server, fresh.server, section: "server")
+            + Self.changedKeys(old.origin, fresh.origin, section: "origin")
+            + Self.changedKeys(old.cache, fresh.cache, section: "cache")
+            + Self.changedKeys(old.limits, fresh.limits, section: "limits")
+            + Self.changedKeys(old.admin, fresh.admin, section: "admin").filter { $0 != "admin.token" }
+        running.withLock { c in
+            c.token = fresh.token
+            c.admin.token = fresh.admin.token
+        }
+        if old.token != fresh.token {
+            let router = Router(fresh.token)
+            for w in 0..<workerCount { settings.directory.post(.reload(router), to: w) }
+        }
+        return result
+    }
+
+    /// The fields of two values of one configuration struct that differ, as "section.field".
+    static func changedKeys<T>(_ a: T, _ b: T, section: String) -> [String] {
+        zip(Mirror(reflecting: a).children, Mirror(reflecting: b).children).compactMap { x, y in
+            guard let label = x.label, String(describing: x.value) != String(describing: y.value) else { return nil }
+            return "\(section).\(Self.snakeCase(label))"
+        }
+    }
+
+    static func snakeCase(_ name: String) -> String {
+        var out = ""
+        for ch in name {
+            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+        }
+        return out
+    }
+
+    /// The bearer token admin requests must carry (reloadable).
+    public var adminToken: String { running.withLock { $0.admin.token } }
+}
