@@ -65,10 +65,19 @@ let package = Package(
                 "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
                 "CEdgeRing", "CEdgeTLS", "CNGHTTP2",
             ]),
+        // The operators' API (control plane, Hummingbird 2): pre-warm jobs (GRDB), purge, metrics, reload.
+        .target(
+            name: "EdgeAdmin",
+            dependencies: [
+                "EdgeServer", "EdgeConfig", "EdgeHTTP", "EdgeCatalog",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         .executableTarget(
             name: "edge",
             dependencies: [
-                "EdgeServer", "EdgeConfig",
+                "EdgeServer", "EdgeConfig", "EdgeAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

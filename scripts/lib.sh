@@ -1,7 +1,7 @@
 # Shared by setup.sh and test.sh: install what is missing, build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv)
+SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv prometheus)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -21,7 +21,7 @@ install_system_packages() {
         # nginx and h2o are benchmark and test anchors: keep their packaged services from starting.
         as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    for s in nginx h2o; do as_root systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+    for s in nginx h2o prometheus prometheus-node-exporter; do as_root systemctl disable --now "$s" >/dev/null 2>&1 || true; done
 }
 
 require_swift() {
@@ -35,10 +35,10 @@ python_env() {
     # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames,
     # cryptography to decrypt packaged audio) in a venv.
     local venv="$ROOT/.build/venv"
-    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-3" ]; then
+    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-4" ]; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml
-        touch "$venv/.edge-deps-3"
+        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml prometheus-client
+        touch "$venv/.edge-deps-4"
     fi
     PYTHON="$venv/bin/python"
 }

@@ -7,6 +7,7 @@ import EdgeAuthToken
 
 public struct StartupError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Start-up and shutdown: listeners per worker (SO_REUSEPORT), the TLS context, the access log,

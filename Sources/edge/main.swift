@@ -1,5 +1,6 @@
 import ArgumentParser
 import EdgeConfig
+import EdgeAdmin
 import EdgeServer
 import Foundation
 
@@ -30,7 +31,11 @@ struct Edge: ParsableCommand {
         }
         do {
             try EdgeServer(config: parsed, configPath: config).run(
-                control: { _ in },
+                control: { control in
+                    try EdgeAdmin.start(control: control) { line in
+                        FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+                    }
+                },
                 ready: { line in FileHandle.standardError.write((line + "\n").data(using: .utf8)!) })
         } catch {
             FileHandle.standardError.write("edge: \(error)\n".data(using: .utf8)!)

@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EDGE_BIN = os.environ.get("EDGE_BIN", os.path.join(ROOT, ".build/release/edge"))
 EDGECTL_BIN = os.environ.get("EDGECTL_BIN", os.path.join(ROOT, ".build/release/edgectl"))
 KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 TRANSITION_KEY_HEX = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
 
 # name -> size in bytes
@@ -59,10 +60,12 @@ def file_bytes(workdir, path):
 
 
 class Edge:
-    def __init__(self, workdir, limits=None, token=None, server=None, origins=None, cache=None, origin_options=None):
+    def __init__(self, workdir, limits=None, token=None, server=None, origins=None, cache=None, origin_options=None,
+                 admin=None):
         self.workdir = workdir
         self.port = free_port()
         self.tls_port = free_port()
+        self.admin_port = free_port() if admin is not None else None
         self.log = os.path.join(workdir, f"access-{self.port}.log")
         self.conf = os.path.join(workdir, f"edge-{self.port}.conf")
         server = {"workers": 2, **(server or {})}
@@ -76,6 +79,10 @@ class Edge:
         if cache is not None:
             lines += ["[cache]"] + [f"{k} = {json.dumps(v)}" for k, v in cache.items()]
         lines += ["[limits]"] + [f"{k} = {json.dumps(v)}" for k, v in (limits or {}).items()]
+        if admin is not None:
+            admin = {"listen": [f"127.0.0.1:{self.admin_port}"], "token": ADMIN_TOKEN, **admin}
+            lines += ["[admin]"] + [f"{k} = {json.dumps(v)}" for k, v in admin.items()]
+        self.conf_lines = lines
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.stderr = open(os.path.join(workdir, f"edge-{self.port}.err"), "w")
@@ -96,6 +103,8 @@ class Edge:
             raise RuntimeError(f"edge exited {self.proc.returncode} at start: {self.errors(0)[-2000:]}")
         wait_port(self.port)
         wait_port(self.tls_port)
+        if self.admin_port:
+            wait_port(self.admin_port)
 
     def errors(self, settle=0.6):
         time.sleep(settle)   # worker error lines are written through the ring on the 250 ms tick
@@ -105,6 +114,27 @@ class Edge:
     @property
     def base(self):
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_base(self):
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def admin(self, method, path, body=None, token=ADMIN_TOKEN, timeout=30):
+        """One admin API call: (status, parsed JSON or text)."""
+        import urllib.request
+        import urllib.error
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.admin_base + path, data=data, method=method)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, raw_body, ctype = r.status, r.read(), r.headers.get("content-type", "")
+        except urllib.error.HTTPError as e:
+            status, raw_body, ctype = e.code, e.read(), e.headers.get("content-type", "")
+        return status, (json.loads(raw_body) if "json" in ctype else raw_body.decode())
 
     @property
     def tls_base(self):

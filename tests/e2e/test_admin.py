@@ -1,0 +1,277 @@
+"""The operators' API on its own listener: bearer token, precise 400s, purge, pre-warm with pins,
+the cache listing, Prometheus metrics (parsed by prometheus_client's text parser), reload."""
+import json
+import os
+import random
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ADMIN_TOKEN, KEY_HEX, TRANSITION_KEY_HEX, curl, sign
+from fault_origin import Origin
+
+SLICE = 65536
+FILES = {"/audio/a1/160.opus": 200_000, "/audio/a1/320.opus": 400_000, "/audio/a2/160.opus": 150_000,
+         "/audio/other/x.bin": 300_000, "/audio/p/one.bin": 70_000}
+NEW_KEY_HEX = "abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcd"
+
+
+@pytest.fixture(scope="module")
+def origin_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("admin-origin")
+    for path, size in FILES.items():
+        p = str(d) + path
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(random.Random(path).randbytes(size))
+    return str(d)
+
+
+@pytest.fixture
+def origin(origin_dir):
+    o = Origin(origin_dir, SLICE)
+    yield o
+    o.close()
+
+
+@pytest.fixture
+def admin_edge(make_edge, origin, tmp_path):
+    def start(cache=None, admin=None, **kw):
+        cache = {"dir": str(tmp_path / "cache"), "slice_bytes": SLICE, "pinned_bytes_max": 4 << 20,
+                 "disk_bytes_limit": 16 << 20, **(cache or {})}
+        return make_edge(origins=[origin.url], cache=cache, admin=admin or {}, **kw)
+    return start
+
+
+def get(e, path, key=KEY_HEX):
+    return curl(f"{e.base}{path}?hdnts={sign(acl='/audio/*', key=key)}")
+
+
+def metrics(e):
+    status, text = e.admin("GET", "/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return families
+
+
+def sample(families, name, **labels):
+    """The value of one sample (by its full name, e.g. edge_requests_total) with these labels."""
+    for f in families.values():
+        for s in f.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+def wait_job(e, job_id, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        status, j = e.admin("GET", f"/admin/prewarm/{job_id}")
+        assert status == 200
+        if j["state"] in ("done", "failed", "cancelled"):
+            return j
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {j}")
+
+
+def test_token_required_everywhere_but_health(admin_edge):
+    e = admin_edge()
+    for method, path in [("GET", "/metrics"), ("GET", "/admin/cache"), ("POST", "/admin/purge"),
+                         ("GET", "/admin/prewarm"), ("POST", "/admin/prewarm"), ("DELETE", "/admin/prewarm/x"),
+                         ("POST", "/admin/reload"), ("GET", "/admin/prewarm/x")]:
+        for token in (None, "wrong", ADMIN_TOKEN + "x", ADMIN_TOKEN[:-1]):
+            status, body = e.admin(method, path, body={} if method == "POST" else None, token=token)
+            assert status == 401, (method, path, token, status)
+            assert "bearer" in body["error"]
+    assert e.admin("GET", "/healthz", token=None) == (200, {"status": "alive"})
+    assert e.admin("GET", "/readyz", token=None) == (200, {"status": "ready", "reason": "ready"})
+
+
+def test_admin_is_not_on_player_ports(admin_edge):
+    e = admin_edge()
+    status, _, _, _ = curl(f"{e.base}/admin/cache", "-H", f"Authorization: Bearer {ADMIN_TOKEN}")
+    assert status == 404
+    status, _, _, _ = curl(f"{e.base}/metrics", "-H", f"Authorization: Bearer {ADMIN_TOKEN}")
+    assert status == 404
+
+
+@pytest.mark.parametrize("body,fragment", [
+    (b"not json", "JSON object"),
+    (b"[1,2]", "JSON object"),
+    ({}, "exactly one of path and prefix"),
+    ({"path": "/audio/a1/160.opus", "prefix": "/audio/"}, "exactly one of path and prefix"),
+    ({"path": 7}, "path: must be a string"),
+    ({"path": "/audio/../etc/passwd"}, "path:"),
+    ({"path": "/elsewhere/x"}, "path: /elsewhere/x is not under /audio/"),
+    ({"prefix": "audio/"}, "prefix: must start with /audio/"),
+    ({"paths": ["/audio/x"]}, 'unknown field "paths"'),
+])
+def test_purge_400s_name_the_field(admin_edge, body, fragment):
+    e = admin_edge()
+    status, out = e.admin("POST", "/admin/purge", body=body)
+    assert status == 400 and fragment in out["error"], out
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ({}, "exactly one of paths and tracks"),
+    ({"paths": []}, "paths: must not be empty"),
+    ({"paths": "/audio/a1/160.opus"}, "paths: must be an array of strings"),
+    ({"paths": ["/audio/a1/160.opus"], "tracks": ["a1"]}, "exactly one of paths and tracks"),
+    ({"tracks": ["bad id!"]}, "tracks:"),
+    ({"paths": ["/audio/a1/160.opus"], "bitrates": [160]}, "bitrates: only with tracks"),
+    ({"tracks": ["a1"], "bitrates": [0]}, "bitrates:"),
+    ({"paths": ["/audio/a1/160.opus"], "pin_until": "tomorrow"}, "pin_until: tomorrow is not an RFC 3339 time"),
+    ({"paths": ["/audio/a1/160.opus"], "pin_until": "2001-01-01T00:00:00Z"}, "pin_until: 2001-01-01T00:00:00Z is in the past"),
+    ({"paths": ["/audio/a1/160.opus"], "origin_concurrency": 0}, "origin_concurrency: must be in 1...64"),
+    ({"paths": ["/audio/a1/160.opus"], "origin_concurrency": True}, "origin_concurrency: must be an integer"),
+    ({"paths": ["/audio/a1/160.opus"], "origin_bytes_per_second": 10}, "origin_bytes_per_second: must be at least 1024"),
+    ({"paths": ["/audio/a1/160.opus"], "speed": 1}, 'unknown field "speed"'),
+])
+def test_prewarm_400s_name_the_field(admin_edge, body, fragment):
+    e = admin_edge()
+    status, out = e.admin("POST", "/admin/prewarm", body=body)
+    assert status == 400 and fragment in out["error"], out
+
+
+def test_unknown_job_and_bad_listing_arguments(admin_edge):
+    e = admin_edge()
+    assert e.admin("GET", "/admin/prewarm/pw-nope")[0] == 404
+    assert e.admin("DELETE", "/admin/prewarm/pw-nope")[0] == 404
+    assert e.admin("GET", "/admin/cache?limit=0")[0] == 400
+    assert e.admin("GET", "/admin/cache?limit=x")[0] == 400
+    assert e.admin("GET", "/admin/cache?prefix=audio")[0] == 400
+    status, out = e.admin("POST", "/admin/purge", body=b"{" + b" " * (5 << 20) + b"}")
+    assert status == 413
+
+
+def test_purge_removes_from_both_tiers_and_the_next_request_goes_to_origin(admin_edge, origin, origin_dir, tmp_path):
+    e = admin_edge()
+    path = "/audio/a1/160.opus"
+    status, h, body, _ = get(e, path)
+    assert status == 200 and h["cache-status"].startswith("edge; fwd=miss")
+    assert get(e, "/audio/a2/160.opus")[0] == 200
+    time.sleep(0.5)   # slice files land
+    status, h, _, _ = get(e, path)
+    assert h["cache-status"] == "edge; hit"
+    status, listing = e.admin("GET", "/admin/cache?prefix=/audio/a1/")
+    assert status == 200 and [o["path"] for o in listing["objects"]] == [path]
+    o = listing["objects"][0]
+    assert o["size"] == 200_000 and o["slices_total"] == 4 and o["disk_slices"] == 4 and o["disk_bytes"] == 200_000
+    assert o["hits"] >= 1 and o["last_access"]
+    files_before = sum(len(f) for _, _, f in os.walk(tmp_path / "cache"))
+    fetched = len(origin.requests_for(path))
+
+    status, out = e.admin("POST", "/admin/purge", body={"path": path})
+    assert status == 200 and out["objects"] == 1 and out["slices"] == 4 and out["files_removed"] == 4, out
+    assert sum(len(f) for _, _, f in os.walk(tmp_path / "cache")) == files_before - 4
+    assert e.admin("GET", "/admin/cache?prefix=/audio/a1/")[1]["objects"] == []
+    # Every request after the purge, on any worker (several connections), goes to the origin first.
+    status, h, body, _ = get(e, path)
+    assert status == 200 and h["cache-status"].startswith("edge; fwd=miss") and body == open(origin_dir + path, "rb").read()
+    assert len(origin.requests_for(path)) == fetched + 4
+    # The other object stayed.
+    assert get(e, "/audio/a2/160.opus")[1]["cache-status"] == "edge; hit"
+    status, out = e.admin("POST", "/admin/purge", body={"prefix": "/audio/"})
+    assert status == 200 and out["objects"] == 2
+
+
+def test_prewarm_paths_pins_and_then_every_slice_is_a_hit(admin_edge, origin, origin_dir):
+    e = admin_edge()
+    paths = ["/audio/a1/160.opus", "/audio/a1/320.opus"]
+    status, out = e.admin("POST", "/admin/prewarm", body={"paths": paths, "pin_until": "2126-01-01T00:00:00Z",
+                                                          "origin_concurrency": 2})
+    assert status == 202 and out["id"].startswith("pw-")
+    j = wait_job(e, out["id"])
+    assert j["state"] == "done", j
+    assert j["objects_done"] == j["objects_total"] == 2 and j["bytes_done"] == j["bytes_total"] == 600_000
+    assert j["pin_until"] == "2126-01-01T00:00:00Z"
+    before = {p: len(origin.requests_for(p)) for p in paths}
+    assert before == {paths[0]: 4, paths[1]: 7}, "one origin request per slice"
+    for p in paths:
+        for r in ("0-99", "65536-131071", "150000-199999"):
+            status, h, body, _ = curl(f"{e.base}{p}?hdnts={sign(acl='/audio/*')}", "-r", r)
+            assert status == 206 and h["cache-status"] == "edge; hit", (p, r, h)
+    assert {p: len(origin.requests_for(p)) for p in paths} == before
+    listing = e.admin("GET", "/admin/cache?prefix=/audio/a1/")[1]["objects"]
+    assert all(o["pinned_until"] == "2126-01-01T00:00:00Z" and o["pinned_bytes"] == o["size"] for o in listing)
+    families = metrics(e)
+    assert sample(families, "edge_cache_pinned_bytes") == 600_000
+    assert sample(families, "edge_prewarm_jobs", state="done") == 1
+    # Listed; a cancel unpins what it filled, which stays cached.
+    assert [x["id"] for x in e.admin("GET", "/admin/prewarm")[1]["jobs"]] == [out["id"]]
+    status, j = e.admin("DELETE", f"/admin/prewarm/{out['id']}")
+    assert status == 200 and j["state"] == "cancelled"
+    assert sample(metrics(e), "edge_cache_pinned_bytes") == 0
+    assert get(e, paths[0])[1]["cache-status"] == "edge; hit"
+
+
+def test_prewarm_reports_origin_404_and_pin_budget(admin_edge, origin):
+    e = admin_edge(cache={"pinned_bytes_max": 300_000})
+    status, out = e.admin("POST", "/admin/prewarm", body={"paths": ["/audio/a1/160.opus", "/audio/none/x.bin"]})
+    j = wait_job(e, out["id"])
+    assert j["state"] == "failed" and j["objects_done"] == 1
+    assert j["failures"] == [{"path": "/audio/none/x.bin", "slice": 0, "reason": "not found at the origin (404)"}]
+    status, out = e.admin("POST", "/admin/prewarm", body={"paths": ["/audio/a1/320.opus"],
+                                                          "pin_until": "2126-01-01T00:00:00Z"})
+    j = wait_job(e, out["id"])
+    assert j["state"] == "failed" and "pin budget exceeded" in j["reason"], j
+    assert j["bytes_done"] == 0
+
+
+def test_metrics_count_what_the_test_did(admin_edge, origin):
+    e = admin_edge()
+    for _ in range(3):
+        assert get(e, "/audio/a2/160.opus")[0] == 200
+    assert curl(f"{e.base}/audio/a2/160.opus")[0] == 403   # no token
+    expired = sign(acl="/audio/*", ttl=10, start=1000)
+    assert curl(f"{e.base}/audio/a2/160.opus?hdnts={expired}")[0] == 403
+    time.sleep(0.5)
+    f = metrics(e)
+    assert sample(f, "edge_requests_total", protocol="http/1.1", status="200") == 3
+    assert sample(f, "edge_requests_total", protocol="http/1.1", status="403") == 2
+    assert sample(f, "edge_token_rejections_total", reason="missing") == 1
+    assert sample(f, "edge_token_rejections_total", reason="expired") == 1
+    assert sample(f, "edge_response_bytes_total", protocol="http/1.1") >= 3 * 150_000
+    assert sample(f, "edge_origin_requests_total") == 3   # 150000 bytes: 3 slices, fetched once
+    assert sample(f, "edge_origin_bytes_total") == 150_000
+    assert sample(f, "edge_cache_lookups_total", tier="origin") == 3   # slices: 3 fetched by the first request
+    assert sample(f, "edge_cache_lookups_total", tier="disk") + sample(f, "edge_cache_lookups_total", tier="ram") >= 6
+    assert sample(f, "edge_ttfb_seconds_count") == 5
+    assert sample(f, "edge_ttfb_seconds_bucket", le="+Inf") == 5
+    assert sample(f, "edge_origin_latency_seconds_count") == 3
+    assert sample(f, "edge_cache_bytes", tier="disk") == 150_000
+    assert sample(f, "edge_ready") == 1
+    # Counters only move forward between scrapes.
+    assert get(e, "/audio/a2/160.opus")[0] == 200
+    time.sleep(0.3)
+    assert sample(metrics(e), "edge_requests_total", protocol="http/1.1", status="200") == 4
+    # The access log's ttfb_us is measured at the event: a hit is not 0 µs.
+    lines = [l for l in e.log_lines() if l["status"] == 200]
+    assert all(l["ttfb_us"] > 0 and l["total_us"] >= l["ttfb_us"] for l in lines), lines
+
+
+def test_reload_swaps_keys_and_refuses_a_broken_file(admin_edge):
+    e = admin_edge()
+    assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 403
+    # The new key becomes the key; the old one stays accepted as the transition key.
+    text = open(e.conf).read().replace(f'key_hex = "{KEY_HEX}"', f'key_hex = "{NEW_KEY_HEX}"').replace(
+        f'transition_key_hex = "{TRANSITION_KEY_HEX}"', f'transition_key_hex = "{KEY_HEX}"')
+    open(e.conf, "w").write(text)
+    status, out = e.admin("POST", "/admin/reload")
+    assert status == 200 and "token.key_hex" in out["applied"] and out["needs_restart"] == []
+    time.sleep(0.1)
+    assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
+    assert get(e, "/audio/p/one.bin", key=KEY_HEX)[0] == 200
+    assert get(e, "/audio/p/one.bin", key=TRANSITION_KEY_HEX)[0] == 403
+    # A broken file: refused, the running configuration keeps serving.
+    open(e.conf, "w").write(text.replace("[token]", "[token]\nleeway_seconds = -5"))
+    status, out = e.admin("POST", "/admin/reload")
+    assert status == 400 and "token.leeway_seconds" in out["error"]
+    assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
+    # A setting that needs a restart is named, not applied; SIGHUP does the same as the API.
+    open(e.conf, "w").write(text.replace("[server]", "[server]\nhttp2 = false"))
+    os.kill(e.proc.pid, 1)
+    time.sleep(0.5)
+    assert "SIGHUP: configuration reloaded" in e.errors() and "server.http2" in e.errors()
+    assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
