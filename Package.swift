@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "edgectl",
             dependencies: [
-                "EdgeAuthToken", "EdgeConfig", "EdgeCache",
+                "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCatalog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(

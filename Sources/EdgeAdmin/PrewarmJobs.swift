@@ -52,6 +52,9 @@ struct PrewarmJob: Codable, Sendable, Equatable {
 /// The API's view of a job: state, progress, rate and ETA.
 struct PrewarmJobView: Encodable {
     var id: String
+    var paths: [String]?
+    var tracks: [String]?
+    var bitrates: [Int]?
     var state: String
     var created_at: String
     var started_at: String?
@@ -71,6 +74,7 @@ struct PrewarmJobView: Encodable {
 
     init(_ j: PrewarmJob, nowSeconds: Int64) {
         id = j.id
+        paths = j.spec.paths; tracks = j.spec.tracks; bitrates = j.spec.bitrates
         state = j.state.rawValue
         created_at = RFC3339.format(j.createdSeconds)
         started_at = j.startedSeconds.map(RFC3339.format)

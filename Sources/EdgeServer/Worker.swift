@@ -153,7 +153,10 @@ final class Worker {
         }
         // Still more to do: a message to our own ring ends the next wait at once.
         if let cache, cache.runPending() { ring.message(ringFD: ring.fd, UserData(kind: OpKind.fillWake, slot: 0)) }
-        return !(draining && (liveConnections == 0 || nowMicroseconds >= drainDeadlineMicroseconds))
+        return
+            !(draining
+            && ((liveConnections == 0 && !(cache?.origin.fetching ?? false))
+                || nowMicroseconds >= drainDeadlineMicroseconds))
     }
 
     @inline(__always) private func dispatch(_ d: UserData, _ result: Int32, _ more: Bool) {

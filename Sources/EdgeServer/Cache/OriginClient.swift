@@ -49,6 +49,10 @@ final class OriginClient {
         health = Array(repeating: Health(), count: config.upstreams.count)
     }
 
+    /// Fetches running or queued. A drain waits for them (up to its deadline): a slice cut at
+    /// exit would be fetched a second time after the restart.
+    var fetching: Bool { !queued.isEmpty || connections.contains { $0.state != .free && $0.state != .idle } }
+
     func logError(_ text: String) { errorLog.line(text, wallMilliseconds: ring.wallMilliseconds()) }
 
     func fetch(_ fill: Fill) { start(Job(fill: fill, attempts: 0, tried: [])) }

@@ -9,7 +9,10 @@ struct EdgeCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "edgectl",
         abstract: "Operator CLI for the edge.",
-        subcommands: [Sign.self, Check.self, CacheSim.self, TraceGen.self])
+        subcommands: [
+            Sign.self, Check.self, Prewarm.self, Purge.self, CacheList.self, Stats.self, Reload.self, CacheSim.self,
+            TraceGen.self,
+        ])
 }
 
 struct Sign: ParsableCommand {
