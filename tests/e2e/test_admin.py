@@ -275,3 +275,82 @@ def test_reload_swaps_keys_and_refuses_a_broken_file(admin_edge):
     time.sleep(0.5)
     assert "SIGHUP: configuration reloaded" in e.errors() and "server.http2" in e.errors()
     assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
+
+
+def test_reload_under_load_fails_no_request(admin_edge):
+    """h2load runs while the keys are swapped ten times (the signing key and the transition key
+    trade places): every request succeeds."""
+    import subprocess
+    import threading
+    e = admin_edge()
+    assert get(e, "/audio/p/one.bin")[0] == 200
+    url = f"{e.base}/audio/p/one.bin?hdnts={sign(acl='/audio/*')}"
+    result = {}
+
+    def load():
+        result["out"] = subprocess.run(["h2load", "-D", "6", "-c", "8", "-m", "4", "-H", "Range: bytes=0-4095", url],
+                                       capture_output=True, text=True, timeout=60).stdout
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(0.5)
+    original = open(e.conf).read()
+    swapped = original.replace(f'key_hex = "{KEY_HEX}"', "key_hex = \"@NEW@\"").replace(
+        f'transition_key_hex = "{TRANSITION_KEY_HEX}"', f'transition_key_hex = "{KEY_HEX}"').replace("@NEW@", NEW_KEY_HEX)
+    for i in range(10):
+        open(e.conf, "w").write(swapped if i % 2 == 0 else original)
+        status, out = e.admin("POST", "/admin/reload")
+        assert status == 200 and "token.key_hex" in out["applied"], out
+        time.sleep(0.4)
+    t.join()
+    out = result["out"]
+    import re
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    assert m, out
+    total, done, ok, failed, errored = map(int, m.groups())
+    assert done > 1000 and ok == done and failed == 0 and errored == 0, out
+    assert re.search(r"status codes: 0 2xx, 0 3xx, 0 4xx, 0 5xx", out) is None
+    assert re.search(rf"status codes: {done} 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
+
+
+def test_purge_under_load_never_serves_the_purged_version(admin_edge, origin, origin_dir):
+    """Clients keep reading an object on several connections while its content changes at the
+    origin and an operator purges it: every response that started after the purge returned has
+    the new bytes (none comes from the purged cache, on any worker)."""
+    import threading
+    import urllib.request
+    e = admin_edge()
+    path = "/audio/other/x.bin"
+    old = open(origin_dir + path, "rb").read()
+    assert get(e, path)[2] == old
+    url = f"{e.base}{path}?hdnts={sign(acl='/audio/*')}"
+    purged_at = [None]
+    results = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            started = time.monotonic()
+            with urllib.request.urlopen(url, timeout=20) as r:
+                body = r.read()
+            results.append((started, body))
+
+    threads = [threading.Thread(target=reader) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    new = bytes(b ^ 0xFF for b in old)   # same size, different bytes (and ETag)
+    try:
+        open(origin_dir + path, "wb").write(new)
+        status, out = e.admin("POST", "/admin/purge", body={"path": path})
+        purged_at[0] = time.monotonic()
+        assert status == 200 and out["objects"] == 1
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        open(origin_dir + path, "wb").write(old)
+    after = [body for started, body in results if started > purged_at[0]]
+    assert len(after) > 10
+    assert all(body == new for body in after), sum(body == old for body in after)
+    assert any(body == old for started, body in results if started < purged_at[0])
