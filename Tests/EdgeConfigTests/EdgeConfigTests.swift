@@ -16,6 +16,38 @@ final class EdgeConfigTests: XCTestCase {
         do { _ = try EdgeConfig.parse(text); return nil } catch let e as ConfigError { return e } catch { return nil }
     }
 
+    func testAdminSection() throws {
+        let ok = try EdgeConfig.parse(base + "\n[admin]\nlisten = [\"127.0.0.1:9090\"]\ntoken = \"0123456789abcdef\"\n")
+        XCTAssertEqual(ok.admin.listen, ListenAddress(host: "127.0.0.1", port: 9090))
+        XCTAssertEqual(ok.admin.token, "0123456789abcdef")
+        XCTAssertNil(try EdgeConfig.parse(base).admin.listen, "no [admin]: no admin API")
+        let cases: [(String, String)] = [
+            ("token = \"0123456789abcdef\"", "admin.listen"),
+            ("listen = [\"127.0.0.1:9090\"]", "admin.token"),
+            ("listen = [\"127.0.0.1:9090\"]\ntoken = \"short\"", "admin.token"),
+            ("listen = [\"127.0.0.1:8080\"]\ntoken = \"0123456789abcdef\"", "admin.listen"),   // a player port
+            ("listen = [\"0.0.0.0:8080\"]\ntoken = \"0123456789abcdef\"", "admin.listen"),
+            ("listen = [\"127.0.0.1:9090\"]\ntoken_file = \"/nonexistent/token\"", "admin.token_file"),
+            ("listen = [\"127.0.0.1:9090\"]\ntoken = \"0123456789abcdef\"\ntoken_file = \"/x\"", "admin.token_file"),
+            (
+                "listen = [\"127.0.0.1:9090\"]\ntoken = \"0123456789abcdef\"\nprewarm_jobs_max = 0",
+                "admin.prewarm_jobs_max"
+            ),
+            ("listen = [\"127.0.0.1:9090\"]\ntoken = \"0123456789abcdef\"\nbogus = 1", "admin.bogus"),
+        ]
+        for (section, key) in cases {
+            XCTAssertEqual(error(base + "\n[admin]\n" + section + "\n")?.key, key, section)
+        }
+        let file = NSTemporaryDirectory() + "edge-admin-token-\(getpid())"
+        try "  from-a-file-0123456789\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let fromFile = try EdgeConfig.parse(
+            base + "\n[admin]\nlisten = [\"127.0.0.1:9090\"]\ntoken_file = \"\(file)\"\n")
+        XCTAssertEqual(fromFile.admin.token, "from-a-file-0123456789")
+        XCTAssertEqual(
+            error(base + "\n[cache]\ndisk_bytes_limit = 1000\npinned_bytes_max = 600\n")?.key, "cache.pinned_bytes_max")
+    }
+
     func testMinimalAndDefaults() throws {
         let c = try EdgeConfig.parse(base)
         XCTAssertEqual(c.server.listen, [ListenAddress(host: "127.0.0.1", port: 8080)])

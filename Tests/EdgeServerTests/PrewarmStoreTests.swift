@@ -1,0 +1,145 @@
+import XCTest
+import Synchronization
+@testable import EdgeServer
+
+/// Pre-warm in the cache index: one fetch per slice shared with players, pins that survive any
+/// pressure within `pinned_bytes_max`, tickets answered exactly once.
+final class PrewarmStoreTests: XCTestCase {
+    let slice = 65536
+
+    func store(disk: Int, pinned: Int) -> SliceStore {
+        SliceStore(
+            config: (directory: "/nonexistent", sliceBytes: slice, fillsMax: 64, ramBytes: 4 * slice, diskBytes: disk),
+            objectBytesMax: 1 << 32, pinnedBytesMax: pinned)
+    }
+
+    final class Outcomes: @unchecked Sendable {
+        let list = Mutex<[PrewarmOutcome]>([])
+        func ticket() -> PrewarmTicket { PrewarmTicket { o in self.list.withLock { $0.append(o) } } }
+        var all: [PrewarmOutcome] { list.withLock { $0 } }
+    }
+
+    /// Completes a fill the way the origin client and the slice writer do; the disk write lands.
+    func land(_ s: SliceStore, _ f: Fill, size: Int = 65536) {
+        let m = ObjectMeta(size: size, etag: "\"e\"", lastModified: "", contentType: "audio/ogg", storedAtSeconds: 0)
+        XCTAssertNotNil(s.recordMeta(f, m))
+        f.meta = m
+        f.length = min(slice, size - f.key.index * slice)
+        let done = s.completeFill(f)
+        if let o = done.ticketOutcome { for t in done.tickets { t.report(o) } }
+        if done.writeToDisk {
+            let (_, tickets) = s.diskWritten(
+                f, DiskSlice(relativePath: "\(f.key.path)/\(f.key.index)", dataOffset: 4096, length: f.length))
+            for t in tickets { t.report(.cached(bytes: f.length)) }
+        }
+    }
+
+    func testPrewarmStartsOneFillThatPlayersJoinAndPinsIt() {
+        let s = store(disk: 8 * slice, pinned: 4 * slice)
+        let out = Outcomes()
+        let k = SliceKey(path: "/audio/a/1.opus", index: 0)
+        guard case .started(let f) = s.prewarm(k, pinUntilSeconds: 1000, ticket: out.ticket(), worker: 0) else {
+            return XCTFail("expected a new fill")
+        }
+        guard case .filling(let joined) = s.lookup(k, worker: 1), joined === f else {
+            return XCTFail("a player must join the pre-warm's fill")
+        }
+        guard case .joined = s.prewarm(k, pinUntilSeconds: 2000, ticket: out.ticket(), worker: 1) else {
+            return XCTFail("a second job must join too")
+        }
+        land(s, f)
+        XCTAssertEqual(out.all, [.cached(bytes: slice), .cached(bytes: slice)], "each ticket answered once")
+        XCTAssertEqual(s.figures.pinnedBytes, slice)
+        guard case .done(.cached(let bytes)) = s.prewarm(k, pinUntilSeconds: 1500, ticket: out.ticket(), worker: 0)
+        else { return XCTFail("on disk: answered at once") }
+        XCTAssertEqual(bytes, slice)
+        XCTAssertEqual(out.all.count, 2, "an answer given at once does not call the ticket")
+    }
+
+    func testPinnedSlicesSurvivePressureAndExpire() {
+        let s = store(disk: 8 * slice, pinned: 4 * slice)
+        let out = Outcomes()
+        for i in 0..<4 {
+            guard
+                case .started(let f) = s.prewarm(
+                    SliceKey(path: "/audio/drop/\(i)", index: 0), pinUntilSeconds: 1000, ticket: out.ticket(), worker: 0
+                )
+            else { return XCTFail() }
+            land(s, f)
+        }
+        // 200 other slices through a disk tier of 8: only the 4 unpinned places turn over.
+        for i in 0..<200 {
+            let k = SliceKey(path: "/audio/other/\(i)", index: 0)
+            guard case .startFill(let f) = s.lookup(k, worker: 0) else { return XCTFail() }
+            land(s, f)
+        }
+        for i in 0..<4 {
+            guard case .disk = s.lookup(SliceKey(path: "/audio/drop/\(i)", index: 0), worker: 0) else {
+                return XCTFail("pinned slice \(i) was evicted")
+            }
+        }
+        s.expirePins(nowSeconds: 999)
+        XCTAssertEqual(s.figures.pinnedBytes, 4 * slice)
+        s.expirePins(nowSeconds: 1000)
+        XCTAssertEqual(s.figures.pinnedBytes, 0, "pins end at pin_until")
+    }
+
+    func testPinBudgetRefusesWhatWouldExceedIt() {
+        let s = store(disk: 8 * slice, pinned: 2 * slice)
+        let out = Outcomes()
+        for i in 0..<3 {
+            guard
+                case .started(let f) = s.prewarm(
+                    SliceKey(path: "/audio/b/\(i)", index: 0), pinUntilSeconds: 1000, ticket: out.ticket(), worker: 0)
+            else { return XCTFail() }
+            land(s, f)
+        }
+        XCTAssertEqual(out.all.prefix(2), [.cached(bytes: slice), .cached(bytes: slice)])
+        guard case .failed(let why) = out.all[2] else { return XCTFail("\(out.all)") }
+        XCTAssertTrue(why.contains("pin budget exceeded"), why)
+        XCTAssertEqual(s.figures.pinnedBytes, 2 * slice)
+    }
+
+    func testFailedAndPurgedFillsAnswerTheirTickets() {
+        let s = store(disk: 8 * slice, pinned: 4 * slice)
+        let out = Outcomes()
+        guard
+            case .started(let f) = s.prewarm(
+                SliceKey(path: "/audio/x/0", index: 0), pinUntilSeconds: 0, ticket: out.ticket(), worker: 0)
+        else { return XCTFail() }
+        for t in s.failFill(f) { t.report(.originStatus(404)) }
+        guard
+            case .started(let g) = s.prewarm(
+                SliceKey(path: "/audio/x/1", index: 0), pinUntilSeconds: 0, ticket: out.ticket(), worker: 0)
+        else { return XCTFail() }
+        XCTAssertEqual(s.purge(prefix: "/audio/x/").fillsAbandoned, 1)
+        land(s, g)
+        XCTAssertEqual(out.all.count, 2)
+        XCTAssertEqual(out.all[0], .originStatus(404))
+        guard case .failed(let why) = out.all[1] else { return XCTFail() }
+        XCTAssertTrue(why.contains("purged"), why)
+        XCTAssertEqual(s.figures.diskSlices, 0, "a purged fill stores nothing")
+    }
+
+    func testReloadNamesWhatChangedAndWhatNeedsARestart() throws {
+        XCTAssertEqual(EdgeControl.snakeCase("transitionKeyHex"), "transition_key_hex")
+        var a = EdgeConfig_TestSupport.base
+        var b = a
+        b.token.keyHex = String(repeating: "ab", count: 32)
+        b.server.http2 = false
+        XCTAssertEqual(EdgeControl.changedKeys(a.token, b.token, section: "token"), ["token.key_hex"])
+        XCTAssertEqual(EdgeControl.changedKeys(a.server, b.server, section: "server"), ["server.http2"])
+        a = b
+        XCTAssertEqual(EdgeControl.changedKeys(a.server, b.server, section: "server"), [])
+    }
+}
+
+import EdgeConfig
+
+enum EdgeConfig_TestSupport {
+    static var base: EdgeConfig {
+        var c = EdgeConfig()
+        c.token.keyHex = String(repeating: "00", count: 32)
+        return c
+    }
+}
