@@ -69,7 +69,7 @@ let package = Package(
         .target(
             name: "EdgeAdmin",
             dependencies: [
-                "EdgeServer", "EdgeConfig", "EdgeHTTP", "EdgeCatalog",
+                "EdgeServer", "EdgeConfig", "EdgeHTTP", "EdgeCatalog", "EdgeEncoding",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),

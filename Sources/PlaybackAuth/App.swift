@@ -80,14 +80,6 @@ struct IdentityMiddleware: RouterMiddleware {
     }
 }
 
-/// Compares two secrets in time that depends on their lengths only.
-func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8), y = Array(b.utf8)
-    var diff = UInt8(x.count == y.count ? 0 : 1)
-    for i in 0..<max(x.count, y.count) { diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
-    return diff == 0
-}
-
 func errorResponse(_ status: Int, _ message: String, extra: HTTPFields = [:]) -> Response {
     var headers: HTTPFields = [.contentType: "application/json"]
     for f in extra { headers.append(f) }

@@ -36,6 +36,25 @@ struct AdminOptions: ParsableArguments {
     }
 }
 
+extension AdminOptions {
+    /// Runs `body` against every edge; an edge that fails is reported and named at the end, and
+    /// the command exits 1.
+    func onEveryEdge(_ what: String, _ body: (AdminClient) throws -> Void) throws {
+        let token = try bearer()
+        var failed: [String] = []
+        for e in edge {
+            do { try body(AdminClient(base: e, token: token)) } catch {
+                print("edgectl: \(error)")
+                failed.append(e)
+            }
+        }
+        if !failed.isEmpty {
+            print("edgectl: \(what) failed on: \(failed.joined(separator: ", "))")
+            throw ExitCode(1)
+        }
+    }
+}
+
 /// One admin API call, synchronous (a CLI): status and body, or the transport error.
 struct AdminClient {
     let base: String
@@ -263,23 +282,11 @@ struct Purge: ParsableCommand {
     }
 
     func run() throws {
-        let token = try admin.bearer()
-        var failed: [String] = []
-        for e in admin.edge {
-            do {
-                let out = try AdminClient(base: e, token: token).object(
-                    "POST", "/admin/purge", json: path.map { ["path": $0] } ?? ["prefix": prefix!])
-                print(
-                    "\(e): purged \(out["objects"] ?? 0) objects, \(out["slices"] ?? 0) slices, \(out["files_removed"] ?? 0) files; \(out["fills_abandoned"] ?? 0) fills abandoned"
-                )
-            } catch {
-                print("edgectl: \(error)")
-                failed.append(e)
-            }
-        }
-        if !failed.isEmpty {
-            print("edgectl: purge failed on: \(failed.joined(separator: ", "))")
-            throw ExitCode(1)
+        try admin.onEveryEdge("purge") { client in
+            let out = try client.object("POST", "/admin/purge", json: path.map { ["path": $0] } ?? ["prefix": prefix!])
+            print(
+                "\(client.base): purged \(out["objects"] ?? 0) objects, \(out["slices"] ?? 0) slices, \(out["files_removed"] ?? 0) files; \(out["fills_abandoned"] ?? 0) fills abandoned"
+            )
         }
     }
 }
@@ -303,11 +310,11 @@ struct CacheList: ParsableCommand {
                 print("# \(e)")
                 print("path\tsize\tram_slices\tdisk_slices\tslices_total\tpinned_until\thits\tlast_access")
                 for o in out["objects"] as? [[String: Any]] ?? [] {
-                    print(
-                        [
-                            o["path"], o["size"], o["ram_slices"], o["disk_slices"], o["slices_total"],
-                            o["pinned_until"] ?? "-", o["hits"], o["last_access"] ?? "-",
-                        ].map { "\($0 ?? "-")" }.joined(separator: "\t"))
+                    let fields = [
+                        "path", "size", "ram_slices", "disk_slices", "slices_total", "pinned_until", "hits",
+                        "last_access",
+                    ]
+                    print(fields.map { f in o[f].map { "\($0)" } ?? "-" }.joined(separator: "\t"))
                 }
                 if out["more"] as? Bool == true { print("# more: raise --limit or narrow --prefix") }
             } catch {
@@ -325,23 +332,12 @@ struct Reload: ParsableCommand {
     @OptionGroup var admin: AdminOptions
 
     func run() throws {
-        let token = try admin.bearer()
-        var failed: [String] = []
-        for e in admin.edge {
-            do {
-                let out = try AdminClient(base: e, token: token).object("POST", "/admin/reload")
-                let applied = out["applied"] as? [String] ?? [], restart = out["needs_restart"] as? [String] ?? []
-                print(
-                    "\(e): reloaded; applied: \(applied.isEmpty ? "nothing changed" : applied.joined(separator: ", "))"
-                        + (restart.isEmpty ? "" : "; needs a restart: \(restart.joined(separator: ", "))"))
-            } catch {
-                print("edgectl: \(error)")
-                failed.append(e)
-            }
-        }
-        if !failed.isEmpty {
-            print("edgectl: reload failed on: \(failed.joined(separator: ", "))")
-            throw ExitCode(1)
+        try admin.onEveryEdge("reload") { client in
+            let out = try client.object("POST", "/admin/reload")
+            let applied = out["applied"] as? [String] ?? [], restart = out["needs_restart"] as? [String] ?? []
+            print(
+                "\(client.base): reloaded; applied: \(applied.isEmpty ? "nothing changed" : applied.joined(separator: ", "))"
+                    + (restart.isEmpty ? "" : "; needs a restart: \(restart.joined(separator: ", "))"))
         }
     }
 }

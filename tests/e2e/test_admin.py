@@ -386,3 +386,34 @@ def test_openapi_document_matches_the_service(admin_edge, origin):
     # The documented statuses are produced: every one is exercised by the tests in this file.
     assert set(doc["paths"]["/admin/prewarm"]["post"]["responses"]) == {"202", "400", "401", "409", "413", "429"}
     assert set(doc["paths"]["/admin/prewarm/{id}"]["get"]["responses"]) == {"200", "401", "404"}
+
+
+def test_edgectl_purge_cache_stats_reload(admin_edge, origin):
+    import subprocess
+    from conftest import EDGECTL_BIN, free_port
+    e = admin_edge()
+    assert get(e, "/audio/a2/160.opus")[0] == 200
+    time.sleep(0.5)
+
+    def ctl(*args, edges=(e.admin_base,)):
+        cmd = [EDGECTL_BIN, *args, "--token", ADMIN_TOKEN]
+        for b in edges:
+            cmd += ["--edge", b]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    r = ctl("cache", "--prefix", "/audio/a2/")
+    assert r.returncode == 0 and "/audio/a2/160.opus\t150000\t" in r.stdout, r.stdout
+    r = ctl("stats", "--count", "2", "--interval", "0.5")
+    assert r.returncode == 0 and "hit%" in r.stdout and e.admin_base[:28] in r.stdout, r.stdout
+    r = ctl("reload")
+    assert r.returncode == 0 and "reloaded; applied: nothing changed" in r.stdout, r.stdout
+    r = ctl("purge", "--prefix", "/audio/a2/")
+    assert r.returncode == 0 and "purged 1 objects, 3 slices, 3 files" in r.stdout, r.stdout
+    assert get(e, "/audio/a2/160.opus")[1]["cache-status"].startswith("edge; fwd=miss")
+    # An edge that is down, or a wrong token: exit 1, naming the edge.
+    dead = f"http://127.0.0.1:{free_port()}"
+    r = ctl("purge", "--path", "/audio/a2/160.opus", edges=(e.admin_base, dead))
+    assert r.returncode == 1 and f"purge failed on: {dead}" in r.stdout, r.stdout
+    r = subprocess.run([EDGECTL_BIN, "reload", "--edge", e.admin_base, "--token", "wrong-token-0123456789"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "401" in r.stdout, r.stdout
