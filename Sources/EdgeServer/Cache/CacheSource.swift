@@ -116,9 +116,10 @@ final class CacheSource {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let seed = boundaryCounter
         let readsBody = !ex.isHead
+        let wallSeconds = clock.wallSeconds   // one clock read: the object's last access and its Age
         guard
             let hit = store.hit(
-                path, known: fetched, worker: worker, nowSeconds: clock.wallSeconds, readsBody: readsBody,
+                path, known: fetched, worker: worker, nowSeconds: wallSeconds, readsBody: readsBody,
                 plan: { meta in
                     ResponsePlan.build(
                         request: ex.request, path: path, size: meta.size, etag: meta.etag,
@@ -130,7 +131,7 @@ final class CacheSource {
         var plan = hit.plan
         ex.rangeText = plan.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
-        let age = max(0, clock.wallSeconds - hit.meta.storedAtSeconds)
+        let age = max(0, wallSeconds - hit.meta.storedAtSeconds)
         let status =
             fetched != nil ? "edge; fwd=miss; stored" : (hit.partial ? "edge; fwd=partial; stored" : "edge; hit")
         plan.headers.append(HeaderField("cache-status", status))
