@@ -67,6 +67,11 @@ public final class EdgePolicy {
         return true
     }
 
+    /// Whether the sketch has seen `key` requested often enough (`sketchAdmission` times lately)
+    /// to be worth bringing into this tier from a slower one: the disk tier's hits are promoted
+    /// into RAM only then, so a one-off read does not cost a whole slice read.
+    public func isRequestedOften(_ key: UInt64) -> Bool { sketch.frequency(key) >= sketchAdmission }
+
     /// Offers a missed entry of `size` bytes. Returns whether it was admitted and the keys evicted
     /// to make room (the caller deletes their data). Entries larger than the unpinned capacity are
     /// never admitted.

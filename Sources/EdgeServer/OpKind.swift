@@ -23,4 +23,5 @@ enum OpKind {
     static let cacheFileStat: UInt8 = 20
     static let errorLogWrite: UInt8 = 21
     static let sliceUnlink: UInt8 = 22
+    static let slicePromote: UInt8 = 23
 }

@@ -181,6 +181,7 @@ final class Worker {
         case OpKind.cacheFileOpen, OpKind.cacheFileStat: cache?.cacheFileOpened(d.kind, slot: d.slot, result: result)
         case OpKind.errorLogWrite: errorLog.written(result)
         case OpKind.sliceUnlink: cache?.writer.unlinked(slot: d.slot)
+        case OpKind.slicePromote: cache?.promoter.completed(slot: d.slot, result)
         default: break
         }
     }
@@ -208,7 +209,8 @@ final class Worker {
         // slice half-written at exit is a slice lost from the disk tier.
         let finishDeadline = ring.monotonicMicroseconds() + 5_000_000
         while ring.monotonicMicroseconds() < finishDeadline
-            && (!log.idle || !errorLog.idle || liveConnections > 0 || !(cache?.writer.idle ?? true))
+            && (!log.idle || !errorLog.idle || liveConnections > 0 || !(cache?.writer.idle ?? true)
+                || !(cache?.promoter.idle ?? true))
         {
             guard let n = try? ring.submitAndWait() else { break }
             for i in 0..<n { let c = ring.completion(at: i); dispatch(c.data, c.result, c.more) }

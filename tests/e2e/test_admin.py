@@ -251,6 +251,33 @@ def test_metrics_count_what_the_test_did(admin_edge, origin):
     assert all(l["ttfb_us"] > 0 and l["total_us"] >= l["ttfb_us"] for l in lines), lines
 
 
+def test_disk_hits_are_promoted_into_ram_after_a_restart(admin_edge, origin, origin_dir):
+    """After a restart the RAM tier is empty and the disk tier is whole: the first request reads
+    the slice files, the second (twice lately) reads each file once more, whole and verified, into
+    RAM, and from then on the object is served from memory. The origin is never asked again."""
+    e = admin_edge()
+    path = "/audio/a2/160.opus"   # 150000 bytes: 3 slices
+    expected = open(origin_dir + path, "rb").read()
+    assert get(e, path)[2] == expected
+    time.sleep(0.5)   # slice files land
+    fetched = len(origin.requests_for(path))
+    assert fetched == 3
+    assert e.stop() == 0
+    e.start()
+    listing = e.admin("GET", f"/admin/cache?prefix={path}")[1]["objects"]
+    assert [(o["ram_slices"], o["disk_slices"]) for o in listing] == [(0, 3)]
+    for _ in range(3):
+        status, h, body, _ = get(e, path)
+        assert status == 200 and h["cache-status"] == "edge; hit" and body == expected
+    f = metrics(e)
+    assert sample(f, "edge_cache_lookups_total", tier="disk") == 6, "two requests from disk: read, then promoted"
+    assert sample(f, "edge_cache_lookups_total", tier="ram") == 3, "the third from RAM"
+    assert sample(f, "edge_cache_lookups_total", tier="origin") == 0
+    listing = e.admin("GET", f"/admin/cache?prefix={path}")[1]["objects"]
+    assert [(o["ram_slices"], o["ram_bytes"], o["disk_slices"]) for o in listing] == [(3, 150_000, 3)]
+    assert len(origin.requests_for(path)) == fetched
+
+
 def test_reload_swaps_keys_and_refuses_a_broken_file(admin_edge):
     e = admin_edge()
     assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 403

@@ -18,6 +18,7 @@ final class CacheSource {
     let origin: OriginClient
     let cacheFiles: FileTable
     let writer: SliceWriter
+    let promoter: SlicePromoter
     let reads: BodyReads
     let ring: Ring
     let clock: LoopClock
@@ -58,10 +59,12 @@ final class CacheSource {
             openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
         writer = SliceWriter(
             ring: ring, store: store, errorLog: errorLog, inFlightMax: config.cache.diskWritesInFlightMax)
+        promoter = SlicePromoter(ring: ring, store: store, writer: writer, errorLog: errorLog)
         counters = settings.counters[worker]
         origin = OriginClient(
             ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog, counters: counters)
         origin.listener = self
+        promoter.listener = self
     }
 
     // MARK: requests
@@ -94,6 +97,11 @@ final class CacheSource {
             origin.fetch(f)
             park(Parked(owner: owner, fill: f))
             return .waiting
+        case .promote(let f, let d):
+            // Metadata recorded since `hitResponse` looked: the slice is on disk. Read it (the
+            // fill must run: others may join it), and answer as a hit next time.
+            promoter.start(f, d)
+            return busy
         case .overloaded, .ram, .disk:
             // Slices without metadata: only after a purge raced this request. A miss next time.
             return busy
@@ -159,7 +167,9 @@ final class CacheSource {
         switch lookup {
         case .ram(let b, let length): body.sliceSource = .memory(b, length: length); tier = 0
         case .disk(let d): body.sliceSource = .disk(d); tier = 1
+        case .filling(let f) where f.promotedFrom != nil: body.sliceSource = .fill(f); tier = 1
         case .filling(let f): body.sliceSource = .fill(f); body.servedFromCache = false; tier = Self.coalescedTier
+        case .promote(let f, let d): promoter.start(f, d); body.sliceSource = .fill(f); tier = 1
         case .startFill(let f):
             origin.fetch(f); body.sliceSource = .fill(f); body.servedFromCache = false; tier = Self.originTier
         case .overloaded: body.sliceSource = nil; body.failed = true; return
@@ -201,6 +211,11 @@ final class CacheSource {
 
     private func refillFromFill(_ body: BodyStream, _ f: Fill, within: Int, want: Int) {
         switch f.currentPhase {
+        case .failed where f.promotedFrom != nil:
+            // The slice file was unusable: the index forgot it, so looking again fetches it
+            // (the bytes already sent were verified, and the next source is checked by ETag).
+            body.sliceSource = nil
+            refill(body)
         case .failed:
             body.failed = true
         case .requested:

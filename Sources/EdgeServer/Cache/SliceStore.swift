@@ -39,7 +39,8 @@ final class SliceBuffer: @unchecked Sendable {
     deinit { bytes.deallocate() }
 }
 
-/// One origin fetch of one slice, shared by every request (on any worker) that wants it.
+/// One fetch of one slice, shared by every request (on any worker) that wants it: from the origin,
+/// or (`promotedFrom`) a disk slice read whole into memory for the RAM tier.
 final class Fill: @unchecked Sendable {
     enum Phase: Int { case requested = 0, head = 1, complete = 2, failed = 3 }
     let key: SliceKey
@@ -61,9 +62,11 @@ final class Fill: @unchecked Sendable {
     /// latest expiry asked for). Both under the store's lock.
     var prewarmTickets: [PrewarmTicket] = []
     var pinUntilSeconds: Int64 = 0
+    /// The slice file this fill reads into RAM (a disk hit promoted), nil for an origin fetch.
+    let promotedFrom: DiskSlice?
 
-    init(key: SliceKey, owner: Int, capacity: Int) {
-        self.key = key; self.owner = owner
+    init(key: SliceKey, owner: Int, capacity: Int, promotedFrom: DiskSlice? = nil) {
+        self.key = key; self.owner = owner; self.promotedFrom = promotedFrom
         buffer = SliceBuffer(capacity: capacity)
     }
     var currentPhase: Phase { Phase(rawValue: phase.load(ordering: .acquiring))! }
@@ -130,6 +133,9 @@ final class SliceStore: @unchecked Sendable {
         case filling(Fill)
         /// Nobody has it: the caller now owns this fill and must fetch it.
         case startFill(Fill)
+        /// On disk and requested often: the caller now owns this fill and must read the slice
+        /// file into it (`SlicePromoter`); on completion the slice enters the RAM tier.
+        case promote(Fill, DiskSlice)
         case overloaded
     }
 
@@ -139,13 +145,29 @@ final class SliceStore: @unchecked Sendable {
         state.withLock { s in lookupLocked(&s, key, worker: worker) }
     }
 
-    private func lookupLocked(_ s: inout State, _ key: SliceKey, worker: Int) -> Lookup {
+    /// `counts`: this is a request for the slice (the policies record it); false when the same
+    /// request looks again (a miss answered once its fill's head arrived), so a miss is not
+    /// counted twice in the frequency sketches.
+    private func lookupLocked(_ s: inout State, _ key: SliceKey, worker: Int, counts: Bool = true) -> Lookup {
         let h = key.hash
-        let ramHit = s.ramPolicy.recordAccess(h)
-        let diskHit = s.diskPolicy.recordAccess(h)
+        let ramHit = counts ? s.ramPolicy.recordAccess(h) : s.ramPolicy.contains(h)
+        let diskHit = counts ? s.diskPolicy.recordAccess(h) : s.diskPolicy.contains(h)
         if ramHit, let r = s.ram[key] { return .ram(r.buffer, length: r.length) }
         if let f = s.fills[key] { return .filling(f) }
-        if diskHit, let d = s.disk[key] { return .disk(d) }
+        if diskHit, let d = s.disk[key] {
+            // Hot disk slices move into RAM (read once, through a fill other readers join); a
+            // slice read once in a while is served from its file. Promotions count as fills.
+            guard s.fills.count < fillsMax, d.length <= s.ramPolicy.capacityBytes, s.ramPolicy.isRequestedOften(h),
+                let meta = s.meta[key.path]
+            else { return .disk(d) }
+            let f = Fill(key: key, owner: worker, capacity: d.length, promotedFrom: d)
+            f.meta = meta
+            f.length = d.length
+            f.phase.store(Fill.Phase.head.rawValue, ordering: .releasing)
+            s.fills[key] = f
+            s.fillsByPath[key.path, default: 0] += 1
+            return .promote(f, d)
+        }
         guard s.fills.count < fillsMax else { return .overloaded }
         let f = Fill(key: key, owner: worker, capacity: sliceBytes)
         s.fills[key] = f
@@ -197,7 +219,9 @@ final class SliceStore: @unchecked Sendable {
             }
             var firstSlice: (Int, Lookup)? = nil
             if readsBody, let i = firstIndex {
-                firstSlice = (i, lookupLocked(&s, SliceKey(path: path, index: i), worker: worker))
+                firstSlice = (
+                    i, lookupLocked(&s, SliceKey(path: path, index: i), worker: worker, counts: known == nil)
+                )
             }
             return Hit(meta: meta, plan: plan, partial: partial, firstSlice: firstSlice)
         }
@@ -242,13 +266,7 @@ final class SliceStore: @unchecked Sendable {
                 f.prewarmTickets = []
                 return (false, [], tickets, .failed("purged or changed at the origin while it was fetched"))
             }
-            s.keys[h] = f.key
-            s.slicesByPath[f.key.path, default: []].insert(f.key.index)
-            let r = s.ramPolicy.insert(h, size: f.length)
-            s.ramEvictions += r.evicted.count
-            if !r.admitted { s.ramRefused += 1 }
-            for e in r.evicted { if let k = s.keys[e] { s.ram[k] = nil; Self.forgetIfGone(&s, e) } }
-            if r.admitted { s.ram[f.key] = (f.buffer, f.length) }
+            Self.admitToRAM(&s, f)
             var diskEvicted: [DiskSlice] = []
             var write = false
             var outcome: PrewarmOutcome? = nil
@@ -272,6 +290,41 @@ final class SliceStore: @unchecked Sendable {
             Self.forgetIfGone(&s, h)   // admitted by neither tier
             if outcome != nil || !write { f.prewarmTickets = [] } else { return (write, diskEvicted, [], nil) }
             return (write, diskEvicted, tickets, outcome ?? .failed("not written to disk"))
+        }
+    }
+
+    /// Offers a whole fill's slice to the RAM tier's policy (the caller forgets it if neither tier
+    /// keeps it).
+    private static func admitToRAM(_ s: inout State, _ f: Fill) {
+        let h = f.key.hash
+        s.keys[h] = f.key
+        s.slicesByPath[f.key.path, default: []].insert(f.key.index)
+        let r = s.ramPolicy.insert(h, size: f.length)
+        s.ramEvictions += r.evicted.count
+        if !r.admitted { s.ramRefused += 1 }
+        for e in r.evicted { if let k = s.keys[e] { s.ram[k] = nil; Self.forgetIfGone(&s, e) } }
+        if r.admitted { s.ram[f.key] = (f.buffer, f.length) }
+    }
+
+    /// A promotion read its slice file whole and verified it: the slice enters the RAM tier (by
+    /// its policy) unless the object was purged or changed meanwhile. Returns the pre-warm tickets
+    /// that joined it (only when the file vanished from the index meanwhile) and their outcome.
+    func completePromotion(_ f: Fill) -> (tickets: [PrewarmTicket], outcome: PrewarmOutcome) {
+        state.withLock { s in
+            Self.removeFill(&s, f)
+            let tickets = f.prewarmTickets
+            f.prewarmTickets = []
+            guard !f.abandoned, let current = s.meta[f.key.path], let mine = f.meta, current.sameVersion(as: mine)
+            else {
+                Self.forgetIfGone(&s, f.key.hash, key: f.key)
+                return (tickets, .failed("purged or changed while it was read from disk"))
+            }
+            Self.admitToRAM(&s, f)
+            let outcome: PrewarmOutcome =
+                s.disk[f.key] != nil
+                ? pinIfAsked(&s, f.key, until: f.pinUntilSeconds) : .failed("evicted from disk while it was read")
+            Self.forgetIfGone(&s, f.key.hash)
+            return (tickets, outcome)
         }
     }
 

@@ -151,6 +151,84 @@ final class SimulatedCacheTests: XCTestCase {
         edge.checkQuiescentCache("after reading back from disk")
     }
 
+    /// One GET on a new connection; the response, checked byte for byte against `track`.
+    private func get(
+        _ edge: SimulatedEdge, _ track: [UInt8], range: String?, _ context: String, file: StaticString = #filePath,
+        line: UInt = #line
+    ) -> ClientResponse? {
+        let client = edge.connect()
+        client.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n" + (range.map { "Range: \($0)\r\n" } ?? "") + "\r\n")
+        edge.runUntilIdle()
+        var reader = ResponseReader()
+        reader.add(client.take())
+        client.close()
+        edge.runUntilIdle()
+        guard let r = reader.next() else { XCTFail("\(context): no response", file: file, line: line); return nil }
+        Expectation(path: "/audio/t.bin", content: track, range: range).check(r, context)
+        return r
+    }
+
+    /// The slices of /audio/t.bin on disk and not in RAM, each with a range inside it.
+    private func slicesOnDiskOnly(_ cache: CacheSource) -> [(SliceKey, String)] {
+        (0..<64).compactMap { i in
+            let k = SliceKey(path: "/audio/t.bin", index: i)
+            let onDiskOnly = cache.store.state.withLock { $0.disk[k] != nil && $0.ram[k] == nil }
+            return onDiskOnly ? (k, "bytes=\(i * 16384 + 100)-\(i * 16384 + 4195)") : nil
+        }
+    }
+
+    /// A RAM tier of three slices in front of a six-slice track: some slices leave RAM but stay
+    /// on disk. One requested again (the second request lately) is read back from its file once,
+    /// verified, into RAM, and later requests are RAM hits; the origin is never asked again.
+    func testHotDiskSlicesArePromotedIntoRAM() throws {
+        let track = pseudoRandomBytes(6 * 16384, seed: 14)
+        let edge = try SimulatedEdge(seed: 14, config: Self.config(ramBytes: 3 * 16384))
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 14)
+        edge.sim.serve(port: 9000, origin)
+        _ = get(edge, track, range: nil, "first fetch")
+        let cache = try XCTUnwrap(edge.worker.cache)
+        let (first, range) = try XCTUnwrap(slicesOnDiskOnly(cache).first, "a slice left RAM for the disk")
+        let ramLookups = { edge.worker.settings.counters[0].load(MetricLayout.cacheLookups) }
+        let ramBefore = ramLookups()
+        for round in 0..<3 {
+            let r = get(edge, track, range: range, "round \(round)")
+            XCTAssertEqual(r?.headers["cache-status"], "edge; hit", "round \(round)")
+        }
+        XCTAssertEqual(cache.promoter.promoted, 1, "one read of the slice file")
+        XCTAssertNotNil(cache.store.state.withLock { $0.ram[first] }, "the first slice is in RAM")
+        XCTAssertEqual(ramLookups() - ramBefore, 2, "the rounds after the promotion are RAM hits")
+        XCTAssertEqual(origin.requests, 6, "the origin was asked once per slice")
+        edge.checkQuiescentCache("after the promotion")
+    }
+
+    /// A slice file damaged on disk after start-up: the promotion's checksum refuses it, the
+    /// player still gets the right bytes (fetched again from the origin), the file is replaced, and
+    /// the error log names it.
+    func testDamagedSliceFileIsRefetchedNotPromoted() throws {
+        let track = pseudoRandomBytes(6 * 16384, seed: 15)
+        let edge = try SimulatedEdge(seed: 15, config: Self.config(ramBytes: 3 * 16384))
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 15)
+        edge.sim.serve(port: 9000, origin)
+        _ = get(edge, track, range: nil, "first fetch")
+        let cache = try XCTUnwrap(edge.worker.cache)
+        let (first, range) = try XCTUnwrap(slicesOnDiskOnly(cache).first, "a slice left RAM for the disk")
+        let disk = try XCTUnwrap(cache.store.state.withLock { $0.disk[first] })
+        let path = "/cache/" + disk.relativePath
+        edge.sim.files[path]!.bytes[disk.dataOffset + 200] ^= 0x40
+        // Requested twice lately (the miss, then this): the disk hit is promoted, and the
+        // promotion finds the damage.
+        let r = get(edge, track, range: range, "after the damage")
+        XCTAssertNotNil(r)
+        XCTAssertEqual(cache.promoter.damaged, 1)
+        XCTAssertEqual(cache.promoter.promoted, 0)
+        XCTAssertEqual(origin.requests, 7, "the damaged slice was fetched again")
+        XCTAssertTrue(edge.errorLog.contains("(checksum mismatch); it will be fetched again"), edge.errorLog)
+        let sliceBytes = track[(first.index * 16384)..<((first.index + 1) * 16384)]
+        XCTAssertTrue(edge.sim.files[path]?.bytes[disk.dataOffset...] == sliceBytes, "the file was written again")
+        _ = get(edge, track, range: range, "after the refetch")
+        edge.checkQuiescentCache("after the damaged file")
+    }
+
     /// A disk that fails every write: nothing reaches the index, responses are still right, and
     /// each failure is logged.
     func testDiskWriteFailuresServeFromRAMAndOrigin() throws {
@@ -180,7 +258,7 @@ final class SimulatedCacheTests: XCTestCase {
     /// complete response is exactly right; an error status or a cut connection only happens when
     /// the origin misbehaved or a connection fault struck; everything is released after.
     func testSeededCacheRuns() throws {
-        var responses = 0, errors = 0, cuts = 0, originFaults = 0
+        var responses = 0, errors = 0, cuts = 0, originFaults = 0, promoted = 0, promotionsFailed = 0
         var faultCounts: [String: Int] = [:]
         let seeds = simulationSeeds(default: 1000)
         for seed in seeds {
@@ -198,6 +276,8 @@ final class SimulatedCacheTests: XCTestCase {
             faults.delayMicrosecondsMax = [0, 300][random.next(below: 2)]
             faults.diskFailurePercent = [0, 0, 20][random.next(below: 3)]
             faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
+            // Slice files that fail to read: a disk hit cut, a promotion dropped and refetched.
+            faults.readFailurePercent = [0, 0, 5][random.next(below: 3)]
             let origin = SimulatedOrigin(objects: objects, seed: seed, faultPercent: [0, 0, 10][random.next(below: 3)])
             let edge = try SimulatedEdge(
                 seed: seed, faults: faults,
@@ -265,6 +345,8 @@ final class SimulatedCacheTests: XCTestCase {
             edge.advance(milliseconds: 2000)   // idle origin connections and their timers settle
             edge.checkQuiescentCache("seed \(seed)")
             originFaults += origin.faults
+            promoted += edge.worker.cache?.promoter.promoted ?? 0
+            promotionsFailed += edge.worker.cache?.promoter.damaged ?? 0
             for (k, v) in edge.sim.injected { faultCounts[k, default: 0] += v }
             if (testRun?.totalFailureCount ?? 0) > failuresBefore {
                 print(
@@ -275,7 +357,8 @@ final class SimulatedCacheTests: XCTestCase {
         }
         print(
             "simulation: \(seeds.count) cache runs, \(responses) responses (\(errors) origin errors passed on), \(cuts) cut, "
-                + "\(originFaults) origin faults; kernel faults: \(faultCounts.sorted { $0.key < $1.key })")
+                + "\(originFaults) origin faults, \(promoted) slices promoted to RAM (\(promotionsFailed) files dropped); "
+                + "kernel faults: \(faultCounts.sorted { $0.key < $1.key })")
     }
 }
 
@@ -295,6 +378,8 @@ extension SimulatedEdge {
             worker.cache?.writer.unlinks.contains { $0 != nil } ?? false, "slice unlinks in flight, \(context)",
             file: file, line: line)
         XCTAssertEqual(worker.cache?.store.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
+        XCTAssertEqual(
+            worker.cache?.promoter.inFlight ?? 0, 0, "promotions in flight, \(context)", file: file, line: line)
         XCTAssertEqual(
             sim.operationsInFlight, 3 + idleOrigin, "operations in flight: \(sim.inFlightDescription), \(context)",
             file: file, line: line)
