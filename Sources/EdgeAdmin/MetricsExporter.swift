@@ -48,61 +48,61 @@ final class MetricsExporter: Sendable {
         let r = registry
         requests = MetricLayout.protocols.map { p in
             (0..<MetricsSnapshot.statusSlots).map { s in
-                r.makeCounter(
-                    name: "edge_requests_total",
+                r.counter(
+                    "edge_requests_total",
                     labels: [("protocol", p), ("status", MetricsSnapshot.statusLabel(s))],
                     help: "Responses sent, by protocol and status.")
             }
         }
         bytesOut = MetricLayout.protocols.map {
-            r.makeCounter(
-                name: "edge_response_bytes_total", labels: [("protocol", $0)], help: "Response bytes sent (bodies).")
+            r.counter(
+                "edge_response_bytes_total", labels: [("protocol", $0)], help: "Response bytes sent (bodies).")
         }
         lookups = MetricLayout.cacheTiers.map {
-            r.makeCounter(
-                name: "edge_cache_lookups_total", labels: [("tier", $0)],
+            r.counter(
+                "edge_cache_lookups_total", labels: [("tier", $0)],
                 help: "Slices looked up for responses, by where they came from: ram and disk are hits; "
                     + "origin a miss that fetched; coalesced a miss that joined a fetch in flight.")
         }
         tokenRejections = MetricLayout.tokenReasons.map {
-            r.makeCounter(
-                name: "edge_token_rejections_total", labels: [("reason", $0.rawValue)],
+            r.counter(
+                "edge_token_rejections_total", labels: [("reason", $0.rawValue)],
                 help: "Requests refused with 403 for their token, by reason.")
         }
-        originRequests = r.makeCounter(name: "edge_origin_requests_total", help: "Requests sent to origins.")
-        originBytes = r.makeCounter(name: "edge_origin_bytes_total", help: "Body bytes received from origins.")
+        originRequests = r.counter("edge_origin_requests_total", help: "Requests sent to origins.")
+        originBytes = r.counter("edge_origin_bytes_total", help: "Body bytes received from origins.")
         originErrors = MetricLayout.originErrorKinds.map {
-            r.makeCounter(
-                name: "edge_origin_errors_total", labels: [("kind", $0)], help: "Origin fetch failures, by kind.")
+            r.counter(
+                "edge_origin_errors_total", labels: [("kind", $0)], help: "Origin fetch failures, by kind.")
         }
-        connectionsAccepted = r.makeCounter(name: "edge_connections_accepted_total", help: "Connections accepted.")
-        connectionsRefused = r.makeCounter(
-            name: "edge_connections_refused_total", help: "Connections refused at connections_per_worker_max.")
-        connectionsOpen = r.makeGauge(name: "edge_connections_open", help: "Player connections open now.")
+        connectionsAccepted = r.counter("edge_connections_accepted_total", help: "Connections accepted.")
+        connectionsRefused = r.counter(
+            "edge_connections_refused_total", help: "Connections refused at connections_per_worker_max.")
+        connectionsOpen = r.gauge("edge_connections_open", help: "Player connections open now.")
         cacheBytes = ["ram", "disk"].map {
-            r.makeGauge(name: "edge_cache_bytes", labels: [("tier", $0)], help: "Bytes cached, by tier.")
+            r.gauge("edge_cache_bytes", labels: [("tier", $0)], help: "Bytes cached, by tier.")
         }
         cacheSlices = ["ram", "disk"].map {
-            r.makeGauge(name: "edge_cache_slices", labels: [("tier", $0)], help: "Slices cached, by tier.")
+            r.gauge("edge_cache_slices", labels: [("tier", $0)], help: "Slices cached, by tier.")
         }
-        cacheObjects = r.makeGauge(name: "edge_cache_objects", help: "Objects with at least one slice cached.")
-        fillsInFlight = r.makeGauge(name: "edge_cache_fills_in_flight", help: "Origin fetches of slices in flight.")
-        pinnedBytes = r.makeGauge(name: "edge_cache_pinned_bytes", help: "Disk-tier bytes pinned by pre-warm jobs.")
-        pinnedBytesMax = r.makeGauge(name: "edge_cache_pinned_bytes_max", help: "cache.pinned_bytes_max.")
+        cacheObjects = r.gauge("edge_cache_objects", help: "Objects with at least one slice cached.")
+        fillsInFlight = r.gauge("edge_cache_fills_in_flight", help: "Origin fetches of slices in flight.")
+        pinnedBytes = r.gauge("edge_cache_pinned_bytes", help: "Disk-tier bytes pinned by pre-warm jobs.")
+        pinnedBytesMax = r.gauge("edge_cache_pinned_bytes_max", help: "cache.pinned_bytes_max.")
         evictions = ["ram", "disk"].map {
-            r.makeCounter(name: "edge_cache_evictions_total", labels: [("tier", $0)], help: "Slices evicted, by tier.")
+            r.counter("edge_cache_evictions_total", labels: [("tier", $0)], help: "Slices evicted, by tier.")
         }
         admissionsRefused = ["ram", "disk"].map {
-            r.makeCounter(
-                name: "edge_cache_admissions_refused_total", labels: [("tier", $0)],
+            r.counter(
+                "edge_cache_admissions_refused_total", labels: [("tier", $0)],
                 help: "Slices the tier's policy did not admit.")
         }
         prewarmJobs = PrewarmJob.State.allCases.map {
-            r.makeGauge(name: "edge_prewarm_jobs", labels: [("state", $0.rawValue)], help: "Pre-warm jobs, by state.")
+            r.gauge("edge_prewarm_jobs", labels: [("state", $0.rawValue)], help: "Pre-warm jobs, by state.")
         }
-        prewarmBytes = r.makeCounter(
-            name: "edge_prewarm_bytes_total", help: "Bytes pre-warm jobs brought into the disk tier.")
-        ready = r.makeGauge(name: "edge_ready", help: "1 when ready (see /readyz).")
+        prewarmBytes = r.counter(
+            "edge_prewarm_bytes_total", help: "Bytes pre-warm jobs brought into the disk tier.")
+        ready = r.gauge("edge_ready", help: "1 when ready (see /readyz).")
     }
 
     /// The text exposition of everything, as of now.
@@ -184,5 +184,16 @@ final class MetricsExporter: Sendable {
         f = String(repeating: "0", count: 6 - f.count) + f
         while f.hasSuffix("0") { f.removeLast() }
         return "\(whole).\(f)"
+    }
+}
+
+extension PrometheusCollectorRegistry {
+    /// A counter by its whole name (the unit is part of it): swift-prometheus's descriptor API.
+    func counter(_ name: String, labels: [(String, String)] = [], help: String) -> Counter {
+        makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+    }
+
+    func gauge(_ name: String, labels: [(String, String)] = [], help: String) -> Gauge {
+        makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
     }
 }

@@ -108,3 +108,35 @@ final class BufferPool {
         if free.count < keepMax { free.append(p) } else { p.deallocate() }
     }
 }
+
+/// Operations in flight on a ring, by slot: the slot travels in the completion's user data and
+/// finds the operation again. Freed slots are reused, so the table is as large as the most
+/// operations ever in flight at once (each owner bounds that).
+struct SlotTable<Element> {
+    private(set) var items: [Element?] = []
+    private var freeSlots: [UInt32] = []
+
+    /// Stores `element` in a free slot; returns the slot.
+    mutating func insert(_ element: Element) -> UInt32 {
+        if let s = freeSlots.popLast() {
+            items[Int(s)] = element
+            return s
+        }
+        items.append(element)
+        return UInt32(items.count - 1)
+    }
+
+    /// The element in `slot`, nil when the slot is free or out of range (a stale completion).
+    subscript(slot: UInt32) -> Element? { Int(slot) < items.count ? items[Int(slot)] : nil }
+
+    /// Takes the element out of `slot` and frees the slot.
+    @discardableResult
+    mutating func remove(_ slot: UInt32) -> Element? {
+        guard let e = self[slot] else { return nil }
+        items[Int(slot)] = nil
+        freeSlots.append(slot)
+        return e
+    }
+
+    var isEmpty: Bool { items.count == freeSlots.count }
+}

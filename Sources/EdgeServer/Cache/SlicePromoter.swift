@@ -36,8 +36,7 @@ final class SlicePromoter {
     let errorLog: AccessLog
     let limits: SliceFileHeader.Limits
     weak var listener: (any FillListener)?
-    private(set) var promotions: [Promotion?] = []
-    private var freeSlots: [UInt32] = []
+    private var promotions = SlotTable<Promotion>()
     private(set) var inFlight = 0
     /// Slices promoted and slice files found damaged (for tests and the error log).
     private(set) var promoted = 0
@@ -53,19 +52,14 @@ final class SlicePromoter {
     /// Starts reading `disk` into `fill` (which the index just handed to this worker).
     func start(_ fill: Fill, _ disk: DiskSlice) {
         let p = Promotion(fill: fill, disk: disk, path: store.directory + "/" + disk.relativePath)
-        let slot: UInt32
-        if let s = freeSlots.popLast() {
-            slot = s; promotions[Int(s)] = p
-        } else {
-            slot = UInt32(promotions.count); promotions.append(p)
-        }
+        let slot = promotions.insert(p)
         inFlight += 1
         ring.openRead(path: p.path, UserData(kind: OpKind.slicePromote, slot: slot))
     }
 
     /// One step completed: submit the next, or finish.
     func completed(slot: UInt32, _ result: Int32) {
-        guard Int(slot) < promotions.count, let p = promotions[Int(slot)] else { return }
+        guard let p = promotions[slot] else { return }
         let d = UserData(kind: OpKind.slicePromote, slot: slot)
         switch p.step {
         case .open:
@@ -160,7 +154,6 @@ final class SlicePromoter {
         // The path must outlive the submission: keep the object until the ring has taken it.
         ring.submit()
         inFlight -= 1
-        promotions[Int(slot)] = nil
-        freeSlots.append(slot)
+        promotions.remove(slot)
     }
 }

@@ -30,11 +30,9 @@ final class SliceWriter {
     let store: SliceStore
     let errorLog: AccessLog
     let inFlightMax: Int
-    private(set) var writes: [DiskWrite?] = []
-    private var freeWrites: [UInt32] = []
+    private var writes = SlotTable<DiskWrite>()
     /// Slice files being unlinked, by slot: the path the kernel reads.
-    private(set) var unlinks: [UnsafeMutablePointer<CChar>?] = []
-    private var freeUnlinks: [UInt32] = []
+    private(set) var unlinks = SlotTable<UnsafeMutablePointer<CChar>>()
     /// Slice files being written now.
     private(set) var inFlight = 0
     /// Slices kept out of the disk tier at `inFlightMax` (reported by the worker's tick).
@@ -45,7 +43,7 @@ final class SliceWriter {
     }
 
     /// Nothing being written or unlinked.
-    var idle: Bool { inFlight == 0 && !unlinks.contains { $0 != nil } }
+    var idle: Bool { inFlight == 0 && unlinks.isEmpty }
 
     /// Writes a completed fill's slice, unless too many writes are in flight (then it stays in RAM
     /// only, and a later miss may write it).
@@ -64,12 +62,7 @@ final class SliceWriter {
             key: f.key, fill: f, header: header,
             tmpPath: store.directory + "/tmp/" + String(SecureRandom.uint64(), radix: 16),
             finalPath: store.directory + "/" + rel, relativePath: rel)
-        let slot: UInt32
-        if let s = freeWrites.popLast() {
-            slot = s; writes[Int(s)] = w
-        } else {
-            slot = UInt32(writes.count); writes.append(w)
-        }
+        let slot = writes.insert(w)
         inFlight += 1
         ring.openCreate(path: w.tmpPath, UserData(kind: OpKind.diskWrite, slot: slot))
     }
@@ -78,25 +71,20 @@ final class SliceWriter {
     /// reads it when the operation is issued).
     func unlink(_ relativePath: String) {
         let path = strdup(store.directory + "/" + relativePath)!
-        let slot: UInt32
-        if let s = freeUnlinks.popLast() {
-            slot = s; unlinks[Int(s)] = path
-        } else {
-            slot = UInt32(unlinks.count); unlinks.append(path)
-        }
+        let slot = unlinks.insert(path)
         ring.unlink(path: path, UserData(kind: OpKind.sliceUnlink, slot: slot))
     }
 
     func unlinked(slot: UInt32) {
-        precondition(unlinks[Int(slot)] != nil, "an unlink completion for slot \(slot) with no unlink in flight")
-        free(unlinks[Int(slot)])
-        unlinks[Int(slot)] = nil
-        freeUnlinks.append(slot)
+        guard let path = unlinks.remove(slot) else {
+            preconditionFailure("an unlink completion for slot \(slot) with no unlink in flight")
+        }
+        free(path)
     }
 
     /// One step of a slice write completed: submit the next, or finish.
     func completed(slot: UInt32, _ result: Int32) {
-        guard let w = writes[Int(slot)] else { return }
+        guard let w = writes[slot] else { return }
         let d = UserData(kind: OpKind.diskWrite, slot: slot)
         switch w.step {
         case .open:
@@ -164,7 +152,6 @@ final class SliceWriter {
         ring.submit()
         inFlight -= 1
         assert(inFlight >= 0, "more slice writes finished than started")
-        writes[Int(slot)] = nil
-        freeWrites.append(slot)
+        writes.remove(slot)
     }
 }

@@ -56,8 +56,7 @@ struct BodyOwner {
 final class BodyReads {
     let ring: Ring
     let pool: BufferPool
-    private var inFlight: [BodyStream?] = []
-    private var freeSlots: [UInt32] = []
+    private var inFlight = SlotTable<BodyStream>()
 
     init(ring: Ring, pool: BufferPool) { self.ring = ring; self.pool = pool }
 
@@ -65,20 +64,13 @@ final class BodyReads {
         let into = body.takeOwnBuffer(pool)
         body.readInFlight = true
         body.pendingReadLength = length
-        let slot: UInt32
-        if let s = freeSlots.popLast() {
-            slot = s; inFlight[Int(s)] = body
-        } else {
-            slot = UInt32(inFlight.count); inFlight.append(body)
-        }
+        let slot = inFlight.insert(body)
         ring.read(fd: fd, into: into, length: length, offset: offset, UserData(kind: OpKind.fileRead, slot: slot))
     }
 
     /// The body whose read completed, with the result applied.
     func completed(slot: UInt32, _ result: Int32) -> BodyStream? {
-        guard let body = inFlight[Int(slot)] else { return nil }
-        inFlight[Int(slot)] = nil
-        freeSlots.append(slot)
+        guard let body = inFlight.remove(slot) else { return nil }
         body.readCompleted(result)
         return body
     }

@@ -168,26 +168,35 @@ final class SimulatedCacheTests: XCTestCase {
         return r
     }
 
-    /// The slices of /audio/t.bin on disk and not in RAM, each with a range inside it.
-    private func slicesOnDiskOnly(_ cache: CacheSource) -> [(SliceKey, String)] {
-        (0..<64).compactMap { i in
-            let k = SliceKey(path: "/audio/t.bin", index: i)
-            let onDiskOnly = cache.store.state.withLock { $0.disk[k] != nil && $0.ram[k] == nil }
-            return onDiskOnly ? (k, "bytes=\(i * 16384 + 100)-\(i * 16384 + 4195)") : nil
-        }
+    /// An edge with a RAM tier of three slices that has fetched a six-slice track whole: some
+    /// slices left RAM and stay on disk. Returns one of them and a range inside it.
+    private func edgeWithSliceOnDiskOnly(
+        seed: UInt64
+    ) throws -> (
+        edge: SimulatedEdge, origin: SimulatedOrigin, track: [UInt8], cache: CacheSource, key: SliceKey, range: String
+    ) {
+        let track = pseudoRandomBytes(6 * 16384, seed: seed)
+        let edge = try SimulatedEdge(seed: seed, config: Self.config(ramBytes: 3 * 16384))
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: seed)
+        edge.sim.serve(port: 9000, origin)
+        _ = get(edge, track, range: nil, "first fetch")
+        let cache = try XCTUnwrap(edge.worker.cache)
+        let i = try XCTUnwrap(
+            (0..<6).first { i in
+                let k = SliceKey(path: "/audio/t.bin", index: i)
+                return cache.store.state.withLock { $0.disk[k] != nil && $0.ram[k] == nil }
+            }, "a slice left RAM for the disk")
+        return (
+            edge, origin, track, cache, SliceKey(path: "/audio/t.bin", index: i),
+            "bytes=\(i * 16384 + 100)-\(i * 16384 + 4195)"
+        )
     }
 
     /// A RAM tier of three slices in front of a six-slice track: some slices leave RAM but stay
     /// on disk. One requested again (the second request lately) is read back from its file once,
     /// verified, into RAM, and later requests are RAM hits; the origin is never asked again.
     func testHotDiskSlicesArePromotedIntoRAM() throws {
-        let track = pseudoRandomBytes(6 * 16384, seed: 14)
-        let edge = try SimulatedEdge(seed: 14, config: Self.config(ramBytes: 3 * 16384))
-        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 14)
-        edge.sim.serve(port: 9000, origin)
-        _ = get(edge, track, range: nil, "first fetch")
-        let cache = try XCTUnwrap(edge.worker.cache)
-        let (first, range) = try XCTUnwrap(slicesOnDiskOnly(cache).first, "a slice left RAM for the disk")
+        let (edge, origin, track, cache, first, range) = try edgeWithSliceOnDiskOnly(seed: 14)
         let ramLookups = { edge.worker.settings.counters[0].load(MetricLayout.cacheLookups) }
         let ramBefore = ramLookups()
         for round in 0..<3 {
@@ -205,13 +214,7 @@ final class SimulatedCacheTests: XCTestCase {
     /// player still gets the right bytes (fetched again from the origin), the file is replaced, and
     /// the error log names it.
     func testDamagedSliceFileIsRefetchedNotPromoted() throws {
-        let track = pseudoRandomBytes(6 * 16384, seed: 15)
-        let edge = try SimulatedEdge(seed: 15, config: Self.config(ramBytes: 3 * 16384))
-        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 15)
-        edge.sim.serve(port: 9000, origin)
-        _ = get(edge, track, range: nil, "first fetch")
-        let cache = try XCTUnwrap(edge.worker.cache)
-        let (first, range) = try XCTUnwrap(slicesOnDiskOnly(cache).first, "a slice left RAM for the disk")
+        let (edge, origin, track, cache, first, range) = try edgeWithSliceOnDiskOnly(seed: 15)
         let disk = try XCTUnwrap(cache.store.state.withLock { $0.disk[first] })
         let path = "/cache/" + disk.relativePath
         edge.sim.files[path]!.bytes[disk.dataOffset + 200] ^= 0x40
@@ -375,7 +378,7 @@ extension SimulatedEdge {
         XCTAssertEqual(
             worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
         XCTAssertFalse(
-            worker.cache?.writer.unlinks.contains { $0 != nil } ?? false, "slice unlinks in flight, \(context)",
+            !(worker.cache?.writer.unlinks.isEmpty ?? true), "slice unlinks in flight, \(context)",
             file: file, line: line)
         XCTAssertEqual(worker.cache?.store.stats.fills ?? 0, 0, "fills in progress, \(context)", file: file, line: line)
         XCTAssertEqual(
