@@ -6,6 +6,10 @@ same h2load load, same run. Each round runs every server through every scenario;
 the median over rounds of req/s, MB/s and p50/p99 request time, and edge's ratios.
 
 usage: loadtest/bench.py [--rounds 3] [--requests 20000] [--servers edge,nginx,h2o] [--edge-bin PATH]
+                         [--baseline-bin PATH]
+--baseline-bin: a second edge build (say, the commit before a change) run as edge@base and
+edge-cache@base in the same rounds, interleaved, so a change's before/after shares the machine's
+noise; the table adds the change's ratios.
 Needs: nginx, h2o, h2load (nghttp2-client), openssl; a release build of edge."""
 import argparse
 import os
@@ -66,8 +70,9 @@ def kill_pidfile(path):
 
 
 class Server:
-    def __init__(self, name, run, paths):
+    def __init__(self, name, run, paths, binary=None):
         self.name, self.run, self.paths = name, run, paths
+        self.binary = binary   # an edge build other than --edge-bin (the baseline)
         self.proc = None
 
     def urls(self, kind):
@@ -81,7 +86,7 @@ class Edge(Server):
         self.launch(conf, edge_bin, edgectl_bin)
 
     def launch(self, conf, edge_bin, edgectl_bin):
-        self.proc = subprocess.Popen([edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([self.binary or edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.run, "edge.err"), "w"))
         wait_port(H2C)
         wait_port(TLS)
@@ -205,11 +210,17 @@ def main():
     ap.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
     ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
     ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    ap.add_argument("--baseline-bin", help="a second edge build, run as edge@base and edge-cache@base")
     ap.add_argument("--run", default="/tmp/edge-loadtest")
     a = ap.parse_args()
     content, paths = prepare(a.run, a.tracks, a.requests)
     classes = {"edge": Edge, "edge-cache": EdgeCache, "nginx": Nginx, "h2o": H2O}
-    servers = [classes[s](s, a.run, paths) for s in a.servers.split(",")]
+    servers = []
+    for s in a.servers.split(","):
+        servers.append(classes[s](s, a.run, paths))
+        if a.baseline_bin and s in ("edge", "edge-cache"):
+            servers.append(classes[s](s + "@base", a.run, paths, binary=a.baseline_bin))
+    edges = [s.name for s in servers if s.name.startswith("edge")]
     scenarios = [s for s in SCENARIOS if s[0] in a.scenarios.split(",")]
     results = {}
     for rnd in range(a.rounds):
@@ -237,10 +248,14 @@ def main():
             if (srv.name, name) not in results:
                 continue
             ratio = ""
-            if srv.name not in ("edge", "edge-cache"):
-                ratio = "  ".join(f"{e}: {med(e, name, 'rps') / med(srv.name, name, 'rps'):.2f}x req/s, "
-                                  f"{med(e, name, 'cpu_us') / max(0.01, med(srv.name, name, 'cpu_us')):.2f}x CPU"
-                                  for e in ("edge", "edge-cache") if (e, name) in results)
+            def ratios(variants):
+                return "  ".join(f"{e}: {med(e, name, 'rps') / med(srv.name, name, 'rps'):.2f}x req/s, "
+                                 f"{med(e, name, 'cpu_us') / max(0.01, med(srv.name, name, 'cpu_us')):.2f}x CPU"
+                                 for e in variants if (e, name) in results)
+            if srv.name.endswith("@base"):
+                ratio = "change: " + ratios([srv.name[:-len("@base")]])   # this build / the baseline
+            elif srv.name not in edges:
+                ratio = ratios(edges)
             print(f"{name:12} {srv.name:10} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
                   f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f} {med(srv.name, name, 'cpu_us'):10.1f}   {ratio}")
 

@@ -13,6 +13,8 @@ public final class EdgeControl: @unchecked Sendable {
     /// The running configuration (a reload replaces the parts it can change).
     private let running: Mutex<EdgeConfig>
     private let reloading = Mutex<Void>(())
+    /// The TLS context new connections get (nil without TLS listeners).
+    private let currentTLS: Mutex<TLSServerContext?>
     let draining = Atomic<Bool>(false)
     private let nextWorker = Atomic<Int>(0)
 
@@ -20,6 +22,7 @@ public final class EdgeControl: @unchecked Sendable {
         self.settings = settings
         self.configPath = configPath
         running = Mutex(settings.config)
+        currentTLS = Mutex(settings.tlsContext)
     }
 
     public var config: EdgeConfig { running.withLock { $0 } }
@@ -115,13 +118,25 @@ public final class EdgeControl: @unchecked Sendable {
         case .overloaded: return .busy
         case .started(let fill):
             guard settings.directory.post(.fetch(fill), to: worker) else {
-                // Nobody will fetch it: it must not stay in the index as a fill in progress.
-                fill.failureStatus = 503
-                fill.phase.store(Fill.Phase.failed.rawValue, ordering: .releasing)
-                store.failFill(fill)
+                abandonUnposted(fill, store)
                 return .busy
             }
             return .pending
+        }
+    }
+
+    /// A pre-warm's fill no worker could take (its mailbox was full): nobody will fetch it, so it
+    /// must not stay in the index as a fill in progress. Players may have joined it meanwhile:
+    /// their workers are woken, look again and answer 503.
+    func abandonUnposted(_ fill: Fill, _ store: SliceStore) {
+        fill.failureStatus = 503
+        fill.phase.store(Fill.Phase.failed.rawValue, ordering: .releasing)
+        store.failFill(fill)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)   // see `CacheSource.park`
+        var waiting = fill.waitingWorkers.load(ordering: .acquiring)
+        while waiting != 0 {
+            settings.directory.wake(waiting.trailingZeroBitCount)
+            waiting &= waiting - 1
         }
     }
 
@@ -170,22 +185,42 @@ public final class EdgeControl: @unchecked Sendable {
     }
 
     /// Re-reads the configuration file, validates it in full and, when valid, swaps the token
-    /// settings (signing keys included) on every worker, each between two requests; responses in
-    /// flight are unaffected. A file that does not parse or validate changes nothing (the error
-    /// names the key). Settings that need a restart are listed, not applied.
+    /// settings (signing keys included) on every worker, each between two requests, and the TLS
+    /// context when the certificate or key files changed (new connections get it); responses in
+    /// flight are unaffected. A file that does not parse or validate, or certificate files that do
+    /// not load, change nothing (the error names the key). Settings that need a restart are
+    /// listed, not applied.
     public func reload() throws -> ReloadResult {
         guard let configPath else { throw ConfigError(key: "", reason: "no configuration file to reload") }
         let fresh = try loadConfigFile(configPath, EdgeConfig.parse)
-        return reloading.withLock { _ in apply(fresh) }
+        return try reloading.withLock { _ in
+            // Certificates are loaded (and checked) before anything is swapped.
+            var tls: TLSServerContext? = nil
+            if let current = currentTLS.withLock({ $0 }), !fresh.server.listenTLS.isEmpty,
+                TLSServerContext.filesDigest(
+                    certificate: fresh.server.tlsCertificate, privateKey: fresh.server.tlsPrivateKey)
+                    != current.filesDigest
+                    || fresh.server.tlsCertificate != config.server.tlsCertificate
+                    || fresh.server.tlsPrivateKey != config.server.tlsPrivateKey
+            {
+                tls = try TLSServerContext.load(
+                    certificate: fresh.server.tlsCertificate, privateKey: fresh.server.tlsPrivateKey,
+                    http2: config.server.http2
+                ).get()
+            }
+            return apply(fresh, tls: tls)
+        }
     }
 
-    func apply(_ fresh: EdgeConfig) -> ReloadResult {
+    func apply(_ fresh: EdgeConfig, tls: TLSServerContext? = nil) -> ReloadResult {
         let old = config
         var result = ReloadResult(applied: [], needsRestart: [])
         result.applied = Self.changedKeys(old.token, fresh.token, section: "token")
         if old.admin.token != fresh.admin.token { result.applied.append("admin.token") }
+        let tlsFiles = ["server.tls_certificate", "server.tls_private_key"]
+        if tls != nil { result.applied.append("server.tls_certificate (files)") }
         result.needsRestart =
-            Self.changedKeys(old.server, fresh.server, section: "server")
+            Self.changedKeys(old.server, fresh.server, section: "server").filter { !tlsFiles.contains($0) }
             + Self.changedKeys(old.origin, fresh.origin, section: "origin")
             + Self.changedKeys(old.cache, fresh.cache, section: "cache")
             + Self.changedKeys(old.limits, fresh.limits, section: "limits")
@@ -193,10 +228,18 @@ public final class EdgeControl: @unchecked Sendable {
         running.withLock { c in
             c.token = fresh.token
             c.admin.token = fresh.admin.token
+            if tls != nil {
+                c.server.tlsCertificate = fresh.server.tlsCertificate
+                c.server.tlsPrivateKey = fresh.server.tlsPrivateKey
+            }
+        }
+        if let tls {
+            currentTLS.withLock { $0 = tls }
+            for w in 0..<workerCount { settings.directory.post(.tls(tls), to: w, bounded: false) }
         }
         if old.token != fresh.token {
             let router = Router(fresh.token)
-            for w in 0..<workerCount { settings.directory.post(.reload(router), to: w) }
+            for w in 0..<workerCount { settings.directory.post(.reload(router), to: w, bounded: false) }
         }
         return result
     }

@@ -67,16 +67,15 @@ public final class EdgeServer {
     {
         edge_block_signals()   // inherited by the worker threads: only the main thread takes signals
         let router = Router(config.token)
-        var tlsContext: OpaquePointer? = nil
+        var tlsContext: TLSServerContext? = nil
         if !config.server.listenTLS.isEmpty {
-            var err = [CChar](repeating: 0, count: 512)
-            guard
-                let ctx = edge_tls_ctx_new(
-                    config.server.tlsCertificate, config.server.tlsPrivateKey, config.server.http2 ? 1 : 0, &err, 512)
-            else {
-                throw StartupError(description: "tls: " + String(cString: err))
+            switch TLSServerContext.load(
+                certificate: config.server.tlsCertificate, privateKey: config.server.tlsPrivateKey,
+                http2: config.server.http2)
+            {
+            case .success(let ctx): tlsContext = ctx
+            case .failure(let e): throw StartupError(description: "tls: " + e.reason)
             }
-            tlsContext = ctx
         }
         var logFD: Int32 = -1
         switch config.server.accessLog {
@@ -172,7 +171,6 @@ public final class EdgeServer {
         control.draining.store(true, ordering: .releasing)
         settings.directory.requestStop()
         for h in handles { _ = edge_thread_join(h) }
-        if let tlsContext { edge_tls_ctx_free(tlsContext) }
         printError("edge: stopped")
     }
 }

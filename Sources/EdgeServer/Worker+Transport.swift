@@ -42,8 +42,8 @@ extension Worker {
         liveConnections += 1   // counted before anything can fail: close() and release() balance it
         counters.add(MetricLayout.connectionsAccepted)
         counters.set(MetricLayout.connectionsOpen, liveConnections)
-        if listeners[i].isTLS, let ctx = settings.tlsContext {
-            guard let ssl = edge_tls_new(ctx) else { close(c); return }
+        if listeners[i].isTLS, let ctx = tlsContext {
+            guard let ssl = edge_tls_new(ctx.pointer) else { close(c); return }
             c.tls = ssl
         }
         postRecv(c)

@@ -12,7 +12,8 @@ import Synchronization
 final class WorkerSettings: @unchecked Sendable {
     let config: EdgeConfig
     let router: Router
-    let tlsContext: OpaquePointer?
+    /// The players' TLS context at start-up (a reload may hand workers a new one).
+    let tlsContext: TLSServerContext?
     let accessLogFD: Int32
     /// The shared cache (HTTP origins only).
     let store: SliceStore?
@@ -22,7 +23,7 @@ final class WorkerSettings: @unchecked Sendable {
     /// Workers whose listeners are armed (readiness).
     let workersStarted = Atomic<Int>(0)
     init(
-        config: EdgeConfig, router: Router, tlsContext: OpaquePointer?, accessLogFD: Int32, store: SliceStore?,
+        config: EdgeConfig, router: Router, tlsContext: TLSServerContext?, accessLogFD: Int32, store: SliceStore?,
         directory: WorkerDirectory
     ) {
         self.config = config; self.router = router; self.tlsContext = tlsContext; self.accessLogFD = accessLogFD
@@ -50,6 +51,8 @@ final class Worker {
     /// Token settings: replaced whole by a reload, between two requests.
     var router: Router
     var verifier: EdgeAuthVerifier
+    /// New TLS connections' context: replaced by a reload with new certificate files.
+    var tlsContext: TLSServerContext?
     let counters: WorkerCounters
     /// Files of a directory origin, or the slice cache in front of HTTP origins.
     let content: ContentSource
@@ -92,6 +95,7 @@ final class Worker {
         reads = BodyReads(ring: ring, pool: readPool)
         router = settings.router
         verifier = EdgeAuthVerifier(policy: settings.router.policy)
+        tlsContext = settings.tlsContext
         counters = settings.counters[index]
         errorLog = AccessLog(fd: 2, ring: ring, bufferBytesMax: 65536, writeKind: OpKind.errorLogWrite)
         // Multipart boundaries: unpredictable to clients, different on every worker.
@@ -355,8 +359,13 @@ final class Worker {
             case .reload(let r):
                 router = r
                 verifier = EdgeAuthVerifier(policy: r.policy)
+            case .tls(let context):
+                tlsContext = context
             }
         }
+        // A wake may also mean a fill moved that no worker's ring was told of (one the control
+        // plane failed): parked work is looked at again at the top of the loop.
+        cache?.resumePending = true
         if entry.stopRequested.load(ordering: .acquiring) {
             beginDrain()
         } else {

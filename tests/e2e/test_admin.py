@@ -3,6 +3,10 @@ the cache listing, Prometheus metrics (parsed by prometheus_client's text parser
 import json
 import os
 import random
+import re
+import socket
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -302,6 +306,76 @@ def test_reload_swaps_keys_and_refuses_a_broken_file(admin_edge):
     time.sleep(0.5)
     assert "SIGHUP: configuration reloaded" in e.errors() and "server.http2" in e.errors()
     assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
+
+
+def make_certificate(directory, name):
+    """A self-signed certificate for 127.0.0.1 named `name`: (certificate path, key path, DER)."""
+    cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                           "-days", "2", "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"],
+                          stderr=subprocess.DEVNULL)
+    return cert, key, ssl.PEM_cert_to_DER_cert(open(cert).read())
+
+
+def tls_connection(e):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context.wrap_socket(socket.create_connection(("127.0.0.1", e.tls_port), timeout=10))
+
+
+def tls_get(conn, path):
+    """One keep-alive HTTP/1.1 request on an open TLS connection; the status."""
+    conn.sendall(f"GET {path}?hdnts={sign(acl='/audio/*')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return int(head.split()[1])
+
+
+def test_reload_rotates_the_tls_certificate_for_new_connections(admin_edge, workdir, tmp_path):
+    """Certificate renewal without a restart: new connections get the new certificate (named anew
+    in the file, or rewritten in place under the same names); a connection opened before keeps
+    working; a certificate that does not load is refused and the running one keeps serving."""
+    e = admin_edge()
+    first = tls_connection(e)
+    assert tls_get(first, "/audio/p/one.bin") == 200
+    original = first.getpeercert(binary_form=True)
+    cert, key, rotated = make_certificate(str(tmp_path), "rotated.example")
+    text = open(e.conf).read().replace(f"{workdir}/cert.pem", cert).replace(f"{workdir}/key.pem", key)
+    open(e.conf, "w").write(text)
+    status, out = e.admin("POST", "/admin/reload")
+    assert status == 200 and out["applied"] == ["server.tls_certificate (files)"] and out["needs_restart"] == [], out
+    time.sleep(0.1)
+    with tls_connection(e) as c:
+        assert c.getpeercert(binary_form=True) == rotated != original
+        assert tls_get(c, "/audio/p/one.bin") == 200
+    assert tls_get(first, "/audio/p/one.bin") == 200 and first.getpeercert(binary_form=True) == original
+    first.close()
+    # Renewed in place: same file names, new contents.
+    renewed_cert, renewed_key, renewed = make_certificate(str(tmp_path), "renewed.example")
+    os.replace(renewed_cert, cert)
+    os.replace(renewed_key, key)
+    status, out = e.admin("POST", "/admin/reload")
+    assert status == 200 and out["applied"] == ["server.tls_certificate (files)"], out
+    time.sleep(0.1)
+    with tls_connection(e) as c:
+        assert c.getpeercert(binary_form=True) == renewed
+    # Nothing changed: nothing applied (session tickets keep their keys).
+    assert e.admin("POST", "/admin/reload")[1]["applied"] == []
+    # A key that is not the certificate's: refused, naming the setting; the running one serves.
+    other_cert, other_key, _ = make_certificate(str(tmp_path), "other.example")
+    os.replace(other_key, key)
+    status, out = e.admin("POST", "/admin/reload")
+    assert status == 400 and "server.tls_certificate" in out["error"], out
+    with tls_connection(e) as c:
+        assert c.getpeercert(binary_form=True) == renewed
+        assert tls_get(c, "/audio/p/one.bin") == 200
 
 
 def test_reload_under_load_fails_no_request(admin_edge):

@@ -1,5 +1,6 @@
 import EdgeIO
 import EdgeHTTP
+import Synchronization
 
 /// Parking on fills and waking up when they move, on this worker and across workers.
 extension CacheSource: FillListener {
@@ -11,8 +12,12 @@ extension CacheSource: FillListener {
         if let body = p.body, !canWait() { body.failed = true; return }
         p.body?.parked = true
         parked.append(p)
-        // Register, then look again: progress published in between is not missed.
+        // Register, then look again: progress published in between is not missed. The fence pairs
+        // with the one in `fillProgressed` (publish, fence, read the mask): without both, the
+        // filler's read of the mask may pass its publication (x86 reorders a store with a later
+        // load) while this look misses the publication, and nobody wakes this request.
         _ = p.fill.waitingWorkers.bitwiseOr(UInt64(1) << UInt64(worker), ordering: .acquiringAndReleasing)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         if canProgress(p) { resumePending = true }
     }
 
@@ -86,6 +91,7 @@ extension CacheSource: FillListener {
     /// Called whenever a fill this worker runs moves: wakes every other worker with requests
     /// parked on it (one message per worker until it has run), and this worker's own.
     func fillProgressed(_ f: Fill) {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)   // see `park`
         var mask = f.waitingWorkers.load(ordering: .acquiring) & ~(UInt64(1) << UInt64(worker))
         while mask != 0 {
             let w = mask.trailingZeroBitCount

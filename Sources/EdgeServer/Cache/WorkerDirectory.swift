@@ -8,6 +8,8 @@ enum WorkerMail: @unchecked Sendable {
     case fetch(Fill)
     /// New token settings (a reload): the worker swaps its router and verifier between requests.
     case reload(Router)
+    /// A new TLS context (a reload found new certificate files): for connections accepted next.
+    case tls(TLSServerContext)
 }
 
 /// Each worker's ring, for cross-worker wake-ups (IORING_OP_MSG_RING), and a flag per worker so
@@ -32,16 +34,25 @@ final class WorkerDirectory: @unchecked Sendable {
     func register(worker: Int, ringFD: Int32) { entries[worker].ringFD.store(ringFD, ordering: .releasing) }
 
     /// Queues mail for a worker and wakes it; false when its mailbox is full (`mailboxMax`).
+    /// `bounded: false` for a reload's mail, which must never be lost (a worker left on the old
+    /// keys); reloads are serialised, so at most one per worker is queued beyond the bound.
     @discardableResult
-    func post(_ mail: WorkerMail, to worker: Int) -> Bool {
+    func post(_ mail: WorkerMail, to worker: Int, bounded: Bool = true) -> Bool {
         let entry = entries[worker]
         let queued = entry.mailbox.withLock { box -> Bool in
-            guard box.count < Self.mailboxMax else { return false }
+            guard !bounded || box.count < Self.mailboxMax else { return false }
             box.append(mail)
             return true
         }
         if queued, case let fd = entry.wakeFD.load(ordering: .acquiring), fd >= 0 { signal(fd) }
         return queued
+    }
+
+    /// Wakes a worker without mail: it re-examines what it has parked (a fill the control plane
+    /// failed, which players may have joined).
+    func wake(_ worker: Int) {
+        let fd = entries[worker].wakeFD.load(ordering: .acquiring)
+        if fd >= 0 { signal(fd) }
     }
 
     /// SIGTERM's path: every worker drains and stops.

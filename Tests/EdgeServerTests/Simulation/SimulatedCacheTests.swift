@@ -232,6 +232,34 @@ final class SimulatedCacheTests: XCTestCase {
         edge.checkQuiescentCache("after the damaged file")
     }
 
+    /// A pre-warm's fill that no worker could take (a full mailbox) is given up; a player who
+    /// joined it in that instant is woken and answered 503 at once, not left waiting for its
+    /// deadline, and the origin is not asked.
+    func testAPrewarmFillNobodyTookAnswersThePlayersWhoJoinedIt() throws {
+        let edge = try SimulatedEdge(seed: 16, config: Self.config())
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": pseudoRandomBytes(50_000, seed: 16)], seed: 16)
+        edge.sim.serve(port: 9000, origin)
+        let control = EdgeControl(settings: edge.worker.settings, configPath: nil)
+        let store = try XCTUnwrap(edge.worker.settings.store)
+        guard
+            case .started(let fill) = store.prewarm(
+                SliceKey(path: "/audio/t.bin", index: 0), pinUntilSeconds: 0, ticket: PrewarmTicket { _ in }, worker: 0)
+        else { return XCTFail("expected a new fill") }
+        let client = edge.connect()
+        client.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        edge.runUntilIdle()
+        XCTAssertEqual(edge.worker.cache?.parked.count, 1, "the player joined the pre-warm's fill")
+        control.abandonUnposted(fill, store)
+        edge.runUntilIdle()
+        var reader = ResponseReader()
+        reader.add(client.take())
+        XCTAssertEqual(reader.next()?.status, 503)
+        XCTAssertEqual(origin.requests, 0)
+        client.close()
+        edge.runUntilIdle()
+        edge.checkQuiescentCache("after the abandoned fill")
+    }
+
     /// A disk that fails every write: nothing reaches the index, responses are still right, and
     /// each failure is logged.
     func testDiskWriteFailuresServeFromRAMAndOrigin() throws {

@@ -14,7 +14,7 @@ final class SimulatedEdge {
     let listenerFD: Int32
     /// The TLS listener (`tls: true`), with the test certificate (see `TLSClientPipe`).
     private(set) var tlsListenerFD: Int32 = -1
-    private var tlsContext: OpaquePointer?
+    private var tlsContext: TLSServerContext?
     let wakeFD: Int32
     let accessLogFD: Int32
     let config: EdgeConfig
@@ -38,11 +38,13 @@ final class SimulatedEdge {
         listenerFD = sim.listen()
         var listeners = [Listener(fd: listenerFD, isTLS: false, armed: false)]
         if tls {
-            var error = [CChar](repeating: 0, count: 256)
-            tlsContext = edge_tls_ctx_new(
-                TestCertificate.certificatePath, TestCertificate.keyPath, config.server.http2 ? 1 : 0,
-                &error, 256)
-            guard tlsContext != nil else { throw TLSClientError(message: nulTerminatedText(error)) }
+            switch TLSServerContext.load(
+                certificate: TestCertificate.certificatePath, privateKey: TestCertificate.keyPath,
+                http2: config.server.http2)
+            {
+            case .success(let ctx): tlsContext = ctx
+            case .failure(let e): throw TLSClientError(message: e.description)
+            }
             tlsListenerFD = sim.listen()
             listeners.append(Listener(fd: tlsListenerFD, isTLS: true, armed: false))
         }
@@ -56,8 +58,6 @@ final class SimulatedEdge {
             index: 0, settings: settings, listeners: listeners, wakeFD: wakeFD, ring: Ring(simulated: sim))
         worker.start()
     }
-
-    deinit { if let tlsContext { edge_tls_ctx_free(tlsContext) } }
 
     func connect(from address: String = "192.0.2.10") -> SimulatedIO.Peer { sim.connect(to: listenerFD, from: address) }
 
