@@ -23,13 +23,12 @@ public final class EdgeServer {
     /// origin directory exists, the cache directory exists or can be created. Each problem names its key.
     public static func preflight(_ config: EdgeConfig) -> [String] {
         var problems: [String] = []
-        if !config.server.listenTLS.isEmpty {
-            var err = [CChar](repeating: 0, count: 512)
-            if let ctx = edge_tls_ctx_new(config.server.tlsCertificate, config.server.tlsPrivateKey, 1, &err, 512) {
-                edge_tls_ctx_free(ctx)
-            } else {
-                problems.append("server.tls_certificate / server.tls_private_key: " + String(cString: err))
-            }
+        if !config.server.listenTLS.isEmpty,
+            case .failure(let e) = TLSServerContext.load(
+                certificate: config.server.tlsCertificate, privateKey: config.server.tlsPrivateKey,
+                http2: config.server.http2)
+        {
+            problems.append("server.tls_certificate / server.tls_private_key: " + e.reason)
         }
         var isDir: ObjCBool = false
         if let dir = config.origin.directory,

@@ -19,13 +19,15 @@ final class TLSServerContext: @unchecked Sendable {
 
     /// Loads and checks the files (the key must match the certificate); the reason otherwise.
     static func load(certificate: String, privateKey: String, http2: Bool) -> Result<TLSServerContext, ConfigError> {
+        // OpenSSL first: its errors say what is wrong with which file.
         var err = [CChar](repeating: 0, count: 512)
-        guard let digest = filesDigest(certificate: certificate, privateKey: privateKey) else {
-            return .failure(
-                ConfigError(key: "server.tls_certificate", reason: "cannot read \(certificate) or \(privateKey)"))
-        }
         guard let ctx = edge_tls_ctx_new(certificate, privateKey, http2 ? 1 : 0, &err, 512) else {
             return .failure(ConfigError(key: "server.tls_certificate", reason: nulTerminatedString(err)))
+        }
+        guard let digest = filesDigest(certificate: certificate, privateKey: privateKey) else {
+            edge_tls_ctx_free(ctx)
+            return .failure(
+                ConfigError(key: "server.tls_certificate", reason: "cannot read \(certificate) or \(privateKey)"))
         }
         return .success(TLSServerContext(pointer: ctx, filesDigest: digest))
     }

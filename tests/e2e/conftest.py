@@ -37,16 +37,21 @@ sys.path.insert(0, os.path.join(ROOT, "loadtest"))
 from harness import free_port, wait_port  # noqa: E402,F401  (shared with the benchmarks)
 
 
+def write_files(root, files):
+    """Writes each path (a key of `files`) under `root` with `files[path]` bytes, the same bytes
+    every run (seeded by the path)."""
+    for path, size in files.items():
+        full = root + path
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(random.Random(path).randbytes(size))
+
+
 @pytest.fixture(scope="session")
 def workdir():
     d = tempfile.mkdtemp(prefix="edge-e2e-")
     os.chmod(d, 0o755)   # nginx workers (www-data) read the same files
-    origin = os.path.join(d, "origin")
-    for path, size in FILES.items():
-        full = origin + path
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as f:
-            f.write(random.Random(path).randbytes(size))
+    write_files(os.path.join(d, "origin"), FILES)
     subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(d, "key.pem"),
                            "-out", os.path.join(d, "cert.pem"), "-days", "2", "-subj", "/CN=localhost",
                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], stderr=subprocess.DEVNULL)

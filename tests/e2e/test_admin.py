@@ -2,7 +2,6 @@
 the cache listing, Prometheus metrics (parsed by prometheus_client's text parser), reload."""
 import json
 import os
-import random
 import re
 import socket
 import ssl
@@ -12,7 +11,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ADMIN_TOKEN, KEY_HEX, TRANSITION_KEY_HEX, curl, sign
+from conftest import ADMIN_TOKEN, KEY_HEX, TRANSITION_KEY_HEX, curl, sign, write_files
 from fault_origin import Origin
 
 SLICE = 65536
@@ -23,13 +22,9 @@ NEW_KEY_HEX = "abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcd"
 
 @pytest.fixture(scope="module")
 def origin_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("admin-origin")
-    for path, size in FILES.items():
-        p = str(d) + path
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "wb") as f:
-            f.write(random.Random(path).randbytes(size))
-    return str(d)
+    d = str(tmp_path_factory.mktemp("admin-origin"))
+    write_files(d, FILES)
+    return d
 
 
 @pytest.fixture

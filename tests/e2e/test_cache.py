@@ -3,7 +3,6 @@ per slice however many clients wait, persistence across restarts and kill -9, fa
 never produce wrong bytes or a bad cached slice."""
 import os
 import re
-import random
 import signal
 import subprocess
 import threading
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import PROTOCOLS, curl, free_port, raw, read_until_close, sign, wait_port
+from conftest import PROTOCOLS, curl, free_port, raw, read_until_close, sign, wait_port, write_files
 from fault_origin import Origin
 
 SLICE = 65536
@@ -22,13 +21,9 @@ FILES = {"/audio/c1/160/000.bin": 200_000, "/audio/c1/320/000.bin": 400_000, "/a
 
 @pytest.fixture(scope="module")
 def origin_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("origin")
-    for path, size in FILES.items():
-        p = str(d) + path
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "wb") as f:
-            f.write(random.Random(path).randbytes(size))
-    return str(d)
+    d = str(tmp_path_factory.mktemp("origin"))
+    write_files(d, FILES)
+    return d
 
 
 def data(origin_dir, path):
