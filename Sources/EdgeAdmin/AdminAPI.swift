@@ -120,9 +120,9 @@ func isTrackID(_ s: String) -> Bool {
         }
 }
 
-/// The admin API's routes.
+/// The admin API's routes. Their bounds (`[admin]`) are read at each request: a reload changes them.
 func buildAdminRouter(
-    control: EdgeControl, prewarm: PrewarmJobs, metrics: MetricsExporter, limits: AdminConfig
+    control: EdgeControl, prewarm: PrewarmJobs, metrics: MetricsExporter
 )
     -> Router<AdminContext>
 {
@@ -145,7 +145,7 @@ func buildAdminRouter(
     admin.post("purge") { request, _ -> Response in
         struct Body: Decodable { var path: String?; var prefix: String? }
         let (parsed, refusal) = await readJSON(
-            request, Body.self, allowed: ["path", "prefix"], bytesMax: limits.requestBodyBytesMax)
+            request, Body.self, allowed: ["path", "prefix"], bytesMax: control.adminLimits.requestBodyBytesMax)
         guard let body = parsed else { return refusal! }
         let path: String?, prefix: String?
         do {
@@ -212,6 +212,7 @@ func buildAdminRouter(
         }
     }
     admin.post("prewarm") { request, _ -> Response in
+        let limits = control.adminLimits
         let allowed: Set<String> = [
             "paths", "tracks", "bitrates", "pin_until", "not_before", "origin_concurrency", "origin_bytes_per_second",
         ]
@@ -332,14 +333,14 @@ public enum EdgeAdmin {
                 throw StartupError(description: "admin.prewarm_database: \(config.prewarmDatabase): \(error)")
             }
         }
-        let prewarm = PrewarmJobs(control: control, database: database, limits: config, log: log)
+        let prewarm = PrewarmJobs(control: control, database: database, log: log)
         let metrics = MetricsExporter(control: control, prewarm: prewarm)
         var logger = Logger(label: "edge-admin")
         logger.logLevel = .warning
         let bound = DispatchSemaphore(value: 0)
         let failure = LockedBox<Error?>(nil)
         let app = Application(
-            router: buildAdminRouter(control: control, prewarm: prewarm, metrics: metrics, limits: config),
+            router: buildAdminRouter(control: control, prewarm: prewarm, metrics: metrics),
             configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "edge-admin"),
             onServerRunning: { _ in bound.signal() },
             logger: logger)

@@ -164,7 +164,8 @@ struct PrewarmDatabase: Sendable {
 actor PrewarmJobs {
     let control: EdgeControl
     let database: PrewarmDatabase?
-    let limits: AdminConfig
+    /// The `[admin]` bounds, as the last reload left them.
+    var limits: AdminConfig { control.adminLimits }
     var jobs: [String: PrewarmJob] = [:]
     var tasks: [String: Task<Void, Never>] = [:]
     /// Bytes every job brought into the disk tier since start (the metric).
@@ -172,11 +173,10 @@ actor PrewarmJobs {
     let log: @Sendable (String) -> Void
 
     init(
-        control: EdgeControl, database: PrewarmDatabase?, limits: AdminConfig, log: @escaping @Sendable (String) -> Void
+        control: EdgeControl, database: PrewarmDatabase?, log: @escaping @Sendable (String) -> Void
     ) {
         self.control = control
         self.database = database
-        self.limits = limits
         self.log = log
     }
 

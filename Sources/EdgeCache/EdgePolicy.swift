@@ -22,7 +22,7 @@
 /// Pure data structure, no I/O: the server drives it from its cache index; `edgectl cachesim`
 /// replays traces through the very same type.
 public final class EdgePolicy {
-    public let capacityBytes: Int
+    public private(set) var capacityBytes: Int
     private var pool = NodePool()
     private var small = LinkedQueue(id: 1)
     private var main = LinkedQueue(id: 2)
@@ -142,6 +142,23 @@ public final class EdgePolicy {
         guard f >= sketchAdmission else { return false }
         guard main.tail >= 0 else { return true }
         return f > sketch.frequency(pool.key[Int(main.tail)])
+    }
+
+    /// A new capacity (a reload): unpinned entries are evicted, in the order `insert` would evict
+    /// them, until what is cached fits (pinned entries stay, even above it: they leave when their
+    /// pins expire); the small queue's target keeps its share and the ghosts are bounded anew.
+    /// Returns the evicted keys (the caller deletes their data). The frequency sketch keeps its
+    /// size and its counts.
+    public func resize(capacityBytes newCapacity: Int) -> [UInt64] {
+        precondition(newCapacity >= 0, "a negative capacity")
+        let share = Double(smallBytesTarget) / Double(max(capacityBytes, 1))
+        capacityBytes = newCapacity
+        smallBytesTarget = max(1, min(Int(Double(newCapacity) * share), newCapacity))
+        var evicted: [UInt64] = []
+        while usedBytes > capacityBytes, evictOne(&evicted) {}
+        while ghost.bytes > capacityBytes, let g = ghost.popTail(&pool) { pool.release(g) }
+        while mainGhost.bytes > capacityBytes, let g = mainGhost.popTail(&pool) { pool.release(g) }
+        return evicted
     }
 
     /// Removes an entry (purge, or its data turned out bad).

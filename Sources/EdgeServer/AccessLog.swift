@@ -8,7 +8,7 @@ import EdgeEncoding
 final class AccessLog {
     let fd: Int32
     let ring: Ring
-    let bufferBytesMax: Int
+    var bufferBytesMax: Int
     private var pending = ByteBuffer(capacity: 65536)
     private var writing = ByteBuffer(capacity: 65536)
     private var inFlight = false

@@ -184,82 +184,177 @@ public final class EdgeControl: @unchecked Sendable {
         public var needsRestart: [String]
     }
 
-    /// Re-reads the configuration file, validates it in full and, when valid, swaps the token
-    /// settings (signing keys included) on every worker, each between two requests, and the TLS
-    /// context when the certificate or key files changed (new connections get it); responses in
-    /// flight are unaffected. A file that does not parse or validate, or certificate files that do
-    /// not load, change nothing (the error names the key). Settings that need a restart are
-    /// listed, not applied.
+    /// Re-reads the configuration file, validates it in full and, when valid, swaps it in: every
+    /// setting but those a running edge cannot change (`keepingRestartOnly`), which are named,
+    /// not applied. Workers get the new settings by mail, each between two completions: token
+    /// settings and signing keys for the next request, limits and origin settings for what starts
+    /// next, the TLS context (when the certificate or key files changed, or `server.http2`) for
+    /// connections accepted next; the cache index takes its new bounds at once (a smaller tier
+    /// evicts). Responses in flight are unaffected. A file that does not parse or validate,
+    /// certificate files that do not load, or an access log that cannot be opened change nothing
+    /// (the error names the key).
     public func reload() throws -> ReloadResult {
         guard let configPath else { throw ConfigError(key: "", reason: "no configuration file to reload") }
         let fresh = try loadConfigFile(configPath, EdgeConfig.parse)
         return try reloading.withLock { _ in
-            // Certificates are loaded (and checked) before anything is swapped.
+            let old = config
+            let next = try Self.keepingRestartOnly(of: old, in: fresh)
+            // Everything that can fail is done before anything is swapped: the certificates are
+            // loaded and checked, then the access log is opened under its new name.
             var tls: TLSServerContext? = nil
-            if let current = currentTLS.withLock({ $0 }), !fresh.server.listenTLS.isEmpty,
+            if let current = currentTLS.withLock({ $0 }),
                 TLSServerContext.filesDigest(
-                    certificate: fresh.server.tlsCertificate, privateKey: fresh.server.tlsPrivateKey)
+                    certificate: next.server.tlsCertificate, privateKey: next.server.tlsPrivateKey)
                     != current.filesDigest
-                    || fresh.server.tlsCertificate != config.server.tlsCertificate
-                    || fresh.server.tlsPrivateKey != config.server.tlsPrivateKey
+                    || next.server.tlsCertificate != old.server.tlsCertificate
+                    || next.server.tlsPrivateKey != old.server.tlsPrivateKey
+                    || next.server.http2 != old.server.http2
             {
                 tls = try TLSServerContext.load(
-                    certificate: fresh.server.tlsCertificate, privateKey: fresh.server.tlsPrivateKey,
-                    http2: config.server.http2
+                    certificate: next.server.tlsCertificate, privateKey: next.server.tlsPrivateKey,
+                    http2: next.server.http2
                 ).get()
             }
-            return apply(fresh, tls: tls)
+            if next.server.accessLog != old.server.accessLog {
+                let rc = edge_reopen_append(settings.accessLogFD, next.server.accessLog)
+                guard rc == 0 else {
+                    throw ConfigError(
+                        key: "server.access_log", reason: "cannot open \(next.server.accessLog): errno \(-rc)")
+                }
+            }
+            var result = apply(next, tls: tls)
+            result.needsRestart = Self.changedKeys(next, fresh)
+            return result
         }
     }
 
-    func apply(_ fresh: EdgeConfig, tls: TLSServerContext? = nil) -> ReloadResult {
-        let old = config
-        var result = ReloadResult(applied: [], needsRestart: [])
-        result.applied = Self.changedKeys(old.token, fresh.token, section: "token")
-        if old.admin.token != fresh.admin.token { result.applied.append("admin.token") }
-        let tlsFiles = ["server.tls_certificate", "server.tls_private_key"]
-        if tls != nil { result.applied.append("server.tls_certificate (files)") }
-        result.needsRestart =
-            Self.changedKeys(old.server, fresh.server, section: "server").filter { !tlsFiles.contains($0) }
-            + Self.changedKeys(old.origin, fresh.origin, section: "origin")
-            + Self.changedKeys(old.cache, fresh.cache, section: "cache")
-            + Self.changedKeys(old.limits, fresh.limits, section: "limits")
-            + Self.changedKeys(old.admin, fresh.admin, section: "admin").filter { $0 != "admin.token" }
-        running.withLock { c in
-            c.token = fresh.token
-            c.admin.token = fresh.admin.token
-            if tls != nil {
-                c.server.tlsCertificate = fresh.server.tlsCertificate
-                c.server.tlsPrivateKey = fresh.server.tlsPrivateKey
-            }
+    /// `fresh` with every setting a running edge cannot change taken from `old`: the listeners
+    /// (bound at start), the workers (threads and rings), the ring's size and the read and receive
+    /// buffers' (allocated per worker and per connection slot, and reused), the cache directory and slice size (the files on disk),
+    /// the kind of origin (a directory, or HTTP upstreams with a cache), the admin listener and
+    /// the pre-warm database, and the access log's kind (standard output, a file, or none); the
+    /// certificate's names without TLS listeners. Throws when the mix breaks a rule that ties a
+    /// reloadable setting to one of these.
+    static func keepingRestartOnly(of old: EdgeConfig, in fresh: EdgeConfig) throws -> EdgeConfig {
+        var next = fresh
+        next.server.listen = old.server.listen
+        next.server.listenTLS = old.server.listenTLS
+        next.server.workers = old.server.workers
+        if old.server.listenTLS.isEmpty {
+            next.server.tlsCertificate = old.server.tlsCertificate
+            next.server.tlsPrivateKey = old.server.tlsPrivateKey
         }
+        let isFile = { (log: String) in log != "" && log != "-" }
+        if !(isFile(old.server.accessLog) && isFile(fresh.server.accessLog)) {
+            next.server.accessLog = old.server.accessLog
+        }
+        if old.origin.directory != nil || fresh.origin.directory != nil {
+            next.origin.urls = old.origin.urls
+            next.origin.upstreams = old.origin.upstreams
+        }
+        next.cache.directory = old.cache.directory
+        next.cache.sliceBytes = old.cache.sliceBytes
+        next.limits.ringEntries = old.limits.ringEntries
+        next.limits.listenBacklog = old.limits.listenBacklog
+        next.limits.readChunkBytes = old.limits.readChunkBytes
+        next.limits.recvBufferBytes = old.limits.recvBufferBytes
+        next.admin.listen = old.admin.listen
+        next.admin.prewarmDatabase = old.admin.prewarmDatabase
+        if next.limits.readChunkBytes > next.limits.outputBufferBytesMax {
+            throw ConfigError(
+                key: "limits.output_buffer_bytes_max",
+                reason:
+                    "must not be below limits.read_chunk_bytes (\(next.limits.readChunkBytes), which changes only with a restart)"
+            )
+        }
+        return next
+    }
+
+    /// Swaps in `next` (restart-only settings already kept as they were). Returns what changed.
+    func apply(_ next: EdgeConfig, tls: TLSServerContext? = nil) -> ReloadResult {
+        let old = config
+        let tlsFiles = ["server.tls_certificate", "server.tls_private_key"]
+        var result = ReloadResult(
+            applied: Self.changedKeys(old, next).filter { !tlsFiles.contains($0) }, needsRestart: [])
+        if tls != nil { result.applied.append("server.tls_certificate (files)") }
+        running.withLock { $0 = next }
         if let tls {
             currentTLS.withLock { $0 = tls }
             for w in 0..<workerCount { settings.directory.post(.tls(tls), to: w, bounded: false) }
         }
-        if old.token != fresh.token {
-            let router = Router(fresh.token)
+        if old.token != next.token {
+            let router = Router(next.token)
             for w in 0..<workerCount { settings.directory.post(.reload(router), to: w, bounded: false) }
+        }
+        if old.limits != next.limits || old.origin != next.origin || old.cache != next.cache
+            || old.server.http2 != next.server.http2
+        {
+            for w in 0..<workerCount { settings.directory.post(.configure(next), to: w, bounded: false) }
+        }
+        if let store = settings.store, old.cache != next.cache {
+            let r = store.reconfigure(
+                ramBytes: next.cache.ramBytesLimit, diskBytes: next.cache.diskBytesLimit,
+                fillsMax: next.cache.fillsMax, objectBytesMax: next.cache.objectBytesMax,
+                pinnedBytesMax: next.cache.pinnedBytesMax)
+            var removed = 0
+            for d in r.diskSlices where unlink(store.directory + "/" + d.relativePath) == 0 { removed += 1 }
+            if r.ramEvicted + r.diskEvicted + r.objectsOverMax > 0 {
+                printError(
+                    "edge: reload: new cache bounds evicted \(r.ramEvicted) RAM slices and \(r.diskEvicted) disk slices, purged \(r.objectsOverMax) objects over cache.object_bytes_max; \(removed) slice files removed"
+                )
+            }
         }
         return result
     }
 
-    /// The fields of two values of one configuration struct that differ, as "section.field".
+    /// The settings that differ between two configurations, as "section.key".
+    static func changedKeys(_ a: EdgeConfig, _ b: EdgeConfig) -> [String] {
+        changedKeys(a.server, b.server, section: "server") + changedKeys(a.token, b.token, section: "token")
+            + changedKeys(a.origin, b.origin, section: "origin") + changedKeys(a.cache, b.cache, section: "cache")
+            + changedKeys(a.limits, b.limits, section: "limits") + changedKeys(a.admin, b.admin, section: "admin")
+    }
+
+    /// The fields of two values of one configuration struct that differ, as their keys in the
+    /// file ("section.key").
     static func changedKeys<T>(_ a: T, _ b: T, section: String) -> [String] {
         zip(Mirror(reflecting: a).children, Mirror(reflecting: b).children).compactMap { x, y in
             guard let label = x.label, String(describing: x.value) != String(describing: y.value) else { return nil }
-            return "\(section).\(Self.snakeCase(label))"
+            return configKey(section: section, field: label)
         }
     }
 
+    /// A configuration field's key in the file: its name in snake case, but for the few keys
+    /// named otherwise; nil for a field derived from another key (`origin.upstreams` from
+    /// `origin.urls`).
+    static func configKey(section: String, field: String) -> String? {
+        let key = "\(section).\(snakeCase(field))"
+        switch key {
+        case "origin.upstreams": return nil
+        case "cache.directory": return "cache.dir"
+        case "token.lifetime_seconds_max": return "token.max_lifetime_seconds"
+        case "limits.keep_alive_timeout_milliseconds": return "limits.keepalive_timeout_milliseconds"
+        default: return key
+        }
+    }
+
+    /// "listenTLS" → "listen_tls", "h2ConcurrentStreamsMax" → "h2_concurrent_streams_max".
     static func snakeCase(_ name: String) -> String {
         var out = ""
+        var previousUpper = false
         for ch in name {
-            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+            if ch.isUppercase {
+                if !previousUpper { out += "_" }
+                out += ch.lowercased()
+            } else {
+                out.append(ch)
+            }
+            previousUpper = ch.isUppercase
         }
         return out
     }
 
     /// The bearer token admin requests must carry (reloadable).
     public var adminToken: String { running.withLock { $0.admin.token } }
+    /// The admin API's settings (its bounds are reloadable).
+    public var adminLimits: AdminConfig { running.withLock { $0.admin } }
 }

@@ -40,8 +40,9 @@ final class FileEntry {
 final class FileTable {
     let root: String
     let ring: Ring
-    let entriesMax: Int
-    let revalidateMicroseconds: Int64
+    /// Both reloadable: a lower bound is reached as files are opened (two retired per open).
+    var entriesMax: Int
+    var revalidateMicroseconds: Int64
     let openKind: UInt8
     let statKind: UInt8
     /// Whether "no such file" is remembered until revalidation. Not for slice files: one that is
@@ -85,6 +86,7 @@ final class FileTable {
             }
         }
         if liveCount >= entriesMax { evictOne() }
+        if liveCount > entriesMax { evictOne() }   // above a bound a reload lowered
         let slot: UInt32
         if let f = freeSlots.popLast() { slot = f } else { slot = UInt32(slots.count); slots.append(nil) }
         let e = FileEntry(slot: slot, relativePath: path, fullPath: root + path)

@@ -157,16 +157,15 @@ public final class EdgeServer {
         while sig == SIGHUP {
             // Log rotation: reopen the access log under its name.
             if logFD > 2 {
-                let rc = edge_reopen_append(logFD, config.server.accessLog)
+                let name = control.config.server.accessLog   // a reload may have renamed it
+                let rc = edge_reopen_append(logFD, name)
                 printError(
-                    rc == 0
-                        ? "edge: SIGHUP: reopened \(config.server.accessLog)"
-                        : "edge: SIGHUP: cannot reopen \(config.server.accessLog): errno \(-rc)")
+                    rc == 0 ? "edge: SIGHUP: reopened \(name)" : "edge: SIGHUP: cannot reopen \(name): errno \(-rc)")
             }
             Self.reload(control, trigger: "SIGHUP")
             sig = edge_wait_signal()
         }
-        printError("edge: signal \(sig), draining (up to \(config.limits.drainTimeoutMilliseconds) ms)")
+        printError("edge: signal \(sig), draining (up to \(control.config.limits.drainTimeoutMilliseconds) ms)")
         control.draining.store(true, ordering: .releasing)
         settings.directory.requestStop()
         for h in handles { _ = edge_thread_join(h) }

@@ -50,8 +50,9 @@ extension Worker {
     }
 
     func takeSlot() -> Connection? {
+        // Live connections, not slots: a reload may lower the bound below the slots allocated.
+        guard liveConnections < limits.connectionsPerWorkerMax else { return nil }
         if let s = freeSlots.popLast() { return connections[Int(s)] }
-        guard connections.count < limits.connectionsPerWorkerMax else { return nil }
         let c = Connection(
             slot: UInt32(connections.count), recvBufferBytes: limits.recvBufferBytes, outputCapacity: 16384)
         connections.append(c)
@@ -106,7 +107,7 @@ extension Worker {
     /// The front end ALPN chose (HTTP/1.1 when the client offered nothing, or HTTP/2 is off).
     private func startNegotiated(_ c: Connection, _ tls: OpaquePointer) {
         guard case .undecided = c.frontEnd else { return }
-        if edge_tls_alpn(tls) == 2 && settings.config.server.http2 {
+        if edge_tls_alpn(tls) == 2 && config.server.http2 {
             startH2(c, initial: UnsafeRawBufferPointer(start: nil, count: 0))
         } else {
             startHTTP1(c)
@@ -125,7 +126,7 @@ extension Worker {
             c.input.append(bytes)
             let have = c.input.readable
             let k = min(have.count, Self.h2Preface.count)
-            let prefixMatches = settings.config.server.http2 && have.prefix(k).elementsEqual(Self.h2Preface.prefix(k))
+            let prefixMatches = config.server.http2 && have.prefix(k).elementsEqual(Self.h2Preface.prefix(k))
             if prefixMatches && k < Self.h2Preface.count { return }   // wait for the rest of the preface
             if prefixMatches {
                 let initial = ByteBuffer(capacity: c.input.count)

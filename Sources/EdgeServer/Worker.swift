@@ -40,8 +40,11 @@ struct Listener { var fd: Int32; var isTLS: Bool; var armed: Bool }
 final class Worker {
     let index: Int
     let settings: WorkerSettings
-    let limits: LimitsConfig
-    let deadlines: Deadlines
+    /// This worker's copy of the running configuration: a reload replaces it between two
+    /// completions. Connections take their limits when accepted; deadlines apply from the next tick.
+    var config: EdgeConfig
+    var limits: LimitsConfig
+    var deadlines: Deadlines
     let ring: Ring
     let clock: LoopClock
     var listeners: [Listener]
@@ -83,6 +86,7 @@ final class Worker {
     {
         self.index = index
         self.settings = settings
+        config = settings.config
         limits = settings.config.limits
         deadlines = Deadlines(limits)
         let ring = try injected ?? Ring(entries: limits.ringEntries)
@@ -284,10 +288,10 @@ final class Worker {
             "waiting_per_worker_max (\(limits.waitingPerWorkerMax)) reached: \($0) requests refused with 503 or bodies cut (worker \(index))"
         }
         report(cache?.writer.skipped ?? 0, &reportedDiskWritesSkipped) {
-            "cache.disk_writes_in_flight_max (\(settings.config.cache.diskWritesInFlightMax)) reached: \($0) slices kept in RAM only (worker \(index))"
+            "cache.disk_writes_in_flight_max (\(config.cache.diskWritesInFlightMax)) reached: \($0) slices kept in RAM only (worker \(index))"
         }
         report(cache?.origin.queueRefusals ?? 0, &reportedQueueRefusals) {
-            "origin.queue_max (\(settings.config.origin.queueMax)) reached: \($0) fetches refused with 503 (worker \(index))"
+            "origin.queue_max (\(config.origin.queueMax)) reached: \($0) fetches refused with 503 (worker \(index))"
         }
         log.flush()
         errorLog.flush()
@@ -361,6 +365,8 @@ final class Worker {
                 verifier = EdgeAuthVerifier(policy: r.policy)
             case .tls(let context):
                 tlsContext = context
+            case .configure(let c):
+                configure(c)
             }
         }
         // A wake may also mean a fill moved that no worker's ring was told of (one the control
@@ -370,6 +376,19 @@ final class Worker {
             beginDrain()
         } else {
             ring.readEventFD(fd: wakeFD, into: wakeValue, UserData(kind: OpKind.wake, slot: 0))
+        }
+    }
+
+    /// A reload's configuration (what may change while running: `EdgeControl.apply` keeps the
+    /// rest as it was).
+    func configure(_ c: EdgeConfig) {
+        config = c
+        limits = c.limits
+        deadlines = Deadlines(c.limits)
+        log.bufferBytesMax = c.limits.accessLogBufferBytesMax
+        switch content {
+        case .cache(let cache): cache.configure(c)
+        case .directory(let directory): directory.configure(c.limits)
         }
     }
 

@@ -66,6 +66,29 @@ final class EdgePolicyTests: XCTestCase {
         XCTAssertFalse(p.contains(7), "after the pin expires it is evictable again")
     }
 
+    func testResizeEvictsDownToTheNewCapacityButNeverAPin() {
+        let p = EdgePolicy(capacityBytes: 20_000, expectedEntries: 100)
+        for k in 0..<20 { XCTAssertTrue(p.insert(UInt64(k), size: 1000).admitted) }
+        XCTAssertTrue(p.pin(3, untilSeconds: 100))
+        for k in 10..<20 { _ = p.recordAccess(UInt64(k)) }   // the second half is the hot half
+        let evicted = Set(p.resize(capacityBytes: 8000))
+        XCTAssertEqual(p.capacityBytes, 8000)
+        XCTAssertEqual(p.usedBytes, 8000)
+        XCTAssertEqual(evicted.count, 12)
+        XCTAssertFalse(evicted.contains(3), "a pinned entry is never evicted")
+        for k in 0..<20 { XCTAssertEqual(p.contains(UInt64(k)), !evicted.contains(UInt64(k)), "key \(k)") }
+        XCTAssertTrue(evicted.isSuperset(of: [0, 1, 2, 4, 5, 6, 7, 8, 9]), "the cold entries go first")
+        // Pinned bytes above the new capacity stay; everything else goes, and nothing new fits.
+        XCTAssertEqual(Set(p.resize(capacityBytes: 500)).count, 7)
+        XCTAssertEqual(p.usedBytes, 1000)
+        XCTAssertTrue(p.contains(3))
+        XCTAssertFalse(p.insert(50, size: 100).admitted)
+        // Growing evicts nothing and makes room.
+        XCTAssertEqual(p.resize(capacityBytes: 30_000), [])
+        for k in 100..<129 { XCTAssertTrue(p.insert(UInt64(k), size: 1000).admitted) }
+        XCTAssertEqual(p.usedBytes, 30_000)
+    }
+
     func testRemove() {
         let p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100)
         _ = p.insert(1, size: 500)

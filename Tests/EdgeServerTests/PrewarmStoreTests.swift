@@ -120,16 +120,86 @@ final class PrewarmStoreTests: XCTestCase {
         XCTAssertEqual(s.figures.diskSlices, 0, "a purged fill stores nothing")
     }
 
-    func testReloadNamesWhatChangedAndWhatNeedsARestart() throws {
+    func testReloadAppliesAllButRestartOnlySettingsAndNamesThem() throws {
         XCTAssertEqual(EdgeControl.snakeCase("transitionKeyHex"), "transition_key_hex")
-        var a = EdgeConfig_TestSupport.base
-        var b = a
-        b.token.keyHex = String(repeating: "ab", count: 32)
-        b.server.http2 = false
-        XCTAssertEqual(EdgeControl.changedKeys(a.token, b.token, section: "token"), ["token.key_hex"])
-        XCTAssertEqual(EdgeControl.changedKeys(a.server, b.server, section: "server"), ["server.http2"])
-        a = b
-        XCTAssertEqual(EdgeControl.changedKeys(a.server, b.server, section: "server"), [])
+        XCTAssertEqual(EdgeControl.snakeCase("listenTLS"), "listen_tls")
+        let old = try EdgeConfig.parse(Self.configText(Self.baseSections))
+        var fresh = old
+        fresh.token.keyHex = String(repeating: "ab", count: 32)
+        fresh.server.http2 = false
+        fresh.server.workers = 7
+        fresh.origin.urls = ["http://127.0.0.1:9001"]
+        fresh.origin.upstreams = [try XCTUnwrap(Upstream.parse("http://127.0.0.1:9001"))]
+        fresh.origin.attemptsMax = 5
+        fresh.cache.directory = "/elsewhere"
+        fresh.cache.ramBytesLimit = 1 << 20
+        fresh.limits.ringEntries = 128
+        fresh.limits.headerBytesMax = 4096
+        fresh.limits.keepAliveTimeoutMilliseconds = 1000
+        fresh.admin.prewarmJobsMax = 3
+        let next = try EdgeControl.keepingRestartOnly(of: old, in: fresh)
+        XCTAssertEqual(
+            EdgeControl.changedKeys(old, next),
+            [
+                "server.http2", "token.key_hex", "origin.urls", "origin.attempts_max", "cache.ram_bytes_limit",
+                "limits.header_bytes_max", "limits.keepalive_timeout_milliseconds", "admin.prewarm_jobs_max",
+            ])
+        XCTAssertEqual(EdgeControl.changedKeys(next, fresh), ["server.workers", "cache.dir", "limits.ring_entries"])
+        XCTAssertEqual(next.origin.upstreams.map(\.url), ["http://127.0.0.1:9001"])
+        // The kind of origin stays: a directory does not become HTTP upstreams (no cache to fill).
+        var directory = old
+        directory.origin.urls = ["file:///srv/audio"]
+        directory.origin.upstreams = []
+        let kept = try EdgeControl.keepingRestartOnly(of: old, in: directory)
+        XCTAssertEqual(kept.origin.upstreams, old.origin.upstreams)
+        XCTAssertEqual(EdgeControl.changedKeys(kept, directory), ["origin.urls"])
+        // A reloadable setting that breaks a rule with a restart-only one: refused, named.
+        var small = old
+        small.limits.readChunkBytes = 16384
+        small.limits.outputBufferBytesMax = 32768
+        XCTAssertThrowsError(try EdgeControl.keepingRestartOnly(of: old, in: small)) {
+            XCTAssertEqual(($0 as? ConfigError)?.key, "limits.output_buffer_bytes_max")
+        }
+    }
+
+    /// Every field a reload compares names a key the file accepts: set to a value of the wrong
+    /// type, the parser names that key, never "unknown key".
+    func testEveryReloadedFieldNamesAKeyOfTheFile() throws {
+        let c = EdgeConfig()
+        let sections: [(String, Any)] = [
+            ("server", c.server), ("token", c.token), ("origin", c.origin), ("cache", c.cache),
+            ("limits", c.limits), ("admin", c.admin),
+        ]
+        var checked = 0
+        for (section, value) in sections {
+            for child in Mirror(reflecting: value).children {
+                guard let key = EdgeControl.configKey(section: section, field: child.label!) else { continue }
+                var sections = Self.baseSections
+                sections[section, default: [:]][String(key.dropFirst(section.count + 1))] = "{ wrong = 1 }"
+                XCTAssertThrowsError(try EdgeConfig.parse(Self.configText(sections)), key) {
+                    let e = $0 as? ConfigError
+                    XCTAssertEqual(e?.key, key)
+                    XCTAssertNotEqual(e?.reason, "unknown key", key)
+                }
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 60)
+    }
+
+    static let baseSections: [String: [String: String]] = [
+        "server": ["listen": "[\"127.0.0.1:8080\"]"],
+        "token": ["key_hex": "\"\(String(repeating: "00", count: 32))\""],
+        "origin": ["urls": "[\"http://127.0.0.1:9000\"]"],
+        "cache": ["dir": "\"/tmp/edge-cache\""],
+        "limits": [:],
+        "admin": ["listen": "[\"127.0.0.1:9090\"]", "token": "\"0123456789abcdef0123\""],
+    ]
+
+    static func configText(_ sections: [String: [String: String]]) -> String {
+        sections.sorted { $0.key < $1.key }.map { name, keys in
+            "[\(name)]\n" + keys.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)\n" }.joined()
+        }.joined(separator: "\n")
     }
 }
 

@@ -296,11 +296,49 @@ def test_reload_swaps_keys_and_refuses_a_broken_file(admin_edge):
     assert status == 400 and "token.leeway_seconds" in out["error"]
     assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
     # A setting that needs a restart is named, not applied; SIGHUP does the same as the API.
-    open(e.conf, "w").write(text.replace("[server]", "[server]\nhttp2 = false"))
+    open(e.conf, "w").write(text.replace("workers = 2", "workers = 1"))
     os.kill(e.proc.pid, 1)
     time.sleep(0.5)
-    assert "SIGHUP: configuration reloaded" in e.errors() and "server.http2" in e.errors()
+    assert "SIGHUP: configuration reloaded" in e.errors()
+    assert "needs a restart (not applied): server.workers" in e.errors()
     assert get(e, "/audio/p/one.bin", key=NEW_KEY_HEX)[0] == 200
+
+
+def test_reload_applies_origin_limits_and_cache_bounds(admin_edge, origin, origin_dir):
+    """Everything but the listeners, the workers and the cache's files changes on reload: new
+    misses go to the new upstream, a smaller RAM tier evicts at once, a lower header bound holds
+    for new connections; what needs a restart is named."""
+    e = admin_edge(cache={"ram_bytes_limit": 4 << 20})
+    second = Origin(origin_dir, SLICE)
+    try:
+        assert get(e, "/audio/a1/160.opus")[0] == 200
+        assert len(origin.requests_for("/audio/a1/160.opus")) == 4
+        assert sample(metrics(e), "edge_cache_bytes", tier="ram") == 200_000
+        padded = ("-H", "X-Padding: " + "a" * 2000)
+        assert curl(f"{e.base}/audio/a1/160.opus?hdnts={sign(acl='/audio/*')}", *padded)[0] == 200
+        text = open(e.conf).read().replace(origin.url, second.url).replace(
+            f"ram_bytes_limit = {4 << 20}", f"ram_bytes_limit = {SLICE}").replace(
+            "[limits]", "[limits]\nheader_bytes_max = 1024\nrequest_line_bytes_max = 1024").replace(
+            "workers = 2", "workers = 3").replace(e.log, e.log + ".renamed")
+        open(e.conf, "w").write(text)
+        status, out = e.admin("POST", "/admin/reload")
+        assert status == 200, out
+        assert out["applied"] == ["server.access_log", "origin.urls", "cache.ram_bytes_limit",
+                                  "limits.request_line_bytes_max", "limits.header_bytes_max"], out
+        assert out["needs_restart"] == ["server.workers"], out
+        assert sample(metrics(e), "edge_cache_bytes", tier="ram") <= SLICE, "the RAM tier shrank at once"
+        time.sleep(0.1)
+        assert get(e, "/audio/a2/160.opus")[0] == 200
+        assert len(second.requests_for("/audio/a2/160.opus")) == 3 and origin.requests_for("/audio/a2/160.opus") == []
+        status, headers, body, _ = curl(f"{e.base}/audio/a1/160.opus?hdnts={sign(acl='/audio/*')}")
+        assert status == 200 and headers["cache-status"] == "edge; hit" and len(body) == 200_000
+        assert curl(f"{e.base}/audio/a1/160.opus?hdnts={sign(acl='/audio/*')}", *padded)[0] == 431
+        assert "needs a restart (not applied): server.workers" in e.errors()
+        # Lines logged after the reload go to the new file (lines still buffered then, too).
+        assert "/audio/a2/160.opus" in [r["path"] for r in map(json.loads, open(e.log + ".renamed"))]
+        assert "/audio/a2/160.opus" not in [r["path"] for r in e.log_lines(settle=0)]
+    finally:
+        second.close()
 
 
 def make_certificate(directory, name):
@@ -374,8 +412,9 @@ def test_reload_rotates_the_tls_certificate_for_new_connections(admin_edge, work
 
 
 def test_reload_under_load_fails_no_request(admin_edge):
-    """h2load runs while the keys are swapped ten times (the signing key and the transition key
-    trade places): every request succeeds."""
+    """h2load runs while the configuration is swapped ten times (the signing key and the transition
+    key trade places; the RAM tier shrinks to one slice and grows back; origin and limits
+    settings change): every request succeeds."""
     import subprocess
     import threading
     e = admin_edge()
@@ -392,10 +431,15 @@ def test_reload_under_load_fails_no_request(admin_edge):
     original = open(e.conf).read()
     swapped = original.replace(f'key_hex = "{KEY_HEX}"', "key_hex = \"@NEW@\"").replace(
         f'transition_key_hex = "{TRANSITION_KEY_HEX}"', f'transition_key_hex = "{KEY_HEX}"').replace("@NEW@", NEW_KEY_HEX)
+    swapped = swapped.replace("[cache]", f"[cache]\nram_bytes_limit = {SLICE}").replace(
+        "[origin]", "[origin]\nattempts_max = 3").replace(
+        "[limits]", "[limits]\nkeepalive_timeout_milliseconds = 30000\nh2_concurrent_streams_max = 64")
     for i in range(10):
         open(e.conf, "w").write(swapped if i % 2 == 0 else original)
         status, out = e.admin("POST", "/admin/reload")
-        assert status == 200 and "token.key_hex" in out["applied"], out
+        assert status == 200 and out["applied"] == [
+            "token.key_hex", "token.transition_key_hex", "origin.attempts_max", "cache.ram_bytes_limit",
+            "limits.keepalive_timeout_milliseconds", "limits.h2_concurrent_streams_max"], out
         time.sleep(0.4)
     t.join()
     out = result["out"]

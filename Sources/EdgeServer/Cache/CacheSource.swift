@@ -23,7 +23,7 @@ final class CacheSource {
     let ring: Ring
     let clock: LoopClock
     let worker: Int
-    let limits: LimitsConfig
+    private(set) var limits: LimitsConfig
     let directory: WorkerDirectory
     let errorLog: AccessLog
     let counters: WorkerCounters
@@ -65,6 +65,15 @@ final class CacheSource {
             ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog, counters: counters)
         origin.listener = self
         promoter.listener = self
+    }
+
+    /// A reload's settings, between two completions: bounds on what starts next. Responses in
+    /// flight and parked requests keep going.
+    func configure(_ config: EdgeConfig) {
+        limits = config.limits
+        cacheFiles.entriesMax = config.limits.openFilesMax
+        writer.inFlightMax = config.cache.diskWritesInFlightMax
+        origin.configure(config.origin)
     }
 
     // MARK: requests

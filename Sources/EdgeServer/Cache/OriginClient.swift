@@ -19,8 +19,13 @@ final class OriginClient {
     let counters: WorkerCounters
     /// Told when a fill moves (the worker's cache source, which owns this client).
     weak var listener: (any FillListener)?
-    let upstreams: [Upstream]
-    let config: OriginConfig
+    /// Every upstream this client has connections or health for, by slot (`OriginConnection.upstream`);
+    /// `active` lists the configured ones, in the configuration's order. A reload that removes an
+    /// upstream leaves its slot until its last connection closes (a response in flight finishes).
+    private(set) var upstreams: [Upstream]
+    private(set) var active: [Int]
+    private var isActive: [Bool]
+    private(set) var config: OriginConfig
     let sliceBytes: Int
     var connections: [OriginConnection] = []
     var freeSlots: [UInt32] = []
@@ -47,6 +52,39 @@ final class OriginClient {
         idle = Array(repeating: [], count: config.upstreams.count)
         open = Array(repeating: 0, count: config.upstreams.count)
         health = Array(repeating: Health(), count: config.upstreams.count)
+        active = Array(config.upstreams.indices)
+        isActive = Array(repeating: true, count: config.upstreams.count)
+    }
+
+    /// A reload's origin settings: timeouts, attempts and bounds apply to what starts next. An
+    /// upstream kept (same URL) keeps its pool and its health; a new one starts healthy; a
+    /// removed one gets no new request, its idle connections close now and its busy ones when
+    /// their response ends.
+    func configure(_ new: OriginConfig) {
+        precondition(!new.upstreams.isEmpty, "an HTTP origin without upstreams")
+        config = new
+        var order: [Int] = []
+        for u in new.upstreams {
+            if let i = upstreams.indices.first(where: { upstreams[$0].url == u.url && !order.contains($0) }) {
+                upstreams[i] = u
+                order.append(i)
+            } else if let i = upstreams.indices.first(where: {
+                !isActive[$0] && open[$0] == 0 && !order.contains($0) && !new.upstreams.contains(upstreams[$0])
+            }) {
+                upstreams[i] = u; health[i] = Health(); idle[i] = []   // a removed upstream's slot, free again
+                order.append(i)
+            } else {
+                upstreams.append(u); health.append(Health()); idle.append([]); open.append(0); isActive.append(false)
+                order.append(upstreams.count - 1)
+            }
+        }
+        let removed = active.filter { !order.contains($0) }
+        active = order
+        for i in isActive.indices { isActive[i] = order.contains(i) }
+        for r in removed {
+            while let s = idle[r].last { retire(connections[Int(s)]) }
+        }
+        startQueued()   // more connections allowed, or a new upstream to use
     }
 
     /// Fetches running or queued. A drain waits for them (up to its deadline): a slice cut at
@@ -60,7 +98,7 @@ final class OriginClient {
     func pickUpstream(_ job: Job) -> Int? {
         let now = clock.nowMicroseconds
         var fallback: Int? = nil
-        for u in upstreams.indices where !job.tried.contains(u) {
+        for u in active where !job.tried.contains(u) {
             let h = health[u]
             if h.failures < config.failuresBeforeDown { return u }
             if now >= h.downUntilMicroseconds && !h.probing { health[u].probing = true; return u }   // half-open probe
@@ -364,8 +402,9 @@ final class OriginClient {
     }
 
     func release(_ c: OriginConnection) {
-        // The origin answered before its request was all sent: the connection cannot carry another.
-        guard !c.sendPending else { retire(c); return }
+        // The origin answered before its request was all sent: the connection cannot carry another;
+        // nor is one kept for an upstream a reload removed.
+        guard !c.sendPending, isActive[c.upstream] else { retire(c); return }
         c.state = .idle
         c.deadlineMicroseconds = 0
         idle[c.upstream].append(c.slot)

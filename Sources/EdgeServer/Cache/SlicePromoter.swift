@@ -34,7 +34,10 @@ final class SlicePromoter {
     let store: SliceStore
     let writer: SliceWriter
     let errorLog: AccessLog
-    let limits: SliceFileHeader.Limits
+    /// The header checks' bounds (`objectBytesMax` is reloadable).
+    var limits: SliceFileHeader.Limits {
+        SliceFileHeader.Limits(sliceBytes: store.sliceBytes, objectBytesMax: store.objectBytesMax)
+    }
     weak var listener: (any FillListener)?
     private var promotions = SlotTable<Promotion>()
     private(set) var inFlight = 0
@@ -44,7 +47,6 @@ final class SlicePromoter {
 
     init(ring: Ring, store: SliceStore, writer: SliceWriter, errorLog: AccessLog) {
         self.ring = ring; self.store = store; self.writer = writer; self.errorLog = errorLog
-        limits = SliceFileHeader.Limits(sliceBytes: store.sliceBytes, objectBytesMax: store.objectBytesMax)
     }
 
     var idle: Bool { inFlight == 0 }

@@ -84,12 +84,17 @@ struct DiskSlice: Sendable, Equatable {
 /// dictionary operations, never I/O.
 final class SliceStore: @unchecked Sendable {
     let sliceBytes: Int
-    let fillsMax: Int
     let directory: String
+    // Reloadable bounds (`reconfigure`): read without the lock where they bound work about to
+    // start; a value a moment old is harmless.
+    private let fillsMaxValue: Atomic<Int>
+    private let pinnedBytesMaxValue: Atomic<Int>
+    private let objectBytesMaxValue: Atomic<Int>
+    var fillsMax: Int { fillsMaxValue.load(ordering: .relaxed) }
     /// Bytes the disk tier may hold pinned.
-    let pinnedBytesMax: Int
+    var pinnedBytesMax: Int { pinnedBytesMaxValue.load(ordering: .relaxed) }
     /// The largest object size accepted from an origin or a slice file.
-    let objectBytesMax: Int
+    var objectBytesMax: Int { objectBytesMaxValue.load(ordering: .relaxed) }
 
     struct State {
         var meta: [String: ObjectMeta] = [:]
@@ -114,10 +119,10 @@ final class SliceStore: @unchecked Sendable {
         config: (directory: String, sliceBytes: Int, fillsMax: Int, ramBytes: Int, diskBytes: Int), objectBytesMax: Int,
         pinnedBytesMax: Int = 0
     ) {
-        self.objectBytesMax = objectBytesMax
-        self.pinnedBytesMax = pinnedBytesMax
+        objectBytesMaxValue = Atomic(objectBytesMax)
+        pinnedBytesMaxValue = Atomic(pinnedBytesMax)
         sliceBytes = config.sliceBytes
-        fillsMax = config.fillsMax
+        fillsMaxValue = Atomic(config.fillsMax)
         directory = config.directory
         let expectedRAM = max(16, config.ramBytes / max(config.sliceBytes, 1))
         let expectedDisk = max(16, min(config.diskBytes / max(config.sliceBytes, 1), 4_000_000))
@@ -479,6 +484,47 @@ final class SliceStore: @unchecked Sendable {
             s.slicesByPath[k.path] = set.isEmpty ? nil : set
         }
         if s.slicesByPath[k.path] == nil && s.fillsByPath[k.path] == nil { s.meta[k.path] = nil }
+    }
+
+    /// What a reload's new cache bounds removed.
+    struct Reconfigured: Equatable {
+        var ramEvicted = 0
+        var diskEvicted = 0
+        var objectsOverMax = 0
+        /// Slice files to unlink (their index entries are already gone).
+        var diskSlices: [DiskSlice] = []
+    }
+
+    /// A reload's new bounds, in one critical section: each tier's policy takes its new capacity
+    /// (a smaller one evicts, by the policy's own order, until what is not pinned fits), objects
+    /// larger than a lowered `objectBytesMax` are purged (no fetch would accept them again), and
+    /// `fillsMax` and `pinnedBytesMax` bound what starts next (pins already held stay until they
+    /// expire).
+    func reconfigure(
+        ramBytes: Int, diskBytes: Int, fillsMax: Int, objectBytesMax: Int, pinnedBytesMax: Int
+    ) -> Reconfigured {
+        state.withLock { s in
+            fillsMaxValue.store(fillsMax, ordering: .relaxed)
+            objectBytesMaxValue.store(objectBytesMax, ordering: .relaxed)
+            pinnedBytesMaxValue.store(pinnedBytesMax, ordering: .relaxed)
+            var out = Reconfigured()
+            for p in s.meta.compactMap({ $0.value.size > objectBytesMax ? $0.key : nil }) {
+                out.objectsOverMax += 1
+                out.diskSlices += Self.purgeLocked(&s, path: p)
+            }
+            let ram = s.ramPolicy.capacityBytes == ramBytes ? [] : s.ramPolicy.resize(capacityBytes: ramBytes)
+            s.ramEvictions += ram.count
+            out.ramEvicted = ram.count
+            for e in ram { if let k = s.keys[e] { s.ram[k] = nil; Self.forgetIfGone(&s, e) } }
+            let disk = s.diskPolicy.capacityBytes == diskBytes ? [] : s.diskPolicy.resize(capacityBytes: diskBytes)
+            s.diskEvictions += disk.count
+            out.diskEvicted = disk.count
+            for e in disk {
+                if let k = s.keys[e], let d = s.disk.removeValue(forKey: k) { out.diskSlices.append(d) }
+                Self.forgetIfGone(&s, e)
+            }
+            return out
+        }
     }
 
     /// Start-up: a verified slice found on disk.

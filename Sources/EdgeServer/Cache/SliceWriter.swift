@@ -29,7 +29,7 @@ final class SliceWriter {
     let ring: Ring
     let store: SliceStore
     let errorLog: AccessLog
-    let inFlightMax: Int
+    var inFlightMax: Int
     private var writes = SlotTable<DiskWrite>()
     /// Slice files being unlinked, by slot: the path the kernel reads.
     private(set) var unlinks = SlotTable<UnsafeMutablePointer<CChar>>()

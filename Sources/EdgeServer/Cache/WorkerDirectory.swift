@@ -1,4 +1,5 @@
 import Synchronization
+import EdgeConfig
 
 /// What the control plane (the admin API, the main thread) asks of a worker. Delivered through the
 /// worker's mailbox and its eventfd: the worker acts on it on its own thread, at the top of its
@@ -10,6 +11,8 @@ enum WorkerMail: @unchecked Sendable {
     case reload(Router)
     /// A new TLS context (a reload found new certificate files): for connections accepted next.
     case tls(TLSServerContext)
+    /// The running configuration after a reload (limits, origin, cache bounds).
+    case configure(EdgeConfig)
 }
 
 /// Each worker's ring, for cross-worker wake-ups (IORING_OP_MSG_RING), and a flag per worker so

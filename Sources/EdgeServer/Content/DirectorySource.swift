@@ -7,7 +7,7 @@ import EdgeConfig
 final class DirectorySource {
     let files: FileTable
     let reads: BodyReads
-    let limits: LimitsConfig
+    private(set) var limits: LimitsConfig
     /// The worker, set once it exists.
     weak var delivery: (any ContentDelivery)?
     /// Requests refused at `waiting_per_worker_max` (reported by the worker's tick).
@@ -21,6 +21,13 @@ final class DirectorySource {
         self.reads = reads
         self.limits = limits
         boundaryCounter = boundarySeed
+    }
+
+    /// A reload's limits, for what starts next.
+    func configure(_ limits: LimitsConfig) {
+        self.limits = limits
+        files.entriesMax = limits.openFilesMax
+        files.revalidateMicroseconds = Int64(limits.openFileRevalidateMilliseconds) * 1000
     }
 
     /// Answers a routed request for `ex.canonicalPath` at once, or later when its file is open.

@@ -1,5 +1,6 @@
 import EdgeEncoding
 import EdgeIO
+import Foundation
 @testable import EdgeServer
 import XCTest
 
@@ -262,6 +263,62 @@ final class SimulatedCacheTests: XCTestCase {
 
     /// A disk that fails every write: nothing reaches the index, responses are still right, and
     /// each failure is logged.
+    /// A reload swaps the origin, the limits and the cache bounds on a running worker: the next
+    /// miss goes to the new upstream, the removed upstream's idle connection is closed, the RAM
+    /// tier shrinks to its new size, a new connection gets the new header bound, and what was
+    /// cached is still served.
+    func testReloadSwapsOriginLimitsAndCacheBoundsOnARunningWorker() throws {
+        let track = pseudoRandomBytes(100_000, seed: 17)
+        let other = pseudoRandomBytes(40_000, seed: 18)
+        let edge = try SimulatedEdge(seed: 17, config: Self.config())
+        let first = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 17)
+        let second = SimulatedOrigin(objects: ["/audio/u.bin": other], seed: 18)
+        edge.sim.serve(port: 9000, first)
+        edge.sim.serve(port: 9001, second)
+        func get(_ path: String, headers: String = "") -> ClientResponse? {
+            let c = edge.connect()
+            c.write("GET \(path) HTTP/1.1\r\nHost: x\r\n\(headers)\r\n")
+            edge.runUntilIdle()
+            var reader = ResponseReader()
+            reader.add(c.take())
+            c.close()
+            edge.runUntilIdle()
+            return reader.next()
+        }
+        let bigHeader = "X-Padding: \(String(repeating: "a", count: 2000))\r\n"
+        XCTAssertEqual(get("/audio/t.bin")?.status, 200)
+        XCTAssertEqual(get("/audio/t.bin", headers: bigHeader)?.status, 200)
+        let origin = try XCTUnwrap(edge.worker.cache?.origin)
+        XCTAssertEqual(origin.open, [1], "one keep-alive connection to the first upstream")
+        let store = try XCTUnwrap(edge.worker.settings.store)
+        XCTAssertEqual(store.stats.ramBytes, track.count)
+
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("reload-\(UUID()).conf").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let text = Self.config(ramBytes: 32768, limits: "header_bytes_max = 1024\nrequest_line_bytes_max = 1024")
+            .replacingOccurrences(of: "127.0.0.1:9000", with: "127.0.0.1:9001")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let control = EdgeControl(settings: edge.worker.settings, configPath: file)
+        let result = try control.reload()
+        XCTAssertEqual(
+            result.applied,
+            ["origin.urls", "cache.ram_bytes_limit", "limits.request_line_bytes_max", "limits.header_bytes_max"])
+        XCTAssertEqual(result.needsRestart, [])
+        XCTAssertLessThanOrEqual(store.stats.ramBytes, 32768, "the RAM tier shrank at once")
+        edge.runUntilIdle()   // the worker reads its mail
+
+        XCTAssertEqual(origin.active.map { origin.upstreams[$0].url }, ["http://127.0.0.1:9001"])
+        XCTAssertEqual(origin.open.reduce(0, +), 0, "the removed upstream's idle connection was closed")
+        let u = try XCTUnwrap(get("/audio/u.bin"))
+        Expectation(path: "/audio/u.bin", content: other, range: nil).check(u, "from the new upstream")
+        XCTAssertEqual(second.requests, 3)
+        let t = try XCTUnwrap(get("/audio/t.bin"))
+        Expectation(path: "/audio/t.bin", content: track, range: nil).check(t, "still cached")
+        XCTAssertEqual(first.requests, 7, "the old upstream is asked nothing more")
+        XCTAssertEqual(get("/audio/t.bin", headers: bigHeader)?.status, 431, "the new header bound")
+        edge.checkQuiescentCache("after the reload")
+    }
+
     func testDiskWriteFailuresServeFromRAMAndOrigin() throws {
         let track = pseudoRandomBytes(50_000, seed: 13)
         var faults = SimulatedIO.Faults()
