@@ -18,6 +18,8 @@ import PackageDescription
 //                                    the slice-file header (decoded without trusting the disk)
 //   EdgeIO                           io_uring ring wrapper; knows nothing of HTTP
 //   EdgeServer                       workers, connections, TLS, HTTP/1.1 + HTTP/2 front ends, file origin
+//   EdgeClient                       HTTP/2 client session (nghttp2) and TLS client, no I/O of their own
+//   EdgeLoad                         the load generator: io_uring loop, schedules, HDR histograms, reports
 let package = Package(
     name: "edge",
     platforms: [.macOS(.v13)],
@@ -26,6 +28,7 @@ let package = Package(
         .executable(name: "edgectl", targets: ["edgectl"]),
         .executable(name: "packager", targets: ["packager"]),
         .executable(name: "playback-auth", targets: ["playback-auth"]),
+        .executable(name: "loadtest", targets: ["loadtest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibUring", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
@@ -64,6 +68,15 @@ let package = Package(
             dependencies: [
                 "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
                 "CEdgeRing", "CEdgeTLS", "CNGHTTP2",
+            ]),
+        // HTTP/2 client session (libnghttp2) and TLS client over memory BIOs: the load generator's
+        // transport, and HTTPS origins' later.
+        .target(name: "EdgeClient", dependencies: ["CNGHTTP2", "CEdgeTLS"]),
+        // The load generator's engine: io_uring loop, arrival schedules, HDR histograms.
+        .target(
+            name: "EdgeLoad",
+            dependencies: [
+                "EdgeClient", "EdgeIO", "CEdgeRing", .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
         // The operators' API (control plane, Hummingbird 2): pre-warm jobs (GRDB), purge, metrics, reload.
         .target(
@@ -113,6 +126,10 @@ let package = Package(
                 "EdgePackager", "EdgeCatalog", "EdgeConfig", "EdgeEncoding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(
+            name: "loadtest",
+            dependencies: ["EdgeLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient"]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding"]),

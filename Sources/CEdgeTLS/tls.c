@@ -1,3 +1,5 @@
+#include <arpa/inet.h>
+#include <openssl/x509v3.h>
 #include "CEdgeTLS.h"
 #include <openssl/ssl.h>
 #include <openssl/err.h>
@@ -91,7 +93,12 @@ SSL *edge_tls_new(SSL_CTX *ctx) {
 SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name) {
     SSL *ssl = tls_over_memory(ctx);
     if (!ssl) return NULL;
-    if (SSL_set_tlsext_host_name(ssl, server_name) != 1 || SSL_set1_host(ssl, server_name) != 1) {
+    // An IP literal is checked against the certificate's IP addresses and sent without SNI
+    // (RFC 6066 allows host names only); a name, against its DNS names, and sent as SNI.
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, server_name, ip) == 1 || inet_pton(AF_INET6, server_name, ip) == 1;
+    if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name) != 1
+              : (SSL_set_tlsext_host_name(ssl, server_name) != 1 || SSL_set1_host(ssl, server_name) != 1)) {
         SSL_free(ssl); return NULL;
     }
     SSL_set_connect_state(ssl);

@@ -16,6 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EDGE_BIN = os.environ.get("EDGE_BIN", os.path.join(ROOT, ".build/release/edge"))
 EDGECTL_BIN = os.environ.get("EDGECTL_BIN", os.path.join(ROOT, ".build/release/edgectl"))
+LOADTEST_BIN = os.environ.get("LOADTEST_BIN", os.path.join(os.path.dirname(EDGE_BIN), "loadtest"))
 KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
 TRANSITION_KEY_HEX = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"

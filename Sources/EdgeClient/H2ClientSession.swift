@@ -1,0 +1,193 @@
+import CNGHTTP2
+
+/// What an HTTP/2 client session reports as responses arrive.
+public protocol H2ClientDelegate: AnyObject {
+    /// A response's final head (status and fields; 1xx heads are skipped).
+    func responseHead(stream: Int32, status: Int, fields: [(name: String, value: String)])
+    /// Body bytes arrived (already counted against the stream's window, which nghttp2 reopens).
+    func responseData(stream: Int32, bytes: Int)
+    /// The stream ended: `errorCode` 0 after a whole response, else the RST_STREAM/GOAWAY code.
+    func streamClosed(stream: Int32, errorCode: UInt32)
+}
+
+/// An HTTP/2 client session over libnghttp2 with no I/O of its own: bytes read from the transport
+/// go to `receive`, and `send` hands over the frames to write. Flow control is nghttp2's: the
+/// stream and connection windows are the ones given here, reopened as body bytes are consumed.
+/// Shared by the load generator and, later, HTTPS origins.
+public final class H2ClientSession {
+    private var session: OpaquePointer?
+    public weak var delegate: (any H2ClientDelegate)?
+    /// Fields of heads in progress, per stream (bounded: `fieldsMax` per head).
+    private var fields: [Int32: [(name: String, value: String)]] = [:]
+    private var status: [Int32: Int] = [:]
+    public static let fieldsMax = 128
+    /// Streams open now.
+    public private(set) var openStreams = 0
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS (updated as its SETTINGS arrive).
+    public var peerConcurrentStreamsMax: Int {
+        guard let session else { return 0 }
+        return Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
+    }
+    /// Set when the peer sent GOAWAY: no new stream may start on this connection.
+    public private(set) var goAwayReceived = false
+
+    /// `windowBytes`: the initial stream window (SETTINGS_INITIAL_WINDOW_SIZE) and, at least, the
+    /// connection window.
+    public init?(windowBytes: Int = 65535, delegate: (any H2ClientDelegate)? = nil) {
+        precondition((1...Int(Int32.max)).contains(windowBytes), "window out of range")
+        self.delegate = delegate
+        var callbacks: OpaquePointer? = nil
+        guard nghttp2_session_callbacks_new(&callbacks) == 0, let callbacks else { return nil }
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks, clientOnHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, clientOnFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, clientOnDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, clientOnStreamClose)
+        var s: OpaquePointer? = nil
+        guard nghttp2_session_client_new(&s, callbacks, Unmanaged.passUnretained(self).toOpaque()) == 0, let s else {
+            return nil
+        }
+        session = s
+        var settings = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: UInt32(windowBytes)),
+        ]
+        guard nghttp2_submit_settings(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), &settings, settings.count) == 0 else {
+            return nil
+        }
+        if windowBytes > 65535 {
+            _ = nghttp2_session_set_local_window_size(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(windowBytes))
+        }
+    }
+
+    deinit { if let session { nghttp2_session_del(session) } }
+
+    /// Starts a GET (or HEAD); returns the stream ID, or nil when the session cannot start one
+    /// (GOAWAY received, stream IDs exhausted).
+    public func request(
+        method: String = "GET", scheme: String, authority: String, path: String,
+        headers: [(name: String, value: String)] = []
+    ) -> Int32? {
+        guard let session, !goAwayReceived else { return nil }
+        let all = [(":method", method), (":scheme", scheme), (":authority", authority), (":path", path)] + headers
+        // nghttp2 copies names and values during the submit: temporary storage is enough.
+        let storage = all.map { (Array($0.0.lowercased().utf8), Array($0.1.utf8)) }
+        var nva: [nghttp2_nv] = []
+        nva.reserveCapacity(storage.count)
+        let id: Int32 = storage.withUnsafeBufferPointer { entries in
+            var pointers: [(UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt8>)] = []
+            defer { for (n, v) in pointers { n.deallocate(); v.deallocate() } }
+            for (name, value) in entries {
+                let n = UnsafeMutablePointer<UInt8>.allocate(capacity: max(name.count, 1))
+                let v = UnsafeMutablePointer<UInt8>.allocate(capacity: max(value.count, 1))
+                n.initialize(from: name, count: name.count)
+                v.initialize(from: value, count: value.count)
+                pointers.append((n, v))
+                nva.append(
+                    nghttp2_nv(
+                        name: n, value: v, namelen: name.count, valuelen: value.count,
+                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+            }
+            return nghttp2_submit_request(session, nil, &nva, nva.count, nil, nil)
+        }
+        guard id > 0 else { return nil }
+        openStreams += 1
+        return id
+    }
+
+    /// Cancels a stream (a timeout): RST_STREAM CANCEL; `streamClosed` follows.
+    public func cancel(stream: Int32) {
+        guard let session else { return }
+        _ = nghttp2_submit_rst_stream(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream, UInt32(NGHTTP2_CANCEL.rawValue))
+    }
+
+    /// Feeds bytes read from the transport. False: the peer broke the protocol (the session
+    /// has queued GOAWAY; send it, then close).
+    public func receive(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let session, bytes.count > 0 else { return true }
+        let rc = nghttp2_session_mem_recv(session, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
+        return rc >= 0
+    }
+
+    /// Hands frames to write to `write`, up to about `bytesMax`; false on a session error.
+    public func send(bytesMax: Int = 1 << 20, _ write: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        guard let session else { return false }
+        var sent = 0
+        while sent < bytesMax {
+            var data: UnsafePointer<UInt8>? = nil
+            let n = nghttp2_session_mem_send(session, &data)
+            if n < 0 { return false }
+            if n == 0 { break }
+            write(UnsafeRawBufferPointer(start: data, count: Int(n)))
+            sent += Int(n)
+        }
+        return true
+    }
+
+    /// Whether the session has frames to write.
+    public var wantsWrite: Bool { session.map { nghttp2_session_want_write($0) != 0 } ?? false }
+
+    // MARK: callbacks
+
+    fileprivate func header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        if name.elementsEqual(":status".utf8) {
+            status[stream] = Int(String(decoding: value, as: UTF8.self)) ?? 0
+            return
+        }
+        guard fields[stream, default: []].count < Self.fieldsMax else { return }
+        fields[stream, default: []].append(
+            (String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+    }
+
+    fileprivate func headersEnded(stream: Int32) {
+        let list = fields.removeValue(forKey: stream) ?? []
+        // No :status: trailers (ignored). 1xx: an interim head, the final one follows.
+        guard let code = status.removeValue(forKey: stream), code >= 200 || code < 100 else { return }
+        delegate?.responseHead(stream: stream, status: code, fields: list)
+    }
+
+    fileprivate func data(stream: Int32, bytes: Int) { delegate?.responseData(stream: stream, bytes: bytes) }
+
+    fileprivate func closed(stream: Int32, errorCode: UInt32) {
+        openStreams -= 1
+        status[stream] = nil
+        fields[stream] = nil
+        delegate?.streamClosed(stream: stream, errorCode: errorCode)
+    }
+
+    fileprivate func goAway() { goAwayReceived = true }
+}
+
+@inline(__always) private func clientSession(_ user: UnsafeMutableRawPointer?) -> H2ClientSession {
+    Unmanaged<H2ClientSession>.fromOpaque(user!).takeUnretainedValue()
+}
+
+private let clientOnHeader: nghttp2_on_header_callback = { _, frame, name, namelen, value, valuelen, _, user in
+    guard let frame, frame.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue) else { return 0 }
+    clientSession(user).header(
+        stream: frame.pointee.hd.stream_id, name: UnsafeRawBufferPointer(start: name, count: namelen),
+        value: UnsafeRawBufferPointer(start: value, count: valuelen))
+    return 0
+}
+
+private let clientOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, user in
+    guard let frame else { return 0 }
+    switch frame.pointee.hd.type {
+    case UInt8(NGHTTP2_HEADERS.rawValue): clientSession(user).headersEnded(stream: frame.pointee.hd.stream_id)
+    case UInt8(NGHTTP2_GOAWAY.rawValue): clientSession(user).goAway()
+    default: break
+    }
+    return 0
+}
+
+private let clientOnDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, _, length, user in
+    clientSession(user).data(stream: stream, bytes: length)
+    return 0
+}
+
+private let clientOnStreamClose: nghttp2_on_stream_close_callback = { _, stream, errorCode, user in
+    clientSession(user).closed(stream: stream, errorCode: errorCode)
+    return 0
+}

@@ -1,0 +1,107 @@
+"""`loadtest replay` against the real edge on loopback: its figures must show what happened to
+the server (a stall, a slow origin, refused connections), corrected for coordinated omission."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import LOADTEST_BIN, sign, write_files
+from fault_origin import Origin
+
+SLICE = 65536
+
+
+def replay(tmp_path, urls, *args, timeout=60):
+    """Runs `loadtest replay`; returns (exit code, parsed JSON report, stdout)."""
+    url_file, report = tmp_path / "urls.txt", tmp_path / "report.json"
+    url_file.write_text("# replayed in order\n" + "\n".join(urls) + "\n")
+    if report.exists():
+        report.unlink()
+    p = subprocess.run([LOADTEST_BIN, "replay", "--urls", str(url_file), "--json", str(report), *args],
+                       capture_output=True, text=True, timeout=timeout)
+    data = json.loads(report.read_text()) if report.exists() else None
+    return p.returncode, data, p.stdout + p.stderr
+
+
+def signed(e, path):
+    return f"{e.base}{path}?hdnts={sign(acl='/audio/*')}"
+
+
+def test_replay_reports_every_request_with_the_json_shape(make_edge, tmp_path):
+    e = make_edge(server={"workers": 1})
+    code, r, out = replay(tmp_path, [signed(e, "/audio/t0001/96/000.bin")], "--connections", "2", "--streams", "4",
+                          "--duration", "1.5")
+    assert code == 0, out
+    assert r["requests"] == r["responses"] > 100 and r["errors"] == 0 and r["statuses"] == {"200": r["responses"]}
+    for key in ("ttfb_ms", "ttfb_first_body_byte_ms"):
+        for kind in ("corrected", "uncorrected"):
+            s = r[key][kind]
+            assert s["count"] == r["responses"] and 0 < s["p50"] <= s["p90"] <= s["p99"] <= s["p999"] <= s["max"], r
+    assert r["generator_lag_ms"]["count"] > 100 and r["generator_behind"] is False
+    assert r["time_to_first_audio_ms"] is None, "replay has no plays: null, not absent"
+    assert "ttfb (head), corrected" in out
+
+
+def test_a_stalled_server_shows_in_the_corrected_percentiles_only(make_edge, tmp_path):
+    """SIGSTOP for one second in a three-second open-model run: the requests scheduled during the
+    stall waited for it, which the corrected figures show and the uncorrected ones mostly hide."""
+    e = make_edge(server={"workers": 1})
+    threading.Timer(1.0, lambda: os.kill(e.proc.pid, signal.SIGSTOP)).start()
+    threading.Timer(2.0, lambda: os.kill(e.proc.pid, signal.SIGCONT)).start()
+    code, r, out = replay(tmp_path, [signed(e, "/audio/t0001/96/000.bin")], "--connections", "4", "--streams", "8",
+                          "--rate", "500", "--duration", "3")
+    assert code == 0, out
+    assert r["requests"] == 1500 and r["responses"] == 1500, out
+    corrected, uncorrected = r["ttfb_ms"]["corrected"], r["ttfb_ms"]["uncorrected"]
+    assert corrected["p90"] > 300 and corrected["max"] > 800, out
+    assert uncorrected["p90"] < 100, out
+
+
+def test_a_slow_origin_shows_in_the_miss_ttfb_not_the_hits(make_edge, tmp_path):
+    origin_dir = str(tmp_path / "origin")
+    paths = [f"/audio/slow/{i}.bin" for i in range(4)]
+    write_files(origin_dir, {p: 20_000 for p in paths})
+    origin = Origin(origin_dir, SLICE)
+    try:
+        for p in paths:
+            origin.faults[p] = "slow:300"
+        e = make_edge(server={"workers": 1}, origins=[origin.url],
+                      cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE})
+        code, r, out = replay(tmp_path, [signed(e, p) for p in paths], "--connections", "1", "--streams", "1",
+                              "--duration", "2")
+        assert code == 0, out
+        assert r["cache"]["miss"] == 4 and r["cache"]["hit"] == r["responses"] - 4 > 10, out
+        assert r["ttfb_miss_ms"]["p50"] >= 300 and r["ttfb_miss_ms"]["count"] == 4, out
+        assert r["ttfb_hit_ms"]["p99"] < 100, out
+    finally:
+        origin.close()
+
+
+def test_refused_connections_are_errors_not_silence(tmp_path):
+    code, r, out = replay(tmp_path, ["http://127.0.0.1:1/audio/x.bin"], "--connections", "2", "--rate", "100",
+                          "--duration", "1")
+    assert code == 1, out
+    assert r["responses"] == 0 and r["requests"] == 100, out
+    assert r["errors_by_class"]["connect"] >= 2 and r["errors_by_class"]["not_sent"] == 100, out
+    assert "errors: connect" in out
+
+
+def test_replay_refuses_bad_arguments_with_a_message(tmp_path):
+    code, _, out = replay(tmp_path, ["http://127.0.0.1:8080/a", "http://127.0.0.2:8080/b"], "--duration", "1")
+    assert code == 64 or code == 2, out
+    assert "must name the same server" in out
+
+
+def test_replay_over_tls_checks_the_certificate(make_edge, workdir, tmp_path):
+    e = make_edge(server={"workers": 1})
+    url = f"{e.tls_base}/audio/t0001/96/000.bin?hdnts={sign(acl='/audio/*')}"
+    code, r, out = replay(tmp_path, [url], "--ca", os.path.join(workdir, "cert.pem"), "--connections", "2",
+                          "--duration", "1")
+    assert code == 0 and r["responses"] > 50 and r["errors"] == 0, out
+    # Without the certificate trusted: every connection fails its handshake, and says so.
+    code, r, out = replay(tmp_path, [url], "--connections", "2", "--rate", "50", "--duration", "1")
+    assert code == 1 and r["responses"] == 0 and r["errors_by_class"]["tls"] >= 2, out
