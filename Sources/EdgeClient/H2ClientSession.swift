@@ -71,23 +71,22 @@ public final class H2ClientSession {
     ) -> Int32? {
         guard let session, !goAwayReceived else { return nil }
         let all = [(":method", method), (":scheme", scheme), (":authority", authority), (":path", path)] + headers
-        // nghttp2 copies names and values during the submit: temporary storage is enough.
-        let storage = all.map { (Array($0.0.lowercased().utf8), Array($0.1.utf8)) }
-        var nva: [nghttp2_nv] = []
-        nva.reserveCapacity(storage.count)
-        let id: Int32 = storage.withUnsafeBufferPointer { entries in
-            var pointers: [(UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt8>)] = []
-            defer { for (n, v) in pointers { n.deallocate(); v.deallocate() } }
-            for (name, value) in entries {
-                let n = UnsafeMutablePointer<UInt8>.allocate(capacity: max(name.count, 1))
-                let v = UnsafeMutablePointer<UInt8>.allocate(capacity: max(value.count, 1))
-                n.initialize(from: name, count: name.count)
-                v.initialize(from: value, count: value.count)
-                pointers.append((n, v))
-                nva.append(
-                    nghttp2_nv(
-                        name: n, value: v, namelen: name.count, valuelen: value.count,
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+        // Every name and value in one buffer (nghttp2 copies them during the submit).
+        var bytes: [UInt8] = []
+        var spans: [(name: Range<Int>, value: Range<Int>)] = []
+        for (name, value) in all {
+            let n = bytes.count
+            bytes += name.lowercased().utf8
+            let v = bytes.count
+            bytes += value.utf8
+            spans.append((n..<v, v..<bytes.count))
+        }
+        let id: Int32 = bytes.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!   // never empty: the pseudo-header names are in it
+            var nva = spans.map {
+                nghttp2_nv(
+                    name: base + $0.name.lowerBound, value: base + $0.value.lowerBound, namelen: $0.name.count,
+                    valuelen: $0.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
             }
             return nghttp2_submit_request(session, nil, &nva, nva.count, nil, nil)
         }

@@ -145,11 +145,11 @@ final class ClientConnection: H2ClientDelegate {
             guard ok else { failed(kind: "protocol", now: engine.now); return }
         }
         if let tls {
-            var chunk = [UInt8](repeating: 0, count: 16384)
+            // `plaintext` is free here: receives are decrypted into it before the flush that follows.
             while tls.hasOutput {
-                let n = chunk.withUnsafeMutableBytes { tls.drain(into: $0) }
+                let n = tls.drain(into: UnsafeMutableRawBufferPointer(start: plaintext, count: Self.recvBytes))
                 if n == 0 { break }
-                staged.append(contentsOf: chunk[0..<n])
+                staged.append(contentsOf: UnsafeRawBufferPointer(start: plaintext, count: n))
             }
         }
         startSend()

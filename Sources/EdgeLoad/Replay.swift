@@ -103,7 +103,7 @@ public final class ReplayEngine {
         guard !options.urls.isEmpty else { throw ReplayError("no URL to replay") }
         var targets: [ReplayTarget] = []
         for u in options.urls {
-            guard let t = ReplayTarget.parse(u) else {
+            guard let t = ReplayTarget.parse(u), Self.isIPAddress(t.host) else {
                 throw ReplayError("\(u): not an http:// or https:// URL with an IP host")
             }
             if let first = targets.first, first.tls != t.tls || first.host != t.host || first.port != t.port {
@@ -126,6 +126,11 @@ public final class ReplayEngine {
     }
 
     deinit { tickStorage.deallocate() }
+
+    /// No name resolution on the loop: hosts are IPv4 or IPv6 literals.
+    static func isIPAddress(_ host: String) -> Bool {
+        withUnsafeTemporaryAllocation(byteCount: 128, alignment: 8) { edge_make_sockaddr(host, 1, $0.baseAddress) > 0 }
+    }
 
     public var now: Int64 { ring.monotonicMicroseconds() }
 

@@ -2,8 +2,8 @@ import ArgumentParser
 import EdgeLoad
 import Foundation
 
-/// Exit codes: 0 a clean run; 1 the run completed with errors or crossed a threshold; 2 bad
-/// arguments; 3 the generator itself fell behind (its figures would measure itself).
+/// Exit codes: 0 a clean run; 1 the run completed with errors or crossed a threshold; 3 the
+/// generator itself fell behind (its figures would measure itself); 64 bad arguments (EX_USAGE).
 struct Loadtest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadtest",

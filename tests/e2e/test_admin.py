@@ -337,6 +337,14 @@ def test_reload_applies_origin_limits_and_cache_bounds(admin_edge, origin, origi
         # Lines logged after the reload go to the new file (lines still buffered then, too).
         assert "/audio/a2/160.opus" in [r["path"] for r in map(json.loads, open(e.log + ".renamed"))]
         assert "/audio/a2/160.opus" not in [r["path"] for r in e.log_lines(settle=0)]
+        # An access log that cannot be opened refuses the whole reload, naming the key: the RAM
+        # size in the same file does not apply either (the running file reloads as unchanged).
+        open(e.conf, "w").write(text.replace(e.log + ".renamed", "/nonexistent/dir/access.log").replace(
+            f"ram_bytes_limit = {SLICE}", f"ram_bytes_limit = {2 * SLICE}"))
+        status, out = e.admin("POST", "/admin/reload")
+        assert status == 400 and "server.access_log" in out["error"] and "/nonexistent/dir" in out["error"], out
+        open(e.conf, "w").write(text)
+        assert e.admin("POST", "/admin/reload")[1] == {"applied": [], "needs_restart": ["server.workers"]}
     finally:
         second.close()
 

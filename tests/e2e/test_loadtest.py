@@ -90,10 +90,25 @@ def test_refused_connections_are_errors_not_silence(tmp_path):
     assert "errors: connect" in out
 
 
-def test_replay_refuses_bad_arguments_with_a_message(tmp_path):
-    code, _, out = replay(tmp_path, ["http://127.0.0.1:8080/a", "http://127.0.0.2:8080/b"], "--duration", "1")
-    assert code == 64 or code == 2, out
-    assert "must name the same server" in out
+@pytest.mark.parametrize("urls, args, message", [
+    (["http://127.0.0.1:8080/a", "http://127.0.0.2:8080/b"], [], "must name the same server"),
+    (["http://edge.example:8080/a"], [], "not an http:// or https:// URL with an IP host"),
+    (["ftp://127.0.0.1/a"], [], "not an http:// or https:// URL"),
+    (["http://127.0.0.1:8080/a"], ["--connections", "0"], "connections: 1 to 100000"),
+    (["http://127.0.0.1:8080/a"], ["--rate=-1"], "rate: 0 to 10000000"),
+    (["http://127.0.0.1:8080/a"], ["--duration", "0"], "duration: more than 0"),
+    ([], [], "no URL to replay"),
+])
+def test_replay_refuses_bad_arguments_with_a_message(tmp_path, urls, args, message):
+    code, report, out = replay(tmp_path, urls, "--duration", "1", *args)
+    assert code == 64 and report is None, out
+    assert message in out, out
+
+
+def test_replay_names_an_unreadable_url_file(tmp_path):
+    p = subprocess.run([LOADTEST_BIN, "replay", "--urls", str(tmp_path / "missing.txt")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 64 and "cannot read" in p.stderr and "missing.txt" in p.stderr, p.stderr
 
 
 def test_replay_over_tls_checks_the_certificate(make_edge, workdir, tmp_path):
