@@ -71,12 +71,14 @@ let package = Package(
             ]),
         // HTTP/2 client session (libnghttp2) and TLS client over memory BIOs: the load generator's
         // transport, and HTTPS origins' later.
-        .target(name: "EdgeClient", dependencies: ["CNGHTTP2", "CEdgeTLS"]),
+        .target(name: "EdgeClient", dependencies: ["CNGHTTP2", "CEdgeTLS", "EdgeHTTP"]),
         // The load generator's engine: io_uring loop, arrival schedules, HDR histograms.
         .target(
             name: "EdgeLoad",
             dependencies: [
-                "EdgeClient", "EdgeIO", "CEdgeRing", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "EdgeClient", "EdgeIO", "CEdgeRing", "CEdgeCrypto", "EdgeAuthToken", "EdgeConfig", "EdgeEncoding",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
         // The operators' API (control plane, Hummingbird 2): pre-warm jobs (GRDB), purge, metrics, reload.
         .target(
@@ -128,8 +130,10 @@ let package = Package(
             ]),
         .executableTarget(
             name: "loadtest",
-            dependencies: ["EdgeLoad", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient"]),
+            dependencies: [
+                "EdgeLoad", "EdgeConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient", "EdgeConfig"]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding"]),

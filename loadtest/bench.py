@@ -196,7 +196,34 @@ def h2load(urls, n, c, m, extra, log):
     times = sorted(int(l.split("\t")[2]) for l in open(log) if l.count("\t") >= 2)
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))] / 1000.0
     cpu_us = max(0.0, busy - client) / max(1, ok) * 1e6
-    return {"rps": rps, "mbs": mbs, "p50": q(0.5), "p99": q(0.99), "ok": ok, "codes": codes, "cpu_us": cpu_us}
+    return {"rps": rps, "mbs": mbs, "p50": q(0.5), "p99": q(0.99), "ok": ok, "codes": codes, "cpu_us": cpu_us,
+            "gen_us": client / max(1, ok) * 1e6}
+
+
+def replay(loadtest_bin, urls, seconds, c, m, extra, out):
+    """The same load from `loadtest replay` (closed loop, one thread, like h2load -t 1): the
+    project's own generator beside h2load. Same CPU accounting; gen_us is the generator's own."""
+    import json
+    import resource
+    headers = []
+    for i in range(0, len(extra), 2):
+        if extra[i] == "-H":
+            headers += ["--header", extra[i + 1]]
+    busy0 = machine_busy_seconds()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run([loadtest_bin, "replay", "--urls", urls, "--connections", str(c), "--streams", str(m), "--rate", "0",
+                        "--duration", str(seconds), "--quiet", "--json", out] + headers,
+                       capture_output=True, text=True, timeout=600)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy_seconds() - busy0
+    client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    r = json.load(open(out))
+    ok = r["statuses"].get("200", 0) + r["statuses"].get("206", 0)
+    ttfb = r["ttfb_ms"]["uncorrected"] or {"p50": 0, "p99": 0}
+    codes = ", ".join(f"{k}xx {v}" for k, v in sorted(r["statuses"].items())) + (f", errors {r['errors']}" if r["errors"] else "")
+    return {"rps": r["requests_per_second"], "mbs": r["bytes"] / 1e6 / max(1e-9, r["duration_seconds"]),
+            "p50": ttfb["p50"], "p99": ttfb["p99"], "ok": ok, "codes": codes,
+            "cpu_us": max(0.0, busy - client) / max(1, ok) * 1e6, "gen_us": client / max(1, ok) * 1e6}
 
 
 def main():
@@ -212,7 +239,11 @@ def main():
     ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
     ap.add_argument("--baseline-bin", help="a second edge build, run as edge@base and edge-cache@base")
     ap.add_argument("--run", default="/tmp/edge-loadtest")
+    ap.add_argument("--generators", default="h2load",
+                    help="h2load, loadtest (loadtest replay, closed loop, as long as h2load's run), or both")
+    ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, ".build/release/loadtest"))
     a = ap.parse_args()
+    generators = a.generators.split(",")
     content, paths = prepare(a.run, a.tracks, a.requests)
     classes = {"edge": Edge, "edge-cache": EdgeCache, "nginx": Nginx, "h2o": H2O}
     servers = []
@@ -233,14 +264,34 @@ def main():
                 subprocess.run(["h2load", "-i", srv.urls("h2c"), "-n", str(a.requests), "-c", "8", "-m", "4", "-t", "1"],
                                capture_output=True, timeout=600)
                 for name, kind, extra in scenarios:
-                    r = h2load(srv.urls(kind), a.requests, a.clients, a.streams, extra, os.path.join(a.run, "h2load.log"))
-                    results.setdefault((srv.name, name), []).append(r)
-                    print(f"round {rnd + 1} {srv.name:10} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
-                          f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cpu_us']:6.1f} us/req ok={r['ok']} [{r['codes']}]", flush=True)
+                    seconds = None
+                    for gen in generators:
+                        if gen == "h2load":
+                            r = h2load(srv.urls(kind), a.requests, a.clients, a.streams, extra, os.path.join(a.run, "h2load.log"))
+                            seconds = a.requests / max(1.0, r["rps"])
+                        else:
+                            r = replay(a.loadtest_bin, srv.urls(kind), max(2.0, round(seconds or 5.0, 1)), a.clients, a.streams,
+                                       extra, os.path.join(a.run, "replay.json"))
+                        key = srv.name if gen == "h2load" else f"{srv.name}/lt"
+                        results.setdefault((key, name), []).append(r)
+                        print(f"round {rnd + 1} {key:13} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
+                              f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cpu_us']:6.1f} us/req "
+                              f"generator {r['gen_us']:5.1f} us/req ok={r['ok']} [{r['codes']}]", flush=True)
             finally:
                 srv.stop()
     med = lambda k, s, f: statistics.median(x[f] for x in results[(k, s)])
     print(f"\nmedians over {a.rounds} round(s), {a.requests} requests, {a.clients} clients x {a.streams} streams, h2load -t 1, same machine")
+    if "loadtest" in generators and "h2load" in generators:
+        print("\ngenerators: loadtest replay against h2load, same server and scenario "
+              "(req/s ratio; generator CPU per request, loadtest / h2load)")
+        for name, _, _ in scenarios:
+            for srv in servers:
+                if (srv.name, name) in results and (srv.name + "/lt", name) in results:
+                    print(f"{name:12} {srv.name:10} loadtest {med(srv.name + '/lt', name, 'rps'):8.0f} req/s, "
+                          f"h2load {med(srv.name, name, 'rps'):8.0f} req/s: "
+                          f"{med(srv.name + '/lt', name, 'rps') / med(srv.name, name, 'rps'):.2f}x req/s; generator "
+                          f"{med(srv.name + '/lt', name, 'gen_us'):.1f} vs {med(srv.name, name, 'gen_us'):.1f} us/req: "
+                          f"{med(srv.name + '/lt', name, 'gen_us') / max(0.01, med(srv.name, name, 'gen_us')):.2f}x CPU")
     print(f"{'scenario':12} {'server':10} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10}   "
           "ratios (edge variant / this): req/s, server CPU per request")
     for name, _, _ in scenarios:

@@ -1,22 +1,12 @@
 import CNGHTTP2
 
-/// What an HTTP/2 client session reports as responses arrive.
-public protocol H2ClientDelegate: AnyObject {
-    /// A response's final head (status and fields; 1xx heads are skipped).
-    func responseHead(stream: Int32, status: Int, fields: [(name: String, value: String)])
-    /// Body bytes arrived (already counted against the stream's window, which nghttp2 reopens).
-    func responseData(stream: Int32, bytes: Int)
-    /// The stream ended: `errorCode` 0 after a whole response, else the RST_STREAM/GOAWAY code.
-    func streamClosed(stream: Int32, errorCode: UInt32)
-}
-
 /// An HTTP/2 client session over libnghttp2 with no I/O of its own: bytes read from the transport
 /// go to `receive`, and `send` hands over the frames to write. Flow control is nghttp2's: the
 /// stream and connection windows are the ones given here, reopened as body bytes are consumed.
 /// Shared by the load generator and, later, HTTPS origins.
-public final class H2ClientSession {
+public final class H2ClientSession: ClientSession {
     private var session: OpaquePointer?
-    public weak var delegate: (any H2ClientDelegate)?
+    public weak var delegate: (any ClientSessionDelegate)?
     /// Fields of heads in progress, per stream (bounded: `fieldsMax` per head).
     private var fields: [Int32: [(name: String, value: String)]] = [:]
     private var status: [Int32: Int] = [:]
@@ -28,12 +18,16 @@ public final class H2ClientSession {
         guard let session else { return 0 }
         return Int(nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS))
     }
+    public var concurrentStreamsMax: Int {
+        let peer = peerConcurrentStreamsMax
+        return peer > 0 ? peer : 100   // RFC 9113 §6.5.2: unlimited until SETTINGS; 100 is the advised floor
+    }
     /// Set when the peer sent GOAWAY: no new stream may start on this connection.
     public private(set) var goAwayReceived = false
 
     /// `windowBytes`: the initial stream window (SETTINGS_INITIAL_WINDOW_SIZE) and, at least, the
     /// connection window.
-    public init?(windowBytes: Int = 65535, delegate: (any H2ClientDelegate)? = nil) {
+    public init?(windowBytes: Int = 65535, delegate: (any ClientSessionDelegate)? = nil) {
         precondition((1...Int(Int32.max)).contains(windowBytes), "window out of range")
         self.delegate = delegate
         var callbacks: OpaquePointer? = nil
@@ -64,12 +58,12 @@ public final class H2ClientSession {
     deinit { if let session { nghttp2_session_del(session) } }
 
     /// Starts a GET (or HEAD); returns the stream ID, or nil when the session cannot start one
-    /// (GOAWAY received, stream IDs exhausted).
+    /// (GOAWAY received, stream IDs exhausted, a request body: not needed by the clients here).
     public func request(
         method: String = "GET", scheme: String, authority: String, path: String,
-        headers: [(name: String, value: String)] = []
+        headers: [(name: String, value: String)] = [], body: [UInt8] = []
     ) -> Int32? {
-        guard let session, !goAwayReceived else { return nil }
+        guard let session, !goAwayReceived, body.isEmpty else { return nil }
         let all = [(":method", method), (":scheme", scheme), (":authority", authority), (":path", path)] + headers
         // Every name and value in one buffer (nghttp2 copies them during the submit).
         var bytes: [UInt8] = []
@@ -110,8 +104,13 @@ public final class H2ClientSession {
         return rc >= 0
     }
 
+    /// The transport ended: nghttp2 reports nothing for it; the connection closes its streams.
+    public func transportClosed() { goAwayReceived = true }
+
+    public func send(_ write: (UnsafeRawBufferPointer) -> Void) -> Bool { send(bytesMax: 1 << 20, write) }
+
     /// Hands frames to write to `write`, up to about `bytesMax`; false on a session error.
-    public func send(bytesMax: Int = 1 << 20, _ write: (UnsafeRawBufferPointer) -> Void) -> Bool {
+    public func send(bytesMax: Int, _ write: (UnsafeRawBufferPointer) -> Void) -> Bool {
         guard let session else { return false }
         var sent = 0
         while sent < bytesMax {
@@ -147,7 +146,9 @@ public final class H2ClientSession {
         delegate?.responseHead(stream: stream, status: code, fields: list)
     }
 
-    fileprivate func data(stream: Int32, bytes: Int) { delegate?.responseData(stream: stream, bytes: bytes) }
+    fileprivate func data(stream: Int32, bytes: UnsafeRawBufferPointer) {
+        delegate?.responseData(stream: stream, bytes: bytes)
+    }
 
     fileprivate func closed(stream: Int32, errorCode: UInt32) {
         openStreams -= 1
@@ -181,8 +182,8 @@ private let clientOnFrameRecv: nghttp2_on_frame_recv_callback = { _, frame, user
     return 0
 }
 
-private let clientOnDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, _, length, user in
-    clientSession(user).data(stream: stream, bytes: length)
+private let clientOnDataChunk: nghttp2_on_data_chunk_recv_callback = { _, _, stream, data, length, user in
+    clientSession(user).data(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: length))
     return 0
 }
 

@@ -445,11 +445,13 @@ public struct EdgeConfig: Sendable {
 }
 
 /// Typed access to TOML values that turns every mismatch into a `ConfigError` naming the key.
-struct Reader {
-    let root: TOMLTable
+/// Typed, bounded reads of a TOML file whose errors name the key (shared with `loadtest`'s scenarios).
+public struct Reader {
+    public let root: TOMLTable
+    public init(root: TOMLTable) { self.root = root }
 
     /// TOML text → table; a syntax error names its line and column.
-    static func parse(_ text: String) throws -> TOMLTable {
+    public static func parse(_ text: String) throws -> TOMLTable {
         try checkTableHeaders(text)
         do { return try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ConfigError(
@@ -522,13 +524,13 @@ struct Reader {
         }
     }
 
-    func table(_ name: String) throws -> TOMLTable? {
+    public func table(_ name: String) throws -> TOMLTable? {
         guard let v = root[name] else { return nil }
         guard let t = v.table else { throw ConfigError(key: name, reason: "must be a table ([\(name)])") }
         return t
     }
 
-    func allowOnly(_ keys: [String], in section: String) throws {
+    public func allowOnly(_ keys: [String], in section: String) throws {
         let t: TOMLTable? = section.isEmpty ? root : try table(section)
         guard let t else { return }
         for k in t.keys where !keys.contains(k) {
@@ -540,17 +542,17 @@ struct Reader {
         guard let t, let leaf = key.split(separator: ".").last else { return nil }
         return t[String(leaf)]
     }
-    func string(_ t: TOMLTable?, _ key: String) throws -> String? {
+    public func string(_ t: TOMLTable?, _ key: String) throws -> String? {
         guard let v = value(t, key) else { return nil }
         guard let s = v.string else { throw ConfigError(key: key, reason: "must be a string") }
         return s
     }
-    func bool(_ t: TOMLTable?, _ key: String) throws -> Bool? {
+    public func bool(_ t: TOMLTable?, _ key: String) throws -> Bool? {
         guard let v = value(t, key) else { return nil }
         guard let b = v.bool else { throw ConfigError(key: key, reason: "must be true or false") }
         return b
     }
-    func int(_ t: TOMLTable?, _ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+    public func int(_ t: TOMLTable?, _ key: String, _ range: ClosedRange<Int>) throws -> Int? {
         guard let v = value(t, key) else { return nil }
         guard let i = v.int else { throw ConfigError(key: key, reason: "must be an integer") }
         guard range.contains(i) else {
@@ -558,7 +560,7 @@ struct Reader {
         }
         return i
     }
-    func strings(_ t: TOMLTable?, _ key: String) throws -> [String]? {
+    public func strings(_ t: TOMLTable?, _ key: String) throws -> [String]? {
         guard let v = value(t, key) else { return nil }
         guard let a = v.array else { throw ConfigError(key: key, reason: "must be an array of strings") }
         var out: [String] = []
@@ -568,7 +570,7 @@ struct Reader {
         }
         return out
     }
-    func ints(_ t: TOMLTable?, _ key: String) throws -> [Int]? {
+    public func ints(_ t: TOMLTable?, _ key: String) throws -> [Int]? {
         guard let v = value(t, key) else { return nil }
         guard let a = v.array else { throw ConfigError(key: key, reason: "must be an array of integers") }
         var out: [Int] = []
@@ -578,13 +580,13 @@ struct Reader {
         }
         return out
     }
-    func double(_ t: TOMLTable?, _ key: String) throws -> Double? {
+    public func double(_ t: TOMLTable?, _ key: String) throws -> Double? {
         guard let v = value(t, key) else { return nil }
         if let d = v.double { return d }
         if let i = v.int { return Double(i) }
         throw ConfigError(key: key, reason: "must be a number")
     }
-    func addresses(_ t: TOMLTable?, _ key: String) throws -> [ListenAddress]? {
+    public func addresses(_ t: TOMLTable?, _ key: String) throws -> [ListenAddress]? {
         guard let list = try strings(t, key) else { return nil }
         return try list.map {
             guard let a = ListenAddress.parse($0) else {

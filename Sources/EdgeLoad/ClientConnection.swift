@@ -2,86 +2,125 @@ import CEdgeRing
 import EdgeClient
 import EdgeIO
 
-/// One HTTP/2 connection of the load generator: socket, connect, optional TLS, the client
-/// session; one receive and one send in flight at most. Completions of an earlier incarnation
-/// (before a reconnect) carry an older generation and are dropped.
-final class ClientConnection: H2ClientDelegate {
-    enum State { case closed, opening, connecting, handshaking, ready }
-    struct Timing {
-        var intended: Int64
-        var sent: Int64
-        var head: Int64? = nil
-        var firstBodyByte: Int64? = nil
-        var status = 0
-        var bytes = 0
-        var hit: Bool? = nil
-        var timedOut = false
+/// Where a connection goes: an IP literal and port, TLS or not, HTTP/2 or HTTP/1.1.
+public struct Endpoint: Hashable, Sendable {
+    public var host: String
+    public var port: Int
+    public var tls: Bool
+    public var http2: Bool
+    public var authority: String
+    public var scheme: String { tls ? "https" : "http" }
+    public init(host: String, port: Int, tls: Bool, http2: Bool, authority: String) {
+        self.host = host; self.port = port; self.tls = tls; self.http2 = http2; self.authority = authority
     }
+}
+
+/// One request as the load generator sees it: when it was due (`intended`, from the schedule
+/// or the player), when it went out, when its head and first body byte came back.
+struct Exchange {
+    var intended: Int64
+    var sent: Int64
+    var head: Int64? = nil
+    var firstBodyByte: Int64? = nil
+    var status = 0
+    var bytes = 0
+    var hit: Bool? = nil
+    var timedOut = false
+    /// The owner's: which player and what for.
+    var tag: Int = 0
+    /// Body bytes kept, up to `bodyMax` (a manifest, a grant); 0 keeps none.
+    var bodyMax = 0
+    var body: [UInt8] = []
+    var bodyTooLarge = false
+}
+
+/// One connection of the load generator: socket, connect, optional TLS, a client session
+/// (HTTP/2 or HTTP/1.1); one receive and one send in flight at most. Completions of an earlier
+/// incarnation (before a reconnect, or before the slot was reused) carry an older generation
+/// and are dropped.
+final class ClientConnection: ClientSessionDelegate {
+    enum State { case closed, opening, connecting, handshaking, ready }
 
     let slot: UInt32
-    unowned let engine: ReplayEngine
+    unowned let loop: LoadLoop
+    var endpoint: Endpoint
+    /// The pool that owns this connection (nil for the replay's fixed set).
+    weak var pool: ConnectionPool?
     var generation: UInt32 = 0
     var state = State.closed
     var fd: Int32 = -1
-    var pendingOps = 0
     var reopenAtMicroseconds: Int64 = 0
     let address = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8)
     var addressLength: Int32 = 0
-    var h2: H2ClientSession?
+    var session: (any ClientSession)?
     var tls: ClientTLS?
-    private var makeTLS: (() throws -> ClientTLS)?
-    var timings: [Int32: Timing] = [:]
-    static let recvBytes = 65536
-    let recvBuffer = UnsafeMutableRawPointer.allocate(byteCount: recvBytes, alignment: 64)
-    let plaintext = UnsafeMutableRawPointer.allocate(byteCount: recvBytes, alignment: 64)
-    static let sendBytes = 262_144
-    let sendBuffer = UnsafeMutableRawPointer.allocate(byteCount: sendBytes, alignment: 64)
+    var exchanges: [Int32: Exchange] = [:]
+    let recvBytes: Int
+    let recvBuffer: UnsafeMutableRawPointer
+    let plaintext: UnsafeMutableRawPointer
+    let sendBytes: Int
+    let sendBuffer: UnsafeMutableRawPointer
     var sendLength = 0
     var sendOffset = 0
     var sending = false
     /// Bytes produced while a send was in flight (bounded by the session's own output).
     var staged: [UInt8] = []
+    /// Inside the session's `receive`: the session must outlive the call, so closing waits.
+    private var receiving = false
+    /// The owner is done with this connection: it closes once its exchanges have ended.
+    var retireWhenIdle = false
 
-    init(slot: UInt32, engine: ReplayEngine) { self.slot = slot; self.engine = engine }
+    init(slot: UInt32, loop: LoadLoop, endpoint: Endpoint, bufferBytes: Int) {
+        self.slot = slot; self.loop = loop; self.endpoint = endpoint
+        recvBytes = bufferBytes
+        sendBytes = bufferBytes
+        recvBuffer = .allocate(byteCount: bufferBytes, alignment: 64)
+        plaintext = .allocate(byteCount: bufferBytes, alignment: 64)
+        sendBuffer = .allocate(byteCount: bufferBytes, alignment: 64)
+    }
     deinit { address.deallocate(); recvBuffer.deallocate(); plaintext.deallocate(); sendBuffer.deallocate() }
 
-    var ring: Ring { engine.ring }
+    var ring: Ring { loop.ring }
     func data(_ kind: UInt8) -> UserData { UserData(kind: kind, slot: slot, generation: generation) }
 
-    func reset(tls make: (() throws -> ClientTLS)?) {
+    /// Whether a new exchange may start here now (`streamsMax`: the caller's own bound).
+    func canStart(streamsMax: Int) -> Bool {
+        guard state == .ready, let session, !session.goAwayReceived else { return false }
+        return session.openStreams < min(streamsMax, session.concurrentStreamsMax)
+    }
+
+    /// Starts connecting (socket, connect, TLS) from the closed state.
+    func open() {
         generation = (generation + 1) & 0xFF_FFFF
-        makeTLS = make
-        tls = nil
-        h2 = nil
+        tls = nil; session = nil
         staged.removeAll()
         sendLength = 0; sendOffset = 0; sending = false
+        addressLength = edge_make_sockaddr(endpoint.host, Int32(endpoint.port), address)
+        guard addressLength > 0 else { failed(kind: "connect"); return }
+        state = .opening
+        ring.socket(ipv6: endpoint.host.contains(":"), data(LoadLoop.Op.socket))
     }
-
-    /// Whether a new stream may start here now.
-    func canStart(streamsMax: Int) -> Bool {
-        guard state == .ready, let h2, !h2.goAwayReceived else { return false }
-        let peerMax = h2.peerConcurrentStreamsMax
-        return h2.openStreams < min(streamsMax, peerMax > 0 ? peerMax : streamsMax)
-    }
-
-    private func current(_ d: UserData) -> Bool { d.generation == generation }
 
     func onSocket(_ result: Int32) {
         guard state == .opening else {
-            if result >= 0 { ring.close(fd: result, UserData(kind: 6, slot: slot)) }; return
+            if result >= 0 { ring.close(fd: result, UserData(kind: LoadLoop.Op.close, slot: slot)) }
+            return
         }
-        guard result >= 0 else { failed(kind: "connect", now: engine.now); return }
+        guard result >= 0 else { failed(kind: "connect"); return }
         fd = result
         state = .connecting
-        ring.connect(fd: fd, address: address, length: addressLength, data(2))
+        ring.connect(fd: fd, address: address, length: addressLength, data(LoadLoop.Op.connect))
     }
 
     func onConnect(_ result: Int32) {
         guard state == .connecting else { return }
-        guard result >= 0 else { failed(kind: "connect", now: engine.now); return }
+        guard result >= 0 else { failed(kind: "connect"); return }
         ring.setNoDelay(fd: fd)
-        if let makeTLS {
-            do { tls = try makeTLS() } catch { failed(kind: "tls", now: engine.now); return }
+        if endpoint.tls {
+            guard let context = loop.tlsContext(http2: endpoint.http2) else { failed(kind: "tls"); return }
+            do { tls = try ClientTLS(context: context, serverName: endpoint.host) } catch {
+                failed(kind: "tls"); return
+            }
             state = .handshaking
             flush()
         } else {
@@ -91,63 +130,81 @@ final class ClientConnection: H2ClientDelegate {
     }
 
     private func startSession() {
-        guard let session = H2ClientSession(windowBytes: 1 << 20, delegate: self) else {
-            failed(kind: "protocol", now: engine.now); return
+        if endpoint.http2 {
+            guard let h2 = H2ClientSession(windowBytes: 1 << 20, delegate: self) else {
+                failed(kind: "protocol"); return
+            }
+            session = h2
+        } else {
+            session = HTTP1ClientSession(delegate: self)
         }
-        h2 = session
         state = .ready
         flush()
+        loop.connectionReady(self)
     }
 
     func postRecv() {
-        ring.recv(fd: fd, into: recvBuffer, length: Self.recvBytes, data(4))
+        ring.recv(fd: fd, into: recvBuffer, length: recvBytes, data(LoadLoop.Op.recv))
     }
 
     func onRecv(_ result: Int32) {
         guard state != .closed, state != .opening else { return }
         if result == -11 || result == -4 { postRecv(); return }   // EAGAIN, EINTR
-        guard result > 0 else { failed(kind: result == 0 ? "closed" : "reset", now: engine.now); return }
+        guard result > 0 else {
+            if result == 0 { session?.transportClosed() }   // a response delimited by the close ends here
+            failed(kind: result == 0 ? "closed" : "reset"); return
+        }
         let bytes = UnsafeRawBufferPointer(start: recvBuffer, count: Int(result))
         if let tls {
             tls.feed(bytes)
             if state == .handshaking {
                 _ = tls.read(into: UnsafeMutableRawBufferPointer(start: plaintext, count: 0))
-                if tls.failed { failed(kind: "tls", now: engine.now); return }
+                if tls.failed { failed(kind: "tls"); return }
                 if tls.handshakeDone {
-                    guard tls.negotiatedH2 else { failed(kind: "alpn", now: engine.now); return }
+                    guard tls.negotiatedH2 == endpoint.http2 else { failed(kind: "alpn"); return }
                     startSession()
                 }
             }
             while state == .ready {
-                let n = tls.read(into: UnsafeMutableRawBufferPointer(start: plaintext, count: Self.recvBytes))
-                if tls.failed { failed(kind: "tls", now: engine.now); return }
+                let n = tls.read(into: UnsafeMutableRawBufferPointer(start: plaintext, count: recvBytes))
+                if tls.failed { failed(kind: "tls"); return }
                 if n == 0 { break }
-                guard h2?.receive(UnsafeRawBufferPointer(start: plaintext, count: n)) ?? false else {
-                    failed(kind: "protocol", now: engine.now); return
-                }
+                receiving = true
+                let ok = session?.receive(UnsafeRawBufferPointer(start: plaintext, count: n)) ?? false
+                receiving = false
+                guard ok else { failed(kind: "protocol"); return }
             }
-            if tls.closeNotifyReceived { failed(kind: "closed", now: engine.now); return }
+            if tls.closeNotifyReceived {
+                session?.transportClosed()
+                failed(kind: "closed"); return
+            }
         } else {
-            guard h2?.receive(bytes) ?? false else { failed(kind: "protocol", now: engine.now); return }
+            receiving = true
+            let ok = session?.receive(bytes) ?? false
+            receiving = false
+            guard ok else { failed(kind: "protocol"); return }
         }
         guard state != .closed else { return }
+        if let session, session.openStreams == 0, session.goAwayReceived || retireWhenIdle {
+            retire(); return
+        }
         flush()
         postRecv()
     }
 
-    /// Moves the session's frames (sealed, with TLS) into the send buffer and sends.
+    /// Moves the session's output (sealed, with TLS) into the send buffer and sends.
     func flush() {
         guard state == .handshaking || state == .ready else { return }
-        if let h2 {
-            let ok = h2.send { bytes in
+        if let session {
+            let ok = session.send { bytes in
                 if let tls { _ = tls.write(bytes) } else { staged.append(contentsOf: bytes) }
             }
-            guard ok else { failed(kind: "protocol", now: engine.now); return }
+            guard ok else { failed(kind: "protocol"); return }
         }
         if let tls {
             // `plaintext` is free here: receives are decrypted into it before the flush that follows.
             while tls.hasOutput {
-                let n = tls.drain(into: UnsafeMutableRawBufferPointer(start: plaintext, count: Self.recvBytes))
+                let n = tls.drain(into: UnsafeMutableRawBufferPointer(start: plaintext, count: recvBytes))
                 if n == 0 { break }
                 staged.append(contentsOf: UnsafeRawBufferPointer(start: plaintext, count: n))
             }
@@ -157,13 +214,13 @@ final class ClientConnection: H2ClientDelegate {
 
     private func startSend() {
         guard !sending, !staged.isEmpty, fd >= 0 else { return }
-        let n = min(staged.count, Self.sendBytes)
+        let n = min(staged.count, sendBytes)
         staged.withUnsafeBytes { sendBuffer.copyMemory(from: $0.baseAddress!, byteCount: n) }
         staged.removeFirst(n)
         sendLength = n
         sendOffset = 0
         sending = true
-        ring.send(fd: fd, from: sendBuffer, length: n, data(3))
+        ring.send(fd: fd, from: sendBuffer, length: n, data(LoadLoop.Op.send))
     }
 
     func onSend(_ result: Int32) {
@@ -171,7 +228,7 @@ final class ClientConnection: H2ClientDelegate {
         sending = false
         guard state != .closed else { return }
         if result == -11 || result == -4 { resend(); return }
-        guard result > 0 else { failed(kind: "reset", now: engine.now); return }
+        guard result > 0 else { failed(kind: "reset"); return }
         sendOffset += Int(result)
         if sendOffset < sendLength { resend(); return }
         startSend()
@@ -179,56 +236,103 @@ final class ClientConnection: H2ClientDelegate {
 
     private func resend() {
         sending = true
-        ring.send(fd: fd, from: sendBuffer + sendOffset, length: sendLength - sendOffset, data(3))
+        ring.send(fd: fd, from: sendBuffer + sendOffset, length: sendLength - sendOffset, data(LoadLoop.Op.send))
     }
 
-    func onClosed() {}
+    /// Starts an exchange on this connection (the caller checked `canStart`).
+    func start(
+        method: String = "GET", path: String, headers: [(name: String, value: String)], body: [UInt8] = [],
+        exchange: Exchange
+    ) -> Bool {
+        guard
+            let stream = session?.request(
+                method: method, scheme: endpoint.scheme, authority: endpoint.authority, path: path, headers: headers,
+                body: body)
+        else { return false }
+        exchanges[stream] = exchange
+        flush()
+        return true
+    }
 
-    /// The connection broke: its streams fail with `kind`, and it reconnects after a pause.
-    func failed(kind: String, now: Int64) {
-        engine.recorder.error(kind == "connect" || kind == "tls" || kind == "alpn" ? kind : "connection_\(kind)")
-        for (_, t) in timings where !t.timedOut { engine.recorder.error(kind == "closed" ? "closed" : "reset") }
-        timings.removeAll()
-        if fd >= 0 { ring.close(fd: fd, UserData(kind: 6, slot: slot)); fd = -1 }
+    /// The owner is done with this connection: closed now when idle, else once its exchanges end.
+    func release() {
+        retireWhenIdle = true
+        if state == .closed { loop.connectionClosed(self); return }
+        if !receiving && exchanges.isEmpty { retire() }
+    }
+
+    /// Closes the connection without an error (the peer said no more, or the owner is done).
+    func retire() {
+        for (_, e) in exchanges where !e.timedOut { loop.exchangeFailed(e, kind: "closed") }
+        exchanges.removeAll()
+        closeSocket()
+        reopenAtMicroseconds = 0
+        loop.connectionClosed(self)
+    }
+
+    /// The connection broke: its exchanges fail with `kind`, and it may reconnect after a pause.
+    func failed(kind: String) {
+        loop.connectionFailed(self, kind: kind)
+        for (_, e) in exchanges where !e.timedOut {
+            loop.exchangeFailed(e, kind: kind == "closed" ? "closed" : kind == "protocol" ? "protocol" : "reset")
+        }
+        exchanges.removeAll()
+        closeSocket()
+        reopenAtMicroseconds = loop.now + 100_000
+        loop.connectionClosed(self)
+    }
+
+    private func closeSocket() {
+        if fd >= 0 { ring.close(fd: fd, UserData(kind: LoadLoop.Op.close, slot: slot)); fd = -1 }
         generation = (generation + 1) & 0xFF_FFFF   // drops completions still to come
         state = .closed
-        h2 = nil; tls = nil
-        reopenAtMicroseconds = now + 100_000
+        session = nil; tls = nil
     }
 
-    /// Requests past their deadline: counted as timeouts at once, and cancelled.
-    func expireStreams(now: Int64, timeoutMicroseconds: Int64) {
+    /// Exchanges past their deadline: failures ("timeout") at once, and cancelled.
+    func expire(now: Int64, timeoutMicroseconds: Int64) {
         var cancelled = false
-        for (id, t) in timings where !t.timedOut && now - t.sent > timeoutMicroseconds {
-            timings[id]!.timedOut = true
-            engine.recorder.error("timeout")
-            h2?.cancel(stream: id)
+        for (id, e) in exchanges where !e.timedOut && now - e.sent > timeoutMicroseconds {
+            exchanges[id]!.timedOut = true
+            loop.exchangeFailed(e, kind: "timeout")
+            session?.cancel(stream: id)
             cancelled = true
         }
-        if cancelled { flush() }
+        guard cancelled else { return }
+        if let session, session.openStreams == 0, session.goAwayReceived || retireWhenIdle { retire() } else { flush() }
     }
 
-    // MARK: H2ClientDelegate
+    // MARK: ClientSessionDelegate
 
     func responseHead(stream: Int32, status: Int, fields: [(name: String, value: String)]) {
-        guard timings[stream] != nil else { return }
-        timings[stream]!.head = engine.now
-        timings[stream]!.status = status
+        guard exchanges[stream] != nil else { return }
+        exchanges[stream]!.head = loop.now
+        exchanges[stream]!.status = status
         if let cs = fields.first(where: { $0.name == "cache-status" })?.value {
-            timings[stream]!.hit = cs.contains("hit") && !cs.contains("fwd=")
+            exchanges[stream]!.hit = cs.contains("hit") && !cs.contains("fwd=")
         }
     }
 
-    func responseData(stream: Int32, bytes: Int) {
-        guard timings[stream] != nil else { return }
-        if timings[stream]!.firstBodyByte == nil { timings[stream]!.firstBodyByte = engine.now }
-        timings[stream]!.bytes += bytes
+    func responseData(stream: Int32, bytes: UnsafeRawBufferPointer) {
+        guard exchanges[stream] != nil else { return }
+        if exchanges[stream]!.firstBodyByte == nil { exchanges[stream]!.firstBodyByte = loop.now }
+        exchanges[stream]!.bytes += bytes.count
+        if exchanges[stream]!.bodyMax > 0 {
+            if exchanges[stream]!.body.count + bytes.count <= exchanges[stream]!.bodyMax {
+                exchanges[stream]!.body.append(contentsOf: bytes)
+            } else {
+                exchanges[stream]!.bodyTooLarge = true
+            }
+        }
     }
 
     func streamClosed(stream: Int32, errorCode: UInt32) {
-        guard let t = timings.removeValue(forKey: stream) else { return }
-        if t.timedOut { return }
-        guard errorCode == 0, t.head != nil else { engine.recorder.error("reset"); return }
-        engine.completed(t, status: t.status, bytes: t.bytes, hit: t.hit, now: engine.now)
+        guard let e = exchanges.removeValue(forKey: stream) else { return }
+        if e.timedOut { return }
+        guard errorCode == 0, e.head != nil else {
+            loop.exchangeFailed(e, kind: errorCode == ClientSessionError.truncated ? "closed" : "reset")
+            return
+        }
+        loop.exchangeCompleted(e, on: self, now: loop.now)
     }
 }

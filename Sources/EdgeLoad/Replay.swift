@@ -59,6 +59,8 @@ public struct ReplayOptions: Sendable {
     /// (`ReplayOutcome.generatorBehind`): its figures would measure itself.
     public var lagLimitMilliseconds = 200
     public var caFile: String? = nil
+    /// Sent with every request (besides user-agent), names in lower case.
+    public var headers: [(name: String, value: String)] = []
     /// Bounds the requests due but not yet sent (a server far too slow for the rate).
     public var backlogMax = 1_000_000
     public init(urls: [String]) { self.urls = urls }
@@ -66,40 +68,29 @@ public struct ReplayOptions: Sendable {
 
 public enum ReplayOutcome: Equatable, Sendable { case completed, generatorBehind }
 
-public struct ReplayError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
-}
-
-private enum Op {
-    static let socket: UInt8 = 1, connect: UInt8 = 2, send: UInt8 = 3, recv: UInt8 = 4, tick: UInt8 = 5,
-        close: UInt8 = 6
-}
+public typealias ReplayError = LoadError
 
 /// `loadtest replay`: one io_uring loop driving `connections` HTTP/2 connections (h2c by prior
 /// knowledge, or TLS with ALPN h2) through the project's own client session, replaying a URL list.
-public final class ReplayEngine {
+/// A run on several threads is one engine per thread, each with its share of the connections
+/// and of the rate.
+public final class ReplayEngine: LoadLoop {
     let options: ReplayOptions
     let targets: [ReplayTarget]
-    let ring: Ring
-    let tlsContext: ClientTLS.Context?
-    var connections: [ClientConnection] = []
-    public internal(set) var recorder = Recorder()
     private var nextURL = 0
     private var nextConnection = 0
     /// Intended send times of requests due and not yet sent (open model), oldest first.
     private var backlog: [Int64] = []
     private var backlogHead = 0
     private var scheduled = 0
-    private var startMicroseconds: Int64 = 0
     private var endMicroseconds: Int64 = 0
-    private var expectedTickMicroseconds: Int64 = 0
-    private let tickStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
-    static let tickMilliseconds = 1
     private var stopping = false
-    private var behind = false
+    /// This engine's share of a run on `threads` threads: the `index`-th of every `threads` requests.
+    let share: (index: Int, threads: Int)
 
-    public init(options: ReplayOptions) throws {
+    public init(
+        options: ReplayOptions, share: (index: Int, threads: Int) = (0, 1), progress: Progress = Progress()
+    ) throws {
         guard !options.urls.isEmpty else { throw ReplayError("no URL to replay") }
         var targets: [ReplayTarget] = []
         for u in options.urls {
@@ -121,88 +112,54 @@ public final class ReplayEngine {
         }
         self.options = options
         self.targets = targets
-        ring = try Ring(entries: max(256, min(32768, options.connections * 4 + 64)))
-        tlsContext = targets[0].tls ? try ClientTLS.Context(caFile: options.caFile, alpn: ["h2"]) : nil
+        self.share = share
+        try super.init(
+            ringEntries: options.connections * 4 + 64, bufferBytes: 65536, caFile: options.caFile,
+            timeoutMilliseconds: options.timeoutMilliseconds, lagLimitMilliseconds: options.lagLimitMilliseconds,
+            progress: progress)
+        if targets[0].tls {
+            // Fail now on a CA file that cannot be read, not as a TLS error per connection.
+            _ = try ClientTLS.Context(caFile: options.caFile, alpn: ["h2"])
+        }
     }
-
-    deinit { tickStorage.deallocate() }
 
     /// No name resolution on the loop: hosts are IPv4 or IPv6 literals.
     static func isIPAddress(_ host: String) -> Bool {
         withUnsafeTemporaryAllocation(byteCount: 128, alignment: 8) { edge_make_sockaddr(host, 1, $0.baseAddress) > 0 }
     }
 
-    public var now: Int64 { ring.monotonicMicroseconds() }
-
     /// Runs the whole replay; returns whether it completed or the generator fell behind.
     public func run() throws -> (outcome: ReplayOutcome, seconds: Double) {
-        startMicroseconds = now
-        endMicroseconds = startMicroseconds + Int64(options.durationSeconds * 1_000_000)
-        for i in 0..<options.connections {
-            let c = ClientConnection(slot: UInt32(i), engine: self)
-            connections.append(c)
-            open(c)
-        }
-        armTick()
-        let graceMicroseconds = Int64(options.timeoutMilliseconds) * 1000
-        while true {
-            let n = try ring.submitAndWait()
-            for i in 0..<n {
-                let c = ring.completion(at: i)
-                dispatch(c.data, c.result)
-            }
+        let t0 = now
+        endMicroseconds = t0 + Int64(options.durationSeconds * 1_000_000)
+        let t = targets[0]
+        let endpoint = Endpoint(host: t.host, port: t.port, tls: t.tls, http2: true, authority: t.authority)
+        let mine = (0..<options.connections).filter { $0 % share.threads == share.index }.count
+        for _ in 0..<max(1, mine) { makeConnection(endpoint, pool: nil).open() }
+        let grace = timeoutMicroseconds
+        try loop {
             let t = now
             if !stopping && t >= endMicroseconds { stopping = true }
-            if stopping && (inFlight == 0 || t >= endMicroseconds + graceMicroseconds || behind) { break }
+            return stopping && (inFlight == 0 || t >= endMicroseconds + grace || behind)
         }
         let seconds = Double(min(now, endMicroseconds) - startMicroseconds) / 1_000_000
         finish()
         return (behind ? .generatorBehind : .completed, seconds)
     }
 
-    var inFlight: Int { connections.reduce(0) { $0 + $1.timings.count } }
+    var inFlight: Int { connections.reduce(0) { $0 + $1.exchanges.count } }
 
-    private func dispatch(_ d: UserData, _ result: Int32) {
-        if d.kind == Op.tick { onTick(); return }
-        let c = connections[Int(d.slot)]
-        switch d.kind {
-        case Op.socket: c.onSocket(result)
-        case Op.connect: c.onConnect(result)
-        case Op.send: c.onSend(result)
-        case Op.recv: c.onRecv(result)
-        case Op.close: c.onClosed()
-        default: break
-        }
-        issue()
-    }
-
-    private func armTick() {
-        expectedTickMicroseconds = now + Int64(Self.tickMilliseconds) * 1000
-        ring.timeout(milliseconds: Self.tickMilliseconds, storage: tickStorage, UserData(kind: Op.tick, slot: 0))
-    }
-
-    private func onTick() {
-        let t = now
-        let lag = t - expectedTickMicroseconds
-        recorder.generatorLag.record(microseconds: lag)
-        if lag > Int64(options.lagLimitMilliseconds) * 1000 { behind = true }
+    override func tick(now t: Int64) {
         for c in connections {
-            c.expireStreams(now: t, timeoutMicroseconds: Int64(options.timeoutMilliseconds) * 1000)
-            if c.state == .closed && !stopping && t >= c.reopenAtMicroseconds { open(c) }
+            c.expire(now: t, timeoutMicroseconds: timeoutMicroseconds)
+            if c.state == .closed && !stopping && t >= c.reopenAtMicroseconds { c.open() }
         }
-        issue()
-        armTick()
     }
 
-    func open(_ c: ClientConnection) {
-        let t = targets[0]
-        c.reset(tls: tlsContext.map { ctx in { try ClientTLS(context: ctx, serverName: t.host) } })
-        c.addressLength = edge_make_sockaddr(t.host, Int32(t.port), c.address)
-        guard c.addressLength > 0 else { recorder.error("connect"); c.failed(kind: "connect", now: now); return }
-        c.state = .opening
-        c.pendingOps += 1
-        ring.socket(ipv6: t.host.contains(":"), UserData(kind: Op.socket, slot: c.slot, generation: 0))
-    }
+    override func afterEvent() { issue() }
+    override func connectionReady(_ c: ClientConnection) {}
+    override func connectionClosed(_ c: ClientConnection) {}
+    override func exchangeCompleted(_ e: Exchange, on c: ClientConnection, now t: Int64) { record(e, now: t) }
 
     /// Sends what is due: in the open model every intended time up to now, in the closed model
     /// one request per free stream.
@@ -212,10 +169,12 @@ public final class ReplayEngine {
         if options.rate > 0 {
             let interval = 1_000_000 / options.rate
             while true {
-                let intended = startMicroseconds + Int64(Double(scheduled) * interval)
+                let k = scheduled * share.threads + share.index
+                let intended = startMicroseconds + Int64(Double(k) * interval)
                 guard intended <= t, intended < endMicroseconds else { break }
                 scheduled += 1
                 recorder.requests += 1
+                progress.requests.add(1)
                 if backlog.count - backlogHead >= options.backlogMax {
                     recorder.error("backlog_full")
                     continue
@@ -233,6 +192,7 @@ public final class ReplayEngine {
             while let c = freeConnection() {
                 scheduled += 1
                 recorder.requests += 1
+                progress.requests.add(1)
                 send(on: c, intended: t, now: t)
             }
         }
@@ -250,51 +210,21 @@ public final class ReplayEngine {
     private func send(on c: ClientConnection, intended: Int64, now t: Int64) {
         let target = targets[nextURL]
         nextURL = (nextURL + 1) % targets.count
-        guard
-            let stream = c.h2?.request(
-                scheme: target.tls ? "https" : "http", authority: target.authority, path: target.path,
-                headers: [("user-agent", "edge-loadtest")])
-        else {
+        if !c.start(path: target.path, headers: headers, exchange: Exchange(intended: intended, sent: t)) {
             recorder.error("protocol")
-            return
         }
-        c.timings[stream] = ClientConnection.Timing(intended: intended, sent: t)
-        c.flush()
     }
+    private lazy var headers = [(name: "user-agent", value: "edge-loadtest")] + options.headers
 
     /// Requests never sent (no connection could take them) and those still in flight are failures.
     private func finish() {
         let unsent = backlog.count - backlogHead
         if unsent > 0 { recorder.error("not_sent", count: unsent) }
         for c in connections {
-            if !c.timings.isEmpty { recorder.error("timeout", count: c.timings.count) }
-            c.timings.removeAll()
-            if c.fd >= 0 { Glibc.close(c.fd); c.fd = -1 }   // the run is over: no loop to block
+            let open = c.exchanges.values.filter { !$0.timedOut }.count
+            if open > 0 { recorder.error("timeout", count: open) }
+            c.exchanges.removeAll()
         }
-    }
-
-    // MARK: what connections report
-
-    func completed(_ timing: ClientConnection.Timing, status: Int, bytes: Int, hit: Bool?, now t: Int64) {
-        recorder.responses += 1
-        recorder.statuses[status, default: 0] += 1
-        recorder.bytes += bytes
-        if let head = timing.head {
-            recorder.ttfbHeadCorrected.record(microseconds: head - timing.intended)
-            recorder.ttfbHeadUncorrected.record(microseconds: head - timing.sent)
-            if let hit {
-                if hit {
-                    recorder.hits += 1; recorder.hitTTFB.record(microseconds: head - timing.intended)
-                } else {
-                    recorder.misses += 1; recorder.missTTFB.record(microseconds: head - timing.intended)
-                }
-            }
-        }
-        if let first = timing.firstBodyByte {
-            recorder.ttfbBodyCorrected.record(microseconds: first - timing.intended)
-            recorder.ttfbBodyUncorrected.record(microseconds: first - timing.sent)
-        }
-        recorder.totalCorrected.record(microseconds: t - timing.intended)
-        if status >= 500 { recorder.error("status_5xx") } else if status >= 400 { recorder.error("status_4xx") }
+        closeAll()
     }
 }

@@ -40,6 +40,7 @@ class Origin:
         self.root = root
         self.slice_bytes = slice_bytes
         self.faults = {}
+        self.delay_ms = 0   # every answer delayed: an object store far away
         self.log = []   # (path, range header, all headers)
         self.lock = threading.Lock()
         origin = self
@@ -109,6 +110,8 @@ class Origin:
             return False
         if fault.startswith("slow:"):
             time.sleep(int(fault[5:]) / 1000)
+        if self.delay_ms:
+            time.sleep(self.delay_ms / 1000)
         full = self.root + path
         if fault == "404" or not os.path.isfile(full):
             sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
-from conftest import ADMIN_TOKEN, EDGECTL_BIN, ROOT, curl, sign
+from conftest import ADMIN_TOKEN, EDGECTL_BIN, KEY_HEX, LOADTEST_BIN, ROOT, curl, sign
 from fault_origin import Origin
 
 PACKAGER = os.path.join(os.path.dirname(EDGECTL_BIN), "packager")
 SLICE = 65536
+ARTIFACTS = os.path.join(ROOT, ".build", "test-artifacts")
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,66 @@ def test_release_drop(album, make_edge, tmp_path):
     finally:
         for o in origins:
             o.close()
+
+
+def drop_scenario(edge_base, tracks, players):
+    return "\n".join([
+        'thresholds = ["error_rate < 0.001"]',
+        "[target]", f'edge = "{edge_base}"', f'token_key_hex = "{KEY_HEX}"',
+        "[content]", f"tracks = {json.dumps(tracks)}", "seed = 12",
+        "[player]", "first_audio_ms = 1000", "playback_speed = 10", "tracks_per_play = 2",
+        "[arrivals]", 'model = "release_drop"', f"players = {players}", "jitter_ms = 500",
+        "[run]", "duration_seconds = 120", "timeout_ms = 20000"]) + "\n"
+
+
+def test_release_drop_players_cold_versus_prewarmed(album, make_edge, tmp_path):
+    """The release-drop measurement: N players (RELEASE_DROP_PLAYERS, 300 here; 2000 for the
+    figures in the issue note) press play on the album within half a second, once on a cold
+    edge and once on an edge pre-warmed by `edgectl prewarm`, behind an origin 60 ms away. The
+    cold drop sends requests to the origin and its slowest plays wait for them; the pre-warmed
+    one sends none. Both reports and the comparison go to .build/test-artifacts/."""
+    players = int(os.environ.get("RELEASE_DROP_PLAYERS", "300"))
+    origin = Origin(album["out"], SLICE)
+    origin.delay_ms = 60
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    try:
+        reports, origin_requests = {}, {}
+        for kind in ("cold", "prewarmed"):
+            cache = {"dir": str(tmp_path / kind), "slice_bytes": SLICE, "disk_bytes_limit": 64 << 20,
+                     "ram_bytes_limit": 16 << 20, "pinned_bytes_max": 32 << 20}
+            e = make_edge(origins=[origin.url], cache=cache, admin={}, limits={"connections_per_worker_max": 10000})
+            if kind == "prewarmed":
+                p = subprocess.run([EDGECTL_BIN, "prewarm", "--catalog", album["catalog"], "--releasing-within", "24h",
+                                    "--edge", e.admin_base, "--token", ADMIN_TOKEN], capture_output=True, text=True, timeout=300)
+                assert p.returncode == 0, p.stdout + p.stderr
+            before = len(origin.log)
+            path = tmp_path / f"{kind}.toml"
+            path.write_text(drop_scenario(e.base, album["tracks"], players))
+            report = os.path.join(ARTIFACTS, f"release-drop-{kind}.json")
+            r = subprocess.run([LOADTEST_BIN, "run", str(path), "--quiet", "--json", report], capture_output=True, text=True,
+                               timeout=600)
+            assert r.returncode == 0, r.stdout + r.stderr
+            reports[kind] = json.load(open(report))
+            origin_requests[kind] = len(origin.log) - before
+            e.stop()
+        cmp = subprocess.run([LOADTEST_BIN, "compare", os.path.join(ARTIFACTS, "release-drop-cold.json"),
+                              os.path.join(ARTIFACTS, "release-drop-prewarmed.json")], capture_output=True, text=True)
+        assert cmp.returncode == 0 and "time_to_first_audio_ms.p99" in cmp.stdout, cmp.stdout + cmp.stderr
+        summary = [f"release drop: {players} players, 12-track album, jitter 500 ms, origin +60 ms"]
+        for kind, r in reports.items():
+            t = r["time_to_first_audio_ms"]
+            summary.append(f"{kind:10} time to first audio p50 {t['p50']:7.2f} ms  p99 {t['p99']:7.2f} ms  max {t['max']:7.2f} ms"
+                           f"  origin requests {origin_requests[kind]:5d}  cache hit {r['cache']['hit']} miss {r['cache']['miss']}")
+        open(os.path.join(ARTIFACTS, "release-drop.txt"), "w").write("\n".join(summary) + "\n\n" + cmp.stdout)
+        print("\n".join(summary))
+        cold, warm = reports["cold"], reports["prewarmed"]
+        for r in (cold, warm):
+            assert r["players"]["plays"] == r["players"]["plays_with_audio"] == players, r["players"]
+        assert origin_requests["cold"] > 0 and cold["cache"]["miss"] > 0
+        assert origin_requests["prewarmed"] == 0 and warm["cache"]["miss"] == 0 and warm["cache"]["hit"] > 0
+        # The first players of the cold drop waited for the origin (60 ms at least); nobody did
+        # once the album was pre-warmed.
+        assert cold["time_to_first_audio_ms"]["max"] >= 60 and cold["ttfb_miss_ms"]["max"] >= 60
+        assert warm["time_to_first_audio_ms"]["p99"] < cold["time_to_first_audio_ms"]["max"]
+    finally:
+        origin.close()
