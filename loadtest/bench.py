@@ -161,9 +161,12 @@ def prepare(run, tracks, requests):
     os.makedirs(run, exist_ok=True)
     content = os.path.join(run, "content")
     make_content.make(content, tracks)
-    if not os.path.exists(os.path.join(run, "cert.pem")):
+    # The certificate names 127.0.0.1 (loadtest replay checks it, with --ca; h2load does not).
+    if not os.path.exists(os.path.join(run, "cert-ip.marker")):
         subprocess.check_call(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(run, "key.pem"),
-                               "-out", os.path.join(run, "cert.pem"), "-days", "30", "-subj", "/CN=localhost"], stderr=subprocess.DEVNULL)
+                               "-out", os.path.join(run, "cert.pem"), "-days", "30", "-subj", "/CN=localhost",
+                               "-addext", "subjectAltName=IP:127.0.0.1"], stderr=subprocess.DEVNULL)
+        open(os.path.join(run, "cert-ip.marker"), "w").close()
     return content, make_content.paths(requests, tracks)
 
 
@@ -200,7 +203,7 @@ def h2load(urls, n, c, m, extra, log):
             "gen_us": client / max(1, ok) * 1e6}
 
 
-def replay(loadtest_bin, urls, seconds, c, m, extra, out):
+def replay(loadtest_bin, urls, seconds, c, m, extra, out, ca):
     """The same load from `loadtest replay` (closed loop, one thread, like h2load -t 1): the
     project's own generator beside h2load. Same CPU accounting; gen_us is the generator's own."""
     import json
@@ -212,7 +215,7 @@ def replay(loadtest_bin, urls, seconds, c, m, extra, out):
     busy0 = machine_busy_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([loadtest_bin, "replay", "--urls", urls, "--connections", str(c), "--streams", str(m), "--rate", "0",
-                        "--duration", str(seconds), "--quiet", "--json", out] + headers,
+                        "--duration", str(seconds), "--quiet", "--json", out, "--ca", ca] + headers,
                        capture_output=True, text=True, timeout=600)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy = machine_busy_seconds() - busy0
@@ -271,7 +274,7 @@ def main():
                             seconds = a.requests / max(1.0, r["rps"])
                         else:
                             r = replay(a.loadtest_bin, srv.urls(kind), max(2.0, round(seconds or 5.0, 1)), a.clients, a.streams,
-                                       extra, os.path.join(a.run, "replay.json"))
+                                       extra, os.path.join(a.run, "replay.json"), os.path.join(a.run, "cert.pem"))
                         key = srv.name if gen == "h2load" else f"{srv.name}/lt"
                         results.setdefault((key, name), []).append(r)
                         print(f"round {rnd + 1} {key:13} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "

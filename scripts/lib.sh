@@ -10,9 +10,12 @@ as_root() {
     fi
 }
 
+# Only the test suite needs these: headless Chromium opens loadtest's HTML report.
+TEST_PACKAGES=(chromium)
+
 install_system_packages() {
     local missing=()
-    for p in "${SYSTEM_PACKAGES[@]}"; do
+    for p in "${SYSTEM_PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then

@@ -4,7 +4,7 @@
 # end-to-end suite against the real binary.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-install_system_packages
+install_system_packages "${TEST_PACKAGES[@]}"
 require_swift
 python_env
 echo "==> format (swift-format, .swift-format: lines of at most 120 characters)"

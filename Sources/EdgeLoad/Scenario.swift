@@ -133,8 +133,17 @@ public struct Scenario: Sendable {
         }
 
         let content = try r.table("content")
-        try r.allowOnly(["tracks", "zipf_exponent", "seed"], in: "content")
+        try r.allowOnly(["tracks", "tracks_file", "zipf_exponent", "seed"], in: "content")
         s.tracks = try r.strings(content, "content.tracks") ?? []
+        if let file = try r.string(content, "content.tracks_file") {
+            // `packager demo-content`'s output: a track id first on each line (tab-separated).
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigError(key: "content.tracks_file", reason: "cannot read \(file)")
+            }
+            s.tracks += text.split(whereSeparator: \.isNewline).compactMap {
+                $0.split(separator: "\t").first.map { String($0).trimmingCharacters(in: .whitespaces) }
+            }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
         guard (1...100_000).contains(s.tracks.count) else {
             throw ConfigError(key: "content.tracks", reason: "1 to 100000 track ids")
         }

@@ -1,4 +1,5 @@
 import EdgeConfig
+import Foundation
 import XCTest
 
 @testable import EdgeLoad
@@ -26,6 +27,28 @@ final class ScenarioTests: XCTestCase {
             s.thresholds.map(\.text), ["ttfb_p99_ms < 50", "time_to_first_audio_p99_ms <= 200", "error_rate < 0.001"])
         XCTAssertTrue(s.http2)
         XCTAssertNil(s.auth)
+    }
+
+    /// The scenarios shipped in loadtest/scenarios parse (their track list from a packager listing).
+    func testTheShippedScenariosParse() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let tracks = FileManager.default.temporaryDirectory.appendingPathComponent("tracks-\(getpid()).txt")
+        try "t1\tDemo Track 1\nt2\tDemo Track 2\n".write(to: tracks, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: tracks) }
+        for name in ["steady", "release-drop"] {
+            let text = try String(
+                contentsOf: root.appendingPathComponent("loadtest/scenarios/\(name).toml"), encoding: .utf8)
+            let s = try Scenario.parse(text.replacingOccurrences(of: "run/tracks.txt", with: tracks.path))
+            XCTAssertEqual(s.tracks, ["t1", "t2"], name)
+            XCTAssertNotNil(s.auth, name)
+            XCTAssertFalse(s.thresholds.isEmpty, name)
+        }
+        XCTAssertEqual(
+            try Scenario.parse(
+                String(contentsOf: root.appendingPathComponent("loadtest/scenarios/release-drop.toml"), encoding: .utf8)
+                    .replacingOccurrences(of: "run/tracks.txt", with: tracks.path)
+            ).arrivals, .releaseDrop(players: 2000, jitterMilliseconds: 2000))
     }
 
     func testEveryBadValueIsRefusedNamingItsKey() {
