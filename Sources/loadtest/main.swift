@@ -92,15 +92,15 @@ struct Replay: ParsableCommand {
             }
             options.headers.append((name, h[h.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
-        guard (1...256).contains(threads), threads <= connections else {
-            throw ValidationError("threads: 1 to 256, and at most --connections")
-        }
         let thresholds: [Threshold]
         do {
             thresholds = try threshold.map(Threshold.parse)
             _ = try ReplayEngine(options: options)   // every argument checked before any thread starts
         } catch let e as LoadError {
             throw ValidationError(e.description)
+        }
+        guard (1...256).contains(threads), threads <= connections else {
+            throw ValidationError("threads: 1 to 256, and at most --connections")
         }
         let n = threads
         let fixed = options
