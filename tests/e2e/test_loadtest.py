@@ -98,6 +98,10 @@ def test_refused_connections_are_errors_not_silence(tmp_path):
     (["http://127.0.0.1:8080/a"], ["--rate=-1"], "rate: 0 to 10000000"),
     (["http://127.0.0.1:8080/a"], ["--duration", "0"], "duration: more than 0"),
     ([], [], "no URL to replay"),
+    (["http://127.0.0.1:8080/a"], ["--threads", "9"], "threads: 1 to 256, and at most --connections"),
+    (["http://127.0.0.1:8080/a"], ["--header", "Range bytes=0-1"], "expected Name: value"),
+    (["http://127.0.0.1:8080/a"], ["--header", "Connection: close"], "a connection-level field HTTP/2 forbids"),
+    (["http://127.0.0.1:8080/a"], ["--threshold", "ttfb_p99 < 5"], "unknown figure ttfb_p99"),
 ])
 def test_replay_refuses_bad_arguments_with_a_message(tmp_path, urls, args, message):
     code, report, out = replay(tmp_path, urls, "--duration", "1", *args)
