@@ -75,6 +75,14 @@ class Server:
         self.binary = binary   # an edge build other than --edge-bin (the baseline)
         self.proc = None
 
+    def root_pids(self):
+        """The processes serving the load (their descendants count too)."""
+        return [self.proc.pid] if self.proc else []
+
+    def cpu_seconds(self):
+        """CPU time the server's own processes have used so far (all threads, all workers)."""
+        return tree_cpu_seconds(self.root_pids())
+
     def urls(self, kind):
         return os.path.join(self.run, f"urls-{self.name}-{kind}.txt")
 
@@ -132,6 +140,12 @@ class Nginx(Server):
                     h = base64.urlsafe_b64encode(hashlib.md5(f"{exp}{p} {NGINX_SECRET}".encode()).digest()).decode().rstrip("=")
                     f.write(f"{base}{p}?md5={h}&expires={exp}\n")
 
+    def root_pids(self):
+        try:
+            return [int(open(os.path.join(self.run, "nginx-edge.pid")).read().strip())]
+        except (OSError, ValueError):
+            return []
+
     def stop(self):
         kill_pidfile(os.path.join(self.run, "nginx-edge.pid"))
         kill_pidfile(os.path.join(self.run, "nginx-origin.pid"))
@@ -170,6 +184,29 @@ def prepare(run, tracks, requests):
     return content, make_content.paths(requests, tracks)
 
 
+def tree_cpu_seconds(roots):
+    """utime + stime of `roots` and every descendant, from /proc (a process's own counters
+    include all its threads)."""
+    stats = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                text = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            f = text[text.rindex(")") + 2:].split()
+            stats[int(d)] = (int(f[1]), int(f[11]) + int(f[12]))   # ppid, utime + stime (ticks)
+    todo, seen, ticks = list(roots), set(), 0
+    while todo:
+        p = todo.pop()
+        if p in seen or p not in stats:
+            continue
+        seen.add(p)
+        ticks += stats[p][1]
+        todo += [c for c, (pp, _) in stats.items() if pp == p]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def machine_busy_seconds():
     """CPU time the whole machine spent not idle (all cores), from /proc/stat."""
     fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
@@ -177,19 +214,19 @@ def machine_busy_seconds():
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def h2load(urls, n, c, m, extra, log):
+def h2load(srv, urls, n, c, m, extra, log):
     """One h2load run. Besides req/s and latency: the server's CPU per request, that is the
     machine's busy CPU during the run minus h2load's own (its rusage), divided by the requests.
     It survives a noisy shared machine far better than req/s."""
     import resource
     if os.path.exists(log):
         os.remove(log)
-    busy0 = machine_busy_seconds()
+    busy0, own0 = machine_busy_seconds(), srv.cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["h2load", "-i", urls, "-n", str(n), "-c", str(c), "-m", str(m), "-t", "1", f"--log-file={log}"] + extra,
                          capture_output=True, text=True, timeout=600).stdout
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = machine_busy_seconds() - busy0
+    busy, own = machine_busy_seconds() - busy0, srv.cpu_seconds() - own0
     client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     rps = float(re.search(r"finished in [^,]+, ([0-9.]+) req/s", out).group(1))
     mbs_m = re.search(r"req/s, ([0-9.]+)([KMG]?)B/s", out)
@@ -200,10 +237,10 @@ def h2load(urls, n, c, m, extra, log):
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))] / 1000.0
     cpu_us = max(0.0, busy - client) / max(1, ok) * 1e6
     return {"rps": rps, "mbs": mbs, "p50": q(0.5), "p99": q(0.99), "ok": ok, "codes": codes, "cpu_us": cpu_us,
-            "gen_us": client / max(1, ok) * 1e6}
+            "gen_us": client / max(1, ok) * 1e6, "own_us": own / max(1, ok) * 1e6}
 
 
-def replay(loadtest_bin, urls, seconds, c, m, extra, out, ca):
+def replay(srv, loadtest_bin, urls, seconds, c, m, extra, out, ca):
     """The same load from `loadtest replay` (closed loop, one thread, like h2load -t 1): the
     project's own generator beside h2load. Same CPU accounting; gen_us is the generator's own."""
     import json
@@ -212,13 +249,13 @@ def replay(loadtest_bin, urls, seconds, c, m, extra, out, ca):
     for i in range(0, len(extra), 2):
         if extra[i] == "-H":
             headers += ["--header", extra[i + 1]]
-    busy0 = machine_busy_seconds()
+    busy0, own0 = machine_busy_seconds(), srv.cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run([loadtest_bin, "replay", "--urls", urls, "--connections", str(c), "--streams", str(m), "--rate", "0",
                         "--duration", str(seconds), "--quiet", "--json", out, "--ca", ca] + headers,
                        capture_output=True, text=True, timeout=600)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy = machine_busy_seconds() - busy0
+    busy, own = machine_busy_seconds() - busy0, srv.cpu_seconds() - own0
     client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     r = json.load(open(out))
     ok = r["statuses"].get("200", 0) + r["statuses"].get("206", 0)
@@ -226,7 +263,8 @@ def replay(loadtest_bin, urls, seconds, c, m, extra, out, ca):
     codes = ", ".join(f"{k}xx {v}" for k, v in sorted(r["statuses"].items())) + (f", errors {r['errors']}" if r["errors"] else "")
     return {"rps": r["requests_per_second"], "mbs": r["bytes"] / 1e6 / max(1e-9, r["duration_seconds"]),
             "p50": ttfb["p50"], "p99": ttfb["p99"], "ok": ok, "codes": codes,
-            "cpu_us": max(0.0, busy - client) / max(1, ok) * 1e6, "gen_us": client / max(1, ok) * 1e6}
+            "cpu_us": max(0.0, busy - client) / max(1, ok) * 1e6, "gen_us": client / max(1, ok) * 1e6,
+            "own_us": own / max(1, ok) * 1e6}
 
 
 def main():
@@ -263,22 +301,29 @@ def main():
                 require_free(port)
             try:
                 srv.start(content, a.edge_bin, a.edgectl_bin)
-                # Warm: every URL once (fills nginx's cache and every page cache).
-                subprocess.run(["h2load", "-i", srv.urls("h2c"), "-n", str(a.requests), "-c", "8", "-m", "4", "-t", "1"],
+                # Warm: every distinct URL once (fills nginx's cache, edge's and every page cache).
+                # One client: h2load starts every client at the top of the list, so 8 clients
+                # sharing -n N warmed only the first N/8 lines, and a generator going through the
+                # whole list (loadtest replay) met misses the h2load runs never saw.
+                distinct = sorted(set(open(srv.urls("h2c")).read().split()))
+                warm = os.path.join(a.run, "warm-urls.txt")
+                with open(warm, "w") as f:
+                    f.writelines(u + "\n" for u in distinct)
+                subprocess.run(["h2load", "-i", warm, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
                                capture_output=True, timeout=600)
                 for name, kind, extra in scenarios:
                     seconds = None
                     for gen in generators:
                         if gen == "h2load":
-                            r = h2load(srv.urls(kind), a.requests, a.clients, a.streams, extra, os.path.join(a.run, "h2load.log"))
+                            r = h2load(srv, srv.urls(kind), a.requests, a.clients, a.streams, extra, os.path.join(a.run, "h2load.log"))
                             seconds = a.requests / max(1.0, r["rps"])
                         else:
-                            r = replay(a.loadtest_bin, srv.urls(kind), max(2.0, round(seconds or 5.0, 1)), a.clients, a.streams,
+                            r = replay(srv, a.loadtest_bin, srv.urls(kind), max(2.0, round(seconds or 5.0, 1)), a.clients, a.streams,
                                        extra, os.path.join(a.run, "replay.json"), os.path.join(a.run, "cert.pem"))
                         key = srv.name if gen == "h2load" else f"{srv.name}/lt"
                         results.setdefault((key, name), []).append(r)
                         print(f"round {rnd + 1} {key:13} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
-                              f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cpu_us']:6.1f} us/req "
+                              f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cpu_us']:6.1f} us/req (own {r['own_us']:6.1f}) "
                               f"generator {r['gen_us']:5.1f} us/req ok={r['ok']} [{r['codes']}]", flush=True)
             finally:
                 srv.stop()
@@ -295,7 +340,8 @@ def main():
                           f"{med(srv.name + '/lt', name, 'rps') / med(srv.name, name, 'rps'):.2f}x req/s; generator "
                           f"{med(srv.name + '/lt', name, 'gen_us'):.1f} vs {med(srv.name, name, 'gen_us'):.1f} us/req: "
                           f"{med(srv.name + '/lt', name, 'gen_us') / max(0.01, med(srv.name, name, 'gen_us')):.2f}x CPU")
-    print(f"{'scenario':12} {'server':10} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10}   "
+    print(f"{'scenario':12} {'server':10} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10} "
+          f"{'own us/req':>10}   "
           "ratios (edge variant / this): req/s, server CPU per request")
     for name, _, _ in scenarios:
         for srv in servers:
@@ -311,7 +357,8 @@ def main():
             elif srv.name not in edges:
                 ratio = ratios(edges)
             print(f"{name:12} {srv.name:10} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
-                  f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f} {med(srv.name, name, 'cpu_us'):10.1f}   {ratio}")
+                  f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f} {med(srv.name, name, 'cpu_us'):10.1f} "
+                  f"{med(srv.name, name, 'own_us'):10.1f}   {ratio}")
 
 
 if __name__ == "__main__":

@@ -138,8 +138,10 @@ public struct CacheConfig: Sendable, Equatable {
     /// Largest object an origin may claim (Content-Range complete length, or Content-Length of a
     /// 200): a bigger claim is a 502 and nothing of it is stored.
     public var objectBytesMax = 4 * 1024 * 1024 * 1024
-    /// Slice files being written per worker; a completed fill beyond it stays in RAM only.
+    /// Slice files being written per worker; completed fills beyond it wait for a write.
     public var diskWritesInFlightMax = 64
+    /// Completed fills waiting for a slice write per worker; beyond it a slice stays in RAM only.
+    public var diskWriteQueueMax = 1024
     /// Bytes the disk tier may hold pinned (pre-warmed release content); 0: no pins.
     public var pinnedBytesMax = 0
 }
@@ -325,7 +327,7 @@ public struct EdgeConfig: Sendable {
         try r.allowOnly(
             [
                 "dir", "disk_bytes_limit", "ram_bytes_limit", "slice_bytes", "fills_max", "object_bytes_max",
-                "disk_writes_in_flight_max", "pinned_bytes_max",
+                "disk_writes_in_flight_max", "disk_write_queue_max", "pinned_bytes_max",
             ], in: "cache")
         c.cache.directory = try r.string(k, "cache.dir") ?? ""
         c.cache.diskBytesLimit = try r.int(k, "cache.disk_bytes_limit", 0...(1 << 50)) ?? c.cache.diskBytesLimit
@@ -335,6 +337,8 @@ public struct EdgeConfig: Sendable {
         c.cache.objectBytesMax = try r.int(k, "cache.object_bytes_max", 1...(1 << 44)) ?? c.cache.objectBytesMax
         c.cache.diskWritesInFlightMax =
             try r.int(k, "cache.disk_writes_in_flight_max", 1...100_000) ?? c.cache.diskWritesInFlightMax
+        c.cache.diskWriteQueueMax =
+            try r.int(k, "cache.disk_write_queue_max", 0...1_000_000) ?? c.cache.diskWriteQueueMax
         c.cache.pinnedBytesMax = try r.int(k, "cache.pinned_bytes_max", 0...(1 << 50)) ?? 0
         if c.cache.pinnedBytesMax > c.cache.diskBytesLimit / 2 {
             throw ConfigError(

@@ -288,7 +288,7 @@ final class Worker {
             "waiting_per_worker_max (\(limits.waitingPerWorkerMax)) reached: \($0) requests refused with 503 or bodies cut (worker \(index))"
         }
         report(cache?.writer.skipped ?? 0, &reportedDiskWritesSkipped) {
-            "cache.disk_writes_in_flight_max (\(config.cache.diskWritesInFlightMax)) reached: \($0) slices kept in RAM only (worker \(index))"
+            "cache.disk_write_queue_max (\(config.cache.diskWriteQueueMax)) reached with \(config.cache.diskWritesInFlightMax) writes in flight (disk_writes_in_flight_max): \($0) slices kept in RAM only (worker \(index))"
         }
         report(cache?.origin.queueRefusals ?? 0, &reportedQueueRefusals) {
             "origin.queue_max (\(config.origin.queueMax)) reached: \($0) fetches refused with 503 (worker \(index))"

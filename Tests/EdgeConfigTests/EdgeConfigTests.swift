@@ -46,6 +46,10 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertEqual(fromFile.admin.token, "from-a-file-0123456789")
         XCTAssertEqual(
             error(base + "\n[cache]\ndisk_bytes_limit = 1000\npinned_bytes_max = 600\n")?.key, "cache.pinned_bytes_max")
+        XCTAssertEqual(error(base + "\n[cache]\ndisk_write_queue_max = -1\n")?.key, "cache.disk_write_queue_max")
+        XCTAssertEqual(
+            error(base + "\n[cache]\ndisk_write_queue_max = 1000001\n")?.key, "cache.disk_write_queue_max")
+        XCTAssertEqual(try EdgeConfig.parse(base + "\n[cache]\ndisk_write_queue_max = 0\n").cache.diskWriteQueueMax, 0)
     }
 
     func testMinimalAndDefaults() throws {

@@ -216,16 +216,36 @@ def test_origin_queue_max_refuses_with_503(cached_edge, origin, origin_dir):
     assert "origin.queue_max (1) reached" in e.errors()
 
 
-def test_disk_writes_in_flight_max_keeps_slices_in_ram(cached_edge, origin, origin_dir, tmp_path):
-    e = cached_edge(server={"workers": 1}, cache={"disk_writes_in_flight_max": 1})
+def test_disk_write_queue_max_keeps_slices_in_ram(cached_edge, origin, origin_dir, tmp_path):
+    e = cached_edge(server={"workers": 1}, cache={"disk_writes_in_flight_max": 1, "disk_write_queue_max": 2})
     path = "/audio/pod/episode.m4a"   # 46 slices arriving back to back: writes overlap
     status, _, body, _ = curl(url(e, path))
     assert status == 200 and body == data(origin_dir, path)
     status, h, body, _ = curl(url(e, path))
     assert status == 200 and body == data(origin_dir, path) and h["cache-status"] == "edge; hit"   # from RAM
-    assert "disk_writes_in_flight_max (1) reached" in e.errors()
+    assert "disk_write_queue_max (2) reached" in e.errors()
     time.sleep(0.5)
     assert 0 < len(slice_files(tmp_path)) < 46
+
+
+def test_slices_beyond_the_writes_in_flight_wait_and_all_reach_disk(cached_edge, origin, origin_dir, tmp_path):
+    """A burst of completed slices larger than disk_writes_in_flight_max is written in turn, none
+    dropped: after a restart (RAM tier empty) every slice is a disk hit and the origin is not asked."""
+    e = cached_edge(server={"workers": 1}, cache={"disk_writes_in_flight_max": 1})
+    path = "/audio/pod/episode.m4a"
+    status, _, body, _ = curl(url(e, path))
+    assert status == 200 and body == data(origin_dir, path)
+    deadline = time.time() + 10
+    while len(slice_files(tmp_path)) < 46 and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(slice_files(tmp_path)) == 46
+    assert "reached" not in e.errors()
+    assert e.stop() == 0
+    e.start()
+    before = len(origin.requests_for(path))
+    status, h, body, _ = curl(url(e, path))
+    assert status == 200 and body == data(origin_dir, path) and h["cache-status"] == "edge; hit"
+    assert len(origin.requests_for(path)) == before
 
 
 def test_slice_file_gone_from_disk_is_fetched_again(cached_edge, origin, origin_dir, tmp_path):

@@ -58,7 +58,8 @@ final class CacheSource {
             root: store.directory, ring: ring, entriesMax: limits.openFilesMax, revalidateMilliseconds: 3_600_000,
             openKind: OpKind.cacheFileOpen, statKind: OpKind.cacheFileStat, cachesMissing: false)
         writer = SliceWriter(
-            ring: ring, store: store, errorLog: errorLog, inFlightMax: config.cache.diskWritesInFlightMax)
+            ring: ring, store: store, errorLog: errorLog, inFlightMax: config.cache.diskWritesInFlightMax,
+            queueMax: config.cache.diskWriteQueueMax)
         promoter = SlicePromoter(ring: ring, store: store, writer: writer, errorLog: errorLog)
         counters = settings.counters[worker]
         origin = OriginClient(
@@ -73,6 +74,7 @@ final class CacheSource {
         limits = config.limits
         cacheFiles.entriesMax = config.limits.openFilesMax
         writer.inFlightMax = config.cache.diskWritesInFlightMax
+        writer.queueMax = config.cache.diskWriteQueueMax
         origin.configure(config.origin)
     }
 

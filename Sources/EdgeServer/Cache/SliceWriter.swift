@@ -24,37 +24,54 @@ final class DiskWrite {
 
 /// The disk tier's writes and removals on one worker's ring: each completed slice is written to
 /// a temporary file, synced and renamed into place (a crash leaves a whole slice or none), at
-/// most `disk_writes_in_flight_max` at a time; evicted and purged slice files are unlinked.
+/// most `disk_writes_in_flight_max` at a time, the next `disk_write_queue_max` waiting in order;
+/// evicted and purged slice files are unlinked.
 final class SliceWriter {
     let ring: Ring
     let store: SliceStore
     let errorLog: AccessLog
     var inFlightMax: Int
+    /// Completed fills waiting for a write. Without the queue a burst of misses (a release drop,
+    /// a cold cache under load) kept all but the first `inFlightMax` slices in RAM only, and the
+    /// RAM tier's eviction then lost them: the same slices were fetched from the origin again.
+    var queueMax: Int
+    /// Taken entries are set to nil at once: a written slice's buffer is not kept alive here.
+    private var queue: [(fill: Fill, meta: ObjectMeta)?] = []
+    private var queueHead = 0
     private var writes = SlotTable<DiskWrite>()
     /// Slice files being unlinked, by slot: the path the kernel reads.
     private(set) var unlinks = SlotTable<UnsafeMutablePointer<CChar>>()
     /// Slice files being written now.
     private(set) var inFlight = 0
-    /// Slices kept out of the disk tier at `inFlightMax` (reported by the worker's tick).
+    /// Slices kept out of the disk tier with the queue full (reported by the worker's tick).
     private(set) var skipped = 0
 
-    init(ring: Ring, store: SliceStore, errorLog: AccessLog, inFlightMax: Int) {
+    init(ring: Ring, store: SliceStore, errorLog: AccessLog, inFlightMax: Int, queueMax: Int) {
         self.ring = ring; self.store = store; self.errorLog = errorLog; self.inFlightMax = inFlightMax
+        self.queueMax = queueMax
     }
 
-    /// Nothing being written or unlinked.
-    var idle: Bool { inFlight == 0 && unlinks.isEmpty }
+    /// Nothing being written, waiting to be, or unlinked.
+    var idle: Bool { inFlight == 0 && unlinks.isEmpty && queued == 0 }
 
-    /// Writes a completed fill's slice, unless too many writes are in flight (then it stays in RAM
-    /// only, and a later miss may write it).
+    /// Completed fills waiting for a write.
+    var queued: Int { queue.count - queueHead }
+
+    /// Writes a completed fill's slice now, or after the writes in flight, or, with the queue
+    /// full, not at all (it stays in RAM only, and a later miss may write it).
     func write(_ f: Fill, meta: ObjectMeta) {
-        guard inFlight < inFlightMax else {
+        if inFlight < inFlightMax && queued == 0 { return start(f, meta: meta) }
+        guard queued < queueMax else {
             skipped += 1
             for t in store.diskWriteFailed(f) {
-                t.report(.failed("disk_writes_in_flight_max reached: kept in RAM only"))
+                t.report(.failed("disk_write_queue_max reached: kept in RAM only"))
             }
             return
         }
+        queue.append((f, meta))
+    }
+
+    private func start(_ f: Fill, meta: ObjectMeta) {
         let rel = SliceFile.relativePath(f.key, etag: meta.etag)
         let digest = SHA256.digest(UnsafeRawPointer(f.buffer.bytes), f.length)
         let header = SliceFile.header(key: f.key, meta: meta, length: f.length, digest: digest)
@@ -153,5 +170,17 @@ final class SliceWriter {
         inFlight -= 1
         assert(inFlight >= 0, "more slice writes finished than started")
         writes.remove(slot)
+        // The next waiting slice (a lowered `inFlightMax` lets the ones in flight drain first).
+        while inFlight < inFlightMax, queueHead < queue.count {
+            guard let next = queue[queueHead] else { preconditionFailure("a slice write taken twice") }
+            queue[queueHead] = nil
+            queueHead += 1
+            start(next.fill, meta: next.meta)
+        }
+        if queueHead == queue.count {
+            queue.removeAll(keepingCapacity: queue.capacity <= 1024); queueHead = 0
+        } else if queueHead > 1024 && queueHead * 2 > queue.count {
+            queue.removeFirst(queueHead); queueHead = 0
+        }
     }
 }
