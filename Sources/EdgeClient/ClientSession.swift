@@ -23,6 +23,8 @@ public enum ClientSessionError {
 /// carries one exchange at a time.
 public protocol ClientSession: AnyObject {
     var delegate: (any ClientSessionDelegate)? { get set }
+    /// Field names `responseHead` passes (lower case); nil passes every field.
+    var fieldNamesKept: [String]? { get set }
     /// Exchanges started and not yet closed.
     var openStreams: Int { get }
     /// How many exchanges may be open at once (the peer's bound for HTTP/2, 1 for HTTP/1.1).
@@ -48,7 +50,9 @@ public protocol ClientSession: AnyObject {
 /// side says close. The response head is parsed strictly by `HTTP1ResponseParser` within
 /// `headBytesMax`; the body is delimited by Content-Length, chunked coding, or the close.
 public final class HTTP1ClientSession: ClientSession {
-    public weak var delegate: (any ClientSessionDelegate)?
+    /// Unowned, as `H2ClientSession`'s: the owner outlives its session.
+    public unowned var delegate: (any ClientSessionDelegate)?
+    public var fieldNamesKept: [String]? = nil
     public private(set) var openStreams = 0
     public var concurrentStreamsMax: Int { 1 }
     public private(set) var goAwayReceived = false
@@ -119,7 +123,10 @@ public final class HTTP1ClientSession: ClientSession {
                         goAwayReceived = true
                     }
                     delegate?.responseHead(
-                        stream: current, status: h.status, fields: h.headers.map { ($0.name, $0.value) })
+                        stream: current, status: h.status,
+                        fields: h.headers.compactMap { f in
+                            fieldNamesKept.map { $0.contains(f.name) } ?? true ? (f.name, f.value) : nil
+                        })
                     guard openStreams == 1 else { return true }   // the delegate cancelled
                     inBody = true
                     chunked = nil; untilClose = false; remaining = 0

@@ -32,6 +32,23 @@ struct Exchange {
     var bodyMax = 0
     var body: [UInt8] = []
     var bodyTooLarge = false
+
+    mutating func received(status: Int, cacheStatus: String?, now: Int64) {
+        head = now
+        self.status = status
+        if let cacheStatus { hit = ClientConnection.isHit(cacheStatus: cacheStatus) }
+    }
+
+    mutating func received(_ bytes: UnsafeRawBufferPointer, now: Int64) {
+        if firstBodyByte == nil { firstBodyByte = now }
+        self.bytes += bytes.count
+        guard bodyMax > 0 else { return }
+        if body.count + bytes.count <= bodyMax {
+            body.append(contentsOf: bytes)
+        } else {
+            bodyTooLarge = true
+        }
+    }
 }
 
 /// One connection of the load generator: socket, connect, optional TLS, a client session
@@ -69,9 +86,14 @@ final class ClientConnection: ClientSessionDelegate {
     private var receiving = false
     /// The owner is done with this connection: it closes once its exchanges have ended.
     var retireWhenIdle = false
+    /// In the replay's list of connections with room.
+    var roomy = false
+    /// In the loop's list of connections to flush after this batch.
+    var flushPending = false
 
     init(slot: UInt32, loop: LoadLoop, endpoint: Endpoint, bufferBytes: Int) {
         self.slot = slot; self.loop = loop; self.endpoint = endpoint
+        ring = loop.ring
         recvBytes = bufferBytes
         sendBytes = bufferBytes
         recvBuffer = .allocate(byteCount: bufferBytes, alignment: 64)
@@ -80,7 +102,9 @@ final class ClientConnection: ClientSessionDelegate {
     }
     deinit { address.deallocate(); recvBuffer.deallocate(); plaintext.deallocate(); sendBuffer.deallocate() }
 
-    var ring: Ring { loop.ring }
+    /// The loop's ring, held here: reaching it through the unowned `loop` cost a checked
+    /// retain per use.
+    let ring: Ring
     func data(_ kind: UInt8) -> UserData { UserData(kind: kind, slot: slot, generation: generation) }
 
     /// Whether a new exchange may start here now (`streamsMax`: the caller's own bound).
@@ -138,6 +162,7 @@ final class ClientConnection: ClientSessionDelegate {
         } else {
             session = HTTP1ClientSession(delegate: self)
         }
+        session?.fieldNamesKept = ["cache-status"]
         state = .ready
         flush()
         loop.connectionReady(self)
@@ -188,12 +213,22 @@ final class ClientConnection: ClientSessionDelegate {
         if let session, session.openStreams == 0, session.goAwayReceived || retireWhenIdle {
             retire(); return
         }
-        flush()
+        flushSoon()
         postRecv()
+    }
+
+    /// Flushes once the loop has handled the batch of completions at hand: the requests and
+    /// window updates of a batch leave in one send (and one nghttp2 pass) per connection,
+    /// not one each.
+    func flushSoon() {
+        guard !flushPending else { return }
+        flushPending = true
+        loop.flushLater(self)
     }
 
     /// Moves the session's output (sealed, with TLS) into the send buffer and sends.
     func flush() {
+        flushPending = false
         guard state == .handshaking || state == .ready else { return }
         if let session {
             let ok = session.send { bytes in
@@ -250,7 +285,7 @@ final class ClientConnection: ClientSessionDelegate {
                 body: body)
         else { return false }
         exchanges[stream] = exchange
-        flush()
+        flushSoon()
         return true
     }
 
@@ -305,24 +340,37 @@ final class ClientConnection: ClientSessionDelegate {
     // MARK: ClientSessionDelegate
 
     func responseHead(stream: Int32, status: Int, fields: [(name: String, value: String)]) {
-        guard exchanges[stream] != nil else { return }
-        exchanges[stream]!.head = loop.now
-        exchanges[stream]!.status = status
-        if let cs = fields.first(where: { $0.name == "cache-status" })?.value {
-            exchanges[stream]!.hit = cs.contains("hit") && !cs.contains("fwd=")
-        }
+        let t = loop.now
+        let cacheStatus = fields.first(where: { $0.name == "cache-status" })?.value
+        exchanges[stream]?.received(status: status, cacheStatus: cacheStatus, now: t)
     }
 
     func responseData(stream: Int32, bytes: UnsafeRawBufferPointer) {
-        guard exchanges[stream] != nil else { return }
-        if exchanges[stream]!.firstBodyByte == nil { exchanges[stream]!.firstBodyByte = loop.now }
-        exchanges[stream]!.bytes += bytes.count
-        if exchanges[stream]!.bodyMax > 0 {
-            if exchanges[stream]!.body.count + bytes.count <= exchanges[stream]!.bodyMax {
-                exchanges[stream]!.body.append(contentsOf: bytes)
-            } else {
-                exchanges[stream]!.bodyTooLarge = true
+        exchanges[stream]?.received(bytes, now: loop.now)   // one lookup, changed in place
+    }
+
+    /// RFC 9211: the last member is the cache nearest the client; a hit carries `hit` and no
+    /// `fwd` (a hit with `fwd=stale` revalidated at the origin). Bytes, not `String` searches:
+    /// this runs for every response.
+    static func isHit(cacheStatus: String) -> Bool {
+        var value = cacheStatus
+        return value.withUTF8 { all in
+            // The last member's parameters: after its first ";", up to the end.
+            let start = (all.lastIndex(of: UInt8(ascii: ",")) ?? -1) + 1
+            var hit = false
+            var i = all[start...].firstIndex(of: UInt8(ascii: ";")) ?? all.endIndex
+            while i < all.endIndex {
+                var lo = i + 1
+                let end = all[lo...].firstIndex(of: UInt8(ascii: ";")) ?? all.endIndex
+                var hi = end
+                while lo < hi, all[lo] == 0x20 || all[lo] == 0x09 { lo += 1 }
+                while hi > lo, all[hi - 1] == 0x20 || all[hi - 1] == 0x09 { hi -= 1 }
+                let p = all[lo..<hi]
+                if p.elementsEqual("hit".utf8) { hit = true }
+                if p.starts(with: "fwd=".utf8) { return false }
+                i = end
             }
+            return hit
         }
     }
 

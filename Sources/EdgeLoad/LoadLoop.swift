@@ -88,6 +88,7 @@ public class LoadLoop {
                 let c = ring.completion(at: i)
                 dispatch(c.data, c.result)
             }
+            flushPending()
             if done() { break }
         }
     }
@@ -104,7 +105,7 @@ public class LoadLoop {
             } else if result >= 0 {
                 ring.close(fd: result, UserData(kind: Op.close, slot: d.slot))
             }
-            afterEvent()
+            afterEvent(c)
             return
         }
         guard d.generation == c.generation else { return }
@@ -114,7 +115,22 @@ public class LoadLoop {
         case Op.recv: c.onRecv(result)
         default: break
         }
-        afterEvent()
+        afterEvent(c)
+    }
+
+    /// Connections with output waiting for the end of the batch (`ClientConnection.flushSoon`).
+    private var toFlush: [ClientConnection] = []
+
+    func flushLater(_ c: ClientConnection) { toFlush.append(c) }
+
+    private func flushPending() {
+        var i = 0
+        while i < toFlush.count {   // a flush may fail a connection, whose callbacks may start more
+            let c = toFlush[i]
+            i += 1
+            if c.flushPending { c.flush() }
+        }
+        toFlush.removeAll(keepingCapacity: true)
     }
 
     private func armTick() {
@@ -128,14 +144,17 @@ public class LoadLoop {
         recorder.generatorLag.record(microseconds: lag)
         if lag > lagLimitMicroseconds { behind = true }
         tick(now: t)
-        afterEvent()
+        afterTick()
         armTick()
     }
 
     // MARK: what drivers override
 
     func tick(now: Int64) {}
-    func afterEvent() {}
+    /// After a completion on `c`: only `c`'s state changed, so only `c` can have room now.
+    func afterEvent(_ c: ClientConnection) {}
+    /// After the tick: anything may have changed (a reconnect, a timeout, a new second).
+    func afterTick() {}
     func connectionReady(_ c: ClientConnection) { c.pool?.pump(now: now) }
     func connectionClosed(_ c: ClientConnection) {
         if c.retireWhenIdle {

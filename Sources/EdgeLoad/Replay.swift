@@ -64,6 +64,23 @@ public struct ReplayOptions: Sendable {
     /// Bounds the requests due but not yet sent (a server far too slow for the rate).
     public var backlogMax = 1_000_000
     public init(urls: [String]) { self.urls = urls }
+
+    /// A URL file's lines: blanks and `#` comments skipped, spaces, tabs and CRs around each URL
+    /// trimmed. Over bytes: Foundation's trimming took a tenth of a short run's CPU.
+    public static func urlList(_ text: String) -> [String] {
+        var text = text
+        return text.withUTF8 { bytes in
+            bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
+                var lo = line.startIndex
+                var hi = line.endIndex
+                func blank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D }
+                while lo < hi, blank(line[lo]) { lo += 1 }
+                while hi > lo, blank(line[hi - 1]) { hi -= 1 }
+                guard lo < hi, line[lo] != UInt8(ascii: "#") else { return nil }
+                return String(decoding: line[lo..<hi], as: UTF8.self)
+            }
+        }
+    }
 }
 
 public enum ReplayOutcome: Equatable, Sendable { case completed, generatorBehind }
@@ -76,9 +93,12 @@ public typealias ReplayError = LoadError
 /// and of the rate.
 public final class ReplayEngine: LoadLoop {
     let options: ReplayOptions
-    let targets: [ReplayTarget]
+    /// The server every URL names (the first URL's), and each URL's path and query.
+    let server: ReplayTarget
+    let paths: [String]
     private var nextURL = 0
-    private var nextConnection = 0
+    /// Connections that had room when last seen (each at most once: `ClientConnection.roomy`).
+    private var roomy: [ClientConnection] = []
     /// Intended send times of requests due and not yet sent (open model), oldest first.
     private var backlog: [Int64] = []
     private var backlogHead = 0
@@ -92,15 +112,27 @@ public final class ReplayEngine: LoadLoop {
         options: ReplayOptions, share: (index: Int, threads: Int) = (0, 1), progress: Progress = Progress()
     ) throws {
         guard !options.urls.isEmpty else { throw ReplayError("no URL to replay") }
-        var targets: [ReplayTarget] = []
+        guard let first = ReplayTarget.parse(options.urls[0]), Self.isIPAddress(first.host) else {
+            throw ReplayError("\(options.urls[0]): not an http:// or https:// URL with an IP host")
+        }
+        // A URL spelling the first one's scheme and authority needs no parse of its own (a run
+        // reads its whole list before it starts: 20,000 full parses took 50 ms of CPU).
+        let prefix = (first.tls ? "https://" : "http://") + first.authority
+        var paths: [String] = []
+        paths.reserveCapacity(options.urls.count)
         for u in options.urls {
+            if u.hasPrefix(prefix) {
+                let rest = u.utf8.dropFirst(prefix.utf8.count)
+                if rest.isEmpty { paths.append("/"); continue }
+                if rest.first == UInt8(ascii: "/") { paths.append(String(Substring(rest))); continue }
+            }
             guard let t = ReplayTarget.parse(u), Self.isIPAddress(t.host) else {
                 throw ReplayError("\(u): not an http:// or https:// URL with an IP host")
             }
-            if let first = targets.first, first.tls != t.tls || first.host != t.host || first.port != t.port {
+            guard first.tls == t.tls, first.host == t.host, first.port == t.port else {
                 throw ReplayError("\(u): every URL must name the same server as the first (\(first.authority))")
             }
-            targets.append(t)
+            paths.append(t.path)
         }
         guard (1...100_000).contains(options.connections) else { throw ReplayError("connections: 1 to 100000") }
         guard (1...10_000).contains(options.streams) else { throw ReplayError("streams: 1 to 10000") }
@@ -111,13 +143,14 @@ public final class ReplayEngine: LoadLoop {
             throw ReplayError("duration: more than 0, at most 86400 seconds")
         }
         self.options = options
-        self.targets = targets
+        self.server = first
+        self.paths = paths
         self.share = share
         try super.init(
-            ringEntries: options.connections * 4 + 64, bufferBytes: 65536, caFile: options.caFile,
+            ringEntries: options.connections * 4 + 64, bufferBytes: 262_144, caFile: options.caFile,
             timeoutMilliseconds: options.timeoutMilliseconds, lagLimitMilliseconds: options.lagLimitMilliseconds,
             progress: progress)
-        if targets[0].tls {
+        if first.tls {
             // Fail now on a CA file that cannot be read, not as a TLS error per connection.
             _ = try ClientTLS.Context(caFile: options.caFile, alpn: ["h2"])
         }
@@ -132,7 +165,7 @@ public final class ReplayEngine: LoadLoop {
     public func run() throws -> (outcome: ReplayOutcome, seconds: Double) {
         let t0 = now
         endMicroseconds = t0 + Int64(options.durationSeconds * 1_000_000)
-        let t = targets[0]
+        let t = server
         let endpoint = Endpoint(host: t.host, port: t.port, tls: t.tls, http2: true, authority: t.authority)
         let mine = (0..<options.connections).filter { $0 % share.threads == share.index }.count
         for _ in 0..<max(1, mine) { makeConnection(endpoint, pool: nil).open() }
@@ -156,15 +189,29 @@ public final class ReplayEngine: LoadLoop {
         }
     }
 
-    override func afterEvent() { issue() }
+    override func afterEvent(_ c: ClientConnection) { issue(on: c) }
+    override func afterTick() { issue(on: nil) }
     override func connectionReady(_ c: ClientConnection) {}
     override func connectionClosed(_ c: ClientConnection) {}
     override func exchangeCompleted(_ e: Exchange, on c: ClientConnection, now t: Int64) { record(e, now: t) }
 
     /// Sends what is due: in the open model every intended time up to now, in the closed model
-    /// one request per free stream.
-    func issue() {
+    /// one request per free stream. After a completion only its connection (`only`) can have
+    /// gained room; the others with room wait in `roomy`, and the tick adds any that gained room
+    /// otherwise (a reconnect, a peer's SETTINGS). Scanning every connection after every
+    /// completion, as before, cost more CPU than the requests themselves.
+    func issue(on only: ClientConnection?) {
         guard !stopping else { return }
+        if only == nil {
+            for c in connections where !c.roomy && c.canStart(streamsMax: options.streams) {
+                c.roomy = true; roomy.append(c)
+            }
+        }
+        defer {
+            if let only, !only.roomy, only.canStart(streamsMax: options.streams) {
+                only.roomy = true; roomy.append(only)
+            }
+        }
         let t = now
         if options.rate > 0 {
             let interval = 1_000_000 / options.rate
@@ -181,7 +228,7 @@ public final class ReplayEngine: LoadLoop {
                 }
                 backlog.append(intended)
             }
-            while backlogHead < backlog.count, let c = freeConnection() {
+            while backlogHead < backlog.count, let c = freeConnection(only) {
                 send(on: c, intended: backlog[backlogHead], now: t)
                 backlogHead += 1
             }
@@ -189,7 +236,7 @@ public final class ReplayEngine: LoadLoop {
                 backlog.removeFirst(backlogHead); backlogHead = 0
             }
         } else {
-            while let c = freeConnection() {
+            while let c = freeConnection(only) {
                 scheduled += 1
                 recorder.requests += 1
                 progress.requests.add(1)
@@ -198,19 +245,20 @@ public final class ReplayEngine: LoadLoop {
         }
     }
 
-    private func freeConnection() -> ClientConnection? {
-        for _ in 0..<connections.count {
-            let c = connections[nextConnection]
-            nextConnection = (nextConnection + 1) % connections.count
+    /// `only` while it has room, then the connections known to have room.
+    private func freeConnection(_ only: ClientConnection?) -> ClientConnection? {
+        if let only, only.canStart(streamsMax: options.streams) { return only }
+        while let c = roomy.popLast() {
+            c.roomy = false
             if c.canStart(streamsMax: options.streams) { return c }
         }
         return nil
     }
 
     private func send(on c: ClientConnection, intended: Int64, now t: Int64) {
-        let target = targets[nextURL]
-        nextURL = (nextURL + 1) % targets.count
-        if !c.start(path: target.path, headers: headers, exchange: Exchange(intended: intended, sent: t)) {
+        let path = paths[nextURL]
+        nextURL = nextURL + 1 == paths.count ? 0 : nextURL + 1
+        if !c.start(path: path, headers: headers, exchange: Exchange(intended: intended, sent: t)) {
             recorder.error("protocol")
         }
     }

@@ -72,9 +72,7 @@ struct Replay: ParsableCommand {
         guard let text = try? String(contentsOfFile: urls, encoding: .utf8) else {
             throw ValidationError("cannot read \(urls)")
         }
-        let list = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-        var options = ReplayOptions(urls: list)
+        var options = ReplayOptions(urls: ReplayOptions.urlList(text))
         options.connections = connections
         options.streams = streams
         options.rate = rate

@@ -14,8 +14,12 @@ final class HTTP1ClientSessionTests: XCTestCase {
         func streamClosed(stream: Int32, errorCode: UInt32) { closed.append((stream, errorCode)) }
     }
 
+    /// The session's delegate is unowned: the test keeps every log alive.
+    var logs: [Log] = []
+
     func session() -> (HTTP1ClientSession, Log) {
         let log = Log()
+        logs.append(log)
         return (HTTP1ClientSession(headBytesMax: 1024, delegate: log), log)
     }
 
