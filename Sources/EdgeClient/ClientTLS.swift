@@ -1,7 +1,7 @@
 import CEdgeTLS
 
-/// A TLS client session over memory BIOs (OpenSSL): the caller moves ciphertext between it and
-/// the socket, so any event loop (the ring) drives it. Verifies the server's certificate against
+/// A TLS client session (OpenSSL) with no I/O of its own: the caller lends it received ciphertext
+/// (`withInput`, read in place) and drains what it seals, so any event loop (the ring) drives it. Verifies the server's certificate against
 /// the given CA file (or the system's) and the name, offers ALPN.
 public final class ClientTLS {
     /// One per process or per run: holds the trusted certificates and the ALPN list.
@@ -44,14 +44,19 @@ public final class ClientTLS {
     /// Whether the server chose h2 by ALPN.
     public var negotiatedH2: Bool { edge_tls_alpn(ssl) == 2 }
 
-    /// Ciphertext from the socket.
-    public func feed(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count > 0 else { return }
-        _ = edge_tls_feed(ssl, bytes.baseAddress, Int32(bytes.count))
+    /// Lends ciphertext from the socket for the `read`s `body` makes: they decrypt from it in
+    /// place; what they leave unread is copied and kept for the next call (at most 1 MiB, or the
+    /// session fails). `bytes` may be reused once this returns.
+    public func withInput<R>(_ bytes: UnsafeRawBufferPointer, _ body: () -> R) -> R {
+        precondition(bytes.count <= Int(Int32.max), "a receive buffer under 2 GiB")
+        edge_tls_lend(ssl, bytes.baseAddress, Int32(bytes.count))
+        let r = body()
+        if edge_tls_lend_end(ssl) != 0 { failed = true }
+        return r
     }
 
     /// Plaintext decrypted so far, into `buffer`: the count, 0 when nothing is ready. Marks the
-    /// session failed on an error.
+    /// session failed on an error. Within `withInput`, or from what an earlier one kept.
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard !failed else { return 0 }
         let n = edge_tls_read(ssl, buffer.baseAddress, Int32(buffer.count))

@@ -15,9 +15,15 @@ void edge_tls_ctx_free(SSL_CTX *ctx);
 // NULL: no ALPN). Returns NULL and writes a message into errbuf on failure.
 SSL_CTX *edge_tls_client_ctx_new(const char *ca_path, const unsigned char *alpn_wire, unsigned alpn_len,
                                  char *errbuf, size_t errcap);
-// A client connection over memory BIOs that sends SNI server_name and checks that the
-// certificate names it. The handshake starts at the first edge_tls_read.
+// A client connection that sends SNI server_name and checks that the certificate names it. The
+// handshake starts at the first edge_tls_read. Its ciphertext is lent (edge_tls_lend), not fed;
+// its output is drained from a memory BIO as the server's.
 SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name);
+// Client connections: lends received ciphertext, read in place by the edge_tls_read calls that
+// follow, until edge_tls_lend_end, which keeps (copies) what they left unread. 0, or -1 when what
+// is kept would exceed 1 MiB (the caller stopped reading: the connection is dead).
+void edge_tls_lend(SSL *ssl, const void *data, int len);
+int edge_tls_lend_end(SSL *ssl);
 SSL *edge_tls_new(SSL_CTX *ctx);
 void edge_tls_free(SSL *ssl);
 // Gives received ciphertext to the engine. Returns bytes taken or -1.

@@ -28,7 +28,7 @@ enum TestCertificate {
     static let serverName = "edge.test"
 }
 
-/// A TLS client (OpenSSL, over memory BIOs: `edge_tls_client_new`) on a simulated connection. It
+/// A TLS client (OpenSSL: `edge_tls_client_new`, ciphertext lent in, output drained) on a simulated connection. It
 /// verifies the server's certificate against the test certificate, offers ALPN, and seals what
 /// the test writes; plaintext written before the handshake is done waits for it.
 final class TLSClientPipe: ClientPipe {
@@ -95,13 +95,17 @@ final class TLSClientPipe: ClientPipe {
     private func advance() {
         guard !failed else { return }
         let received = peer.take()
-        if !received.isEmpty { _ = edge_tls_feed(ssl, received, Int32(received.count)) }
         var buffer = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = edge_tls_read(ssl, &buffer, Int32(buffer.count))
-            if n > 0 { plaintext += buffer[0..<Int(n)]; continue }
-            if n == -2 { peerSentCloseNotify = true } else if n < 0 { failed = true }
-            break
+        received.withUnsafeBytes { lent in
+            // The ciphertext is lent for the reads below; what they leave is kept by the session.
+            edge_tls_lend(ssl, lent.baseAddress, Int32(lent.count))
+            while true {
+                let n = edge_tls_read(ssl, &buffer, Int32(buffer.count))
+                if n > 0 { plaintext += buffer[0..<Int(n)]; continue }
+                if n == -2 { peerSentCloseNotify = true } else if n < 0 { failed = true }
+                break
+            }
+            if edge_tls_lend_end(ssl) != 0 { failed = true }
         }
         while handshakeDone && !unsent.isEmpty && !failed {
             let n = edge_tls_write(ssl, unsent, Int32(unsent.count))   // a record at a time
