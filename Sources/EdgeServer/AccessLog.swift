@@ -48,16 +48,41 @@ final class AccessLog {
         if pending.count > bufferBytesMax { droppedLines += 1; return }
         let second = wallMilliseconds / 1000
         if second != timeSecond { timeSecond = second; timePrefix = HTTPDate.isoSecond(unixSeconds: Int(second)) }
+        // Written straight into the buffer: the line built from interpolated Strings made a
+        // dozen allocations per request.
+        let b = pending
+        b.append(ascii: "{\"time\":\"")
+        b.append(raw: timePrefix)
+        b.append(ascii: ".")
         let ms = Int(wallMilliseconds % 1000)
-        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
-        var line =
-            "{\"time\":\"\(timePrefix).\(msText)Z\",\"client\":\"\(r.client)\",\"protocol\":\"\(r.protocolName)\","
-        line += "\"method\":\(JSONText.quoted(r.method)),\"path\":\(JSONText.quoted(r.path)),\"status\":\(r.status),"
-        line += "\"bytes\":\(r.bytesSent),\"range\":\(JSONText.quoted(r.range)),\"ttfb_us\":\(r.ttfbMicroseconds),"
-        line += "\"total_us\":\(r.totalMicroseconds),\"token\":\"\(r.token)\""
-        if let cache = r.cache { line += ",\"cache\":\(JSONText.quoted(cache))" }
-        line += "}\n"
-        pending.append(line)
+        if ms < 100 { b.append(ascii: ms < 10 ? "00" : "0") }
+        b.append(decimal: ms)
+        b.append(ascii: "Z\",\"client\":\"")
+        b.append(raw: r.client)
+        b.append(ascii: "\",\"protocol\":\"")
+        b.append(raw: r.protocolName)
+        b.append(ascii: "\",\"method\":")
+        b.append(jsonQuoted: r.method)
+        b.append(ascii: ",\"path\":")
+        b.append(jsonQuoted: r.path)
+        b.append(ascii: ",\"status\":")
+        b.append(decimal: r.status)
+        b.append(ascii: ",\"bytes\":")
+        b.append(decimal: r.bytesSent)
+        b.append(ascii: ",\"range\":")
+        b.append(jsonQuoted: r.range)
+        b.append(ascii: ",\"ttfb_us\":")
+        b.append(decimal: Int(r.ttfbMicroseconds))
+        b.append(ascii: ",\"total_us\":")
+        b.append(decimal: Int(r.totalMicroseconds))
+        b.append(ascii: ",\"token\":\"")
+        b.append(raw: r.token)
+        b.append(ascii: "\"")
+        if let cache = r.cache {
+            b.append(ascii: ",\"cache\":")
+            b.append(jsonQuoted: cache)
+        }
+        b.append(ascii: "}\n")
         if pending.count >= 32768 { flush() }
     }
 
@@ -92,4 +117,66 @@ final class AccessLog {
 
     var idle: Bool { !inFlight && pending.isEmpty }
     var enabled: Bool { fd >= 0 }
+}
+
+extension ByteBuffer {
+    /// A literal the caller knows is ASCII.
+    func append(ascii s: StaticString) {
+        append(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    /// A `String`'s bytes as they are (fields the edge produced itself: addresses, names).
+    func append(raw s: String) {
+        var s = s
+        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// A decimal integer (negative ones with a sign).
+    func append(decimal value: Int) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes: Int.min has 20 digits and a sign
+        withUnsafeMutableBytes(of: &digits) { d in
+            var v = value.magnitude
+            var i = d.count
+            repeat {
+                i -= 1
+                d[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                v /= 10
+            } while v > 0
+            if value < 0 { i -= 1; d[i] = UInt8(ascii: "-") }
+            append(UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
+    }
+
+    /// `s` as a JSON string literal, byte for byte what `JSONText.quoted` makes: quotes and
+    /// backslashes escaped, control characters and DEL as \u00XX, everything else as is.
+    func append(jsonQuoted s: String) {
+        var s = s
+        s.withUTF8 { bytes in
+            let hex: StaticString = "0123456789abcdef"
+            let w = reserve(bytes.count * 6 + 2)   // at most six bytes for each one
+            var n = 0
+            w.storeBytes(of: UInt8(ascii: "\""), toByteOffset: n, as: UInt8.self); n += 1
+            for c in bytes {
+                switch c {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                    w.storeBytes(of: UInt8(ascii: "\\"), toByteOffset: n, as: UInt8.self)
+                    w.storeBytes(of: c, toByteOffset: n + 1, as: UInt8.self)
+                    n += 2
+                case 0..<0x20, 0x7F:
+                    for (k, x) in [
+                        UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                        hex.utf8Start[Int(c >> 4)], hex.utf8Start[Int(c & 15)],
+                    ].enumerated() {
+                        w.storeBytes(of: x, toByteOffset: n + k, as: UInt8.self)
+                    }
+                    n += 6
+                default:
+                    w.storeBytes(of: c, toByteOffset: n, as: UInt8.self)
+                    n += 1
+                }
+            }
+            w.storeBytes(of: UInt8(ascii: "\""), toByteOffset: n, as: UInt8.self); n += 1
+            commit(n)
+        }
+    }
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Heap allocations per request, exactly: the edge's calls to libc malloc (a perf uprobe, counted
+by the kernel for the edge's process only) during an h2load run of each h2c scenario of bench.py,
+divided by the responses. Unlike req/s or CPU time it does not move with a noisy machine, so a
+change on the data path can be judged with it. --max N: exit 1 when a figure exceeds N (the stored
+threshold in CI-like use); `+log` variants write the access log.
+
+usage: loadtest/allocs.py [--servers edge,edge-cache,edge-cache+log] [--scenarios hit-4k-h2c,chunk-h2c]
+                          [--requests 20000] [--edge-bin PATH] [--max N]
+Needs: root (uprobes), perf (linux-perf), nginx, h2load; a release build of edge and edgectl."""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import bench  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+LIBC_CANDIDATES = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
+
+
+def ensure_probe():
+    """The uprobe on malloc (kept once made; `perf probe -d probe_libc:malloc` removes it)."""
+    listed = subprocess.run(["perf", "probe", "-l"], capture_output=True, text=True).stdout
+    if "probe_libc:malloc " in listed or "probe_libc:malloc\t" in listed or "probe_libc:malloc" in listed.split():
+        return
+    libc = next((p for p in LIBC_CANDIDATES if os.path.exists(p)), None)
+    if not libc:
+        raise SystemExit("allocs.py: no libc.so.6 found for the malloc probe")
+    r = subprocess.run(["perf", "probe", "-x", libc, "-a", "malloc"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"allocs.py: cannot add the malloc uprobe (root and linux-perf needed): {r.stderr.strip()}")
+
+
+def count(srv, urls, n, extra):
+    stat = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(srv.proc.pid)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)   # perf attached
+    out = subprocess.run(["h2load", "-i", urls, "-n", str(n), "-c", "32", "-m", "8", "-t", "1"] + extra,
+                         capture_output=True, text=True, timeout=600).stdout
+    time.sleep(0.2)
+    stat.send_signal(2)
+    err = stat.communicate(timeout=30)[1]
+    m = re.search(r"^(\d+),,probe_libc:malloc", err, re.M)
+    if not m:
+        raise SystemExit(f"allocs.py: perf printed no count: {err.strip()[-300:]}")
+    ok = int(re.search(r"(\d+) succeeded", out).group(1))
+    return int(m.group(1)), ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--servers", default="edge,edge-cache,edge-cache+log")
+    ap.add_argument("--scenarios", default="hit-4k-h2c,chunk-h2c")
+    ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
+    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    ap.add_argument("--max", type=float, default=None, help="fail (exit 1) when a scenario allocates more per request")
+    ap.add_argument("--run", default="/tmp/edge-loadtest")
+    a = ap.parse_args()
+    ensure_probe()
+    content, paths = bench.prepare(a.run, 50, a.requests)
+    scenarios = [s for s in bench.SCENARIOS if s[0] in a.scenarios.split(",") and s[1] == "h2c"]
+    classes = {"edge": bench.Edge, "edge-cache": bench.EdgeCache}
+    over = []
+    for name in a.servers.split(","):
+        base, _, log = name.partition("+")
+        if base not in classes or log not in ("", "log"):
+            raise SystemExit(f"--servers: {name}? edge, edge-cache, edge+log, edge-cache+log")
+        for port in (bench.H2C, bench.TLS, bench.ORIGIN):
+            bench.require_free(port)
+        srv = classes[base](name, a.run, paths, access_log=bool(log))
+        srv.start(content, a.edge_bin, a.edgectl_bin)
+        try:
+            distinct = sorted(set(open(srv.urls("h2c")).read().split()))
+            warm = os.path.join(a.run, "warm-urls.txt")
+            with open(warm, "w") as f:
+                f.writelines(u + "\n" for u in distinct)
+            for _ in range(2):   # as bench.py: every object cached and promoted before counting
+                subprocess.run(["h2load", "-i", warm, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
+                               capture_output=True, timeout=600)
+            bench.settle(srv)
+            for scenario, _, extra in scenarios:
+                mallocs, ok = count(srv, srv.urls("h2c"), a.requests, extra)
+                per = mallocs / max(1, ok)
+                print(f"{scenario:12} {name:15} {per:7.2f} mallocs per request ({mallocs} for {ok} responses)", flush=True)
+                if a.max is not None and per > a.max:
+                    over.append(f"{scenario} {name}: {per:.2f} > {a.max}")
+        finally:
+            srv.stop()
+    if over:
+        print("over --max: " + "; ".join(over))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
