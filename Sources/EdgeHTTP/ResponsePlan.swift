@@ -35,20 +35,29 @@ public struct ResponsePlan: Sendable {
         request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
         rangesMax: Int, boundarySeed: UInt64, cacheControl: String = publicCacheControl
     ) -> ResponsePlan {
-        var headers: [HeaderField] = [
-            HeaderField("etag", etag),
-            HeaderField("last-modified", lastModified),
-            HeaderField("accept-ranges", "bytes"),
-            HeaderField("cache-control", cacheControl),
-        ]
+        // The fields every answer has, after the one or two that lead (content-type, and
+        // content-range for a 206): built once, with room for the cache's two (cache-status, age).
+        // An insert at the front, then the cache's appends, grew the array: two allocations more
+        // per request.
+        func fields(_ first: HeaderField? = nil, _ second: HeaderField? = nil) -> [HeaderField] {
+            var h: [HeaderField] = []
+            h.reserveCapacity(8)
+            if let first { h.append(first) }
+            if let second { h.append(second) }
+            h.append(HeaderField("etag", etag))
+            h.append(HeaderField("last-modified", lastModified))
+            h.append(HeaderField("accept-ranges", "bytes"))
+            h.append(HeaderField("cache-control", cacheControl))
+            return h
+        }
         // RFC 9110 §13.2.2: If-None-Match before ranges; a match is 304 without a body.
         if let inm = request.header("if-none-match") {
             let tags = inm.split(separator: ",").map { $0.trimmingOWS() }
             if tags.contains("*") || tags.contains(where: { $0 == etag || $0 == "W/" + etag }) {
-                return ResponsePlan(status: 304, headers: headers, segments: [], contentLength: 0, rangeText: "-")
+                return ResponsePlan(status: 304, headers: fields(), segments: [], contentLength: 0, rangeText: "-")
             }
         } else if let ims = request.header("if-modified-since"), ims == lastModified {
-            return ResponsePlan(status: 304, headers: headers, segments: [], contentLength: 0, rangeText: "-")
+            return ResponsePlan(status: 304, headers: fields(), segments: [], contentLength: 0, rangeText: "-")
         }
         let rangeHeader = request.header("range")
         var decision = RangeDecision.whole
@@ -60,21 +69,22 @@ public struct ResponsePlan: Sendable {
         let rangeText = rangeHeader ?? "-"
         switch decision {
         case .whole:
-            headers.insert(HeaderField("content-type", contentType), at: 0)
             return ResponsePlan(
-                status: 200, headers: headers, segments: size > 0 ? [.content(offset: 0, length: size)] : [],
+                status: 200, headers: fields(HeaderField("content-type", contentType)),
+                segments: size > 0 ? [.content(offset: 0, length: size)] : [],
                 contentLength: size, rangeText: rangeText)
         case .unsatisfiable:
-            headers =
-                [HeaderField("content-type", "text/plain"), HeaderField("content-range", "bytes */\(size)")] + headers
+            let headers = fields(
+                HeaderField("content-type", "text/plain"), HeaderField("content-range", "bytes */\(size)"))
             let body = Array("range not satisfiable\n".utf8)
             return ResponsePlan(
                 status: 416, headers: headers, segments: [.bytes(body)], contentLength: body.count, rangeText: rangeText
             )
         case .partial(let ranges) where ranges.count == 1:
             let r = ranges[0]
-            headers.insert(HeaderField("content-type", contentType), at: 0)
-            headers.insert(HeaderField("content-range", "bytes \(r.first)-\(r.last)/\(size)"), at: 1)
+            let headers = fields(
+                HeaderField("content-type", contentType),
+                HeaderField("content-range", "bytes \(r.first)-\(r.last)/\(size)"))
             return ResponsePlan(
                 status: 206, headers: headers, segments: [.content(offset: r.first, length: r.length)],
                 contentLength: r.length, rangeText: rangeText)
@@ -82,9 +92,9 @@ public struct ResponsePlan: Sendable {
             let boundary = "edge" + String(boundarySeed, radix: 16)
             let layout = MultipartLayout(
                 ranges: ranges, totalLength: size, contentType: contentType, boundary: boundary)
-            headers.insert(HeaderField("content-type", "multipart/byteranges; boundary=\(boundary)"), at: 0)
             return ResponsePlan(
-                status: 206, headers: headers, segments: layout.segments, contentLength: layout.contentLength,
+                status: 206, headers: fields(HeaderField("content-type", "multipart/byteranges; boundary=\(boundary)")),
+                segments: layout.segments, contentLength: layout.contentLength,
                 rangeText: rangeText)
         }
     }
