@@ -65,6 +65,37 @@ def file_bytes(workdir, path):
         return f.read()
 
 
+BIN_DIR = os.path.dirname(EDGE_BIN)
+IDENTITY_SECRET = "e2e-identity-provider-secret-0123456789abcdef"
+MASTER_KEY_HEX = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
+
+
+def package_demo(d, tracks, seconds, chunk_seconds=None):
+    """`packager demo-content` into d/origin and d/catalog.sqlite at 24/96/160/320 kb/s; the
+    track ids, in order."""
+    conf = d / "pack.conf"
+    conf.write_text(f'[catalog]\nmaster_key_hex = "{MASTER_KEY_HEX}"\n[packager]\nbitrates_kbps = [24, 96, 160, 320]\n'
+                    + (f"chunk_seconds = {chunk_seconds}\n" if chunk_seconds else ""))
+    out = subprocess.run([f"{BIN_DIR}/packager", "demo-content", "--tracks", str(tracks), "--seconds", str(seconds),
+                          "--out", str(d / "origin"), "--catalog", str(d / "catalog.sqlite"), "--config", str(conf)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return [line.split("\t")[0] for line in out.stdout.splitlines()]
+
+
+def start_playback_auth(d, edge_base, extra=""):
+    """playback-auth on a free port over d/catalog.sqlite, granting for edge_base; `extra`: more
+    [auth] lines. Returns (process, base URL)."""
+    port = free_port()
+    c = d / f"auth-{port}.conf"
+    c.write_text(f'[auth]\nlisten = "127.0.0.1:{port}"\ncatalog = "{d}/catalog.sqlite"\njwt_hs256_secret = "{IDENTITY_SECRET}"\n'
+                 f'edges = ["{edge_base}"]\n{extra}[token]\nkey_hex = "{KEY_HEX}"\n[catalog]\nmaster_key_hex = "{MASTER_KEY_HEX}"\n')
+    proc = subprocess.Popen([f"{BIN_DIR}/playback-auth", "--config", str(c)], stdout=subprocess.DEVNULL,
+                            stderr=open(d / f"auth-{port}.err", "w"))
+    wait_port(port)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 class Edge:
     def __init__(self, workdir, limits=None, token=None, server=None, origins=None, cache=None, origin_options=None,
                  admin=None):

@@ -11,11 +11,9 @@ import zlib
 
 import pytest
 
-from conftest import KEY_HEX, LOADTEST_BIN, ROOT, free_port, wait_port
+from conftest import IDENTITY_SECRET as SECRET, KEY_HEX, LOADTEST_BIN, ROOT, Edge, package_demo, start_playback_auth
 
 BIN = os.path.dirname(LOADTEST_BIN)
-SECRET = "e2e-identity-provider-secret-0123456789abcdef"
-MASTER = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
 ARTIFACTS = os.path.join(ROOT, ".build", "test-artifacts")
 
 
@@ -23,22 +21,10 @@ ARTIFACTS = os.path.join(ROOT, ".build", "test-artifacts")
 def stack(tmp_path_factory, workdir):
     """Three 12-second tracks in 2-second chunks at four bit rates, an edge, a playback-auth."""
     d = tmp_path_factory.mktemp("players")
-    conf = d / "pack.conf"
-    conf.write_text(f'[catalog]\nmaster_key_hex = "{MASTER}"\n[packager]\nbitrates_kbps = [24, 96, 160, 320]\nchunk_seconds = 2.0\n')
-    out = subprocess.run([f"{BIN}/packager", "demo-content", "--tracks", "3", "--seconds", "12", "--out", str(d / "origin"),
-                          "--catalog", str(d / "catalog.sqlite"), "--config", str(conf)], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
-    tracks = [line.split("\t")[0] for line in out.stdout.splitlines()]
-    from conftest import Edge
+    tracks = package_demo(d, 3, 12, chunk_seconds=2.0)
     edge = Edge(workdir, origins=[f"file://{d}/origin"], server={"workers": 1})
-    port = free_port()
-    c = d / "auth.conf"
-    c.write_text(f'[auth]\nlisten = "127.0.0.1:{port}"\ncatalog = "{d}/catalog.sqlite"\njwt_hs256_secret = "{SECRET}"\n'
-                 f'edges = ["{edge.base}"]\n[token]\nkey_hex = "{KEY_HEX}"\n[catalog]\nmaster_key_hex = "{MASTER}"\n')
-    auth = subprocess.Popen([f"{BIN}/playback-auth", "--config", str(c)], stdout=subprocess.DEVNULL,
-                            stderr=open(d / "auth.err", "w"))
-    wait_port(port)
-    yield {"edge": edge, "auth": f"http://127.0.0.1:{port}", "tracks": tracks, "dir": d}
+    auth, url = start_playback_auth(d, edge.base)
+    yield {"edge": edge, "auth": url, "tracks": tracks, "dir": d}
     auth.terminate()
     auth.wait(timeout=20)
     edge.stop()

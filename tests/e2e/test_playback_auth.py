@@ -11,11 +11,8 @@ import time
 import pytest
 from akamai.edgeauth import EdgeAuth
 
-from conftest import KEY_HEX, ROOT, curl, free_port, wait_port
-
-BIN = os.path.dirname(os.environ.get("EDGE_BIN", ROOT + "/.build/release/edge"))
-SECRET = "e2e-identity-provider-secret-0123456789abcdef"
-MASTER = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
+from conftest import BIN_DIR as BIN, IDENTITY_SECRET as SECRET, KEY_HEX, MASTER_KEY_HEX as MASTER, ROOT, Edge, curl, \
+    package_demo, start_playback_auth
 
 
 def jwt(sub="u1", tier="premium", country="US", ttl=600, secret=SECRET):
@@ -32,24 +29,11 @@ METRICS_TOKEN = "e2e-metrics-token-0123456789"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, workdir):
     d = tmp_path_factory.mktemp("pa")
-    conf = d / "stack.conf"
-    conf.write_text(f'[catalog]\nmaster_key_hex = "{MASTER}"\n[packager]\nbitrates_kbps = [24, 96, 160, 320]\n')
-    out = subprocess.run([f"{BIN}/packager", "demo-content", "--tracks", "2", "--seconds", "12", "--out", str(d / "origin"),
-                          "--catalog", str(d / "catalog.sqlite"), "--config", str(conf)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    tracks = [l.split("\t")[0] for l in out.stdout.splitlines()]
-    from conftest import Edge
+    tracks = package_demo(d, 2, 12)
     edge = Edge(workdir, origins=[f"file://{d}/origin"], token={"leeway_seconds": 0})
-    port = free_port()
 
     def start_auth(ttl=3600):
-        p = free_port()
-        c = d / f"auth-{p}.conf"
-        c.write_text(f'[auth]\nlisten = "127.0.0.1:{p}"\ncatalog = "{d}/catalog.sqlite"\njwt_hs256_secret = "{SECRET}"\n'
-                     f'edges = ["{edge.base}"]\ngrant_ttl_seconds = {ttl}\nmetrics_token = "{METRICS_TOKEN}"\n[token]\nkey_hex = "{KEY_HEX}"\n[catalog]\nmaster_key_hex = "{MASTER}"\n')
-        proc = subprocess.Popen([f"{BIN}/playback-auth", "--config", str(c)], stdout=subprocess.DEVNULL, stderr=open(d / f"auth-{p}.err", "w"))
-        wait_port(p)
-        return proc, f"http://127.0.0.1:{p}"
+        return start_playback_auth(d, edge.base, extra=f'grant_ttl_seconds = {ttl}\nmetrics_token = "{METRICS_TOKEN}"\n')
     auth, url = start_auth()
     yield {"edge": edge, "auth": url, "tracks": tracks, "start_auth": start_auth, "procs": [auth]}
     auth.terminate()
