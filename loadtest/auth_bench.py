@@ -23,6 +23,7 @@ import socket
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from harness import free_port, wait_port  # noqa: E402
+from bench import machine_busy_seconds, tree_cpu_seconds  # noqa: E402  (the same CPU accounting)
 ROOT = os.path.dirname(HERE)
 SECRET = "bench-identity-provider-secret-0123456789abcdef"
 MASTER = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
@@ -63,22 +64,32 @@ def main():
             log = f"{d}/h2load.log"
             if os.path.exists(log):
                 os.remove(log)
+            import resource
+            busy0, own0 = machine_busy_seconds(), tree_cpu_seconds([server.pid])
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             r = subprocess.run(["h2load", "--h1", "-c", str(a.clients), "--rps", str(a.rate // a.clients), "-D", str(a.seconds),
                                 "-d", f"{d}/body.json", "-H", f"Authorization: Bearer {jwt()}", "-H", "Content-Type: application/json",
                                 f"--log-file={log}", f"http://127.0.0.1:{port}/v1/playback"], capture_output=True, text=True, timeout=a.seconds + 60).stdout
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            busy, own = machine_busy_seconds() - busy0, tree_cpu_seconds([server.pid]) - own0
+            client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
             codes = re.search(r"status codes: (.*)", r).group(1)
             times = sorted(int(l.split("\t")[2]) / 1000 for l in open(log) if l.count("\t") >= 2)
             q = lambda p: times[min(len(times) - 1, int(p * len(times)))]
             rps = len(times) / a.seconds
-            rows.append((rps, q(0.5), q(0.99), times[-1]))
+            # CPU per grant as bench.py counts per request: the machine's busy CPU minus h2load's
+            # own, over the grants; and playback-auth's own process (all its threads).
+            cpu = max(0.0, busy - client) / max(1, len(times)) * 1e6
+            own_us = own / max(1, len(times)) * 1e6
+            rows.append((rps, q(0.5), q(0.99), times[-1], cpu, own_us))
             print(f"round {rnd + 1}: offered {a.rate}/s, achieved {rps:.0f} grants/s, p50 {q(0.5):.2f} ms, p99 {q(0.99):.2f} ms, "
-                  f"max {times[-1]:.2f} ms [{codes}]", flush=True)
+                  f"max {times[-1]:.2f} ms, cpu {cpu:.0f} us/grant (own {own_us:.0f}) [{codes}]", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=20)
     med = lambda i: statistics.median(r[i] for r in rows)
     print(f"\nmedian over {a.rounds} rounds at {a.rate}/s offered: {med(0):.0f} grants/s, p50 {med(1):.2f} ms, p99 {med(2):.2f} ms, "
-          f"max {med(3):.2f} ms (target p99 < 5 ms)")
+          f"max {med(3):.2f} ms, cpu {med(4):.0f} us per grant (playback-auth's own {med(5):.0f}) (target p99 < 5 ms)")
 
 
 if __name__ == "__main__":
