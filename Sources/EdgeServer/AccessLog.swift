@@ -147,36 +147,12 @@ extension ByteBuffer {
         }
     }
 
-    /// `s` as a JSON string literal, byte for byte what `JSONText.quoted` makes: quotes and
-    /// backslashes escaped, control characters and DEL as \u00XX, everything else as is.
+    /// `s` as a JSON string literal (`JSONText`'s escaping, written in place).
     func append(jsonQuoted s: String) {
         var s = s
         s.withUTF8 { bytes in
-            let hex: StaticString = "0123456789abcdef"
-            let w = reserve(bytes.count * 6 + 2)   // at most six bytes for each one
-            var n = 0
-            w.storeBytes(of: UInt8(ascii: "\""), toByteOffset: n, as: UInt8.self); n += 1
-            for c in bytes {
-                switch c {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-                    w.storeBytes(of: UInt8(ascii: "\\"), toByteOffset: n, as: UInt8.self)
-                    w.storeBytes(of: c, toByteOffset: n + 1, as: UInt8.self)
-                    n += 2
-                case 0..<0x20, 0x7F:
-                    for (k, x) in [
-                        UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                        hex.utf8Start[Int(c >> 4)], hex.utf8Start[Int(c & 15)],
-                    ].enumerated() {
-                        w.storeBytes(of: x, toByteOffset: n + k, as: UInt8.self)
-                    }
-                    n += 6
-                default:
-                    w.storeBytes(of: c, toByteOffset: n, as: UInt8.self)
-                    n += 1
-                }
-            }
-            w.storeBytes(of: UInt8(ascii: "\""), toByteOffset: n, as: UInt8.self); n += 1
-            commit(n)
+            let w = reserve(JSONText.quotedCount(bytes))
+            commit(JSONText.writeQuoted(bytes, into: w))
         }
     }
 }

@@ -76,3 +76,15 @@ final class H2ClientSessionTests: XCTestCase {
         XCTAssertEqual(ReplayOptions.urlList("\n\r\n  \n"), [])
     }
 }
+
+/// The TLS client's lent input: what the reads leave is kept for the next loan, at most 1 MiB.
+final class ClientTLSInputTests: XCTestCase {
+    func testUnreadCiphertextIsKeptUpToOneMebibyteThenTheSessionFails() throws {
+        let tls = try ClientTLS(context: ClientTLS.Context(caFile: nil, alpn: ["h2"]), serverName: "127.0.0.1")
+        let chunk = [UInt8](repeating: 0x17, count: 600 * 1024)   // never read: no handshake runs
+        chunk.withUnsafeBytes { tls.withInput($0) {} }
+        XCTAssertFalse(tls.failed, "600 KiB kept")
+        chunk.withUnsafeBytes { tls.withInput($0) {} }
+        XCTAssertTrue(tls.failed, "1200 KiB would be kept: over the bound")
+    }
+}
