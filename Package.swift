@@ -133,7 +133,7 @@ let package = Package(
             dependencies: [
                 "EdgeLoad", "EdgeConfig", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient", "EdgeConfig"]),
+        .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient", "EdgeConfig", "CEdgeTLS"]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
         .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding"]),

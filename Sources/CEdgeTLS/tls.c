@@ -75,6 +75,7 @@ SSL_CTX *edge_tls_client_ctx_new(const char *ca_path, const unsigned char *alpn_
         snprintf(errbuf, errcap, "invalid ALPN protocol list");
         SSL_CTX_free(ctx); return NULL;
     }
+    edge_tls13_capture(ctx);
     return ctx;
 }
 // An SSL over a pair of memory BIOs: the ring (or a test) moves the ciphertext.
@@ -192,6 +193,19 @@ int edge_tls_lend_end(SSL *ssl) {
     return 0;
 }
 
+int edge_tls_lend_take(SSL *ssl, unsigned char *buf, size_t cap) {
+    lent_source *s = BIO_get_data(SSL_get_rbio(ssl));
+    size_t live = s->kept_len - s->kept_off;
+    if (live + s->lent_len > cap) return -1;
+    // The lent bytes may lie in `buf` itself: moved first, then what was kept goes before them.
+    if (s->lent_len) memmove(buf + live, s->lent, s->lent_len);
+    if (live) memcpy(buf, s->kept + s->kept_off, live);
+    size_t n = live + s->lent_len;
+    s->kept_len = s->kept_off = 0;
+    s->lent = NULL; s->lent_len = 0;
+    return (int)n;
+}
+
 SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name) {
     BIO_METHOD *m = lent_method();
     if (!m) return NULL;
@@ -200,6 +214,7 @@ SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name) {
     BIO *rb = BIO_new(m), *wb = BIO_new(BIO_s_mem());
     if (!rb || !wb) { BIO_free(rb); BIO_free(wb); SSL_free(ssl); return NULL; }
     SSL_set_bio(ssl, rb, wb);
+    if (edge_tls13_capture_start(ssl) != 0) { SSL_free(ssl); return NULL; }
     // No read-ahead: from memory, two reads per record (header, body) cost less than the
     // read-ahead's move of each partial next record to the front of the record buffer.
     // An IP literal is checked against the certificate's IP addresses and sent without SNI
@@ -213,7 +228,7 @@ SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name) {
     SSL_set_connect_state(ssl);
     return ssl;
 }
-void edge_tls_free(SSL *ssl) { SSL_free(ssl); }
+void edge_tls_free(SSL *ssl) { edge_tls13_capture_end(ssl); SSL_free(ssl); }
 int edge_tls_feed(SSL *ssl, const void *data, int len) { return BIO_write(SSL_get_rbio(ssl), data, len); }
 // SSL_get_error reads the thread's error queue, so it must hold nothing stale. Peeking first:
 // clearing an empty queue cost 2 % of a TLS client's CPU (one read per 16 KiB record).
@@ -228,6 +243,9 @@ int edge_tls_read(SSL *ssl, void *out, int cap) {
             return -1;
         }
     }
+    // Only the handshake was asked for: reading on would pull the start of the next record into
+    // OpenSSL's buffer, where a client taking the records over (edge_tls13_opener_take) cannot.
+    if (cap == 0) return 0;
     int n = SSL_read(ssl, out, cap);
     if (n > 0) return n;
     int e = SSL_get_error(ssl, n);
@@ -252,3 +270,8 @@ int edge_tls_alpn(SSL *ssl) {
     return (l == 2 && memcmp(p, "h2", 2) == 0) ? 2 : 1;
 }
 void edge_tls_shutdown(SSL *ssl) { SSL_shutdown(ssl); }
+int edge_tls_key_update(SSL *ssl, int request_peer) {
+    clear_stale_errors();
+    if (SSL_key_update(ssl, request_peer ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) != 1) return -1;
+    return SSL_do_handshake(ssl) == 1 ? 0 : -1;
+}

@@ -38,7 +38,10 @@ public final class ClientTLS {
         self.ssl = ssl
         _ = edge_tls_read(ssl, nil, 0)   // queues the ClientHello
     }
-    deinit { edge_tls_free(ssl) }
+    deinit {
+        edge_tls13_opener_free(opener)
+        edge_tls_free(ssl)
+    }
 
     public var handshakeDone: Bool { edge_tls_handshake_done(ssl) != 0 }
     /// Whether the server chose h2 by ALPN.
@@ -63,6 +66,73 @@ public final class ClientTLS {
         if n == -2 { closeNotifyReceived = true; return 0 }
         if n < 0 { failed = true; return 0 }
         return Int(n)
+    }
+
+    /// Opens the server's TLS 1.3 records in the caller's buffer, in place, once the handshake is
+    /// done (`takeOverReading`): no copy into OpenSSL's record buffer, none out of it.
+    private var opener: OpaquePointer?
+    /// Whether `open` reads from now on (`read` does otherwise).
+    public var opensRecords: Bool { opener != nil }
+    /// Why the session failed, when `open` found out.
+    public private(set) var failure: String?
+
+    /// After the handshake, within `withInput`: when TLS 1.3 was negotiated, the server's records
+    /// are opened by `open` from now on, and what OpenSSL left unread moves to the start of
+    /// `buffer` (which may hold the lent bytes): its count. nil: `read` goes on, or (with
+    /// `failed`) what was left does not fit.
+    public func takeOverReading(into buffer: UnsafeMutableRawPointer, capacity: Int) -> Int? {
+        guard opener == nil, !failed, handshakeDone, let o = edge_tls13_opener_take(ssl) else { return nil }
+        let n = edge_tls_lend_take(ssl, buffer.assumingMemoryBound(to: UInt8.self), capacity)
+        guard n >= 0 else {
+            edge_tls13_opener_free(o)
+            failed = true
+            failure = "more than a receive buffer left after the handshake"
+            return nil
+        }
+        opener = o
+        return Int(n)
+    }
+
+    /// Opens the whole records at the start of `buffer` in place and gathers their application
+    /// data at its front: `plaintext` bytes there, from `consumed` bytes of ciphertext; what
+    /// follows `consumed` is the start of a record not yet whole (the caller moves it to the front
+    /// once it has read the plaintext). Stops at a failure (`failed`, `failure`) or a
+    /// close_notify (`closeNotifyReceived`); the plaintext before it is still returned.
+    public func openRecords(_ buffer: UnsafeMutableRawPointer, count: Int) -> (plaintext: Int, consumed: Int) {
+        var consumed = 0
+        var gathered = 0
+        while true {
+            let r = open(buffer + consumed, count: count - consumed)
+            if r.consumed == 0 { break }
+            if r.plainCount > 0 {
+                // Moved down over the headers and tags already read (the regions may overlap): the
+                // caller hands the session one batch, which cost less than one call per record.
+                (buffer + gathered).copyMemory(from: buffer + consumed + r.plainOffset, byteCount: r.plainCount)
+                gathered += r.plainCount
+            }
+            consumed += r.consumed
+        }
+        return (gathered, consumed)
+    }
+
+    /// One record opened in place: `consumed` ciphertext bytes (0: no whole record yet), and its
+    /// application data at `buffer + plainOffset` (`plainCount` may be 0). A damaged, forged or
+    /// unexpected record, or an alert, marks the session failed (`failure` says why); a
+    /// close_notify sets `closeNotifyReceived`. Both return consumed 0.
+    func open(_ buffer: UnsafeMutableRawPointer, count: Int) -> (consumed: Int, plainOffset: Int, plainCount: Int) {
+        guard let opener, !failed, !closeNotifyReceived else { return (0, 0, 0) }
+        var offset = 0
+        var length = 0
+        let r = edge_tls13_open(opener, ssl, buffer.assumingMemoryBound(to: UInt8.self), count, &offset, &length)
+        if r >= 0 { return (Int(r), offset, length) }
+        switch r {
+        case Int32(EDGE_TLS13_CLOSED): closeNotifyReceived = true
+        case Int32(EDGE_TLS13_ALERT): failed = true; failure = "alert from the server"
+        case Int32(EDGE_TLS13_FRAGMENTED):
+            failed = true; failure = "a post-handshake message split across records"
+        default: failed = true; failure = "a damaged or forged record"
+        }
+        return (0, 0, 0)
     }
 
     /// Seals plaintext (after the handshake); false on an error.

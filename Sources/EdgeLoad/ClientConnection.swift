@@ -39,8 +39,10 @@ struct Exchange {
         if let cacheStatus { hit = ClientConnection.isHit(cacheStatus: cacheStatus) }
     }
 
-    mutating func received(_ bytes: UnsafeRawBufferPointer, now: Int64) {
-        if firstBodyByte == nil { firstBodyByte = now }
+    /// `now` is read only for the first body bytes (a clock read per DATA frame cost more than
+    /// the rest of this).
+    mutating func received(_ bytes: UnsafeRawBufferPointer, now: () -> Int64) {
+        if firstBodyByte == nil { firstBodyByte = now() }
         self.bytes += bytes.count
         guard bodyMax > 0 else { return }
         if body.count + bytes.count <= bodyMax {
@@ -74,7 +76,11 @@ final class ClientConnection: ClientSessionDelegate {
     var exchanges: [Int32: Exchange] = [:]
     let recvBytes: Int
     let recvBuffer: UnsafeMutableRawPointer
+    /// The loop's: decrypted bytes live there only until the session has read them.
     let plaintext: UnsafeMutableRawPointer
+    /// The start of a TLS record not yet whole, at the front of `recvBuffer` (records opened in
+    /// place, `ClientTLS.opensRecords`): the next receive lands after it.
+    var cipherPending = 0
     let sendBytes: Int
     let sendBuffer: UnsafeMutableRawPointer
     var sendLength = 0
@@ -97,10 +103,10 @@ final class ClientConnection: ClientSessionDelegate {
         recvBytes = bufferBytes
         sendBytes = bufferBytes
         recvBuffer = .allocate(byteCount: bufferBytes, alignment: 64)
-        plaintext = .allocate(byteCount: bufferBytes, alignment: 64)
+        plaintext = loop.plaintext
         sendBuffer = .allocate(byteCount: bufferBytes, alignment: 64)
     }
-    deinit { address.deallocate(); recvBuffer.deallocate(); plaintext.deallocate(); sendBuffer.deallocate() }
+    deinit { address.deallocate(); recvBuffer.deallocate(); sendBuffer.deallocate() }
 
     /// The loop's ring, held here: reaching it through the unowned `loop` cost a checked
     /// retain per use.
@@ -116,7 +122,7 @@ final class ClientConnection: ClientSessionDelegate {
     /// Starts connecting (socket, connect, TLS) from the closed state.
     func open() {
         generation = (generation + 1) & 0xFF_FFFF
-        tls = nil; session = nil
+        tls = nil; session = nil; cipherPending = 0
         staged.removeAll()
         sendLength = 0; sendOffset = 0; sending = false
         addressLength = edge_make_sockaddr(endpoint.host, Int32(endpoint.port), address)
@@ -169,7 +175,7 @@ final class ClientConnection: ClientSessionDelegate {
     }
 
     func postRecv() {
-        ring.recv(fd: fd, into: recvBuffer, length: recvBytes, data(LoadLoop.Op.recv))
+        ring.recv(fd: fd, into: recvBuffer + cipherPending, length: recvBytes - cipherPending, data(LoadLoop.Op.recv))
     }
 
     func onRecv(_ result: Int32) {
@@ -180,7 +186,14 @@ final class ClientConnection: ClientSessionDelegate {
             failed(kind: result == 0 ? "closed" : "reset"); return
         }
         let bytes = UnsafeRawBufferPointer(start: recvBuffer, count: Int(result))
-        if let tls {
+        if let tls, tls.opensRecords {
+            cipherPending += Int(result)
+            if let problem = openRecords(tls) { failed(kind: problem); return }
+            if tls.closeNotifyReceived {
+                session?.transportClosed()
+                failed(kind: "closed"); return
+            }
+        } else if let tls {
             if let problem = tls.withInput(bytes, { decrypt(tls) }) { failed(kind: problem); return }
             if tls.failed { failed(kind: "tls"); return }
             if tls.closeNotifyReceived {
@@ -220,6 +233,14 @@ final class ClientConnection: ClientSessionDelegate {
             if tls.handshakeDone {
                 guard tls.negotiatedH2 == endpoint.http2 else { return "alpn" }
                 startSession()
+                // A buffer that holds a whole record: OpenSSL's copies end here (TLS 1.3).
+                if recvBytes >= ClientConnection.recordBytesMax,
+                    let left = tls.takeOverReading(into: recvBuffer, capacity: recvBytes)
+                {
+                    cipherPending = left
+                    return openRecords(tls)
+                }
+                if tls.failed { return "tls" }
             }
         }
         while state == .ready {
@@ -236,6 +257,29 @@ final class ClientConnection: ClientSessionDelegate {
             let ok = session?.receive(UnsafeRawBufferPointer(start: plaintext, count: filled)) ?? false
             receiving = false
             guard ok else { return "protocol" }
+        }
+        return nil
+    }
+
+    /// A TLS record's most bytes on the wire: header, 2^14 of content, 256 of expansion (RFC 8446 §5.2).
+    static let recordBytesMax = 5 + 16384 + 256
+
+    /// Opens the whole records at the front of `recvBuffer` in place and hands their application
+    /// data to the session in one call; a record's start that is not whole yet moves to the front.
+    /// A failure's kind, or nil.
+    private func openRecords(_ tls: ClientTLS) -> String? {
+        let r = tls.openRecords(recvBuffer, count: cipherPending)
+        if tls.failed { return "tls" }
+        if r.plaintext > 0 {
+            receiving = true
+            let ok = session?.receive(UnsafeRawBufferPointer(start: recvBuffer, count: r.plaintext)) ?? false
+            receiving = false
+            guard ok else { return "protocol" }
+        }
+        guard state == .ready else { return nil }
+        cipherPending -= r.consumed
+        if r.consumed > 0, cipherPending > 0 {
+            recvBuffer.copyMemory(from: recvBuffer + r.consumed, byteCount: cipherPending)   // regions may overlap
         }
         return nil
     }
@@ -335,7 +379,7 @@ final class ClientConnection: ClientSessionDelegate {
         if fd >= 0 { ring.close(fd: fd, UserData(kind: LoadLoop.Op.close, slot: slot)); fd = -1 }
         generation = (generation + 1) & 0xFF_FFFF   // drops completions still to come
         state = .closed
-        session = nil; tls = nil
+        session = nil; tls = nil; cipherPending = 0
     }
 
     /// Exchanges past their deadline: failures ("timeout") at once, and cancelled.
@@ -360,7 +404,7 @@ final class ClientConnection: ClientSessionDelegate {
     }
 
     func responseData(stream: Int32, bytes: UnsafeRawBufferPointer) {
-        exchanges[stream]?.received(bytes, now: loop.now)   // one lookup, changed in place
+        exchanges[stream]?.received(bytes, now: { ring.monotonicMicroseconds() })   // one lookup, changed in place
     }
 
     /// RFC 9211: the last member is the cache nearest the client; a hit carries `hit` and no

@@ -22,6 +22,7 @@ public class LoadLoop {
     var connections: [ClientConnection] = []
     private var freeSlots: [Int] = []
     let bufferBytes: Int
+    let plaintext: UnsafeMutableRawPointer
     let caFile: String?
     private var tlsContexts: [Bool: ClientTLS.Context] = [:]
     public internal(set) var recorder = Recorder()
@@ -43,12 +44,13 @@ public class LoadLoop {
         ring = try Ring(entries: max(256, min(4096, ringEntries)))
         self.progress = progress
         self.bufferBytes = bufferBytes
+        plaintext = .allocate(byteCount: bufferBytes, alignment: 64)
         self.caFile = caFile
         timeoutMicroseconds = Int64(timeoutMilliseconds) * 1000
         lagLimitMicroseconds = Int64(lagLimitMilliseconds) * 1000
     }
 
-    deinit { tickStorage.deallocate() }
+    deinit { tickStorage.deallocate(); plaintext.deallocate() }
 
     public var now: Int64 { ring.monotonicMicroseconds() }
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import LOADTEST_BIN, sign, write_files
+from conftest import LOADTEST_BIN, file_bytes, sign, write_files
 from fault_origin import Origin
 
 SLICE = 65536
@@ -121,6 +121,86 @@ def test_replay_over_tls_checks_the_certificate(make_edge, workdir, tmp_path):
     code, r, out = replay(tmp_path, [url], "--ca", os.path.join(workdir, "cert.pem"), "--connections", "2",
                           "--duration", "1")
     assert code == 0 and r["responses"] > 50 and r["errors"] == 0, out
+    # TLS 1.3: the client opens the records itself; every byte of every response arrives.
+    assert r["bytes"] == r["responses"] * len(file_bytes(workdir, "/audio/t0001/96/000.bin")), out
     # Without the certificate trusted: every connection fails its handshake, and says so.
     code, r, out = replay(tmp_path, [url], "--connections", "2", "--rate", "50", "--duration", "1")
     assert code == 1 and r["responses"] == 0 and r["errors_by_class"]["tls"] >= 2, out
+
+
+def h2_tls12_server(workdir, body):
+    """An HTTP/2 server over TLS 1.2 only (Python's ssl and the h2 library), answering every
+    request with `body`: the client's OpenSSL path, where it does not open records itself."""
+    import socket
+    import ssl
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    ctx.load_cert_chain(os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem"))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+
+    def serve(conn):
+        try:
+            tls = ctx.wrap_socket(conn, server_side=True)
+            h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            h2c.initiate_connection()
+            h2c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+            tls.sendall(h2c.data_to_send())
+            pending = {}
+            while True:
+                data = tls.recv(65536)
+                if not data:
+                    return
+                for ev in h2c.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        h2c.send_headers(ev.stream_id, [(":status", "200"), ("content-length", str(len(body)))])
+                        pending[ev.stream_id] = 0
+                    elif isinstance(ev, h2.events.DataReceived):
+                        h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                for sid in list(pending):
+                    at = pending[sid]
+                    while at < len(body):
+                        room = min(h2c.local_flow_control_window(sid), h2c.max_outbound_frame_size, len(body) - at)
+                        if room <= 0:
+                            break
+                        h2c.send_data(sid, body[at:at + room], end_stream=at + room == len(body))
+                        at += room
+                    if at == len(body):
+                        del pending[sid]
+                    else:
+                        pending[sid] = at
+                tls.sendall(h2c.data_to_send())
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            conn.close()
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+def test_replay_over_tls_1_2_reads_through_openssl(workdir, tmp_path):
+    body = bytes(range(256)) * 400   # 102,400 bytes: several records per response
+    listener = h2_tls12_server(workdir, body)
+    try:
+        port = listener.getsockname()[1]
+        code, r, out = replay(tmp_path, [f"https://127.0.0.1:{port}/any"], "--ca", os.path.join(workdir, "cert.pem"),
+                              "--connections", "2", "--streams", "2", "--duration", "1")
+        assert code == 0 and r["responses"] > 5 and r["errors"] == 0, out
+        assert r["bytes"] == r["responses"] * len(body), out
+    finally:
+        listener.close()

@@ -24,6 +24,9 @@ SSL *edge_tls_client_new(SSL_CTX *ctx, const char *server_name);
 // is kept would exceed 1 MiB (the caller stopped reading: the connection is dead).
 void edge_tls_lend(SSL *ssl, const void *data, int len);
 int edge_tls_lend_end(SSL *ssl);
+// Client connections: moves what the reads left of the loan (and what earlier loans kept) to the
+// start of buf, which may hold the loan itself. The count, or -1 when it exceeds cap.
+int edge_tls_lend_take(SSL *ssl, unsigned char *buf, size_t cap);
 SSL *edge_tls_new(SSL_CTX *ctx);
 void edge_tls_free(SSL *ssl);
 // Gives received ciphertext to the engine. Returns bytes taken or -1.
@@ -39,4 +42,30 @@ int edge_tls_handshake_done(SSL *ssl);
 // 2 = h2, 1 = http/1.1 or none negotiated.
 int edge_tls_alpn(SSL *ssl);
 void edge_tls_shutdown(SSL *ssl);
+// TLS 1.3: sends a KeyUpdate (new keys for what this side sends from now on), asking the peer to
+// update its own when request_peer. 0, or -1 (TLS 1.2, or an error).
+int edge_tls_key_update(SSL *ssl, int request_peer);
+
+// ---- TLS 1.3 records opened in place (client connections, after the handshake) ----
+typedef struct edge_tls13_opener edge_tls13_opener;
+enum {
+    EDGE_TLS13_BAD_RECORD = -1,   // damaged, forged, or not allowed here: the connection is dead
+    EDGE_TLS13_CLOSED = -2,       // close_notify
+    EDGE_TLS13_ALERT = -3,        // any other alert
+    EDGE_TLS13_FRAGMENTED = -4,   // a post-handshake message split across records (not supported)
+};
+// Client contexts: OpenSSL's key log reports each connection's secrets (kept per connection from
+// edge_tls13_capture_start until the opener takes them or edge_tls13_capture_end).
+void edge_tls13_capture(SSL_CTX *ctx);
+int edge_tls13_capture_start(SSL *ssl);
+void edge_tls13_capture_end(SSL *ssl);
+// After the handshake: the peer's records opened here from now on (TLS 1.3 with an AES-GCM or
+// ChaCha20-Poly1305 suite, nothing left buffered in OpenSSL), or NULL (OpenSSL keeps reading).
+edge_tls13_opener *edge_tls13_opener_take(SSL *ssl);
+void edge_tls13_opener_free(edge_tls13_opener *o);
+// Opens the first record of buf[0..len) in place: the bytes it took, its application data at
+// buf[*plain_offset ..< +*plain_len] (0 long for a post-handshake message); 0 when no whole record
+// is there yet; an EDGE_TLS13_ value otherwise.
+int edge_tls13_open(edge_tls13_opener *o, SSL *ssl, unsigned char *buf, size_t len, size_t *plain_offset,
+                    size_t *plain_len);
 #endif
