@@ -54,6 +54,7 @@ SSL_CTX *edge_tls_ctx_new(const char *cert_path, const char *key_path, int allow
         SSL_CTX_free(ctx); return NULL;
     }
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, allow_h2 ? (void *)1 : NULL);
+    edge_tls13_capture(ctx);
     return ctx;
 }
 void edge_tls_ctx_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
@@ -90,7 +91,9 @@ static SSL *tls_over_memory(SSL_CTX *ctx) {
 }
 SSL *edge_tls_new(SSL_CTX *ctx) {
     SSL *ssl = tls_over_memory(ctx);
-    if (ssl) SSL_set_accept_state(ssl);
+    if (!ssl) return NULL;
+    if (edge_tls13_capture_start(ssl) != 0) { SSL_free(ssl); return NULL; }
+    SSL_set_accept_state(ssl);
     return ssl;
 }
 // ---- A read BIO over lent bytes (client connections) ----
@@ -236,19 +239,28 @@ static inline void clear_stale_errors(void) { if (ERR_peek_error() != 0) ERR_cle
 int edge_tls_read(SSL *ssl, void *out, int cap) {
     clear_stale_errors();
     if (!SSL_is_init_finished(ssl)) {
+        size_t before = BIO_ctrl_pending(SSL_get_wbio(ssl));
         int rc = SSL_do_handshake(ssl);
         if (rc != 1) {
             int e = SSL_get_error(ssl, rc);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
             return -1;
         }
+        edge_tls13_note_handshake_end(ssl, before);
     }
     // Only the handshake was asked for: reading on would pull the start of the next record into
     // OpenSSL's buffer, where a client taking the records over (edge_tls13_opener_take) cannot.
     if (cap == 0) return 0;
     int n = SSL_read(ssl, out, cap);
+    int e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl, n);
+    // A client that asked for a key update is answered now (RFC 8446 §4.6.3), not at OpenSSL's
+    // next SSL_write: a server that seals its own records (edge_tls13_sealer_take) makes none.
+    // An empty write sends only that (OpenSSL writes a pending key update before any data).
+    if (SSL_is_server(ssl) && SSL_get_key_update_type(ssl) != SSL_KEY_UPDATE_NONE) {
+        size_t written = 0;
+        if (SSL_write_ex(ssl, "", 0, &written) != 1) return -1;
+    }
     if (n > 0) return n;
-    int e = SSL_get_error(ssl, n);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
     if (e == SSL_ERROR_ZERO_RETURN) return -2;
     return -1;

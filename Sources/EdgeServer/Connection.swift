@@ -45,17 +45,70 @@ final class Connection {
     /// Bytes queued for the peer, sealed or not.
     var queuedBytes: Int { output.count + tlsPlaintext.count }
 
-    /// Queues plaintext for the peer. On TLS it is staged and sealed at flush time in full-size
-    /// records, so many small HTTP/2 frames do not each become a record of their own.
+    /// Queues plaintext for the peer. On TLS it is staged and sealed in full-size records (at
+    /// flush time, or at once when a whole record is there), so many small HTTP/2 frames do not
+    /// each become a record of their own.
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
-        if tls != nil { tlsPlaintext.append(bytes) } else { output.pending.append(bytes) }
+        guard tls != nil else { output.pending.append(bytes); return }
+        guard let sealer, tlsPlaintext.count + bytes.count >= Self.recordPlaintextMax else {
+            tlsPlaintext.append(bytes)
+            return
+        }
+        // Whole records are sealed at once, straight from the caller's bytes (a body's read
+        // buffer or slice) behind what was staged: no copy of the body into the staging buffer.
+        var rest = bytes
+        while tlsPlaintext.count + rest.count >= Self.recordPlaintextMax {
+            let staged = tlsPlaintext.readable
+            let take = Self.recordPlaintextMax - staged.count
+            let out = output.pending.reserve(Self.recordPlaintextMax + 22)
+            let sealed = edge_tls13_seal(
+                sealer, staged.baseAddress, staged.count, rest.baseAddress!, take,
+                out.assumingMemoryBound(to: UInt8.self))
+            tlsPlaintext.clear()
+            guard sealed > 0 else { sealingFailed = true; return }
+            output.pending.commit(sealed)
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+        }
+        if rest.count > 0 { tlsPlaintext.append(rest) }
+    }
+
+    /// TLS records hold at most 2^14 bytes of plaintext (RFC 8446 §5.1).
+    static let recordPlaintextMax = 16384
+    /// A record could not be sealed: the next flush closes the connection.
+    var sealingFailed = false
+
+    /// Seals what the server sends once a TLS 1.3 handshake is done: straight into the output
+    /// queue, one pass of the cipher, where OpenSSL sealed into its record buffer, copied that into
+    /// its memory BIO, and `drainTLS` copied it out again. nil: OpenSSL seals (TLS 1.2).
+    var sealer: OpaquePointer? = nil
+
+    /// After the handshake: the write direction moves here from OpenSSL when it can (what
+    /// OpenSSL wrote until now, its session tickets, is queued first).
+    func takeOverSealing() {
+        guard let tls, sealer == nil else { return }
+        drainTLS()
+        sealer = edge_tls13_sealer_take(tls)
     }
 
     /// Encrypts the staged plaintext into the output queue, 16 KiB records at a time. False when
-    /// OpenSSL refuses: the connection cannot send any more and must be closed.
+    /// it cannot: the connection cannot send any more and must be closed.
     func sealTLS() -> Bool {
+        guard !sealingFailed else { return false }
         guard let tls, !tlsPlaintext.isEmpty else { return true }
+        if let sealer {
+            while !tlsPlaintext.isEmpty {
+                let chunk = tlsPlaintext.readable
+                let n = min(chunk.count, Self.recordPlaintextMax)
+                let out = output.pending.reserve(n + 22)
+                let sealed = edge_tls13_seal(
+                    sealer, nil, 0, chunk.baseAddress!, n, out.assumingMemoryBound(to: UInt8.self))
+                if sealed == 0 { tlsPlaintext.clear(); return false }
+                output.pending.commit(sealed)
+                tlsPlaintext.consume(n)
+            }
+            return true
+        }
         while !tlsPlaintext.isEmpty {
             let chunk = tlsPlaintext.readable
             let n = edge_tls_write(tls, chunk.baseAddress!, Int32(min(chunk.count, 16384)))
@@ -75,9 +128,21 @@ final class Connection {
 
     func write(_ s: String) { var s = s; s.withUTF8 { write(UnsafeRawBufferPointer($0)) } }
 
-    /// Moves ciphertext (handshake or records) from OpenSSL's memory BIO to the output queue.
-    func drainTLS() {
-        guard let tls else { return }
+    /// Moves ciphertext (handshake or records) from OpenSSL's memory BIO to the output queue;
+    /// after the take-over, the few records OpenSSL still writes, sealed again by `sealer`. False
+    /// when that fails: the connection cannot send any more.
+    @discardableResult
+    func drainTLS() -> Bool {
+        guard let tls else { return true }
+        if let sealer {
+            let pending = Int(edge_tls_pending_out(tls))
+            guard pending > 0 else { return true }
+            let out = output.pending.reserve(pending)
+            let n = edge_tls13_transcribe(sealer, tls, out.assumingMemoryBound(to: UInt8.self), pending)
+            guard n >= 0 else { return false }
+            output.pending.commit(n)
+            return true
+        }
         while true {
             let pending = Int(edge_tls_pending_out(tls))
             if pending <= 0 { break }
@@ -86,12 +151,14 @@ final class Connection {
             if n <= 0 { break }
             output.pending.commit(Int(n))
         }
+        return true
     }
 
     /// Forgets the connection that held the slot (after `life.release()`).
     func reset() {
         fd = -1
         if let tls { edge_tls_free(tls); self.tls = nil }
+        edge_tls13_sealer_free(sealer); sealer = nil; sealingFailed = false
         frontEnd = .undecided
         input.clear(); input.shrink(to: 4096)
         tlsPlaintext.clear(); tlsPlaintext.shrink(to: 4096)

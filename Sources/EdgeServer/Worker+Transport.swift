@@ -80,9 +80,16 @@ extension Worker {
         if let tls = c.tls {
             if edge_tls_feed(tls, bytes.baseAddress, Int32(bytes.count)) < 0 { close(c); return }
             let wasDone = edge_tls_handshake_done(tls) != 0
+            var handshakeSeen = wasDone
             while c.life.isOpen {
                 let n = withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buf -> Int32 in
                     let n = edge_tls_read(tls, buf.baseAddress!, 16384)
+                    // Before anything is sent under the new keys: TLS 1.3 records are sealed by
+                    // the connection itself from here on.
+                    if !handshakeSeen && edge_tls_handshake_done(tls) != 0 {
+                        handshakeSeen = true
+                        c.takeOverSealing()
+                    }
                     if n > 0 {
                         if !wasDone { startNegotiated(c, tls) }
                         processPlaintext(c, UnsafeRawBufferPointer(start: buf.baseAddress!, count: Int(n)))
@@ -94,7 +101,7 @@ extension Worker {
             }
             // The server speaks first on HTTP/2 (SETTINGS), as soon as the handshake is done.
             if !wasDone && edge_tls_handshake_done(tls) != 0 { startNegotiated(c, tls) }
-            c.drainTLS()
+            guard c.drainTLS() else { close(c); return }
             flush(c)
         } else {
             processPlaintext(c, bytes)

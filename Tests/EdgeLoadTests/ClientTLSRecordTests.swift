@@ -8,9 +8,6 @@ import XCTest
 /// every byte the server seals must come out, however the receives cut the stream, through key
 /// updates, and a damaged record or an alert must end the session.
 final class ClientTLSRecordTests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("EdgeServerTests/Fixtures")
-
     /// An OpenSSL server and the client, handshaken, the client's receive buffer beside it.
     final class Pair {
         let serverContext: OpaquePointer
@@ -25,8 +22,8 @@ final class ClientTLSRecordTests: XCTestCase {
         var leftover = 0
 
         init(trailing: [UInt8] = []) throws {
-            let cert = ClientTLSRecordTests.fixtures.appendingPathComponent("test-cert.pem").path
-            let key = ClientTLSRecordTests.fixtures.appendingPathComponent("test-key.pem").path
+            let cert = TLSFixtures.certificate
+            let key = TLSFixtures.key
             var error = [CChar](repeating: 0, count: 256)
             serverContext = try XCTUnwrap(edge_tls_ctx_new(cert, key, 1, &error, 256))
             server = try XCTUnwrap(edge_tls_new(serverContext))
@@ -75,15 +72,7 @@ final class ClientTLSRecordTests: XCTestCase {
             return out
         }
 
-        func drainServer() -> [UInt8] {
-            var out: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while edge_tls_pending_out(server) > 0 {
-                let n = edge_tls_drain(server, &chunk, Int32(chunk.count))
-                out += chunk[..<Int(n)]
-            }
-            return out
-        }
+        func drainServer() -> [UInt8] { TLSFixtures.drain(server) }
 
         func serverSeals(_ bytes: [UInt8]) -> [UInt8] {
             var done = 0

@@ -170,3 +170,28 @@ def test_sighup_reopens_access_log(make_edge):
     time.sleep(0.6)
     assert os.path.exists(e.log) and '"path":"/healthz"' in open(e.log).read()
     assert "reopened" in e.errors()
+
+
+def test_tls13_key_update_asked_by_the_client_is_answered_and_the_stream_goes_on(edge):
+    """The edge seals its own TLS 1.3 records after the handshake; OpenSSL's answer to a client's
+    key update request is sealed again under the edge's keys, and what follows uses the next key
+    (openssl s_client: "K" sends a key update that asks for one back)."""
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{edge.tls_port}", "-servername", "localhost",
+                          "-tls1_3", "-msg", "-crlf"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        p.stdin.write(b"K\n")
+        p.stdin.flush()
+        time.sleep(0.3)
+        p.stdin.write(b"GET /healthz HTTP/1.1\nHost: x\n\n")
+        p.stdin.flush()
+        time.sleep(0.7)
+        p.stdin.write(b"Q\n")
+        p.stdin.flush()
+        out = p.communicate(timeout=20)[0].decode(errors="replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert ">>> TLS 1.3, Handshake [length 0005], KeyUpdate" in out, out[-3000:]
+    assert "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in out, "the edge's answer, opened: " + out[-3000:]
+    assert "HTTP/1.1 200" in out.split("<<< TLS 1.3, Handshake [length 0005], KeyUpdate", 1)[1], out[-3000:]

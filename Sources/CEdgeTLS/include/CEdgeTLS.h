@@ -68,4 +68,22 @@ void edge_tls13_opener_free(edge_tls13_opener *o);
 // is there yet; an EDGE_TLS13_ value otherwise.
 int edge_tls13_open(edge_tls13_opener *o, SSL *ssl, unsigned char *buf, size_t len, size_t *plain_offset,
                     size_t *plain_len);
+
+// ---- TLS 1.3 records sealed here (server connections, after the handshake) ----
+typedef struct edge_tls13_sealer edge_tls13_sealer;
+// Called by edge_tls_read when the handshake ends, with the write BIO's pending count before the
+// call: counts the records OpenSSL sealed since (its session tickets).
+void edge_tls13_note_handshake_end(SSL *ssl, size_t before);
+// After the handshake, with the write BIO drained: what the server sends is sealed here from now
+// on (TLS 1.3 with an AES-GCM or ChaCha20-Poly1305 suite), or NULL (OpenSSL keeps sealing).
+edge_tls13_sealer *edge_tls13_sealer_take(SSL *ssl);
+void edge_tls13_sealer_free(edge_tls13_sealer *t);
+// Seals staged_len bytes then len bytes (at most 16384 in all) of application data into one
+// record at out (their count + 22 bytes of room): its length, 0 on failure.
+size_t edge_tls13_seal(edge_tls13_sealer *t, const void *staged, size_t staged_len, const void *in, size_t len,
+                       unsigned char *out);
+// The records OpenSSL wrote itself since the take-over (alerts, close_notify, the key update that
+// answers a client's), moved from its write BIO to out sealed under this side's keys: the count
+// (at most edge_tls_pending_out's), or -1 (the connection cannot go on).
+long edge_tls13_transcribe(edge_tls13_sealer *t, SSL *ssl, unsigned char *out, size_t cap);
 #endif
