@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Heap allocations per request, exactly: the edge's calls to libc malloc (a perf uprobe, counted
-by the kernel for the edge's process only) during an h2load run of each h2c scenario of bench.py,
+by the kernel for the edge's process only) during an h2load run of each scenario of bench.py (h2c or TLS),
 divided by the responses. Unlike req/s or CPU time it does not move with a noisy machine, so a
 change on the data path can be judged with it. --max N: exit 1 when a figure exceeds N (the stored
 threshold in CI-like use); `+log` variants write the access log.
 
-usage: loadtest/allocs.py [--servers edge,edge-cache,edge-cache+log] [--scenarios hit-4k-h2c,chunk-h2c]
+usage: loadtest/allocs.py [--servers edge,edge-cache,edge-cache+log] [--scenarios hit-4k-h2c,chunk-h2c,hit-64k-tls]
                           [--requests 20000] [--edge-bin PATH] [--max N]
 Needs: root (uprobes), perf (linux-perf), nginx, h2load; a release build of edge and edgectl."""
 import argparse
@@ -64,7 +64,7 @@ def main():
     a = ap.parse_args()
     ensure_probe()
     content, paths = bench.prepare(a.run, 50, a.requests)
-    scenarios = [s for s in bench.SCENARIOS if s[0] in a.scenarios.split(",") and s[1] == "h2c"]
+    scenarios = [s for s in bench.SCENARIOS if s[0] in a.scenarios.split(",")]
     classes = {"edge": bench.Edge, "edge-cache": bench.EdgeCache}
     over = []
     for name in a.servers.split(","):
@@ -84,8 +84,8 @@ def main():
                 subprocess.run(["h2load", "-i", warm, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
                                capture_output=True, timeout=600)
             bench.settle(srv)
-            for scenario, _, extra in scenarios:
-                mallocs, ok = count(srv, srv.urls("h2c"), a.requests, extra)
+            for scenario, kind, extra in scenarios:
+                mallocs, ok = count(srv, srv.urls(kind), a.requests, extra)
                 per = mallocs / max(1, ok)
                 print(f"{scenario:12} {name:15} {per:7.2f} mallocs per request ({mallocs} for {ok} responses)", flush=True)
                 if a.max is not None and per > a.max:

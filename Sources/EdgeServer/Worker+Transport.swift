@@ -82,19 +82,17 @@ extension Worker {
             let wasDone = edge_tls_handshake_done(tls) != 0
             var handshakeSeen = wasDone
             while c.life.isOpen {
-                let n = withUnsafeTemporaryAllocation(byteCount: 16384, alignment: 16) { buf -> Int32 in
-                    let n = edge_tls_read(tls, buf.baseAddress!, 16384)
-                    // Before anything is sent under the new keys: TLS 1.3 records are sealed by
-                    // the connection itself from here on.
-                    if !handshakeSeen && edge_tls_handshake_done(tls) != 0 {
-                        handshakeSeen = true
-                        c.takeOverSealing()
-                    }
-                    if n > 0 {
-                        if !wasDone { startNegotiated(c, tls) }
-                        processPlaintext(c, UnsafeRawBufferPointer(start: buf.baseAddress!, count: Int(n)))
-                    }
-                    return n
+                let scratch = tlsPlaintextScratch
+                let n = edge_tls_read(tls, scratch, 16384)
+                // Before anything is sent under the new keys: TLS 1.3 records are sealed by the
+                // connection itself from here on.
+                if !handshakeSeen && edge_tls_handshake_done(tls) != 0 {
+                    handshakeSeen = true
+                    c.takeOverSealing()
+                }
+                if n > 0 {
+                    if !wasDone { startNegotiated(c, tls) }
+                    processPlaintext(c, UnsafeRawBufferPointer(start: scratch, count: Int(n)))
                 }
                 if n == 0 { break }
                 if n < 0 { c.drainTLS(); c.life.finishAfterFlush(); flush(c); return }

@@ -65,6 +65,9 @@ final class Worker {
     let wakeFD: Int32
     private let wakeValue = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private let tickStorage = UnsafeMutableRawPointer.allocate(byteCount: 16, alignment: 8)
+    /// Where TLS reads put plaintext until the protocol has taken it (a temporary allocation of
+    /// this size came from the heap, once per receive).
+    let tlsPlaintextScratch = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
     let tickMilliseconds = 250
     var draining = false
     var drainDeadlineMicroseconds: Int64 = 0
