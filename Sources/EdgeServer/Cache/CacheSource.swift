@@ -27,8 +27,10 @@ final class CacheSource {
     let directory: WorkerDirectory
     let errorLog: AccessLog
     let counters: WorkerCounters
-    /// The worker, set once it exists.
-    weak var delivery: (any ContentDelivery)?
+    /// The worker, set once it exists. It owns this source and outlives it; `unowned(unsafe)`,
+    /// not `weak`: a weak reference gave the worker a side table, and every retain and release
+    /// of it took the runtime's slow path (4 % of a 4 KiB hit's CPU).
+    unowned(unsafe) var delivery: (any ContentDelivery)?
     var parked: [Parked] = []
     /// Parked work that can progress; run at the top of the loop, outside any protocol callback.
     var resumePending = false

@@ -17,8 +17,9 @@ final class OriginClient {
     let store: SliceStore
     let errorLog: AccessLog
     let counters: WorkerCounters
-    /// Told when a fill moves (the worker's cache source, which owns this client).
-    weak var listener: (any FillListener)?
+    /// Told when a fill moves (the worker's cache source, which owns this client and outlives
+    /// it: unowned, not weak, so it has no side table and slow reference counting).
+    unowned(unsafe) var listener: (any FillListener)?
     /// Every upstream this client has connections or health for, by slot (`OriginConnection.upstream`);
     /// `active` lists the configured ones, in the configuration's order. A reload that removes an
     /// upstream leaves its slot until its last connection closes (a response in flight finishes).

@@ -38,7 +38,8 @@ final class SlicePromoter {
     var limits: SliceFileHeader.Limits {
         SliceFileHeader.Limits(sliceBytes: store.sliceBytes, objectBytesMax: store.objectBytesMax)
     }
-    weak var listener: (any FillListener)?
+    /// The worker's cache source, which owns this promoter (unowned, not weak: no side table).
+    unowned(unsafe) var listener: (any FillListener)?
     private var promotions = SlotTable<Promotion>()
     private(set) var inFlight = 0
     /// Slices promoted and slice files found damaged (for tests and the error log).

@@ -8,8 +8,10 @@ final class DirectorySource {
     let files: FileTable
     let reads: BodyReads
     private(set) var limits: LimitsConfig
-    /// The worker, set once it exists.
-    weak var delivery: (any ContentDelivery)?
+    /// The worker, set once it exists. It owns this source and outlives it; `unowned(unsafe)`,
+    /// not `weak`: a weak reference gave the worker a side table, and every retain and release
+    /// of it took the runtime's slow path (4 % of a 4 KiB hit's CPU).
+    unowned(unsafe) var delivery: (any ContentDelivery)?
     /// Requests refused at `waiting_per_worker_max` (reported by the worker's tick).
     private(set) var waitRefusals = 0
     private var boundaryCounter: UInt64
