@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Heap allocations per request, exactly: the edge's calls to libc malloc (a perf uprobe, counted
-by the kernel for the edge's process only) during an h2load run of each scenario of bench.py (h2c or TLS),
+"""Heap allocations and reference-count increments per request, exactly: the edge's calls to libc
+malloc and to the Swift runtime's swift_retain (perf uprobes, counted by the kernel for the edge's
+process only) during an h2load run of each scenario of bench.py (h2c or TLS),
 divided by the responses. Unlike req/s or CPU time it does not move with a noisy machine, so a
 change on the data path can be judged with it. --max N: exit 1 when a figure exceeds N (the stored
 threshold in CI-like use); `+log` variants write the access log.
@@ -23,21 +24,39 @@ ROOT = os.path.dirname(HERE)
 LIBC_CANDIDATES = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6", "/lib64/libc.so.6"]
 
 
-def ensure_probe():
-    """The uprobe on malloc (kept once made; `perf probe -d probe_libc:malloc` removes it)."""
+def add_probe(event, library, symbol):
+    """A uprobe (kept once made; `perf probe -d EVENT` removes it)."""
     listed = subprocess.run(["perf", "probe", "-l"], capture_output=True, text=True).stdout
-    if "probe_libc:malloc " in listed or "probe_libc:malloc\t" in listed or "probe_libc:malloc" in listed.split():
+    if event in listed.split():
         return
+    r = subprocess.run(["perf", "probe", "-x", library, "-a", symbol], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"allocs.py: cannot add the {symbol} uprobe (root and linux-perf needed): {r.stderr.strip()}")
+
+
+def swift_core(edge_bin):
+    """The Swift runtime the edge binary loads (its reference counting lives there)."""
+    out = subprocess.run(["ldd", edge_bin], capture_output=True, text=True).stdout
+    m = re.search(r"libswiftCore\.so => (\S+)", out)
+    if not m:
+        raise SystemExit(f"allocs.py: {edge_bin} does not load libswiftCore.so")
+    return m.group(1)
+
+
+def ensure_probes(edge_bin):
     libc = next((p for p in LIBC_CANDIDATES if os.path.exists(p)), None)
     if not libc:
         raise SystemExit("allocs.py: no libc.so.6 found for the malloc probe")
-    r = subprocess.run(["perf", "probe", "-x", libc, "-a", "malloc"], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"allocs.py: cannot add the malloc uprobe (root and linux-perf needed): {r.stderr.strip()}")
+    add_probe("probe_libc:malloc", libc, "malloc")
+    add_probe("probe_libswiftCore:swift_retain", swift_core(edge_bin), "swift_retain")
+
+
+EVENTS = ["probe_libc:malloc", "probe_libswiftCore:swift_retain"]
 
 
 def count(srv, urls, n, extra):
-    stat = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(srv.proc.pid)],
+    """mallocs and retains in the edge's process during one h2load run, and the responses."""
+    stat = subprocess.Popen(["perf", "stat", "-x", ",", "-e", ",".join(EVENTS), "-p", str(srv.proc.pid)],
                             stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)   # perf attached
     out = subprocess.run(["h2load", "-i", urls, "-n", str(n), "-c", "32", "-m", "8", "-t", "1"] + extra,
@@ -45,11 +64,14 @@ def count(srv, urls, n, extra):
     time.sleep(0.2)
     stat.send_signal(2)
     err = stat.communicate(timeout=30)[1]
-    m = re.search(r"^(\d+),,probe_libc:malloc", err, re.M)
-    if not m:
-        raise SystemExit(f"allocs.py: perf printed no count: {err.strip()[-300:]}")
+    counts = []
+    for e in EVENTS:
+        m = re.search(rf"^(\d+),,{re.escape(e)}", err, re.M)
+        if not m:
+            raise SystemExit(f"allocs.py: perf printed no count for {e}: {err.strip()[-300:]}")
+        counts.append(int(m.group(1)))
     ok = int(re.search(r"(\d+) succeeded", out).group(1))
-    return int(m.group(1)), ok
+    return counts[0], counts[1], ok
 
 
 def main():
@@ -62,7 +84,7 @@ def main():
     ap.add_argument("--max", type=float, default=None, help="fail (exit 1) when a scenario allocates more per request")
     ap.add_argument("--run", default="/tmp/edge-loadtest")
     a = ap.parse_args()
-    ensure_probe()
+    ensure_probes(a.edge_bin)
     content, paths = bench.prepare(a.run, 50, a.requests)
     scenarios = [s for s in bench.SCENARIOS if s[0] in a.scenarios.split(",")]
     classes = {"edge": bench.Edge, "edge-cache": bench.EdgeCache}
@@ -85,9 +107,10 @@ def main():
                                capture_output=True, timeout=600)
             bench.settle(srv)
             for scenario, kind, extra in scenarios:
-                mallocs, ok = count(srv, srv.urls(kind), a.requests, extra)
+                mallocs, retains, ok = count(srv, srv.urls(kind), a.requests, extra)
                 per = mallocs / max(1, ok)
-                print(f"{scenario:12} {name:15} {per:7.2f} mallocs per request ({mallocs} for {ok} responses)", flush=True)
+                print(f"{scenario:12} {name:15} {per:7.2f} mallocs, {retains / max(1, ok):7.2f} retains per request "
+                      f"({mallocs} and {retains} for {ok} responses)", flush=True)
                 if a.max is not None and per > a.max:
                     over.append(f"{scenario} {name}: {per:.2f} > {a.max}")
         finally:

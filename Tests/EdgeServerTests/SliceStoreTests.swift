@@ -148,8 +148,9 @@ final class SliceStoreTests: XCTestCase {
         for i in 0..<3 {
             let key = SliceKey(path: path, index: i)
             guard case .startFill(let f) = s.lookup(key, worker: 0) else { return XCTFail() }
-            var m = meta(3 * slice)
-            m.storedAtSeconds = 1_800_000_000 + Int64(i)   // each head a second later
+            let m = ObjectMeta(
+                size: 3 * slice, etag: "\"e\"", lastModified: "", contentType: "audio/ogg",
+                storedAtSeconds: 1_800_000_000 + Int64(i))   // each head a second later
             guard let stored = s.recordMeta(f, m) else { return XCTFail("same version refused") }
             XCTAssertEqual(stored.storedAtSeconds, 1_800_000_000, "one Age for the whole object")
             f.meta = m; f.length = slice
@@ -157,7 +158,8 @@ final class SliceStoreTests: XCTestCase {
         }
         XCTAssertFalse(anyMissing(s, path, 0, 2))
         // Another version is not mixed in: the object is purged.
-        var other = meta(3 * slice); other.etag = "\"other\""
+        let other = ObjectMeta(
+            size: 3 * slice, etag: "\"other\"", lastModified: "", contentType: "audio/ogg", storedAtSeconds: 0)
         guard case .startFill(let changed) = s.lookup(SliceKey(path: path, index: 3), worker: 0) else {
             return XCTFail()
         }

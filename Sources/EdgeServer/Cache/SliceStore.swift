@@ -5,15 +5,40 @@ import EdgeHTTP
 
 /// What the origin told us about an object; every slice of it must agree.
 struct ObjectMeta: Sendable, Equatable {
-    var size: Int
-    var etag: String
-    var lastModified: String
-    var contentType: String
-    var storedAtSeconds: Int64
+    /// What the head said, shared by every copy: a hit copies the metadata out of the index
+    /// several times, and three `String`s meant three retains and releases per copy.
+    final class Representation: Sendable {
+        let size: Int
+        let etag: String
+        let lastModified: String
+        let contentType: String
+        let storedAtSeconds: Int64
+        init(size: Int, etag: String, lastModified: String, contentType: String, storedAtSeconds: Int64) {
+            self.size = size; self.etag = etag; self.lastModified = lastModified; self.contentType = contentType
+            self.storedAtSeconds = storedAtSeconds
+        }
+    }
+    let representation: Representation
+    var size: Int { representation.size }
+    var etag: String { representation.etag }
+    var lastModified: String { representation.lastModified }
+    var contentType: String { representation.contentType }
+    var storedAtSeconds: Int64 { representation.storedAtSeconds }
     /// Requests answered from this metadata, and the last one's wall-clock second (the operators'
     /// cache listing).
     var hits = 0
     var lastAccessSeconds: Int64 = 0
+
+    init(size: Int, etag: String, lastModified: String, contentType: String, storedAtSeconds: Int64) {
+        representation = Representation(
+            size: size, etag: etag, lastModified: lastModified, contentType: contentType,
+            storedAtSeconds: storedAtSeconds)
+    }
+
+    static func == (a: ObjectMeta, b: ObjectMeta) -> Bool {
+        a.size == b.size && a.etag == b.etag && a.lastModified == b.lastModified && a.contentType == b.contentType
+            && a.storedAtSeconds == b.storedAtSeconds && a.hits == b.hits && a.lastAccessSeconds == b.lastAccessSeconds
+    }
 
     /// The same representation: every slice of an object must agree on these.
     func sameVersion(as other: ObjectMeta) -> Bool { size == other.size && etag == other.etag }
