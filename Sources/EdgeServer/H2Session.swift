@@ -153,7 +153,7 @@ final class H2Session {
         let count = 3 + headers.count + (lengthText == nil ? 0 : 1)
         var bytes =
             ":status".utf8.count + statusText.utf8.count + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
-        for h in headers { bytes += h.name.utf8.count + h.value.utf8.count }
+        for i in headers.indices { bytes += headers[i].name.utf8.count + headers[i].value.utf8.count }
         if let lengthText { bytes += "content-length".utf8.count + lengthText.utf8.count }
         // Names and values copied into one scratch block on the stack; nghttp2 copies them again
         // during the call, so nothing here outlives it.
@@ -184,7 +184,7 @@ final class H2Session {
                 add(":status", statusText)
                 add("server", "edge")
                 add("date", date)
-                for h in headers { add(h.name, h.value) }
+                for i in headers.indices { add(headers[i].name, headers[i].value) }   // no copy of each field
                 if let lengthText { add("content-length", lengthText) }
                 if ex.body != nil {
                     var provider = nghttp2_data_provider(
