@@ -6,6 +6,7 @@ import PackageDescription
 //   CEdgeRing                        C wrappers: liburing inlines, sockets, signals, threads, clocks
 //   CEdgeTLS                         C wrappers: TLS over memory BIOs (libssl)
 //   CEdgeCrypto                      C wrappers: HMAC, SHA-256, random, AES (libcrypto only)
+//   CEdgeGeo                         C wrappers: country lookups in a MaxMind DB (libmaxminddb), checked at open
 //   EdgeEncoding                     pure: hex, JSON string quoting, FNV-1a, SplitMix64 (one helper each)
 //   EdgeCrypto                       SHA-256 and secure random over CEdgeCrypto
 //   EdgeHTTP                         pure HTTP: request type, HTTP/1.1 parser, ranges, paths (no I/O)
@@ -47,6 +48,8 @@ let package = Package(
         .target(name: "CEdgeRing", dependencies: ["CLibUring"]),
         .target(name: "CEdgeTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
         .target(name: "CEdgeCrypto", linkerSettings: [.linkedLibrary("crypto")]),
+        // Country lookups in a MaxMind DB (Debian: libmaxminddb-dev).
+        .target(name: "CEdgeGeo", linkerSettings: [.linkedLibrary("maxminddb")]),
         .target(name: "EdgeEncoding"),
         .target(name: "EdgeCrypto", dependencies: ["CEdgeCrypto"]),
         .target(name: "EdgeHTTP", dependencies: ["EdgeEncoding"]),
@@ -61,13 +64,13 @@ let package = Package(
                 "EdgeCatalog", "EdgeConfig", "CEdgeCrypto", "EdgeCrypto", "EdgeEncoding",
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ]),
-        .target(name: "EdgeConfig", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "EdgeConfig", dependencies: ["EdgeHTTP", .product(name: "TOMLKit", package: "TOMLKit")]),
         .target(name: "EdgeIO", dependencies: ["CEdgeRing", "EdgeEncoding"]),
         .target(
             name: "EdgeServer",
             dependencies: [
                 "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
-                "CEdgeRing", "CEdgeTLS", "CNGHTTP2",
+                "CEdgeRing", "CEdgeTLS", "CNGHTTP2", "CEdgeGeo",
             ]),
         // HTTP/2 client session (libnghttp2) and TLS client over memory BIOs: the load generator's
         // transport, and HTTPS origins' later.
@@ -84,7 +87,7 @@ let package = Package(
         .target(
             name: "EdgeAdmin",
             dependencies: [
-                "EdgeServer", "EdgeConfig", "EdgeHTTP", "EdgeCatalog", "EdgeEncoding",
+                "EdgeServer", "EdgeConfig", "EdgeHTTP", "EdgeCatalog", "EdgeEncoding", "EdgeAuthToken",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -144,7 +147,9 @@ let package = Package(
         // Fixtures: a test-only certificate and key (CN edge.test), read by path.
         .testTarget(
             name: "EdgeServerTests",
-            dependencies: ["EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "CNGHTTP2", "CEdgeTLS"],
+            dependencies: [
+                "EdgeServer", "EdgeIO", "EdgeEncoding", "EdgeConfig", "EdgeAuthToken", "CNGHTTP2", "CEdgeTLS",
+            ],
             exclude: ["Fixtures"]),
     ]
 )

@@ -1,7 +1,7 @@
 # Shared by setup.sh and test.sh: install what is missing, build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv prometheus)
+SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev libmaxminddb-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv prometheus)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -36,12 +36,12 @@ require_swift() {
 
 python_env() {
     # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames,
-    # cryptography to decrypt packaged audio) in a venv.
+    # cryptography to decrypt packaged audio, mmdb-writer for the geo tests' MaxMind DBs) in a venv.
     local venv="$ROOT/.build/venv"
-    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-4" ]; then
+    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-5" ]; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml prometheus-client
-        touch "$venv/.edge-deps-4"
+        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml prometheus-client mmdb-writer netaddr
+        touch "$venv/.edge-deps-5"
     fi
     PYTHON="$venv/bin/python"
 }

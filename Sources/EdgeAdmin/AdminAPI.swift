@@ -1,3 +1,4 @@
+import EdgeAuthToken
 import EdgeConfig
 import EdgeEncoding
 import EdgeHTTP
@@ -210,6 +211,44 @@ func buildAdminRouter(
         case .failure(let e):
             return errorResponse(400, "configuration refused, the running one keeps serving: \(e)")
         }
+    }
+    admin.get("geo") { request, _ -> Response in
+        let q = request.uri.queryParameters
+        guard let ip = q.get("ip"), IPAddress(ip) != nil else {
+            return errorResponse(400, "ip: an IPv4 or IPv6 address is required")
+        }
+        var claim: RegionClaim? = nil
+        if let r = q.get("regions") {
+            guard let c = RegionClaim(value: r) else {
+                return errorResponse(400, "regions: * or comma-separated ISO 3166-1 country codes (US,CA)")
+            }
+            claim = c
+        }
+        guard let geo = control.geo else { return errorResponse(409, "geo is off on this edge (no [geo] database)") }
+        let e = geo.explain(peer: ip, forwardedFor: q.get("forwarded_for"), claim: claim)
+        struct Database: Encodable { var path, type: String; var build_epoch: UInt64; var ip_version: Int }
+        struct Out: Encodable {
+            var ip, address_used, answer, decision, reason, unknown: String
+            var country, regions: String?
+            var trusted_proxy, require_claim: Bool
+            var database: Database
+        }
+        var country: String? = nil
+        let answer: String
+        switch e.answer {
+        case .country(let c): country = c.description; answer = "country"
+        case .unknown: answer = "unknown"
+        case .notAnAddress: answer = "not an address"
+        case .damaged: answer = "damaged record"
+        }
+        let d = geo.database
+        return jsonResponse(
+            Out(
+                ip: ip, address_used: e.addressUsed, answer: answer, decision: e.verdict == .ok ? "allow" : "deny",
+                reason: e.reason, unknown: geo.policy.allowUnknown ? "allow" : "deny", country: country,
+                regions: claim?.description, trusted_proxy: e.trustedProxy, require_claim: geo.policy.requireClaim,
+                database: Database(
+                    path: d.path, type: d.databaseType, build_epoch: d.buildEpochSeconds, ip_version: d.ipVersion)))
     }
     admin.post("prewarm") { request, _ -> Response in
         let limits = control.adminLimits

@@ -9,6 +9,9 @@ import CEdgeCrypto
 /// so the checker appends the request path the same way. Pure code: the clock is a parameter.
 public enum EdgeAuthVerdict: String, Sendable, Equatable {
     case ok, missing, malformed, expired, early, scope, signature, ip, lifetime
+    /// The client's country is not among the token's regions (or the token has none and they
+    /// are required): see `GeoPolicy`.
+    case geo
 }
 
 public struct EdgeAuthKey: Sendable, Equatable {
@@ -37,6 +40,8 @@ public struct EdgeAuthFields: Sendable, Equatable {
     public var url: String?
     public var sessionID: String?
     public var data: String?
+    /// The `geo` item of `data`, parsed once with the token (see `RegionClaim`).
+    public var regions: RegionClaim?
 }
 
 public enum EdgeAuthToken {
@@ -119,7 +124,13 @@ public enum EdgeAuthToken {
             case 3 where name.elementsEqual("url".utf8):
                 bit = 16; guard !value.isEmpty else { return nil }; f.url = String(decoding: value, as: UTF8.self)
             case 2 where name.elementsEqual("id".utf8): bit = 32; f.sessionID = String(decoding: value, as: UTF8.self)
-            case 4 where name.elementsEqual("data".utf8): bit = 64; f.data = String(decoding: value, as: UTF8.self)
+            case 4 where name.elementsEqual("data".utf8):
+                bit = 64; f.data = String(decoding: value, as: UTF8.self)
+                switch RegionClaim.parse(data: f.data) {
+                case .absent: break
+                case .malformed: return nil
+                case .claim(let c): f.regions = c
+                }
             default: return nil
             }
             guard seen & bit == 0 else { return nil }
@@ -224,24 +235,29 @@ public final class EdgeAuthVerifier {
     }
 
     /// The verdict and, for a token whose signature verified, its expiry (Unix seconds): a
-    /// response it authorises must not be cached downstream past it.
+    /// response it authorises must not be cached downstream past it; and its region claim.
     public func check(
         _ token: String?, path: String, clientIP: String, now: Int
-    ) -> (verdict: EdgeAuthVerdict, expiry: Int?) {
-        guard let token, !token.isEmpty else { return (.missing, nil) }
+    ) -> (verdict: EdgeAuthVerdict, expiry: Int?, regions: RegionClaim?) {
+        guard let token, !token.isEmpty else { return (.missing, nil, nil) }
         if let f = verified[token] {
-            return (EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry)
+            return (
+                EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry,
+                f.regions
+            )
         }
-        guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return (.malformed, nil) }
+        guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return (.malformed, nil, nil) }
         hmacCount += 1
         guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else {
-            return (.signature, nil)
+            return (.signature, nil, nil)
         }
         // URL tokens sign the path outside the token: only ACL tokens are path-independent.
         if f.acl != nil {
             if verified.count >= entriesMax { verified.removeAll(keepingCapacity: true) }
             verified[token] = f
         }
-        return (EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry)
+        return (
+            EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry, f.regions
+        )
     }
 }

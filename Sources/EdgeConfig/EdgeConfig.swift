@@ -1,3 +1,4 @@
+import EdgeHTTP
 import Foundation
 import TOMLKit
 
@@ -201,6 +202,23 @@ public struct LimitsConfig: Sendable, Equatable {
     public var h2StreamRequestTimeoutMilliseconds = 10_000
 }
 
+/// Regional licensing at the edge: `[geo]`. Off unless `database` is set.
+public struct GeoConfig: Sendable, Equatable {
+    /// A MaxMind DB with a country field (GeoLite2/GeoIP2 Country or City, or any such MMDB).
+    public var database = ""
+    /// Refuse tokens that carry no `geo` claim.
+    public var requireClaim = false
+    /// Addresses the database has no country for: allowed unless "deny".
+    public var allowUnknown = true
+    /// Peers whose `X-Forwarded-For` names the client (CIDR or single addresses).
+    public var trustedProxies: [IPNetwork] = []
+    /// `X-Forwarded-For` entries read from the right, at most.
+    public var forwardedHopsMax = 8
+    /// A larger database file is refused (it is locked in memory).
+    public var databaseBytesMax = 512 * 1024 * 1024
+    public var enabled: Bool { !database.isEmpty }
+}
+
 public struct EdgeConfig: Sendable {
     public var server = ServerConfig()
     public var token = TokenConfig()
@@ -208,6 +226,7 @@ public struct EdgeConfig: Sendable {
     public var cache = CacheConfig()
     public var limits = LimitsConfig()
     public var admin = AdminConfig()
+    public var geo = GeoConfig()
 
     public init() {}
 
@@ -218,7 +237,7 @@ public struct EdgeConfig: Sendable {
         var r = Reader(root: root)
         // [catalog], [packager] and [auth] belong to the other services: one file may serve all.
         try r.allowOnly(
-            ["server", "token", "origin", "cache", "limits", "admin", "catalog", "packager", "auth"], in: "")
+            ["server", "token", "origin", "cache", "limits", "admin", "geo", "catalog", "packager", "auth"], in: "")
 
         let s = try r.table("server")
         try r.allowOnly(
@@ -396,10 +415,49 @@ public struct EdgeConfig: Sendable {
         }
         c.limits = lim
         c.admin = try Self.parseAdmin(&r, cacheDirectory: c.cache.directory)
+        c.geo = try Self.parseGeo(&r)
+        if c.geo.enabled && !c.token.required {
+            throw ConfigError(
+                key: "geo.database", reason: "regions are claims in tokens: [geo] needs token.required = true")
+        }
         if let a = c.admin.listen {
             try Self.refuseOverlappingListeners(cleartext: c.server.listen, tls: c.server.listenTLS, admin: a)
         }
         return c
+    }
+
+    static func parseGeo(_ r: inout Reader) throws -> GeoConfig {
+        var g = GeoConfig()
+        let t = try r.table("geo")
+        try r.allowOnly(
+            ["database", "require_claim", "unknown", "trusted_proxies", "forwarded_hops_max", "database_bytes_max"],
+            in: "geo")
+        guard t != nil else { return g }
+        g.database = try r.string(t, "geo.database") ?? ""
+        guard !g.database.isEmpty else {
+            throw ConfigError(key: "geo.database", reason: "required in [geo]: the path of a MaxMind DB (.mmdb)")
+        }
+        g.requireClaim = try r.bool(t, "geo.require_claim") ?? false
+        switch try r.string(t, "geo.unknown") ?? "allow" {
+        case "allow": g.allowUnknown = true
+        case "deny": g.allowUnknown = false
+        case let other: throw ConfigError(key: "geo.unknown", reason: "\"\(other)\": expected \"allow\" or \"deny\"")
+        }
+        let proxies = try r.strings(t, "geo.trusted_proxies") ?? []
+        guard proxies.count <= 1024 else {
+            throw ConfigError(key: "geo.trusted_proxies", reason: "at most 1024 entries (\(proxies.count) given)")
+        }
+        g.trustedProxies = try proxies.map {
+            guard let n = IPNetwork.parse($0) else {
+                throw ConfigError(
+                    key: "geo.trusted_proxies",
+                    reason: "\"\($0)\" is not an address or a network (10.0.0.0/8, 2001:db8::/32; no host bits)")
+            }
+            return n
+        }
+        g.forwardedHopsMax = try r.int(t, "geo.forwarded_hops_max", 1...64) ?? g.forwardedHopsMax
+        g.databaseBytesMax = try r.int(t, "geo.database_bytes_max", 1024...(4 << 30)) ?? g.databaseBytesMax
+        return g
     }
 
     static func parseAdmin(_ r: inout Reader, cacheDirectory: String) throws -> AdminConfig {
@@ -680,6 +738,9 @@ public struct PlaybackAuthConfig: Sendable {
     public var jwtAudience = ""
     /// Bearer token for /metrics ("" = /metrics is not served).
     public var metricsToken = ""
+    /// The region claim of a worldwide track's grant: false signs `geo=*`, true the user's
+    /// country (`auth.worldwide_regions = "anywhere" | "country"`).
+    public var worldwideBoundToCountry = false
 
     public init() {}
 
@@ -692,7 +753,7 @@ public struct PlaybackAuthConfig: Sendable {
             [
                 "listen", "catalog", "jwt_hs256_secret", "jwks_file", "edges", "edges_down", "grant_ttl_seconds",
                 "rate_limit_per_minute", "prefetch_max", "jwt_issuer", "jwt_audience", "metrics_token",
-                "metrics_token_file",
+                "metrics_token_file", "worldwide_regions",
             ], in: "auth")
         if let l = try r.string(a, "auth.listen") {
             guard let addr = ListenAddress.parse(l) else {
@@ -726,6 +787,13 @@ public struct PlaybackAuthConfig: Sendable {
         c.grantTTLSeconds = try r.int(a, "auth.grant_ttl_seconds", 10...86400) ?? 3600
         c.rateLimitPerMinute = try r.int(a, "auth.rate_limit_per_minute", 1...1_000_000) ?? 100
         c.prefetchMax = try r.int(a, "auth.prefetch_max", 0...50) ?? 5
+        switch try r.string(a, "auth.worldwide_regions") ?? "anywhere" {
+        case "anywhere": c.worldwideBoundToCountry = false
+        case "country": c.worldwideBoundToCountry = true
+        case let other:
+            throw ConfigError(
+                key: "auth.worldwide_regions", reason: "\"\(other)\": expected \"anywhere\" or \"country\"")
+        }
         c.jwtIssuer = try r.string(a, "auth.jwt_issuer") ?? ""
         c.jwtAudience = try r.string(a, "auth.jwt_audience") ?? ""
         c.metricsToken = try r.string(a, "auth.metrics_token") ?? ""

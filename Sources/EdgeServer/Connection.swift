@@ -1,4 +1,5 @@
 import CEdgeTLS
+import EdgeAuthToken
 import EdgeHTTP
 
 /// A client connection. It lives in a fixed slot of its worker; every completion that names the
@@ -20,6 +21,11 @@ final class Connection {
     let input: ByteBuffer
     let output: OutputQueue
     var client = "-"
+    /// The client's country, looked up at its first region check (`Worker.clientCountry`).
+    var geoCountry: CountryCode? = nil
+    var geoLooked = false
+    /// Whether the peer is a trusted proxy; nil until a region check asks.
+    var geoPeerTrusted: Bool? = nil
     var acceptedMicroseconds: Int64 = 0
     var lastSendProgressMicroseconds: Int64 = 0
 
@@ -165,5 +171,6 @@ final class Connection {
         output.sending.clear(); output.pending.clear(); output.inFlight = false
         output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
         client = "-"
+        geoCountry = nil; geoLooked = false; geoPeerTrusted = nil
     }
 }

@@ -15,6 +15,8 @@ public final class EdgeControl: @unchecked Sendable {
     private let reloading = Mutex<Void>(())
     /// The TLS context new connections get (nil without TLS listeners).
     private let currentTLS: Mutex<TLSServerContext?>
+    /// The regional-licensing gate workers apply (nil with `[geo]` off).
+    private let currentGeo: Mutex<GeoGate?>
     let draining = Atomic<Bool>(false)
     private let nextWorker = Atomic<Int>(0)
 
@@ -23,7 +25,11 @@ public final class EdgeControl: @unchecked Sendable {
         self.configPath = configPath
         running = Mutex(settings.config)
         currentTLS = Mutex(settings.tlsContext)
+        currentGeo = Mutex(settings.router.geo)
     }
+
+    /// The gate new requests are checked against (the admin API's `/admin/geo` answers with it).
+    public var geo: GeoGate? { currentGeo.withLock { $0 } }
 
     public var config: EdgeConfig { running.withLock { $0 } }
     public var workerCount: Int { settings.directory.entries.count }
@@ -215,6 +221,20 @@ public final class EdgeControl: @unchecked Sendable {
                     http2: next.server.http2
                 ).get()
             }
+            // The database is reopened when its settings changed or the file was replaced: a
+            // file that does not open and check refuses the whole reload, and the old one serves on.
+            let oldGeo = currentGeo.withLock { $0 }
+            var geo: GeoGate?? = nil   // nil: unchanged
+            var geoReopened = false
+            if next.geo != old.geo || (next.geo.enabled && oldGeo?.database.isCurrent(path: next.geo.database) != true)
+            {
+                if let kept = oldGeo?.database, next.geo.enabled, kept.isCurrent(path: next.geo.database) {
+                    geo = .some(GeoGate(next.geo, database: kept))   // only the policy changed
+                } else {
+                    geo = .some(try GeoGate.open(next.geo))
+                    geoReopened = next.geo.enabled
+                }
+            }
             if next.server.accessLog != old.server.accessLog {
                 let rc = edge_reopen_append(settings.accessLogFD, next.server.accessLog)
                 guard rc == 0 else {
@@ -222,7 +242,8 @@ public final class EdgeControl: @unchecked Sendable {
                         key: "server.access_log", reason: "cannot open \(next.server.accessLog): errno \(-rc)")
                 }
             }
-            var result = apply(next, tls: tls)
+            var result = apply(next, tls: tls, geo: geo)
+            if geoReopened && !result.applied.contains("geo.database") { result.applied.append("geo.database (file)") }
             result.needsRestart = Self.changedKeys(next, fresh)
             return result
         }
@@ -271,7 +292,8 @@ public final class EdgeControl: @unchecked Sendable {
     }
 
     /// Swaps in `next` (restart-only settings already kept as they were). Returns what changed.
-    func apply(_ next: EdgeConfig, tls: TLSServerContext? = nil) -> ReloadResult {
+    /// `geo`: the new regional-licensing gate, or nil when it is unchanged.
+    func apply(_ next: EdgeConfig, tls: TLSServerContext? = nil, geo: GeoGate?? = nil) -> ReloadResult {
         let old = config
         let tlsFiles = ["server.tls_certificate", "server.tls_private_key"]
         var result = ReloadResult(
@@ -282,8 +304,9 @@ public final class EdgeControl: @unchecked Sendable {
             currentTLS.withLock { $0 = tls }
             for w in 0..<workerCount { settings.directory.post(.tls(tls), to: w, bounded: false) }
         }
-        if old.token != next.token {
-            let router = Router(next.token)
+        if let geo { currentGeo.withLock { $0 = geo } }
+        if old.token != next.token || geo != nil {
+            let router = Router(next.token, geo: currentGeo.withLock { $0 })
             for w in 0..<workerCount { settings.directory.post(.reload(router), to: w, bounded: false) }
         }
         if old.limits != next.limits || old.origin != next.origin || old.cache != next.cache
@@ -312,6 +335,7 @@ public final class EdgeControl: @unchecked Sendable {
         changedKeys(a.server, b.server, section: "server") + changedKeys(a.token, b.token, section: "token")
             + changedKeys(a.origin, b.origin, section: "origin") + changedKeys(a.cache, b.cache, section: "cache")
             + changedKeys(a.limits, b.limits, section: "limits") + changedKeys(a.admin, b.admin, section: "admin")
+            + changedKeys(a.geo, b.geo, section: "geo")
     }
 
     /// The fields of two values of one configuration struct that differ, as their keys in the
@@ -332,6 +356,7 @@ public final class EdgeControl: @unchecked Sendable {
         case "origin.upstreams": return nil
         case "cache.directory": return "cache.dir"
         case "token.lifetime_seconds_max": return "token.max_lifetime_seconds"
+        case "geo.allow_unknown": return "geo.unknown"
         case "limits.keep_alive_timeout_milliseconds": return "limits.keepalive_timeout_milliseconds"
         default: return key
         }

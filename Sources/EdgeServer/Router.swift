@@ -8,6 +8,8 @@ struct Router {
     let tokenName: String
     let tokenRequired: Bool
     let policy: EdgeAuthPolicy
+    /// Regional licensing (`[geo]`); nil when off.
+    var geo: GeoGate? = nil
 
     enum Decision {
         /// Answer now with a small plain-text body.
@@ -18,7 +20,11 @@ struct Router {
         case audio(path: String, verdict: String, privateSeconds: Int?)
     }
 
-    func route(_ request: EdgeRequest, clientIP: String, nowSeconds: Int, verifier: EdgeAuthVerifier) -> Decision {
+    /// `country` is asked only when a token's region claim lists countries (see `GeoPolicy.check`).
+    func route(
+        _ request: EdgeRequest, clientIP: String, nowSeconds: Int, verifier: EdgeAuthVerifier,
+        country: () -> CountryCode? = { nil }
+    ) -> Decision {
         let isGet = request.method == "GET", isHead = request.method == "HEAD"
         if request.target == "*" && request.method == "OPTIONS" {
             return .simple(
@@ -54,7 +60,8 @@ struct Router {
             token = PathRules.cookieValue(cookie, name: tokenName)
         }
         if token == nil { token = request.header(tokenName.lowercased()) }
-        let (verdict, expiry) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
+        var (verdict, expiry, regions) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
+        if verdict == .ok, let geo { verdict = geo.policy.check(regions, country: country) }
         guard verdict == .ok else {
             return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue)
         }
@@ -70,14 +77,16 @@ struct Router {
 }
 
 extension Router {
-    /// The router of a configuration's [token] section (the key, then the transition key).
-    init(_ token: TokenConfig) {
+    /// The router of a configuration's [token] section (the key, then the transition key), and
+    /// of its `[geo]` section when `geo` is given (its database opened).
+    init(_ token: TokenConfig, geo: GeoGate? = nil) {
         var keys: [EdgeAuthKey] = []
         if let k = EdgeAuthKey(hex: token.keyHex) { keys.append(k) }
         if let k = EdgeAuthKey(hex: token.transitionKeyHex) { keys.append(k) }
         self.init(
             tokenName: token.name, tokenRequired: token.required,
             policy: EdgeAuthPolicy(
-                keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax))
+                keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax),
+            geo: geo)
     }
 }

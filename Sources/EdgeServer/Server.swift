@@ -20,7 +20,8 @@ public final class EdgeServer {
     public init(config: EdgeConfig, configPath: String? = nil) { self.config = config; self.configPath = configPath }
 
     /// What `--check` verifies beyond the file itself: the certificate and key load and match, the
-    /// origin directory exists, the cache directory exists or can be created. Each problem names its key.
+    /// origin directory exists, the cache directory exists or can be created, the geo database opens
+    /// and checks. Each problem names its key.
     public static func preflight(_ config: EdgeConfig) -> [String] {
         var problems: [String] = []
         if !config.server.listenTLS.isEmpty,
@@ -51,6 +52,7 @@ public final class EdgeServer {
                 problems.append("server.access_log: cannot write in \(parent)")
             }
         }
+        do { _ = try GeoGate.open(config.geo) } catch { problems.append(error.description) }
         return problems
     }
 
@@ -65,7 +67,10 @@ public final class EdgeServer {
         throws
     {
         edge_block_signals()   // inherited by the worker threads: only the main thread takes signals
-        let router = Router(config.token)
+        let geo: GeoGate?
+        do { geo = try GeoGate.open(config.geo) } catch { throw StartupError(description: error.description) }
+        if let geo { printError("edge: geo: \(geo.database.summary)") }
+        let router = Router(config.token, geo: geo)
         var tlsContext: TLSServerContext? = nil
         if !config.server.listenTLS.isEmpty {
             switch TLSServerContext.load(

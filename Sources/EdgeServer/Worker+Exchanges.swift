@@ -1,6 +1,7 @@
 import CEdgeRing
 import CEdgeTLS
 import Glibc
+import EdgeAuthToken
 import EdgeIO
 import EdgeHTTP
 
@@ -15,7 +16,8 @@ extension Worker: ExchangeHost {
     /// Routes a complete request: access checks, then the content source.
     func start(_ ex: Exchange, on c: Connection) {
         let decision = router.route(
-            ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier)
+            ex.request, clientIP: c.client, nowSeconds: Int(clock.wallSeconds), verifier: verifier,
+            country: { clientCountry(c, ex.request) })
         switch decision {
         case let .simple(status, body, extraHeaders, verdict):
             ex.verdict = verdict
@@ -37,6 +39,22 @@ extension Worker: ExchangeHost {
             }
             apply(answer, c, ex)
         }
+    }
+
+    /// The country that decides a region claim: the peer's, looked up once per connection (the
+    /// address cannot change within one), or, behind a trusted proxy, that of the client its
+    /// `X-Forwarded-For` names, per request (a proxy's connection carries many clients).
+    func clientCountry(_ c: Connection, _ request: EdgeRequest) -> CountryCode? {
+        guard let geo = router.geo else { return nil }
+        if c.geoPeerTrusted == nil { c.geoPeerTrusted = geo.isTrustedProxy(c.client) }
+        if c.geoPeerTrusted == true, let forwarded = request.header("x-forwarded-for") {
+            return geo.country(geo.clientAddress(peer: c.client, forwardedFor: forwarded))
+        }
+        if !c.geoLooked {
+            c.geoCountry = geo.country(c.client)
+            c.geoLooked = true
+        }
+        return c.geoCountry
     }
 
     /// Sends a content source's answer (nothing yet while it waits). No pump here: this may run

@@ -114,7 +114,8 @@ public final class AuthState: Sendable {
         }
         grants = GrantService(
             catalog: catalog, signingKey: key, masterKey: master, edges: config.edges, edgesDown: config.edgesDown,
-            ttlSeconds: config.grantTTLSeconds, tokenName: config.tokenName, prefetchMax: config.prefetchMax)
+            ttlSeconds: config.grantTTLSeconds, tokenName: config.tokenName, prefetchMax: config.prefetchMax,
+            worldwideBoundToCountry: config.worldwideBoundToCountry)
         limiter = RateLimiter(perMinute: config.rateLimitPerMinute)
         registry = PrometheusCollectorRegistry()
         granted = registry.makeCounter(name: "playback_grants_total", labels: [("result", "granted")])

@@ -127,15 +127,28 @@ public struct GrantService: Sendable {
     let ttlSeconds: Int
     let tokenName: String
     let prefetchMax: Int
+    /// A worldwide track's grant is bound to the user's country (else it plays anywhere).
+    let worldwideBoundToCountry: Bool
     let cache = TrackCache()
 
     public init(
         catalog: Catalog, signingKey: EdgeAuthKey, masterKey: [UInt8], edges: [String], edgesDown: [String],
-        ttlSeconds: Int, tokenName: String, prefetchMax: Int
+        ttlSeconds: Int, tokenName: String, prefetchMax: Int, worldwideBoundToCountry: Bool = false
     ) {
         self.catalog = catalog; self.signingKey = signingKey; self.masterKey = masterKey
         self.edges = edges; self.edgesDown = Set(edgesDown); self.ttlSeconds = ttlSeconds; self.tokenName = tokenName;
         self.prefetchMax = prefetchMax
+        self.worldwideBoundToCountry = worldwideBoundToCountry
+    }
+
+    /// Where a grant of this track to this user plays: the track's licensed countries, so the edge
+    /// refuses the signed URL elsewhere; for a worldwide licence anywhere, or the user's country
+    /// when the operator binds worldwide grants. A licence list that is not country codes (the
+    /// catalog predates the check) narrows to the user's country, which the grant was checked for.
+    func regionClaim(_ t: Track, _ user: Identity) -> RegionClaim {
+        let own = RegionClaim(value: user.country)
+        if t.regions.contains("*") { return worldwideBoundToCountry ? (own ?? .anywhere) : .anywhere }
+        return RegionClaim(value: t.regions.joined(separator: ",")) ?? own ?? .anywhere
     }
 
     /// The track if this user may play it now.
@@ -201,7 +214,8 @@ public struct GrantService: Sendable {
         }
         let expires = now + ttlSeconds
         let token = Self.token(
-            for: track, renditions: allowed.isEmpty ? [lowest] : allowed, key: signingKey, now: now, expires: expires)
+            for: track, renditions: allowed.isEmpty ? [lowest] : allowed, key: signingKey, now: now, expires: expires,
+            regions: regionClaim(track, user))
         let key = cached.key
         var prefetch: [Prefetch] = []
         for id in (req.next ?? []).prefix(prefetchMax) {
@@ -212,7 +226,8 @@ public struct GrantService: Sendable {
                 let first = r.chunks.first
             else { continue }
             let base = edge(for: t.id)
-            let tok = Self.token(for: t, renditions: rs, key: signingKey, now: now, expires: expires)
+            let tok = Self.token(
+                for: t, renditions: rs, key: signingKey, now: now, expires: expires, regions: regionClaim(t, user))
             prefetch.append(
                 Prefetch(
                     track_id: t.id, base_url: base, url: "\(base)\(r.path)?\(tokenName)=\(tok)", token: tok,
@@ -226,10 +241,13 @@ public struct GrantService: Sendable {
     }
 
     /// EdgeAuth 2.0 token whose ACL lists exactly the files this user may fetch: the manifest and
-    /// the renditions up to their tier's ceiling (so a free user's token cannot open 320 kb/s).
-    static func token(for t: Track, renditions: [Rendition], key: EdgeAuthKey, now: Int, expires: Int) -> String {
+    /// the renditions up to their tier's ceiling (so a free user's token cannot open 320 kb/s), and
+    /// the region claim the edge enforces (`data=geo=…`).
+    static func token(
+        for t: Track, renditions: [Rendition], key: EdgeAuthKey, now: Int, expires: Int, regions: RegionClaim
+    ) -> String {
         let acl = ["/audio/\(t.id)/manifest.json"] + renditions.map(\.path)
-        return EdgeAuthToken.sign(key: key, acl: acl, startTime: now, expiry: expires)
+        return EdgeAuthToken.sign(key: key, acl: acl, startTime: now, expiry: expires, data: regions.dataItem)
     }
 
     /// Rendezvous (highest-random-weight) hashing: a track always maps to the same edge, so its

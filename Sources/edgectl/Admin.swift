@@ -342,6 +342,38 @@ struct Reload: ParsableCommand {
     }
 }
 
+struct Geo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "What each edge decides for a client address: its database's country, and allow or deny.",
+        discussion:
+            "Asks the running edge (GET /admin/geo), so the answer comes from the database and [geo] settings it has loaded now."
+    )
+    @OptionGroup var admin: AdminOptions
+    @Argument(help: "The client address (IPv4 or IPv6).") var ip: String
+    @Option(name: .long, help: "A token's region claim to decide for: * or US,CA (default: a token without one).")
+    var regions: String?
+    @Option(name: .long, help: "An X-Forwarded-For value, as if the address were the peer sending it.")
+    var forwardedFor: String?
+
+    func run() throws {
+        var query = [URLQueryItem(name: "ip", value: ip)]
+        if let regions { query.append(URLQueryItem(name: "regions", value: regions)) }
+        if let forwardedFor { query.append(URLQueryItem(name: "forwarded_for", value: forwardedFor)) }
+        var c = URLComponents()
+        c.queryItems = query
+        let path = "/admin/geo?" + (c.percentEncodedQuery ?? "")
+        try admin.onEveryEdge("geo") { client in
+            let o = try client.object("GET", path)
+            let db = o["database"] as? [String: Any] ?? [:]
+            let used = o["address_used"] as? String ?? ip
+            print(
+                "\(client.base): \(ip)\(used != ip ? " (client \(used) by X-Forwarded-For)" : ""): country \(o["country"] as? String ?? "unknown") (\(o["answer"] ?? "")), database \(db["type"] ?? "") built \(db["build_epoch"] ?? "") (\(db["path"] ?? ""))"
+            )
+            print("  \(o["decision"] ?? ""): \(o["reason"] ?? "")")
+        }
+    }
+}
+
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract:

@@ -10,8 +10,8 @@ struct EdgeCtl: ParsableCommand {
         commandName: "edgectl",
         abstract: "Operator CLI for the edge.",
         subcommands: [
-            Sign.self, Check.self, Prewarm.self, Purge.self, CacheList.self, Stats.self, Reload.self, CacheSim.self,
-            TraceGen.self,
+            Sign.self, Check.self, Prewarm.self, Purge.self, CacheList.self, Stats.self, Reload.self, Geo.self,
+            CacheSim.self, TraceGen.self,
         ])
 }
 
@@ -34,6 +34,8 @@ struct Sign: ParsableCommand {
     var id: String?
     @Option(name: .long, help: "Opaque data field.")
     var data: String?
+    @Option(name: .long, help: "Region claim: '*' or countries (US,CA), added to the data field as geo=...")
+    var regions: String?
     @Option(name: .long, help: "Print a full URL for this path (the token added as ?NAME=).")
     var path: String?
     @Option(name: .long, help: "Token parameter name for --path.")
@@ -45,14 +47,20 @@ struct Sign: ParsableCommand {
         if EdgeAuthKey(hex: keyHex) == nil {
             throw ValidationError("--key-hex must be non-empty hex with an even number of digits")
         }
+        if let regions, RegionClaim(value: regions) == nil {
+            throw ValidationError("--regions must be * or comma-separated two-letter country codes (US,CA)")
+        }
+        if let data, data.contains("~") { throw ValidationError("--data must not contain '~' (the field separator)") }
     }
 
     func run() throws {
         let key = EdgeAuthKey(hex: keyHex)!
         let now = Int(Date().timeIntervalSince1970)
+        let items = [data, regions.flatMap { RegionClaim(value: $0)?.dataItem }].compactMap { $0 }
         let token = EdgeAuthToken.sign(
             key: key, acl: acl.isEmpty ? nil : acl.flatMap { $0.split(separator: "!").map(String.init) },
-            url: url, startTime: startTime, expiry: (startTime ?? now) + ttl, ip: ip, sessionID: id, data: data)
+            url: url, startTime: startTime, expiry: (startTime ?? now) + ttl, ip: ip, sessionID: id,
+            data: items.isEmpty ? nil : items.joined(separator: ";"))
         if let path { print("\(path)?\(name)=\(token)") } else { print(token) }
     }
 }

@@ -52,6 +52,42 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertEqual(try EdgeConfig.parse(base + "\n[cache]\ndisk_write_queue_max = 0\n").cache.diskWriteQueueMax, 0)
     }
 
+    func testGeoSection() throws {
+        XCTAssertFalse(try EdgeConfig.parse(base).geo.enabled, "no [geo]: off")
+        let g = try EdgeConfig.parse(
+            base
+                + "\n[geo]\ndatabase = \"/var/lib/edge/country.mmdb\"\nunknown = \"deny\"\nrequire_claim = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nforwarded_hops_max = 3\n"
+        ).geo
+        XCTAssertTrue(g.enabled)
+        XCTAssertEqual(g.database, "/var/lib/edge/country.mmdb")
+        XCTAssertFalse(g.allowUnknown)
+        XCTAssertTrue(g.requireClaim)
+        XCTAssertEqual(g.trustedProxies.map(\.description), ["10.0.0.0/8", "::1"])
+        XCTAssertEqual(g.forwardedHopsMax, 3)
+        let cases: [(String, String)] = [
+            ("unknown = \"allow\"", "geo.database"),
+            ("database = \"\"", "geo.database"),
+            ("database = \"x.mmdb\"\nunknown = \"maybe\"", "geo.unknown"),
+            ("database = \"x.mmdb\"\ntrusted_proxies = [\"10.0.0.1/8\"]", "geo.trusted_proxies"),
+            ("database = \"x.mmdb\"\ntrusted_proxies = [\"proxy.internal\"]", "geo.trusted_proxies"),
+            ("database = \"x.mmdb\"\nforwarded_hops_max = 0", "geo.forwarded_hops_max"),
+            ("database = \"x.mmdb\"\ndatabase_bytes_max = 1", "geo.database_bytes_max"),
+            ("database = \"x.mmdb\"\ncountry_field = \"x\"", "geo.country_field"),
+        ]
+        for (body, key) in cases {
+            XCTAssertEqual(error(base + "\n[geo]\n" + body + "\n")?.key, key, body)
+        }
+        let proxies = (0...1024).map { "\"10.0.\($0 / 256).\($0 % 256)\"" }.joined(separator: ",")
+        XCTAssertEqual(
+            error(base + "\n[geo]\ndatabase = \"x.mmdb\"\ntrusted_proxies = [\(proxies)]\n")?.key,
+            "geo.trusted_proxies",
+            "at most 1024")
+        // Regions are claims in tokens: without tokens there is nothing to check.
+        let open = base.replacingOccurrences(
+            of: "key_hex = \"00112233445566778899aabbccddeeff\"", with: "required = false")
+        XCTAssertEqual(error(open + "\n[geo]\ndatabase = \"x.mmdb\"\n")?.key, "geo.database")
+    }
+
     func testMinimalAndDefaults() throws {
         let c = try EdgeConfig.parse(base)
         XCTAssertEqual(c.server.listen, [ListenAddress(host: "127.0.0.1", port: 8080)])

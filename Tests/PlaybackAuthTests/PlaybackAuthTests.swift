@@ -25,6 +25,7 @@ final class PlaybackAuthTests: XCTestCase {
         let now = Int64(Date().timeIntervalSince1970)
         for (id, regions, release) in [
             ("t1", ["*"], Int64(0)), ("t2", ["US"], Int64(0)), ("t3", ["*"], now + 3600), ("t4", ["*"], Int64(0)),
+            ("t5", ["US", "CA"], Int64(0)),
         ] {
             let rs = [24, 96, 160, 320].map { k in
                 Rendition(
@@ -116,6 +117,50 @@ final class PlaybackAuthTests: XCTestCase {
             XCTAssertEqual(prefetch[0]["range"] as? String, "bytes=0-32099")
             XCTAssertEqual((body["manifest"] as! [String: Any])["track_id"] as? String, "t1")
             XCTAssertEqual((body["expires_at"] as! Int) - now, 3600, accuracy: 2)
+        }
+    }
+
+    /// Each grant's token carries the regions the edge enforces: the track's licensed countries,
+    /// or anywhere for a worldwide licence unless worldwide grants are bound to the user's country.
+    func testRegionClaimsInTokens() async throws {
+        let claim = { (body: [String: Any]) -> RegionClaim? in
+            EdgeAuthToken.parse(body["token"] as! String)?.fields.regions
+        }
+        let token = try await jwt(country: "CA")
+        try await withApp { c in
+            let licensed = try await self.post(c, #"{"track_id":"t5","next":["t1"]}"#, token: token)
+            XCTAssertEqual(licensed.0, 200)
+            XCTAssertEqual(claim(licensed.1), RegionClaim(value: "US,CA"))
+            XCTAssertTrue((licensed.1["token"] as! String).contains("~data=geo=CA,US~"))
+            let prefetch = (licensed.1["prefetch"] as! [[String: Any]])[0]["token"] as! String
+            XCTAssertEqual(EdgeAuthToken.parse(prefetch)?.fields.regions, .anywhere, "t1 is worldwide")
+            let worldwide = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
+            XCTAssertEqual(claim(worldwide.1), .anywhere)
+        }
+        config.worldwideBoundToCountry = true
+        try await withApp { c in
+            let bound = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
+            XCTAssertEqual(claim(bound.1), RegionClaim(value: "CA"))
+            let licensed = try await self.post(c, #"{"track_id":"t5"}"#, token: token)
+            XCTAssertEqual(claim(licensed.1), RegionClaim(value: "US,CA"), "a licence list is kept as it is")
+        }
+        let text = { (line: String) in
+            """
+            [auth]
+            catalog = "/srv/catalog.sqlite"
+            jwt_hs256_secret = "\(Self.secret)"
+            edges = ["https://edge-a.example"]
+            \(line)
+            [token]
+            key_hex = "\(Self.tokenKey)"
+            [catalog]
+            master_key_hex = "\(Hex.encode(Self.master))"
+            """
+        }
+        XCTAssertFalse(try PlaybackAuthConfig.parse(text("")).worldwideBoundToCountry)
+        XCTAssertTrue(try PlaybackAuthConfig.parse(text("worldwide_regions = \"country\"")).worldwideBoundToCountry)
+        XCTAssertThrowsError(try PlaybackAuthConfig.parse(text("worldwide_regions = \"eu\""))) {
+            XCTAssertTrue("\($0)".contains("auth.worldwide_regions"), "\($0)")
         }
     }
 

@@ -70,14 +70,15 @@ IDENTITY_SECRET = "e2e-identity-provider-secret-0123456789abcdef"
 MASTER_KEY_HEX = "0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
 
 
-def package_demo(d, tracks, seconds, chunk_seconds=None):
+def package_demo(d, tracks, seconds, chunk_seconds=None, regions=None):
     """`packager demo-content` into d/origin and d/catalog.sqlite at 24/96/160/320 kb/s; the
     track ids, in order."""
     conf = d / "pack.conf"
     conf.write_text(f'[catalog]\nmaster_key_hex = "{MASTER_KEY_HEX}"\n[packager]\nbitrates_kbps = [24, 96, 160, 320]\n'
                     + (f"chunk_seconds = {chunk_seconds}\n" if chunk_seconds else ""))
     out = subprocess.run([f"{BIN_DIR}/packager", "demo-content", "--tracks", str(tracks), "--seconds", str(seconds),
-                          "--out", str(d / "origin"), "--catalog", str(d / "catalog.sqlite"), "--config", str(conf)],
+                          "--out", str(d / "origin"), "--catalog", str(d / "catalog.sqlite"), "--config", str(conf)]
+                         + (["--regions", regions] if regions else []),
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     return [line.split("\t")[0] for line in out.stdout.splitlines()]
@@ -98,7 +99,7 @@ def start_playback_auth(d, edge_base, extra=""):
 
 class Edge:
     def __init__(self, workdir, limits=None, token=None, server=None, origins=None, cache=None, origin_options=None,
-                 admin=None):
+                 admin=None, geo=None):
         self.workdir = workdir
         self.port = free_port()
         self.tls_port = free_port()
@@ -119,6 +120,8 @@ class Edge:
         if admin is not None:
             admin = {"listen": [f"127.0.0.1:{self.admin_port}"], "token": ADMIN_TOKEN, **admin}
             lines += ["[admin]"] + [f"{k} = {json.dumps(v)}" for k, v in admin.items()]
+        if geo is not None:
+            lines += ["[geo]"] + [f"{k} = {json.dumps(v)}" for k, v in geo.items()]
         self.conf_lines = lines
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -190,8 +193,10 @@ class Edge:
             return [json.loads(l) for l in f if l.strip()]
 
 
-def sign(acl=None, url=None, ttl=600, key=KEY_HEX, start=None, ip=None):
+def sign(acl=None, url=None, ttl=600, key=KEY_HEX, start=None, ip=None, regions=None):
     args = [EDGECTL_BIN, "sign", "--key-hex", key, "--ttl", str(ttl)]
+    if regions:
+        args += ["--regions", regions]
     if acl:
         args += ["--acl", acl]
     if url:

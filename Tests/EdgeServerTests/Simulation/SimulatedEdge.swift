@@ -49,7 +49,7 @@ final class SimulatedEdge {
             listeners.append(Listener(fd: tlsListenerFD, isTLS: true, armed: false))
         }
         let settings = WorkerSettings(
-            config: config, router: Router(config.token), tlsContext: tlsContext,
+            config: config, router: Router(config.token, geo: try GeoGate.open(config.geo)), tlsContext: tlsContext,
             accessLogFD: accessLogFD, store: store,
             directory: WorkerDirectory(
                 workers: 1, signal: { [sim = UncheckedSendable(sim)] fd in sim.value.signal(fd) }))
