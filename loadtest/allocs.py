@@ -4,7 +4,7 @@ malloc and to the Swift runtime's swift_retain (perf uprobes, counted by the ker
 process only) during an h2load run of each scenario of bench.py (h2c or TLS),
 divided by the responses. Unlike req/s or CPU time it does not move with a noisy machine, so a
 change on the data path can be judged with it. --max N: exit 1 when a figure exceeds N (the stored
-threshold in CI-like use); `+log` variants write the access log.
+threshold in CI-like use); `+log` variants write the access log, `+geo` ones check regions.
 
 usage: loadtest/allocs.py [--servers edge,edge-cache,edge-cache+log] [--scenarios hit-4k-h2c,chunk-h2c,hit-64k-tls]
                           [--requests 20000] [--edge-bin PATH] [--max N]
@@ -90,12 +90,12 @@ def main():
     classes = {"edge": bench.Edge, "edge-cache": bench.EdgeCache}
     over = []
     for name in a.servers.split(","):
-        base, _, log = name.partition("+")
-        if base not in classes or log not in ("", "log"):
-            raise SystemExit(f"--servers: {name}? edge, edge-cache, edge+log, edge-cache+log")
+        base, _, variant = name.partition("+")
+        if base not in classes or variant not in ("", "log", "geo"):
+            raise SystemExit(f"--servers: {name}? edge, edge-cache, with +log or +geo")
         for port in (bench.H2C, bench.TLS, bench.ORIGIN):
             bench.require_free(port)
-        srv = classes[base](name, a.run, paths, access_log=bool(log))
+        srv = classes[base](name, a.run, paths, access_log=variant == "log", geo=variant == "geo")
         srv.start(content, a.edge_bin, a.edgectl_bin)
         try:
             distinct = sorted(set(open(srv.urls("h2c")).read().split()))

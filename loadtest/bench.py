@@ -13,6 +13,9 @@ noise; the table adds the change's ratios.
 edge+log, edge-cache+log, nginx+log in --servers: the same server writing an access log (edge's
 JSON lines, nginx's combined format with buffer=64k), and a line per scenario with the log's cost:
 its server CPU per request over the same server's without it.
+edge+geo, edge-cache+geo: the edge with regional licensing on ([geo] with a MaxMind DB that maps
+127.0.0.0/8 to US, tokens claiming geo=US,CA, so every request runs the whole check), and a line
+per scenario with its cost the same way. Writing the DB needs mmdb-writer (the test venv has it).
 Needs: nginx, h2o, h2load (nghttp2-client), openssl; a release build of edge."""
 import argparse
 import os
@@ -73,10 +76,11 @@ def kill_pidfile(path):
 
 
 class Server:
-    def __init__(self, name, run, paths, binary=None, access_log=False):
+    def __init__(self, name, run, paths, binary=None, access_log=False, geo=False):
         self.name, self.run, self.paths = name, run, paths
         self.binary = binary   # an edge build other than --edge-bin (the baseline)
         self.access_log = access_log   # the "+log" variants: one line per request, buffered
+        self.geo = geo   # the "+geo" variants: regional licensing checked on every request
         self.proc = None
 
     def log_path(self):
@@ -101,12 +105,29 @@ class Edge(Server):
                ACCESS_LOG=self.log_path() if self.access_log else "")
         self.launch(conf, edge_bin, edgectl_bin)
 
+    def add_geo(self, conf):
+        """[geo] over a database that puts all of loopback in the US (written once per run)."""
+        db = os.path.join(self.run, "geo-bench.mmdb")
+        if not os.path.exists(db):
+            venv = os.path.join(ROOT, ".build/venv/bin/python")
+            subprocess.check_call([venv if os.path.exists(venv) else sys.executable, "-c",
+                                   "from mmdb_writer import MMDBWriter; from netaddr import IPSet; "
+                                   "w = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type='GeoLite2-Country'); "
+                                   "w.insert_network(IPSet(['127.0.0.0/8']), {'country': {'iso_code': 'US'}}); "
+                                   "w.insert_network(IPSet(['10.0.0.0/8']), {'country': {'iso_code': 'DE'}}); "
+                                   f"w.to_db_file({db!r})"])
+        with open(conf, "a") as f:
+            f.write(f'[geo]\ndatabase = "{db}"\n')
+
     def launch(self, conf, edge_bin, edgectl_bin):
+        if self.geo:
+            self.add_geo(conf)
         self.proc = subprocess.Popen([self.binary or edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.run, "edge.err"), "w"))
         wait_port(H2C)
         wait_port(TLS)
-        token = subprocess.check_output([edgectl_bin, "sign", "--key-hex", KEY_HEX, "--acl", "/audio/*", "--ttl", "7200"], text=True).strip()
+        token = subprocess.check_output([edgectl_bin, "sign", "--key-hex", KEY_HEX, "--acl", "/audio/*", "--ttl", "7200"]
+                                        + (["--regions", "US,CA"] if self.geo else []), text=True).strip()
         for kind, base in (("h2c", f"http://127.0.0.1:{H2C}"), ("tls", f"https://127.0.0.1:{TLS}")):
             with open(self.urls(kind), "w") as f:
                 f.writelines(f"{base}{p}?hdnts={token}\n" for p in self.paths)
@@ -310,12 +331,15 @@ def main():
     classes = {"edge": Edge, "edge-cache": EdgeCache, "nginx": Nginx, "h2o": H2O}
     servers = []
     for s in a.servers.split(","):
-        base, _, log = s.partition("+")
-        if base not in classes or log not in ("", "log") or (log and base == "h2o"):
-            raise SystemExit(f"--servers: {s}? edge, edge-cache, nginx, h2o, or edge+log, edge-cache+log, nginx+log")
-        servers.append(classes[base](s, a.run, paths, access_log=bool(log)))
+        base, _, variant = s.partition("+")
+        if base not in classes or variant not in ("", "log", "geo") or (variant and base == "h2o") \
+                or (variant == "geo" and base == "nginx"):
+            raise SystemExit(f"--servers: {s}? edge, edge-cache, nginx, h2o, or edge+log, edge-cache+log, nginx+log, "
+                             "edge+geo, edge-cache+geo")
+        options = {"access_log": variant == "log", "geo": variant == "geo"}
+        servers.append(classes[base](s, a.run, paths, **options))
         if a.baseline_bin and base in ("edge", "edge-cache"):
-            servers.append(classes[base](s + "@base", a.run, paths, binary=a.baseline_bin, access_log=bool(log)))
+            servers.append(classes[base](s + "@base", a.run, paths, binary=a.baseline_bin, **options))
     edges = [s.name for s in servers if s.name.startswith("edge")]
     scenarios = [s for s in SCENARIOS if s[0] in a.scenarios.split(",")]
     results = {}
@@ -389,16 +413,18 @@ def main():
             print(f"{name:12} {srv.name:10} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
                   f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f} {med(srv.name, name, 'cpu_us'):10.1f} "
                   f"{med(srv.name, name, 'own_us'):10.1f}   {ratio}")
-    logged = [srv.name for srv in servers if srv.name.endswith("+log")]
-    if logged:
-        print("\naccess log: server CPU per request with the log over without it (same server, scenario, rounds)")
-    for name, _, _ in scenarios:
-        for with_log in logged:
-            plain = with_log[:-len("+log")]
-            if (plain, name) in results and (with_log, name) in results:
-                print(f"{name:12} {plain:10} {med(with_log, name, 'cpu_us') / max(0.01, med(plain, name, 'cpu_us')):.2f}x CPU "
-                      f"({med(with_log, name, 'cpu_us'):.1f} vs {med(plain, name, 'cpu_us'):.1f} us/req; own "
-                      f"{med(with_log, name, 'own_us'):.1f} vs {med(plain, name, 'own_us'):.1f})")
+    for suffix, what in (("+log", "access log"), ("+geo", "geo")):
+        variants = [srv.name for srv in servers if srv.name.endswith(suffix)]
+        if variants:
+            print(f"\n{what}: server CPU per request with it over without it (same server, scenario, rounds)")
+        for name, _, _ in scenarios:
+            for with_it in variants:
+                plain = with_it[:-len(suffix)]
+                if (plain, name) in results and (with_it, name) in results:
+                    print(f"{name:12} {plain:10} {med(with_it, name, 'cpu_us') / max(0.01, med(plain, name, 'cpu_us')):.2f}x CPU "
+                          f"({med(with_it, name, 'cpu_us'):.1f} vs {med(plain, name, 'cpu_us'):.1f} us/req; own "
+                          f"{med(with_it, name, 'own_us'):.1f} vs {med(plain, name, 'own_us'):.1f}), "
+                          f"{med(with_it, name, 'rps') / med(plain, name, 'rps'):.2f}x req/s")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,15 @@ struct Router {
     let tokenName: String
     let tokenRequired: Bool
     let policy: EdgeAuthPolicy
-    /// Regional licensing (`[geo]`); nil when off.
-    var geo: GeoGate? = nil
+    /// Regional licensing (`[geo]`); nil when off. Its policy is kept apart as a plain value, so
+    /// the per-request check touches no reference count.
+    let geo: GeoGate?
+    let geoPolicy: GeoPolicy?
+
+    init(tokenName: String, tokenRequired: Bool, policy: EdgeAuthPolicy, geo: GeoGate? = nil) {
+        self.tokenName = tokenName; self.tokenRequired = tokenRequired; self.policy = policy
+        self.geo = geo; geoPolicy = geo?.policy
+    }
 
     enum Decision {
         /// Answer now with a small plain-text body.
@@ -61,7 +68,7 @@ struct Router {
         }
         if token == nil { token = request.header(tokenName.lowercased()) }
         var (verdict, expiry, regions) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
-        if verdict == .ok, let geo { verdict = geo.policy.check(regions, country: country) }
+        if verdict == .ok, let geoPolicy { verdict = geoPolicy.check(regions, country: country) }
         guard verdict == .ok else {
             return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue)
         }

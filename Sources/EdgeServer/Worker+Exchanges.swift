@@ -45,6 +45,7 @@ extension Worker: ExchangeHost {
     /// address cannot change within one), or, behind a trusted proxy, that of the client its
     /// `X-Forwarded-For` names, per request (a proxy's connection carries many clients).
     func clientCountry(_ c: Connection, _ request: EdgeRequest) -> CountryCode? {
+        if c.geoLooked && c.geoPeerTrusted == false { return c.geoCountry }   // the common case: no lookup
         guard let geo = router.geo else { return nil }
         if c.geoPeerTrusted == nil { c.geoPeerTrusted = geo.isTrustedProxy(c.client) }
         if c.geoPeerTrusted == true, let forwarded = request.header("x-forwarded-for") {

@@ -519,7 +519,7 @@ def test_openapi_document_matches_the_service(admin_edge, origin):
     doc = yaml.safe_load(open(os.path.join(ROOT, "docs", "admin-openapi.yaml")))
     schemas = doc["components"]["schemas"]
     assert set(doc["paths"]) == {"/healthz", "/readyz", "/metrics", "/admin/purge", "/admin/cache", "/admin/reload",
-                                 "/admin/prewarm", "/admin/prewarm/{id}"}
+                                 "/admin/prewarm", "/admin/prewarm/{id}", "/admin/geo"}   # /admin/geo: test_geo.py
     e = admin_edge()
     status, out = e.admin("POST", "/admin/prewarm", body={"paths": ["/audio/a1/160.opus", "/audio/none/x"],
                                                           "pin_until": "2126-01-01T00:00:00Z", "not_before": "2001-01-01T00:00:00Z"})

@@ -178,6 +178,15 @@ def test_edgectl_geo_says_what_the_edge_would_decide(make_edge, geo_db):
     assert out.returncode == 1 and "400" in out.stdout
     status, body = e.admin("GET", f"/admin/geo?ip={DE}&regions=DE")
     assert status == 200 and body["decision"] == "allow" and body["country"] == "DE"
+    # Every field is documented in docs/admin-openapi.yaml, and every documented one appears.
+    import yaml
+    from conftest import ROOT
+    doc = yaml.safe_load(open(os.path.join(ROOT, "docs", "admin-openapi.yaml")))
+    schema = doc["components"]["schemas"]["GeoDecision"]
+    assert set(body) == set(schema["properties"])
+    assert set(body["database"]) == set(schema["properties"]["database"]["properties"])
+    assert set(doc["paths"]["/admin/geo"]["get"]["responses"]) == {"200", "400", "401", "409"}
+    assert e.admin("GET", f"/admin/geo?ip={DE}", token="wrong-token-0123456789")[0] == 401
     assert e.admin("GET", f"/admin/geo?ip={DE}&regions=Germany")[0] == 400
 
 
