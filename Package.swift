@@ -51,7 +51,7 @@ let package = Package(
         // Country lookups in a MaxMind DB (Debian: libmaxminddb-dev).
         .target(name: "CEdgeGeo", linkerSettings: [.linkedLibrary("maxminddb")]),
         .target(name: "EdgeEncoding"),
-        .target(name: "EdgeCrypto", dependencies: ["CEdgeCrypto"]),
+        .target(name: "EdgeCrypto", dependencies: ["CEdgeCrypto", "EdgeEncoding"]),
         .target(name: "EdgeHTTP", dependencies: ["EdgeEncoding"]),
         .target(name: "EdgeAuthToken", dependencies: ["CEdgeCrypto", "EdgeEncoding"]),
         .target(name: "EdgeCache", dependencies: ["EdgeEncoding"]),
@@ -139,7 +139,7 @@ let package = Package(
         .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient", "EdgeConfig", "CEdgeTLS"]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
         .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
-        .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding"]),
+        .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding", "EdgeCrypto"]),
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),
         .testTarget(name: "EdgeCacheTests", dependencies: ["EdgeCache", "EdgeEncoding"]),

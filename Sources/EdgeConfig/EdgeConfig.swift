@@ -82,22 +82,117 @@ public struct TokenConfig: Sendable, Equatable {
     public var required = true
 }
 
-/// One HTTP/1.1 upstream: `http://host:port[/prefix]` (host an IP literal: no DNS on the data path).
+/// One HTTP/1.1 upstream: `http[s]://host[:port][/prefix]`. The host is an IP literal (IPv6 in
+/// brackets) or a DNS name, which the edge resolves off the data path (`OriginResolver`); the
+/// port defaults to the scheme's.
 public struct Upstream: Sendable, Equatable {
     public var host: String
     public var port: Int
     public var prefix: String
     public var url: String
+    public var tls = false
 
-    public static func parse(_ u: String) -> Upstream? {
-        guard u.hasPrefix("http://") else { return nil }
-        let rest = u.dropFirst(7)
+    public init(host: String, port: Int, prefix: String, url: String, tls: Bool = false) {
+        self.host = host; self.port = port; self.prefix = prefix; self.url = url; self.tls = tls
+    }
+
+    /// Whether `host` is an address: nothing to resolve.
+    public var isIPLiteral: Bool { ListenAddress.isIPLiteral(Substring(host)) }
+
+    /// The request's `Host` (and what SigV4 signs): the name, or the literal (IPv6 in brackets),
+    /// with the port unless it is the scheme's default.
+    public var authority: String {
+        let h = host.contains(":") ? "[\(host)]" : host
+        return port == (tls ? 443 : 80) ? h : "\(h):\(port)"
+    }
+
+    public static func parse(_ u: String) -> Upstream? { try? parseOrExplain(u).get() }
+
+    /// The upstream, or why `u` is not one.
+    public static func parseOrExplain(_ u: String) -> Result<Upstream, ConfigError> {
+        let tls: Bool
+        let rest: Substring
+        if u.hasPrefix("http://") {
+            tls = false; rest = u.dropFirst(7)
+        } else if u.hasPrefix("https://") {
+            tls = true; rest = u.dropFirst(8)
+        } else {
+            return .failure(
+                ConfigError(
+                    key: "origin.urls", reason: "\(u): unsupported scheme (http://, https:// or file:// expected)"))
+        }
+        let bad = { (why: String) in
+            Result<Upstream, ConfigError>.failure(ConfigError(key: "origin.urls", reason: "\(u): \(why)"))
+        }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        guard let address = ListenAddress.parse(String(rest[..<slash])) else { return nil }
+        let authority = rest[..<slash]
+        guard !authority.contains("@") else { return bad("credentials in the URL are not supported (see origin.auth)") }
+        var host: Substring, portText: Substring? = nil
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { return bad("an IPv6 address needs its closing ]") }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return bad("expected :port after the IPv6 address") }
+                portText = after.dropFirst()
+            }
+            guard host.contains(":"), ListenAddress.isIPLiteral(host) else {
+                return bad("[\(host)] is not an IPv6 address")
+            }
+        } else {
+            if let colon = authority.lastIndex(of: ":") {
+                host = authority[..<colon]; portText = authority[authority.index(after: colon)...]
+            } else {
+                host = authority
+            }
+            guard !host.contains(":") else { return bad("an IPv6 address goes in brackets: http://[::1]:8080") }
+            guard ListenAddress.isIPLiteral(host) || isHostName(host) else {
+                return bad("\"\(host)\" is neither an IP address nor a host name")
+            }
+        }
+        var port = tls ? 443 : 80
+        if let portText {
+            guard portText.utf8.count <= 5, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                let p = Int(portText),
+                (1...65535).contains(p)
+            else { return bad("the port must be 1...65535") }
+            port = p
+        }
         var prefix = String(rest[slash...])
         while prefix.hasSuffix("/") { prefix.removeLast() }
-        return Upstream(host: address.host, port: address.port, prefix: prefix, url: u)
+        guard !prefix.contains("?"), !prefix.contains("#") else { return bad("no query or fragment in an origin URL") }
+        return .success(Upstream(host: String(host).lowercased(), port: port, prefix: prefix, url: u, tls: tls))
     }
+
+    /// A DNS name (RFC 1123): labels of letters, digits and inner hyphens, 1 to 63 bytes each,
+    /// 253 in all; not all digits (that would be a mistyped address).
+    static func isHostName(_ h: Substring) -> Bool {
+        guard !h.isEmpty, h.utf8.count <= 253 else { return false }
+        var allDigits = true
+        for label in h.split(separator: ".", omittingEmptySubsequences: false) {
+            guard (1...63).contains(label.utf8.count), label.first != "-", label.last != "-" else { return false }
+            for c in label.utf8 {
+                let digit = c >= 0x30 && c <= 0x39
+                guard digit || (c | 0x20 >= 0x61 && c | 0x20 <= 0x7A) || c == 0x2D else { return false }
+                if !digit { allDigits = false }
+            }
+        }
+        return !allDigits
+    }
+}
+
+/// What signs origin requests for a private bucket (S3, GCS's XML API with HMAC keys, MinIO,
+/// Ceph RGW). The secret never reaches a log: `description` leaves it out.
+public struct SigV4Credentials: Sendable, Equatable, CustomStringConvertible {
+    public var accessKeyID: String
+    public var secretAccessKey: String
+    public var region: String
+    public var service: String
+    public init(accessKeyID: String, secretAccessKey: String, region: String, service: String) {
+        self.accessKeyID = accessKeyID; self.secretAccessKey = secretAccessKey; self.region = region
+        self.service = service
+    }
+    public var description: String { "s3-sigv4(\(accessKeyID), \(region), \(service))" }
 }
 
 public struct OriginConfig: Sendable, Equatable {
@@ -120,6 +215,14 @@ public struct OriginConfig: Sendable, Equatable {
     public var responseHeadBytesMax = 32768
     /// Fetches waiting per worker for a free upstream connection; beyond it clients get 503.
     public var queueMax = 1024
+    /// Trusted certificates for https:// upstreams (PEM); nil: the system's store.
+    public var caFile: String? = nil
+    /// Accept any certificate from https:// upstreams (logged at start-up): for a test rig only.
+    public var insecureSkipVerify = false
+    /// Upstream host names are resolved again this often (and at start-up and reload).
+    public var resolveIntervalSeconds = 30
+    /// Origin requests signed with AWS Signature Version 4 (`auth = "s3-sigv4"`); nil: unsigned.
+    public var sigV4: SigV4Credentials? = nil
     /// The directory of the `file://` origin, if that is the origin.
     public var directory: String? {
         for u in urls where u.hasPrefix("file://") { return String(u.dropFirst("file://".count)) }
@@ -302,7 +405,9 @@ public struct EdgeConfig: Sendable {
                 "urls", "connect_timeout_milliseconds", "first_byte_timeout_milliseconds",
                 "idle_read_timeout_milliseconds",
                 "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds",
-                "response_timeout_milliseconds", "response_head_bytes_max", "queue_max",
+                "response_timeout_milliseconds", "response_head_bytes_max", "queue_max", "ca_file",
+                "insecure_skip_verify", "resolve_interval_seconds", "auth", "access_key_id", "secret_access_key",
+                "secret_access_key_file", "region", "service",
             ], in: "origin")
         c.origin.urls = try r.strings(o, "origin.urls") ?? []
         if c.origin.urls.isEmpty { throw ConfigError(key: "origin.urls", reason: "at least one origin is required") }
@@ -314,19 +419,17 @@ public struct EdgeConfig: Sendable {
                         key: "origin.urls", reason: "\(u): a file origin needs an absolute path (file:///dir)")
                 }
                 files += 1
-            } else if u.hasPrefix("http://") {
-                guard let up = Upstream.parse(u) else {
-                    throw ConfigError(
-                        key: "origin.urls",
-                        reason: "\(u): expected http://IP:port[/prefix] (an IP literal; IPv6 as [addr]:port)")
+            } else {
+                let up = try Upstream.parseOrExplain(u).get()
+                guard !up.tls else {   // TLS to the origin lands in the next change
+                    throw ConfigError(key: "origin.urls", reason: "\(u): https:// origins are not supported yet")
                 }
                 c.origin.upstreams.append(up)
-            } else {
-                throw ConfigError(key: "origin.urls", reason: "\(u): unsupported scheme (http:// or file:// expected)")
             }
         }
         if files > 0 && (files > 1 || !c.origin.upstreams.isEmpty) {
-            throw ConfigError(key: "origin.urls", reason: "either one file:// origin or one or more http:// origins")
+            throw ConfigError(
+                key: "origin.urls", reason: "either one file:// origin or one or more http:// or https:// origins")
         }
         c.origin.connectTimeoutMilliseconds = try r.int(o, "origin.connect_timeout_milliseconds", 10...600_000) ?? 2000
         c.origin.firstByteTimeoutMilliseconds =
@@ -341,6 +444,21 @@ public struct EdgeConfig: Sendable {
             try r.int(o, "origin.response_timeout_milliseconds", 100...3_600_000) ?? 60_000
         c.origin.responseHeadBytesMax = try r.int(o, "origin.response_head_bytes_max", 1024...1_048_576) ?? 32768
         c.origin.queueMax = try r.int(o, "origin.queue_max", 1...1_000_000) ?? 1024
+        c.origin.caFile = try r.string(o, "origin.ca_file")
+        if let f = c.origin.caFile, !FileManager.default.isReadableFile(atPath: f) {
+            throw ConfigError(key: "origin.ca_file", reason: "cannot read \(f)")
+        }
+        c.origin.insecureSkipVerify = try r.bool(o, "origin.insecure_skip_verify") ?? false
+        if c.origin.insecureSkipVerify && c.origin.caFile != nil {
+            throw ConfigError(
+                key: "origin.insecure_skip_verify", reason: "set origin.ca_file or skip verification, not both")
+        }
+        c.origin.resolveIntervalSeconds = try r.int(o, "origin.resolve_interval_seconds", 1...86400) ?? 30
+        c.origin.sigV4 = try Self.parseSigV4(r, o)
+        if c.origin.sigV4 != nil && c.origin.upstreams.isEmpty {
+            throw ConfigError(
+                key: "origin.auth", reason: "signs requests to http(s):// origins; a file:// origin has none")
+        }
 
         let k = try r.table("cache")
         try r.allowOnly(
@@ -424,6 +542,60 @@ public struct EdgeConfig: Sendable {
             try Self.refuseOverlappingListeners(cleartext: c.server.listen, tls: c.server.listenTLS, admin: a)
         }
         return c
+    }
+
+    static func parseSigV4(_ r: Reader, _ o: TOMLTable?) throws -> SigV4Credentials? {
+        let auth = try r.string(o, "origin.auth") ?? "none"
+        let keys = ["access_key_id", "secret_access_key", "secret_access_key_file", "region", "service"]
+        guard auth == "s3-sigv4" else {
+            guard auth == "none" else {
+                throw ConfigError(key: "origin.auth", reason: "\"\(auth)\": expected \"none\" or \"s3-sigv4\"")
+            }
+            for k in keys where try r.string(o, "origin.\(k)") != nil {
+                throw ConfigError(key: "origin.\(k)", reason: "only with origin.auth = \"s3-sigv4\"")
+            }
+            return nil
+        }
+        guard let id = try r.string(o, "origin.access_key_id"), !id.isEmpty, id.utf8.count <= 128,
+            id.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != 0x2F && $0 != 0x2C })
+        else {
+            throw ConfigError(
+                key: "origin.access_key_id", reason: "required: 1 to 128 printable characters, no '/' or ','")
+        }
+        var secret = try r.string(o, "origin.secret_access_key")
+        if let file = try r.string(o, "origin.secret_access_key_file") {
+            guard secret == nil else {
+                throw ConfigError(
+                    key: "origin.secret_access_key_file",
+                    reason: "set origin.secret_access_key or origin.secret_access_key_file, not both")
+            }
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
+            else {
+                throw ConfigError(key: "origin.secret_access_key_file", reason: "cannot read \(file)")
+            }
+            secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        // The reason never quotes the secret.
+        guard let secret, !secret.isEmpty, secret.utf8.count <= 256, secret.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+        else {
+            throw ConfigError(
+                key: "origin.secret_access_key",
+                reason: "required (or secret_access_key_file): 1 to 256 printable characters")
+        }
+        let token = { (key: String, fallback: String?) throws -> String in
+            guard let v = try r.string(o, "origin.\(key)") ?? fallback, !v.isEmpty, v.utf8.count <= 64,
+                v.utf8.allSatisfy({
+                    ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x5F
+                })
+            else {
+                throw ConfigError(
+                    key: "origin.\(key)", reason: "required: letters, digits, '-' or '_' (e.g. us-east-1)")
+            }
+            return v
+        }
+        return SigV4Credentials(
+            accessKeyID: id, secretAccessKey: secret, region: try token("region", nil),
+            service: try token("service", "s3"))
     }
 
     static func parseGeo(_ r: inout Reader) throws -> GeoConfig {

@@ -242,6 +242,11 @@ public final class EdgeControl: @unchecked Sendable {
                         key: "server.access_log", reason: "cannot open \(next.server.accessLog): errno \(-rc)")
                 }
             }
+            // Every reload resolves the upstreams' names again (mailed before the new settings).
+            if let resolver = settings.resolver {
+                resolver.update(next.origin)
+                resolver.start()
+            }
             var result = apply(next, tls: tls, geo: geo)
             if geoReopened && !result.applied.contains("geo.database") { result.applied.append("geo.database (file)") }
             result.needsRestart = Self.changedKeys(next, fresh)
@@ -336,6 +341,10 @@ public final class EdgeControl: @unchecked Sendable {
             + changedKeys(a.origin, b.origin, section: "origin") + changedKeys(a.cache, b.cache, section: "cache")
             + changedKeys(a.limits, b.limits, section: "limits") + changedKeys(a.admin, b.admin, section: "admin")
             + changedKeys(a.geo, b.geo, section: "geo")
+            // The credentials' description leaves the secret out: a new secret alone is found here.
+            + (a.origin.sigV4 != b.origin.sigV4
+                && String(describing: a.origin.sigV4) == String(describing: b.origin.sigV4)
+                ? ["origin.auth"] : [])
     }
 
     /// The fields of two values of one configuration struct that differ, as their keys in the
@@ -357,6 +366,7 @@ public final class EdgeControl: @unchecked Sendable {
         case "cache.directory": return "cache.dir"
         case "token.lifetime_seconds_max": return "token.max_lifetime_seconds"
         case "geo.allow_unknown": return "geo.unknown"
+        case "origin.sig_v4": return "origin.auth"
         case "limits.keep_alive_timeout_milliseconds": return "limits.keepalive_timeout_milliseconds"
         default: return key
         }

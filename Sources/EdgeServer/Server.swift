@@ -21,7 +21,7 @@ public final class EdgeServer {
 
     /// What `--check` verifies beyond the file itself: the certificate and key load and match, the
     /// origin directory exists, the cache directory exists or can be created, the geo database opens
-    /// and checks. Each problem names its key.
+    /// and checks, the upstreams' host names resolve. Each problem names its key.
     public static func preflight(_ config: EdgeConfig) -> [String] {
         var problems: [String] = []
         if !config.server.listenTLS.isEmpty,
@@ -53,6 +53,11 @@ public final class EdgeServer {
             }
         }
         do { _ = try GeoGate.open(config.geo) } catch { problems.append(error.description) }
+        for u in config.origin.upstreams where !u.isIPLiteral {
+            if case .failure(let why) = OriginResolver.resolve(u.host, port: u.port) {
+                problems.append("origin.urls: \(u.url): \(u.host) does not resolve (\(why))")
+            }
+        }
         return problems
     }
 
@@ -105,9 +110,22 @@ public final class EdgeServer {
             )
             store = s
         }
+        let directory = WorkerDirectory(workers: workerCount, signal: { _ = edge_eventfd_signal($0) })
+        var resolver: OriginResolver? = nil
+        if !config.origin.upstreams.isEmpty {
+            // Names resolve before the first worker starts; later answers reach the workers by mail.
+            let r = OriginResolver(
+                log: { printError($0) },
+                publish: { [count = workerCount] book in
+                    for w in 0..<count { directory.post(.addresses(book), to: w, bounded: false) }
+                })
+            r.update(config.origin)
+            r.start()
+            resolver = r
+        }
         let settings = WorkerSettings(
             config: config, router: router, tlsContext: tlsContext, accessLogFD: logFD,
-            store: store, directory: WorkerDirectory(workers: workerCount, signal: { _ = edge_eventfd_signal($0) }))
+            store: store, directory: directory, resolver: resolver)
         let control = EdgeControl(settings: settings, configPath: configPath)
 
         for a in config.server.listen + config.server.listenTLS {

@@ -22,12 +22,16 @@ final class WorkerSettings: @unchecked Sendable {
     let counters: [WorkerCounters]
     /// Workers whose listeners are armed (readiness).
     let workersStarted = Atomic<Int>(0)
+    /// Resolves the upstreams' host names (nil: none to resolve, or a test's fixed addresses).
+    let resolver: OriginResolver?
+    /// The upstreams' host names as resolved at start-up (later answers come by mail).
+    var addresses: AddressBook { resolver?.book ?? AddressBook([:]) }
     init(
         config: EdgeConfig, router: Router, tlsContext: TLSServerContext?, accessLogFD: Int32, store: SliceStore?,
-        directory: WorkerDirectory
+        directory: WorkerDirectory, resolver: OriginResolver? = nil
     ) {
         self.config = config; self.router = router; self.tlsContext = tlsContext; self.accessLogFD = accessLogFD
-        self.store = store; self.directory = directory
+        self.store = store; self.directory = directory; self.resolver = resolver
         counters = directory.entries.map { _ in WorkerCounters() }
     }
 }
@@ -370,6 +374,8 @@ final class Worker {
                 tlsContext = context
             case .configure(let c):
                 configure(c)
+            case .addresses(let book):
+                if case .cache(let cache) = content { cache.origin.setAddresses(book) }
             }
         }
         // A wake may also mean a fill moved that no worker's ring was told of (one the control

@@ -117,7 +117,7 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertEqual(
             error(base.replacingOccurrences(of: "file:///srv/audio", with: "gopher://x"))?.key, "origin.urls")
         XCTAssertEqual(
-            error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://origin.example:80"))?.key,
+            error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://origin..example:80"))?.key,
             "origin.urls")
         XCTAssertEqual(
             error(base.replacingOccurrences(of: "file:///srv/audio", with: "http://127.0.0.1:9000"))?.key, "cache.dir")
@@ -167,6 +167,89 @@ final class EdgeConfigTests: XCTestCase {
             ])
         XCTAssertNil(c.origin.directory)
         XCTAssertEqual(c.cache.sliceBytes, 262_144)
+    }
+
+    func testOriginURLForms() {
+        let ok: [(String, Upstream)] = [
+            (
+                "https://bucket.s3.eu-west-1.amazonaws.com/audio/",
+                Upstream(
+                    host: "bucket.s3.eu-west-1.amazonaws.com", port: 443, prefix: "/audio",
+                    url: "https://bucket.s3.eu-west-1.amazonaws.com/audio/", tls: true)
+            ),
+            (
+                "http://Origin.Internal:8080",
+                Upstream(host: "origin.internal", port: 8080, prefix: "", url: "http://Origin.Internal:8080")
+            ),
+            ("http://localhost", Upstream(host: "localhost", port: 80, prefix: "", url: "http://localhost")),
+            (
+                "https://[2001:db8::1]",
+                Upstream(host: "2001:db8::1", port: 443, prefix: "", url: "https://[2001:db8::1]", tls: true)
+            ),
+            (
+                "https://[::1]:8443/b",
+                Upstream(host: "::1", port: 8443, prefix: "/b", url: "https://[::1]:8443/b", tls: true)
+            ),
+        ]
+        for (u, want) in ok { XCTAssertEqual(Upstream.parse(u), want, u) }
+        XCTAssertEqual(Upstream.parse("https://h.example")?.authority, "h.example")
+        XCTAssertEqual(Upstream.parse("https://h.example:8443")?.authority, "h.example:8443")
+        XCTAssertEqual(Upstream.parse("http://[::1]:80")?.authority, "[::1]")
+        XCTAssertEqual(Upstream.parse("http://[::1]:81")?.authority, "[::1]:81")
+        XCTAssertEqual(Upstream.parse("http://localhost")?.isIPLiteral, false)
+        XCTAssertEqual(Upstream.parse("http://10.0.0.1")?.isIPLiteral, true)
+        for bad in [
+            "ftp://h", "http://", "http://:80", "http://h:0", "http://h:65536", "http://h:8x", "http://::1:80",
+            "http://[::1", "http://[1.2.3.4]", "http://[::1]x", "http://user:pw@h", "http://-h.example",
+            "http://h-.example", "http://h_1.example", "http://999.1.1.1", "http://h.example/a?b", "http://a..b",
+            "http://" + String(repeating: "a", count: 64) + ".example",
+        ] {
+            XCTAssertNil(Upstream.parse(bad), bad)
+        }
+    }
+
+    func testSignedOrigins() throws {
+        let http =
+            base.replacingOccurrences(of: "file:///srv/audio", with: "http://bucket.example")
+            + "\n[cache]\ndir = \"/c\""
+        func with(_ lines: String) -> String {
+            http.replacingOccurrences(
+                of: "urls = [\"http://bucket.example\"]", with: "urls = [\"http://bucket.example\"]\n" + lines)
+        }
+        let c = try EdgeConfig.parse(
+            with(
+                "auth = \"s3-sigv4\"\naccess_key_id = \"AKID\"\nsecret_access_key = \"s3cr3t/x+y\"\nregion = \"eu-west-1\""
+            ))
+        XCTAssertEqual(
+            c.origin.sigV4,
+            SigV4Credentials(accessKeyID: "AKID", secretAccessKey: "s3cr3t/x+y", region: "eu-west-1", service: "s3"))
+        XCTAssertFalse("\(c.origin)".contains("s3cr3t"), "the secret is never printed")
+        let cases: [(String, String)] = [
+            ("auth = \"basic\"", "origin.auth"),
+            ("access_key_id = \"AKID\"", "origin.access_key_id"),   // without auth
+            ("auth = \"s3-sigv4\"\nsecret_access_key = \"s\"\nregion = \"r\"", "origin.access_key_id"),
+            ("auth = \"s3-sigv4\"\naccess_key_id = \"A\"\nregion = \"r\"", "origin.secret_access_key"),
+            ("auth = \"s3-sigv4\"\naccess_key_id = \"A\"\nsecret_access_key = \"s\"", "origin.region"),
+            (
+                "auth = \"s3-sigv4\"\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\nregion = \"a b\"",
+                "origin.region"
+            ),
+            (
+                "auth = \"s3-sigv4\"\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\nsecret_access_key_file = \"/x\"\nregion = \"r\"",
+                "origin.secret_access_key_file"
+            ),
+            (
+                "auth = \"s3-sigv4\"\naccess_key_id = \"A\"\nsecret_access_key_file = \"/nonexistent\"\nregion = \"r\"",
+                "origin.secret_access_key_file"
+            ),
+            ("ca_file = \"/nonexistent/ca.pem\"", "origin.ca_file"),
+            ("resolve_interval_seconds = 0", "origin.resolve_interval_seconds"),
+        ]
+        for (lines, key) in cases { XCTAssertEqual(error(with(lines))?.key, key, lines) }
+        let bad = error(
+            with("auth = \"s3-sigv4\"\naccess_key_id = \"A\"\nsecret_access_key = \"has space\"\nregion = \"r\""))
+        XCTAssertEqual(bad?.key, "origin.secret_access_key")
+        XCTAssertFalse(bad?.description.contains("has space") ?? true, "the reason never quotes the secret")
     }
 
     func testListenAddressForms() {

@@ -36,8 +36,14 @@ import time
 
 
 class Origin:
-    def __init__(self, root, slice_bytes=65536):
+    """`sigv4=(access_key_id, secret, region)`: a private bucket. Every request must carry an AWS
+    Signature Version 4 that botocore's S3 signer (an independent implementation) reproduces from
+    the headers it names, else 403 SignatureDoesNotMatch as S3 answers. `host`: where to listen
+    (an IPv6 literal too)."""
+    def __init__(self, root, slice_bytes=65536, sigv4=None, host="127.0.0.1", port=0):
         self.root = root
+        self.sigv4 = sigv4
+        self.refused = []   # (path, why) of requests refused for their signature
         self.slice_bytes = slice_bytes
         self.faults = {}
         self.delay_ms = 0   # every answer delayed: an object store far away
@@ -52,14 +58,41 @@ class Origin:
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.host = host
+        self.server = Server((host, port), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{'[' + self.host + ']' if ':' in self.host else self.host}:{self.port}"
+
+    def signature_problem(self, method, target, headers):
+        """None when the request's SigV4 signature verifies, else why not."""
+        import hmac
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+                         r"SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})", headers.get("authorization", ""))
+        if not m:
+            return "no SigV4 Authorization"
+        key_id, day, region, service, signed, signature = m.groups()
+        if key_id != self.sigv4[0] or region != self.sigv4[2] or service != "s3":
+            return f"wrong scope {key_id}/{region}/{service}"
+        amz_date = headers.get("x-amz-date", "")
+        if not amz_date.startswith(day) or abs(time.mktime(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")) - time.mktime(time.gmtime())) > 900:
+            return f"x-amz-date {amz_date} outside 15 minutes of now"
+        names = signed.split(";")
+        if not {"host", "x-amz-date", "x-amz-content-sha256", "range"} <= set(names):
+            return f"signed headers {signed} leave out host, range or x-amz-*"
+        req = AWSRequest(method=method, url=f"http://{headers['host']}{target}", headers={n: headers[n] for n in names})
+        req.context["timestamp"] = amz_date
+        signer = S3SigV4Auth(Credentials(key_id, self.sigv4[1]), service, region)
+        expected = signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req)
+        return None if hmac.compare_digest(expected, signature) else "SignatureDoesNotMatch"
 
     def requests_for(self, path):
         with self.lock:
@@ -91,10 +124,18 @@ class Origin:
             path = target.split("?")[0]
             with self.lock:
                 self.log.append((path, headers.get("range"), headers, target))
-            if not self.respond(sock, method, path, headers):
+            if not self.respond(sock, method, path, headers, target):
                 return
 
-    def respond(self, sock, method, path, headers):
+    def respond(self, sock, method, path, headers, target=None):
+        if self.sigv4:
+            why = self.signature_problem(method, target or path, headers)
+            if why:
+                with self.lock:
+                    self.refused.append((path, why))
+                body = f"<Error><Code>SignatureDoesNotMatch</Code><Message>{why}</Message></Error>".encode()
+                sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                return True
         fault = self.faults.get(path, "")
         if fault == "not-http":
             sock.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")

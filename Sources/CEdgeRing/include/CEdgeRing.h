@@ -75,6 +75,11 @@ int edge_address_free(const char *host, int port);
 int edge_set_nodelay(int fd);
 // Formats the peer address of an accepted socket as text ("1.2.3.4" or "::1").
 int edge_peer_address(int fd, char *out, size_t cap);
+// Resolves a host name (getaddrinfo; blocking: control threads only) into up to `max` 128-byte
+// sockaddr_storage entries in `out`, lengths in `lengths`; the count, or -1 with the reason in `err`.
+int edge_resolve(const char *host, int port, void *out, int *lengths, int max, char *err, size_t errcap);
+// A sockaddr's address as text.
+int edge_sockaddr_text(const void *addr, char *out, size_t cap);
 
 // Per-worker counters: written by one thread only, read by the metrics scrape on another. Relaxed
 // load + store (not an atomic read-modify-write): no lock prefix, no contention, and the reader

@@ -65,7 +65,8 @@ final class CacheSource {
         promoter = SlicePromoter(ring: ring, store: store, writer: writer, errorLog: errorLog)
         counters = settings.counters[worker]
         origin = OriginClient(
-            ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog, counters: counters)
+            ring: ring, clock: clock, config: config.origin, store: store, errorLog: errorLog, counters: counters,
+            addresses: settings.addresses)
         origin.listener = self
         promoter.listener = self
     }

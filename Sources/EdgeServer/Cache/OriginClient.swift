@@ -3,13 +3,20 @@ import EdgeIO
 import EdgeHTTP
 import EdgeConfig
 import EdgeCache
+import EdgeCrypto
+import Glibc
 
 /// Fetches slices from the configured HTTP upstreams on its worker's ring: keep-alive pools per
 /// upstream (bounded), connect / first-byte / idle-read timeouts, the next upstream on failure
 /// (bounded attempts), and passive health — an upstream that keeps failing is skipped for a
 /// while, then given one probe request.
 final class OriginClient {
-    struct Job { var fill: Fill; var attempts: Int; var tried: [Int] }
+    struct Job {
+        var fill: Fill; var attempts: Int; var tried: [Int]
+        /// Addresses of the current upstream that refused a connection in this attempt: the next
+        /// one is tried within the same attempt (a name's addresses fail over among themselves).
+        var addressFailures = 0
+    }
     struct Health { var failures = 0; var downUntilMicroseconds: Int64 = 0; var probing = false }
 
     let ring: Ring
@@ -27,6 +34,8 @@ final class OriginClient {
     private(set) var active: [Int]
     private var isActive: [Bool]
     private(set) var config: OriginConfig
+    /// Signs every request when the origin is a private bucket (`origin.auth = "s3-sigv4"`).
+    var signer: SigV4Signer?
     let sliceBytes: Int
     var connections: [OriginConnection] = []
     var freeSlots: [UInt32] = []
@@ -34,20 +43,28 @@ final class OriginClient {
     var open: [Int]
     var health: [Health]
     var queued: [Job] = []
+    /// The host names' addresses as last resolved, and each upstream's endpoints (its literal,
+    /// or its name's addresses), with when each may be tried again after refusing a connection.
+    private var addressBook: AddressBook
+    private(set) var endpoints: [[Endpoint]] = []
+    private var endpointDownUntil: [[Int64]] = []
+    private var nextEndpoint: [Int] = []
     private(set) var requestsSent = 0
     /// Fetches refused at `origin.queue_max` (reported by the worker's tick).
     var queueRefusals = 0
 
     init(
         ring: Ring, clock: LoopClock, config: OriginConfig, store: SliceStore, errorLog: AccessLog,
-        counters: WorkerCounters
+        counters: WorkerCounters, addresses: AddressBook = AddressBook([:])
     ) {
+        addressBook = addresses
         self.counters = counters
         self.ring = ring
         self.clock = clock
         self.store = store
         self.errorLog = errorLog
         self.config = config
+        signer = config.sigV4.map(Self.signer)
         upstreams = config.upstreams
         sliceBytes = store.sliceBytes
         idle = Array(repeating: [], count: config.upstreams.count)
@@ -55,6 +72,57 @@ final class OriginClient {
         health = Array(repeating: Health(), count: config.upstreams.count)
         active = Array(config.upstreams.indices)
         isActive = Array(repeating: true, count: config.upstreams.count)
+        rebuildEndpoints()
+    }
+
+    /// New answers from the resolver: connections opened from now on use them.
+    func setAddresses(_ book: AddressBook) {
+        addressBook = book
+        rebuildEndpoints()
+        // Pooled connections follow the name: one to an address it no longer has is closed when
+        // idle (a busy one finishes its response first, then is not kept).
+        for c in connections where c.state != .free && c.state != .opening {
+            let list = endpoints[c.upstream]
+            let k = list.firstIndex { e in e.storage.withUnsafeBytes { memcmp($0.baseAddress!, c.address, 128) == 0 } }
+            c.endpoint = k ?? Int.max
+            if k == nil && c.state == .idle { retire(c) }
+        }
+        startQueued()
+    }
+
+    private func rebuildEndpoints() {
+        let old = endpoints
+        endpoints = upstreams.map { u in
+            u.isIPLiteral
+                ? (Endpoint.literal(u.host, port: u.port).map { [$0] } ?? [])
+                : (addressBook.endpoints[AddressBook.key(u)] ?? [])
+        }
+        // An address that stays keeps its down mark; new ones start up.
+        endpointDownUntil = endpoints.indices.map { i in
+            endpoints[i].map { e in
+                guard i < old.count, let k = old[i].firstIndex(of: e), k < endpointDownUntil[i].count else { return 0 }
+                return endpointDownUntil[i][k]
+            }
+        }
+        while nextEndpoint.count < endpoints.count { nextEndpoint.append(0) }
+    }
+
+    /// The next address of upstream `u` in turn (spread), skipping those that refused a
+    /// connection lately unless all did; nil when its name has never resolved.
+    func pickEndpoint(_ u: Int) -> Int? {
+        let list = endpoints[u]
+        guard !list.isEmpty else { return nil }
+        let now = clock.nowMicroseconds
+        for step in 0..<list.count {
+            let i = (nextEndpoint[u] + step) % list.count
+            if endpointDownUntil[u][i] <= now {
+                nextEndpoint[u] = i + 1
+                return i
+            }
+        }
+        let i = nextEndpoint[u] % list.count
+        nextEndpoint[u] = i + 1
+        return i
     }
 
     /// A reload's origin settings: timeouts, attempts and bounds apply to what starts next. An
@@ -63,6 +131,7 @@ final class OriginClient {
     /// their response ends.
     func configure(_ new: OriginConfig) {
         precondition(!new.upstreams.isEmpty, "an HTTP origin without upstreams")
+        if new.sigV4 != config.sigV4 { signer = new.sigV4.map(Self.signer) }
         config = new
         var order: [Int] = []
         for u in new.upstreams {
@@ -79,6 +148,7 @@ final class OriginClient {
                 order.append(upstreams.count - 1)
             }
         }
+        rebuildEndpoints()
         let removed = active.filter { !order.contains($0) }
         active = order
         for i in isActive.indices { isActive[i] = order.contains(i) }
@@ -86,6 +156,11 @@ final class OriginClient {
             while let s = idle[r].last { retire(connections[Int(s)]) }
         }
         startQueued()   // more connections allowed, or a new upstream to use
+    }
+
+    static func signer(_ c: SigV4Credentials) -> SigV4Signer {
+        SigV4Signer(
+            accessKeyID: c.accessKeyID, secretAccessKey: c.secretAccessKey, region: c.region, service: c.service)
     }
 
     /// Fetches running or queued. A drain waits for them (up to its deadline): a slice cut at
@@ -117,6 +192,7 @@ final class OriginClient {
         }
         job.attempts += 1
         job.tried.append(u)
+        job.addressFailures = 0
         if let s = idle[u].popLast() {
             let c = connections[Int(s)]
             c.job = job
@@ -134,18 +210,51 @@ final class OriginClient {
             queued.append(job)
             return
         }
+        openConnection(job, to: u)
+    }
+
+    /// A new connection to upstream `u` for `job`, to its next address.
+    func openConnection(_ job: Job, to u: Int) {
+        guard let e = pickEndpoint(u) else {
+            counters.originError("connect")
+            logError("origin \(upstreams[u].url): \(upstreams[u].host) has no address (it has not resolved); 502")
+            health[u].failures += 1
+            start(job, lastStatus: 502)
+            return
+        }
         let c = takeConnection()
         c.upstream = u
+        c.endpoint = e
         c.job = job
         c.state = .opening
         open[u] += 1
-        let up = upstreams[u]
-        c.addressLength = edge_make_sockaddr(up.host, Int32(up.port), c.address)
+        let endpoint = endpoints[u][e]
+        endpoint.storage.withUnsafeBytes { c.address.copyMemory(from: $0.baseAddress!, byteCount: 128) }
+        c.addressLength = endpoint.length
         c.pendingOps += 1
         c.deadlineMicroseconds = clock.nowMicroseconds + Int64(config.connectTimeoutMilliseconds) * 1000
         c.deadlineStatus = 504
-        ring.socket(
-            ipv6: up.host.contains(":"), UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
+        ring.socket(ipv6: endpoint.ipv6, UserData(kind: OpKind.originSocket, slot: c.slot, generation: c.generation))
+    }
+
+    /// A connection that could not be opened: the address is skipped for `down_milliseconds`,
+    /// and while the upstream has another address this attempt tries it; then the upstream failed.
+    func connectFailed(_ c: OriginConnection, counted: Bool = false) {
+        if !counted { counters.originError("connect") }
+        let u = c.upstream
+        if c.endpoint < endpointDownUntil[u].count {
+            endpointDownUntil[u][c.endpoint] = clock.nowMicroseconds + Int64(config.downMilliseconds) * 1000
+        }
+        if var job = c.job, job.addressFailures + 1 < endpoints[u].count, isActive[u] {
+            let address = c.endpoint < endpoints[u].count ? endpoints[u][c.endpoint].text : "an address since replaced"
+            logError("origin \(upstreams[u].url): no connection to \(address); trying its next address")
+            job.addressFailures += 1
+            c.job = nil
+            retire(c)
+            openConnection(job, to: u)
+            return
+        }
+        failed(c, status: 502, upstreamFault: true)
     }
 
     func takeConnection() -> OriginConnection {
@@ -181,7 +290,7 @@ final class OriginClient {
 
     func onConnect(_ d: UserData, _ result: Int32) {
         guard let c = connection(d) else { return }
-        guard result >= 0 else { counters.originError("connect"); failed(c, status: 502, upstreamFault: true); return }
+        guard result >= 0 else { connectFailed(c); return }
         ring.setNoDelay(fd: c.fd)
         sendRequest(c)
     }
@@ -191,13 +300,22 @@ final class OriginClient {
         let key = job.fill.key
         let up = upstreams[c.upstream]
         let first = key.index * sliceBytes
+        let range = "bytes=\(first)-\(first + sliceBytes - 1)"
         c.request.clear()
-        c.request.append(
-            "GET \(up.prefix)\(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.host.contains(":") ? "[\(up.host)]" : up.host):\(up.port)\r\n"
-        )
+        if signer != nil {
+            // Signed: the path is sent exactly as SigV4 encodes it, and signed with Host and Range.
+            let path = up.prefix + SigV4Signer.uriEncode(key.path)
+            c.request.append("GET \(path) HTTP/1.1\r\nHost: \(up.authority)\r\nRange: \(range)\r\n")
+            let signed = signer!.sign(
+                method: "GET", path: path, headers: [("host", up.authority), ("range", range)],
+                unixSeconds: ring.wallMilliseconds() / 1000)
+            for h in signed { c.request.append("\(h.name): \(h.value)\r\n") }
+        } else {
+            c.request.append(
+                "GET \(up.prefix)\(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.authority)\r\nRange: \(range)\r\n")
+        }
         // Slices are stored as the representation's bytes: no content coding is acceptable.
-        c.request.append(
-            "Range: bytes=\(first)-\(first + sliceBytes - 1)\r\nAccept-Encoding: identity\r\nUser-Agent: edge\r\n\r\n")
+        c.request.append("Accept-Encoding: identity\r\nUser-Agent: edge\r\n\r\n")
         c.state = .busy
         c.head.clear()
         c.headParsed = false
@@ -404,8 +522,8 @@ final class OriginClient {
 
     func release(_ c: OriginConnection) {
         // The origin answered before its request was all sent: the connection cannot carry another;
-        // nor is one kept for an upstream a reload removed.
-        guard !c.sendPending, isActive[c.upstream] else { retire(c); return }
+        // nor is one kept for an upstream a reload removed, or for an address its name lost.
+        guard !c.sendPending, isActive[c.upstream], c.endpoint != Int.max else { retire(c); return }
         c.state = .idle
         c.deadlineMicroseconds = 0
         idle[c.upstream].append(c.slot)
@@ -465,7 +583,11 @@ final class OriginClient {
                 )
             }
             counters.originError("timeout")
-            failed(c, status: c.deadlineStatus, upstreamFault: true)
+            if c.state == .busy {
+                failed(c, status: c.deadlineStatus, upstreamFault: true)
+            } else {
+                connectFailed(c, counted: true)   // a black-holed address: the name's next one
+            }
         }
     }
 }

@@ -18,6 +18,8 @@ final class OriginConnection {
     var state = State.free
     var fd: Int32 = -1
     var upstream = 0
+    /// Which of the upstream's addresses it connected to.
+    var endpoint = 0
     let address = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 8)
     var addressLength: Int32 = 0
     let recvBuffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 64)

@@ -13,6 +13,8 @@ enum WorkerMail: @unchecked Sendable {
     case tls(TLSServerContext)
     /// The running configuration after a reload (limits, origin, cache bounds).
     case configure(EdgeConfig)
+    /// The upstreams' host names resolved anew (start-up, a reload, the resolver's interval).
+    case addresses(AddressBook)
 }
 
 /// Each worker's ring, for cross-worker wake-ups (IORING_OP_MSG_RING), and a flag per worker so

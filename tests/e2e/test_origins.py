@@ -1,0 +1,191 @@
+"""Real origins: private buckets whose requests must carry AWS Signature Version 4 (verified by
+botocore's signer in the origin), origins named by host names resolved off the data path, IPv6
+literals, and HTTPS origins with certificate checks."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import curl, sign, write_files
+from fault_origin import Origin
+
+SLICE = 65536
+FILES = {"/audio/p1/160/000.bin": 200_000, "/audio/p2/160/000.bin": 150_000, "/audio/p3/160/000.bin": 100_000}
+ACCESS_KEY = "AKIAEDGETESTEXAMPLE"
+SECRET = "edge/test+secret/0123456789abcdefEXAMPLE"
+
+
+@pytest.fixture(scope="module")
+def origin_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("private-origin"))
+    write_files(d, FILES)
+    return d
+
+
+def data(origin_dir, path):
+    return open(origin_dir + path, "rb").read()
+
+
+def url(e, path):
+    return f"{e.base}{path}?hdnts={sign(acl='/audio/*')}"
+
+
+def test_private_bucket_signed_requests(make_edge, origin_dir, tmp_path):
+    bucket = Origin(origin_dir, SLICE, sigv4=(ACCESS_KEY, SECRET, "eu-west-1"))
+    try:
+        secret_file = tmp_path / "secret"
+        secret_file.write_text(SECRET + "\n")
+        e = make_edge(origins=[bucket.url], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                      origin_options={"auth": "s3-sigv4", "access_key_id": ACCESS_KEY,
+                                      "secret_access_key_file": str(secret_file), "region": "eu-west-1"}, admin={})
+        path = "/audio/p1/160/000.bin"
+        status, h, body, _ = curl(url(e, path))
+        assert status == 200 and body == data(origin_dir, path), (status, bucket.refused)
+        assert bucket.refused == []
+        assert len(bucket.requests_for(path)) == 4   # 4 slices, each signed
+        for _, rng, headers, _ in bucket.requests_for(path):
+            assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+            assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+        status, _, body, _ = curl(url(e, path), "-r", "100000-150000")
+        assert status == 206 and body == data(origin_dir, path)[100000:150001]
+        assert SECRET not in e.errors() and SECRET not in open(e.conf).read()
+    finally:
+        bucket.close()
+
+
+def test_wrong_secret_is_a_502_never_cached(make_edge, origin_dir, tmp_path):
+    bucket = Origin(origin_dir, SLICE, sigv4=(ACCESS_KEY, SECRET, "eu-west-1"))
+    try:
+        options = {"auth": "s3-sigv4", "access_key_id": ACCESS_KEY, "secret_access_key": "not-the-secret",
+                   "region": "eu-west-1"}
+        e = make_edge(origins=[bucket.url], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                      origin_options=options, admin={})
+        path = "/audio/p2/160/000.bin"
+        assert curl(url(e, path))[0] == 502
+        assert curl(url(e, path))[0] == 502, "the 403 was not cached: the origin is asked again"
+        assert {why for _, why in bucket.refused} == {"SignatureDoesNotMatch"}
+        assert len(bucket.refused) >= 2
+        assert e.admin("GET", "/admin/cache?prefix=/audio/p2/")[1]["objects"] == []
+        # The right secret, by reload: the same edge now reads the bucket, bytes identical.
+        conf = open(e.conf).read().replace('"not-the-secret"', f'"{SECRET}"')
+        open(e.conf, "w").write(conf)
+        status, out = e.admin("POST", "/admin/reload")
+        assert status == 200 and out["applied"] == ["origin.auth"], out
+        status, _, body, _ = curl(url(e, path))
+        assert status == 200 and body == data(origin_dir, path)
+        assert "not-the-secret" not in e.errors()
+    finally:
+        bucket.close()
+
+
+def test_unsigned_request_to_a_private_bucket_is_refused(make_edge, origin_dir, tmp_path):
+    """The control: without origin.auth the same bucket refuses the edge (the check is real)."""
+    bucket = Origin(origin_dir, SLICE, sigv4=(ACCESS_KEY, SECRET, "eu-west-1"))
+    try:
+        e = make_edge(origins=[bucket.url], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE})
+        assert curl(url(e, "/audio/p3/160/000.bin"))[0] == 502
+        assert {why for _, why in bucket.refused} == {"no SigV4 Authorization"}
+    finally:
+        bucket.close()
+
+
+HOSTS = "/etc/hosts"
+
+
+@pytest.fixture
+def hosts_entry():
+    """Adds lines to /etc/hosts for the test (root, as CI runs), and takes them out again."""
+    if not os.access(HOSTS, os.W_OK):
+        pytest.skip("/etc/hosts is not writable here (the test needs root to name an origin)")
+    original = open(HOSTS).read()
+    marker = f"# edge-e2e {os.getpid()}"
+
+    def put(address, name, *more):
+        """`name` at `address` (and at each of `more`), replacing what the test put before."""
+        lines = [l for l in open(HOSTS).read().splitlines() if not l.endswith(marker)]
+        open(HOSTS, "w").write("\n".join(lines + [f"{a} {name} {marker}" for a in (address, *more)]) + "\n")
+    yield put
+    open(HOSTS, "w").write(original)
+
+
+def test_origin_named_localhost(make_edge, origin_dir, tmp_path):
+    """Whatever localhost resolves to here (127.0.0.1, and ::1 on some machines, where a refused
+    address hands over to the next), every fetch succeeds and the Host header carries the name."""
+    o = Origin(origin_dir, SLICE)
+    try:
+        e = make_edge(origins=[f"http://localhost:{o.port}"], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE})
+        assert "localhost resolves to" in e.errors(0.1)
+        for path in FILES:
+            status, _, body, _ = curl(url(e, path))
+            assert status == 200 and body == data(origin_dir, path), path
+        assert all(h["host"] == f"localhost:{o.port}" for _, _, h, _ in o.log)
+    finally:
+        o.close()
+
+
+def test_origin_named_in_hosts_file_and_moved_at_reload(make_edge, origin_dir, tmp_path, hosts_entry):
+    name = f"origin-{os.getpid()}.edge-test.internal"
+    first = Origin(origin_dir, SLICE, host="127.0.0.2")
+    second = Origin(origin_dir, SLICE, host="127.0.0.3", port=first.port)   # same port, another address
+    try:
+        hosts_entry("127.0.0.2", name)
+        e = make_edge(origins=[f"http://{name}:{first.port}/"], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                      admin={})
+        assert f"{name} resolves to 127.0.0.2" in e.errors(0.1)
+        p1, p2 = "/audio/p1/160/000.bin", "/audio/p2/160/000.bin"
+        assert curl(url(e, p1))[0] == 200
+        assert first.requests_for(p1) and not second.log
+        assert all(h["host"] == f"{name}:{first.port}" for _, _, h, _ in first.log)
+        hosts_entry("127.0.0.3", name)
+        status, out = e.admin("POST", "/admin/reload")
+        assert status == 200, out
+        assert f"{name} resolves to 127.0.0.3" in e.errors()
+        status, _, body, _ = curl(url(e, p2))
+        assert status == 200 and body == data(origin_dir, p2)
+        assert second.requests_for(p2) and not first.requests_for(p2), "new fetches go to the new address"
+        # The name stops resolving: its last good address is kept, and that is said.
+        hosts_entry("127.0.0.3", "someone-else.edge-test.internal")
+        assert e.admin("POST", "/admin/reload")[0] == 200
+        assert f"{name} does not resolve" in e.errors() and "keeping its last addresses 127.0.0.3" in e.errors()
+        p3 = "/audio/p3/160/000.bin"
+        assert curl(url(e, p3))[0] == 200 and second.requests_for(p3)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_ipv6_literal_origin(make_edge, origin_dir, tmp_path):
+    o = Origin(origin_dir, SLICE, host="::1")
+    try:
+        e = make_edge(origins=[f"http://[::1]:{o.port}"], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE})
+        path = "/audio/p2/160/000.bin"
+        status, _, body, _ = curl(url(e, path))
+        assert status == 200 and body == data(origin_dir, path)
+        assert all(h["host"] == f"[::1]:{o.port}" for _, _, h, _ in o.log)
+    finally:
+        o.close()
+
+
+def test_a_names_addresses_fail_over(make_edge, origin_dir, tmp_path, hosts_entry):
+    """A name with three addresses, the first of them dead (nothing listens on 127.0.0.2): every
+    fetch succeeds on one attempt, the dead address is named once in the log, then skipped."""
+    name = f"pool-{os.getpid()}.edge-test.internal"
+    live = Origin(origin_dir, SLICE, host="127.0.0.3")
+    other = Origin(origin_dir, SLICE, host="127.0.0.4", port=live.port)
+    try:
+        hosts_entry("127.0.0.2", name, "127.0.0.3", "127.0.0.4")
+        e = make_edge(origins=[f"http://{name}:{live.port}"], server={"workers": 1},
+                      cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE}, origin_options={"attempts_max": 1})
+        # glibc orders them by RFC 6724 (longest prefix shared with 127.0.0.1 first): the dead
+        # address is tried first, so the failover below is certain to happen.
+        assert f"{name} resolves to 127.0.0.2, 127.0.0.3, 127.0.0.4" in e.errors(0.1)
+        for path in FILES:
+            status, _, body, _ = curl(url(e, path))
+            assert status == 200 and body == data(origin_dir, path), path
+        assert e.errors().count("no connection to 127.0.0.2; trying its next address") == 1
+        assert live.log and all(h["host"] == f"{name}:{live.port}" for _, _, h, _ in live.log)
+    finally:
+        live.close()
+        other.close()
