@@ -79,8 +79,8 @@ let package = Package(
         .target(
             name: "EdgeLoad",
             dependencies: [
-                "EdgeClient", "EdgeIO", "CEdgeRing", "CEdgeCrypto", "EdgeAuthToken", "EdgeConfig", "EdgeEncoding",
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "EdgeClient", "EdgeIO", "EdgeHTTP", "CEdgeRing", "CEdgeCrypto", "EdgeAuthToken", "EdgeConfig",
+                "EdgeEncoding", .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
         // The operators' API (control plane, Hummingbird 2): pre-warm jobs (GRDB), purge, metrics, reload.

@@ -110,13 +110,7 @@ public struct Upstream: Sendable, Equatable {
 
     /// The upstream, or why `u` is not one.
     public static func parseOrExplain(_ u: String) -> Result<Upstream, ConfigError> {
-        let tls: Bool
-        let rest: Substring
-        if u.hasPrefix("http://") {
-            tls = false; rest = u.dropFirst(7)
-        } else if u.hasPrefix("https://") {
-            tls = true; rest = u.dropFirst(8)
-        } else {
+        guard let (tls, rest) = splitHTTPScheme(u) else {
             return .failure(
                 ConfigError(
                     key: "origin.urls", reason: "\(u): unsupported scheme (http://, https:// or file:// expected)"))
@@ -562,19 +556,7 @@ public struct EdgeConfig: Sendable {
             throw ConfigError(
                 key: "origin.access_key_id", reason: "required: 1 to 128 printable characters, no '/' or ','")
         }
-        var secret = try r.string(o, "origin.secret_access_key")
-        if let file = try r.string(o, "origin.secret_access_key_file") {
-            guard secret == nil else {
-                throw ConfigError(
-                    key: "origin.secret_access_key_file",
-                    reason: "set origin.secret_access_key or origin.secret_access_key_file, not both")
-            }
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
-            else {
-                throw ConfigError(key: "origin.secret_access_key_file", reason: "cannot read \(file)")
-            }
-            secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        let secret = try r.inlineOrFile(o, "origin.secret_access_key")
         // The reason never quotes the secret.
         guard let secret, !secret.isEmpty, secret.utf8.count <= 256, secret.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
         else {
@@ -645,17 +627,7 @@ public struct EdgeConfig: Sendable {
             throw ConfigError(key: "admin.listen", reason: "required in [admin]: one address, e.g. \"127.0.0.1:9090\"")
         }
         a.listen = listen[0]
-        a.token = try r.string(t, "admin.token") ?? ""
-        if let file = try r.string(t, "admin.token_file") {
-            guard a.token.isEmpty else {
-                throw ConfigError(key: "admin.token_file", reason: "set admin.token or admin.token_file, not both")
-            }
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
-            else {
-                throw ConfigError(key: "admin.token_file", reason: "cannot read \(file)")
-            }
-            a.token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        a.token = try r.inlineOrFile(t, "admin.token") ?? ""
         guard a.token.utf8.count >= 16 else {
             throw ConfigError(
                 key: "admin.token", reason: "required, at least 16 characters (admin.token or admin.token_file)")
@@ -781,6 +753,21 @@ public struct Reader {
         guard let s = v.string else { throw ConfigError(key: key, reason: "must be a string") }
         return s
     }
+    /// A secret given in the file (`key`) or in a file of its own (`key_file`: its contents,
+    /// blanks trimmed); nil when neither is set. Both set, or an unreadable file, is an error.
+    public func inlineOrFile(_ t: TOMLTable?, _ key: String) throws -> String? {
+        let inline = try string(t, key)
+        guard let file = try string(t, key + "_file") else { return inline }
+        guard inline == nil else {
+            throw ConfigError(key: key + "_file", reason: "set \(key) or \(key)_file, not both")
+        }
+        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
+        else {
+            throw ConfigError(key: key + "_file", reason: "cannot read \(file)")
+        }
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     public func bool(_ t: TOMLTable?, _ key: String) throws -> Bool? {
         guard let v = value(t, key) else { return nil }
         guard let b = v.bool else { throw ConfigError(key: key, reason: "must be true or false") }
@@ -968,19 +955,7 @@ public struct PlaybackAuthConfig: Sendable {
         }
         c.jwtIssuer = try r.string(a, "auth.jwt_issuer") ?? ""
         c.jwtAudience = try r.string(a, "auth.jwt_audience") ?? ""
-        c.metricsToken = try r.string(a, "auth.metrics_token") ?? ""
-        if let file = try r.string(a, "auth.metrics_token_file") {
-            guard c.metricsToken.isEmpty else {
-                throw ConfigError(
-                    key: "auth.metrics_token_file",
-                    reason: "set auth.metrics_token or auth.metrics_token_file, not both")
-            }
-            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8)
-            else {
-                throw ConfigError(key: "auth.metrics_token_file", reason: "cannot read \(file)")
-            }
-            c.metricsToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+        c.metricsToken = try r.inlineOrFile(a, "auth.metrics_token") ?? ""
         if !c.metricsToken.isEmpty && c.metricsToken.utf8.count < 16 {
             throw ConfigError(key: "auth.metrics_token", reason: "too short: at least 16 characters")
         }

@@ -107,3 +107,11 @@ public enum ForwardedFor {
         return last
     }
 }
+
+/// `http://` or `https://` at the start of a URL: whether it is TLS, and the rest (authority,
+/// path). nil for another scheme.
+public func splitHTTPScheme(_ url: String) -> (tls: Bool, rest: Substring)? {
+    if url.hasPrefix("http://") { return (false, url.dropFirst(7)) }
+    if url.hasPrefix("https://") { return (true, url.dropFirst(8)) }
+    return nil
+}

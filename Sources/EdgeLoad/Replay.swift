@@ -1,5 +1,6 @@
 import CEdgeRing
 import EdgeClient
+import EdgeHTTP
 import EdgeIO
 import Glibc
 
@@ -14,15 +15,7 @@ public struct ReplayTarget: Equatable, Sendable {
     /// `http://IP:port/path?query` or `https://…`; the host is an IP literal (no DNS on the load
     /// generator's loop either).
     public static func parse(_ url: String) -> ReplayTarget? {
-        let tls: Bool
-        var rest: Substring
-        if url.hasPrefix("http://") {
-            tls = false; rest = url.dropFirst(7)
-        } else if url.hasPrefix("https://") {
-            tls = true; rest = url.dropFirst(8)
-        } else {
-            return nil
-        }
+        guard case (let tls, var rest)? = splitHTTPScheme(url) else { return nil }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = String(rest[..<slash])
         rest = rest[slash...]
