@@ -36,7 +36,7 @@ build() {
             edgeauth_token) extra=("${crypto[@]}" "$B"/EdgeAuthToken.build/*.o "$B"/CEdgeCrypto.build/*.o "${encoding[@]}" -lcrypto) ;;
             ogg) extra=(Sources/EdgePackager/Ogg.swift) ;;
             config) extra=(-Xcc "-fmodule-map-file=$B/CTOML.build/module.modulemap" "$B"/EdgeConfig.build/*.o "$B"/TOMLKit.build/*.o
-                           $(find "$B/CTOML.build" -name '*.o') -lstdc++) ;;
+                           $(find "$B/CTOML.build" -name '*.o') "$B"/EdgeHTTP.build/*.o "${encoding[@]}" -lstdc++) ;;
         esac
         if [ "$h" = ogg ]; then common_ogg=("${common[@]}" -module-name FuzzOgg); else common_ogg=("${common[@]}"); fi
         swiftc "${common_ogg[@]}" "Fuzz/Harnesses/$h.swift" "${extra[@]}" -o "$SCRATCH/bin/$h" 2>&1 | grep -v "Cannot export local symbol" | grep -E "error" \
