@@ -70,10 +70,10 @@ let package = Package(
             name: "EdgeServer",
             dependencies: [
                 "EdgeIO", "EdgeHTTP", "EdgeAuthToken", "EdgeConfig", "EdgeCache", "EdgeCrypto", "EdgeEncoding",
-                "CEdgeRing", "CEdgeTLS", "CNGHTTP2", "CEdgeGeo",
+                "CEdgeRing", "CEdgeTLS", "CNGHTTP2", "CEdgeGeo", "EdgeClient",
             ]),
         // HTTP/2 client session (libnghttp2) and TLS client over memory BIOs: the load generator's
-        // transport, and HTTPS origins' later.
+        // transport, and the edge's to HTTPS origins.
         .target(name: "EdgeClient", dependencies: ["CNGHTTP2", "CEdgeTLS", "EdgeHTTP"]),
         // The load generator's engine: io_uring loop, arrival schedules, HDR histograms.
         .target(

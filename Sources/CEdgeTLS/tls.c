@@ -79,6 +79,23 @@ SSL_CTX *edge_tls_client_ctx_new(const char *ca_path, const unsigned char *alpn_
     edge_tls13_capture(ctx);
     return ctx;
 }
+void edge_tls_client_ctx_skip_verify(SSL_CTX *ctx) { SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL); }
+void edge_tls_verify_error(SSL *ssl, char *out, size_t cap) {
+    long v = SSL_get_verify_result(ssl);
+    if (v == X509_V_OK) { if (cap) out[0] = 0; return; }
+    snprintf(out, cap, "%s", X509_verify_cert_error_string(v));
+}
+const char *edge_tls_version(SSL *ssl) { return SSL_get_version(ssl); }
+int edge_tls_session_reused(SSL *ssl) { return SSL_session_reused(ssl); }
+void *edge_tls_get_session(SSL *ssl) {
+    SSL_SESSION *s = SSL_get0_session(ssl);
+    if (!s || !SSL_SESSION_is_resumable(s)) return NULL;
+    // A copy: freeing a connection that was never shut down (an origin's pooled connection
+    // closed by either side) marks its own session object not resumable.
+    return SSL_SESSION_dup(s);
+}
+void edge_tls_offer_session(SSL *ssl, void *session) { if (session) SSL_set_session(ssl, (SSL_SESSION *)session); }
+void edge_tls_session_free(void *session) { if (session) SSL_SESSION_free((SSL_SESSION *)session); }
 // An SSL over a pair of memory BIOs: the ring (or a test) moves the ciphertext.
 static SSL *tls_over_memory(SSL_CTX *ctx) {
     SSL *ssl = SSL_new(ctx);

@@ -8,7 +8,8 @@ public final class ClientTLS {
     public final class Context: @unchecked Sendable {
         let pointer: OpaquePointer
         /// `alpn`: most preferred first ("h2", "http/1.1"). `caFile`: nil for the system's store.
-        public init(caFile: String?, alpn: [String]) throws {
+        /// `verify: false` accepts any certificate (a test rig's explicit, logged choice).
+        public init(caFile: String?, alpn: [String], verify: Bool = true) throws {
             var wire: [UInt8] = []
             for name in alpn {
                 precondition((1...255).contains(name.utf8.count), "an ALPN name is 1 to 255 bytes")
@@ -19,9 +20,30 @@ public final class ClientTLS {
                 throw ClientTLSError(
                     message: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
             }
+            if !verify { edge_tls_client_ctx_skip_verify(p) }
             pointer = p
         }
         deinit { edge_tls_ctx_free(pointer) }
+    }
+
+    /// A resumable session, offered by the next connection to the same server (a pool's).
+    public final class Session: @unchecked Sendable {
+        let pointer: UnsafeMutableRawPointer
+        init(_ p: UnsafeMutableRawPointer) { pointer = p }
+        deinit { edge_tls_session_free(pointer) }
+    }
+
+    /// The session to resume next time, once the server has given a resumable one (TLS 1.3:
+    /// its ticket arrives after the handshake).
+    public func resumableSession() -> Session? { edge_tls_get_session(ssl).map(Session.init) }
+    public var resumed: Bool { edge_tls_session_reused(ssl) != 0 }
+    public var version: String { String(cString: edge_tls_version(ssl)) }
+    /// Why the server's certificate was refused; nil when it was not.
+    public var verifyError: String? {
+        var out = [CChar](repeating: 0, count: 256)
+        edge_tls_verify_error(ssl, &out, 256)
+        let text = String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.isEmpty ? nil : text
     }
 
     let context: Context
@@ -30,12 +52,15 @@ public final class ClientTLS {
     public private(set) var failed = false
     public private(set) var closeNotifyReceived = false
 
-    public init(context: Context, serverName: String) throws {
+    /// `resuming`: a session from an earlier connection to the same server, offered in the
+    /// ClientHello (queued here).
+    public init(context: Context, serverName: String, resuming: Session? = nil) throws {
         guard let ssl = edge_tls_client_new(context.pointer, serverName) else {
             throw ClientTLSError(message: "cannot start a TLS session for \(serverName)")
         }
         self.context = context
         self.ssl = ssl
+        if let resuming { edge_tls_offer_session(ssl, resuming.pointer) }
         _ = edge_tls_read(ssl, nil, 0)   // queues the ClientHello
     }
     deinit {

@@ -414,11 +414,7 @@ public struct EdgeConfig: Sendable {
                 }
                 files += 1
             } else {
-                let up = try Upstream.parseOrExplain(u).get()
-                guard !up.tls else {   // TLS to the origin lands in the next change
-                    throw ConfigError(key: "origin.urls", reason: "\(u): https:// origins are not supported yet")
-                }
-                c.origin.upstreams.append(up)
+                c.origin.upstreams.append(try Upstream.parseOrExplain(u).get())
             }
         }
         if files > 0 && (files > 1 || !c.origin.upstreams.isEmpty) {

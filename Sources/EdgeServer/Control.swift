@@ -242,6 +242,7 @@ public final class EdgeControl: @unchecked Sendable {
                         key: "server.access_log", reason: "cannot open \(next.server.accessLog): errno \(-rc)")
                 }
             }
+            if let p = OriginTLS.problem(next.origin) { throw p }
             // Every reload resolves the upstreams' names again (mailed before the new settings).
             if let resolver = settings.resolver {
                 resolver.update(next.origin)

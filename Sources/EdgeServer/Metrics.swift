@@ -15,7 +15,7 @@ public enum MetricLayout {
         .missing, .malformed, .expired, .early, .scope, .signature, .ip, .lifetime, .geo,
     ]
     public static let originErrorKinds = [
-        "connect", "timeout", "protocol", "reset", "status", "not_found", "queue_full",
+        "connect", "timeout", "protocol", "reset", "status", "not_found", "queue_full", "tls",
     ]
     /// Histogram bucket upper bounds, microseconds (Prometheus renders them in seconds).
     public static let latencyBoundsMicroseconds: [Int64] = [

@@ -53,6 +53,7 @@ public final class EdgeServer {
             }
         }
         do { _ = try GeoGate.open(config.geo) } catch { problems.append(error.description) }
+        if let p = OriginTLS.problem(config.origin) { problems.append(p.description) }
         for u in config.origin.upstreams where !u.isIPLiteral {
             if case .failure(let why) = OriginResolver.resolve(u.host, port: u.port) {
                 problems.append("origin.urls: \(u.url): \(u.host) does not resolve (\(why))")
@@ -109,6 +110,10 @@ public final class EdgeServer {
                 "edge: cache \(config.cache.directory): \(adopted) slices adopted, \(dropped) dropped (torn, unverifiable or over the limit)"
             )
             store = s
+        }
+        if let p = OriginTLS.problem(config.origin) { throw StartupError(description: p.description) }
+        if config.origin.insecureSkipVerify && config.origin.upstreams.contains(where: \.tls) {
+            printError("edge: origin.insecure_skip_verify: the origins' TLS certificates are NOT checked")
         }
         let directory = WorkerDirectory(workers: workerCount, signal: { _ = edge_eventfd_signal($0) })
         var resolver: OriginResolver? = nil

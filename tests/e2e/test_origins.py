@@ -18,8 +18,8 @@ SECRET = "edge/test+secret/0123456789abcdefEXAMPLE"
 
 
 @pytest.fixture(scope="module")
-def origin_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("private-origin"))
+def origin_dir(workdir):
+    d = os.path.join(workdir, "origins-test")   # under workdir: nginx's workers (www-data) read it too
     write_files(d, FILES)
     return d
 
@@ -189,3 +189,124 @@ def test_a_names_addresses_fail_over(make_edge, origin_dir, tmp_path, hosts_entr
     finally:
         live.close()
         other.close()
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory):
+    """A CA, a server certificate it signed for localhost, 127.0.0.1 and ::1, and a second CA that
+    signed nothing (the wrong one)."""
+    d = tmp_path_factory.mktemp("ca")
+    for name in ("ca", "other-ca"):
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                "-subj", f"/CN=edge test {name}", "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.pem"))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+            "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n")
+    openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+            "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext.cnf"), "-out", str(d / "server.pem"))
+    return d
+
+
+@pytest.fixture
+def https_origin(origin_dir, test_ca, tmp_path, request):
+    """nginx serving origin_dir over TLS 1.2 and 1.3 (or the protocols given as the fixture's
+    parameter) with the test CA's certificate, logging each request's protocol and whether its
+    TLS session was resumed."""
+    from conftest import free_port, wait_port
+    protocols = getattr(request, "param", "TLSv1.2 TLSv1.3")
+    port = free_port()
+    conf = tmp_path / "nginx-https.conf"
+    log = tmp_path / "https-access.log"
+    conf.write_text(f"""worker_processes 1; daemon on; pid {tmp_path}/nginx-https.pid; error_log {tmp_path}/nginx.err warn;
+events {{ worker_connections 256; }}
+http {{ default_type application/octet-stream; max_ranges 16;
+  log_format tls '$request_uri $ssl_protocol $ssl_session_reused $http_host';
+  access_log {log} tls;
+  ssl_session_cache shared:edge:1m; ssl_session_tickets on;
+  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {test_ca}/server.pem; ssl_certificate_key {test_ca}/server.key;
+           ssl_protocols {protocols}; keepalive_requests 1; root {origin_dir}; }} }}
+""")
+    subprocess.check_call(["nginx", "-c", str(conf)])
+    wait_port(port)
+
+    def lines():
+        time.sleep(0.2)
+        return [l.split() for l in open(log).read().splitlines()] if log.exists() else []
+    yield {"port": port, "lines": lines}
+    try:
+        os.kill(int(open(f"{tmp_path}/nginx-https.pid").read()), signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def test_https_origin_verified_with_the_test_ca(make_edge, origin_dir, test_ca, https_origin, tmp_path):
+    port = https_origin["port"]
+    e = make_edge(origins=[f"https://localhost:{port}/"], server={"workers": 1},
+                  cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                  origin_options={"ca_file": str(test_ca / "ca.pem")})
+    for path in FILES:
+        status, _, body, _ = curl(url(e, path))
+        assert status == 200 and body == data(origin_dir, path), path
+    lines = https_origin["lines"]()
+    assert len(lines) == 4 + 3 + 2   # 200000, 150000 and 100000 bytes in slices of 64 KiB
+    assert {l[3] for l in lines} == {f"localhost:{port}"}, "Host (and SNI) carry the name"
+    assert lines[0][1] == "TLSv1.3"
+    # keepalive_requests 1 makes nginx close each connection after its request: the later
+    # connections resume the pool's TLS session.
+    assert "r" in [l[2] for l in lines[3:]] and lines[-1][2] == "r", lines
+
+
+@pytest.mark.parametrize("https_origin", ["TLSv1.2"], indirect=True)
+def test_https_origin_over_tls12_and_by_address(make_edge, origin_dir, test_ca, https_origin, tmp_path):
+    """An origin that speaks TLS 1.2 only, named by its address: the certificate names 127.0.0.1
+    too, and an address is checked against its IP entries."""
+    e = make_edge(origins=[f"https://127.0.0.1:{https_origin['port']}"],
+                  cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                  origin_options={"ca_file": str(test_ca / "ca.pem")})
+    path = "/audio/p3/160/000.bin"
+    status, _, body, _ = curl(url(e, path))
+    assert status == 200 and body == data(origin_dir, path)
+    lines = https_origin["lines"]()
+    assert {l[1] for l in lines} == {"TLSv1.2"} and {l[3] for l in lines} == {f"127.0.0.1:{https_origin['port']}"}
+    assert lines[-1][2] == "r", "TLS 1.2 sessions resume too"
+
+
+def test_https_origin_with_the_wrong_ca_is_refused(make_edge, origin_dir, test_ca, https_origin, tmp_path):
+    e = make_edge(origins=[f"https://localhost:{https_origin['port']}"],
+                  cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                  origin_options={"ca_file": str(test_ca / "other-ca.pem")}, admin={})
+    path = "/audio/p2/160/000.bin"
+    assert curl(url(e, path))[0] == 502
+    assert f"origin https://localhost:{https_origin['port']}: certificate refused: unable to get local issuer certificate; 502" in e.errors()
+    assert https_origin["lines"]() == [], "no request reached the origin"
+    assert e.admin("GET", "/admin/cache?prefix=/audio/p2/")[1]["objects"] == []
+    status, text = e.admin("GET", "/metrics")
+    assert 'edge_origin_errors_total{kind="tls"}' in text and any(
+        l.startswith('edge_origin_errors_total{kind="tls"}') and float(l.split()[-1]) >= 1 for l in text.splitlines())
+    # The system store does not know the test CA either: refused the same way.
+    e2 = make_edge(origins=[f"https://localhost:{https_origin['port']}"],
+                   cache={"dir": str(tmp_path / "cache2"), "slice_bytes": SLICE})
+    assert curl(url(e2, path))[0] == 502 and "certificate refused" in e2.errors()
+
+
+def test_https_origin_insecure_skip_verify_is_explicit_and_logged(make_edge, origin_dir, https_origin, tmp_path):
+    e = make_edge(origins=[f"https://localhost:{https_origin['port']}"],
+                  cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                  origin_options={"insecure_skip_verify": True})
+    assert "the origins' TLS certificates are NOT checked" in e.errors(0.1)
+    path = "/audio/p1/160/000.bin"
+    status, _, body, _ = curl(url(e, path))
+    assert status == 200 and body == data(origin_dir, path)
+
+
+def test_origin_tls_settings_that_cannot_work(make_edge, tmp_path):
+    bad_ca = tmp_path / "not-a-ca.pem"
+    bad_ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(RuntimeError) as refused:
+        make_edge(origins=["https://localhost:1"], cache={"dir": str(tmp_path / "cache")},
+                  origin_options={"ca_file": str(bad_ca)})
+    assert "origin.ca_file" in str(refused.value) and "cannot load trusted certificates" in str(refused.value)

@@ -15,6 +15,19 @@ void edge_tls_ctx_free(SSL_CTX *ctx);
 // NULL: no ALPN). Returns NULL and writes a message into errbuf on failure.
 SSL_CTX *edge_tls_client_ctx_new(const char *ca_path, const unsigned char *alpn_wire, unsigned alpn_len,
                                  char *errbuf, size_t errcap);
+// Client contexts for a test rig only: the peer's certificate is not checked (a logged choice).
+void edge_tls_client_ctx_skip_verify(SSL_CTX *ctx);
+// Client connections: why the peer's certificate was refused (OpenSSL's text), or "" when it was not.
+void edge_tls_verify_error(SSL *ssl, char *out, size_t cap);
+// The negotiated protocol version ("TLSv1.3") and whether the session was resumed.
+const char *edge_tls_version(SSL *ssl);
+int edge_tls_session_reused(SSL *ssl);
+// Client session resumption across a pool of connections: the session to offer next time (a
+// reference the caller frees; NULL when none is resumable yet), offered by edge_tls_offer_session
+// before the handshake.
+void *edge_tls_get_session(SSL *ssl);
+void edge_tls_offer_session(SSL *ssl, void *session);
+void edge_tls_session_free(void *session);
 // A client connection that sends SNI server_name and checks that the certificate names it. The
 // handshake starts at the first edge_tls_read. Its ciphertext is lent (edge_tls_lend), not fed;
 // its output is drained from a memory BIO as the server's.

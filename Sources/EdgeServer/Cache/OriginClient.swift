@@ -3,6 +3,7 @@ import EdgeIO
 import EdgeHTTP
 import EdgeConfig
 import EdgeCache
+import EdgeClient
 import EdgeCrypto
 import Glibc
 
@@ -36,6 +37,12 @@ final class OriginClient {
     private(set) var config: OriginConfig
     /// Signs every request when the origin is a private bucket (`origin.auth = "s3-sigv4"`).
     var signer: SigV4Signer?
+    /// HTTPS upstreams: this worker's client context (trusted certificates, verification, ALPN
+    /// http/1.1), the newest resumable session per upstream slot (the pool resumes it), and the
+    /// buffer sessions open records into.
+    private(set) var tlsContext: ClientTLS.Context?
+    var tlsSessions: [ClientTLS.Session?] = []
+    let tlsPlaintext = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 64)
     let sliceBytes: Int
     var connections: [OriginConnection] = []
     var freeSlots: [UInt32] = []
@@ -65,6 +72,7 @@ final class OriginClient {
         self.errorLog = errorLog
         self.config = config
         signer = config.sigV4.map(Self.signer)
+        tlsContext = Self.tlsContext(config, log: { errorLog.line($0, wallMilliseconds: ring.wallMilliseconds()) })
         upstreams = config.upstreams
         sliceBytes = store.sliceBytes
         idle = Array(repeating: [], count: config.upstreams.count)
@@ -105,6 +113,7 @@ final class OriginClient {
             }
         }
         while nextEndpoint.count < endpoints.count { nextEndpoint.append(0) }
+        while tlsSessions.count < endpoints.count { tlsSessions.append(nil) }
     }
 
     /// The next address of upstream `u` in turn (spread), skipping those that refused a
@@ -132,6 +141,12 @@ final class OriginClient {
     func configure(_ new: OriginConfig) {
         precondition(!new.upstreams.isEmpty, "an HTTP origin without upstreams")
         if new.sigV4 != config.sigV4 { signer = new.sigV4.map(Self.signer) }
+        if new.caFile != config.caFile || new.insecureSkipVerify != config.insecureSkipVerify
+            || (tlsContext == nil && new.upstreams.contains(where: \.tls))
+        {
+            tlsContext = Self.tlsContext(new, log: logError)
+            tlsSessions = tlsSessions.map { _ in nil }   // sessions of the old trust settings are not offered
+        }
         config = new
         var order: [Int] = []
         for u in new.upstreams {
@@ -157,6 +172,21 @@ final class OriginClient {
         }
         startQueued()   // more connections allowed, or a new upstream to use
     }
+
+    /// The client context for HTTPS upstreams (nil without any). Checked on the control plane
+    /// before it gets here (`OriginTLS.check`), so a failure is only logged.
+    static func tlsContext(_ config: OriginConfig, log: (String) -> Void) -> ClientTLS.Context? {
+        guard config.upstreams.contains(where: \.tls) else { return nil }
+        do {
+            return try ClientTLS.Context(
+                caFile: config.caFile, alpn: ["http/1.1"], verify: !config.insecureSkipVerify)
+        } catch {
+            log("origin: cannot set up TLS to the origins: \(error); https:// fetches fail")
+            return nil
+        }
+    }
+
+    deinit { tlsPlaintext.deallocate() }
 
     static func signer(_ c: SigV4Credentials) -> SigV4Signer {
         SigV4Signer(
@@ -292,7 +322,43 @@ final class OriginClient {
         guard let c = connection(d) else { return }
         guard result >= 0 else { connectFailed(c); return }
         ring.setNoDelay(fd: c.fd)
-        sendRequest(c)
+        guard upstreams[c.upstream].tls else { sendRequest(c); return }
+        // HTTPS: the handshake first (within the connect deadline), the request once it is done.
+        guard let context = tlsContext,
+            let session = try? ClientTLS(
+                context: context, serverName: upstreams[c.upstream].host, resuming: tlsSessions[c.upstream])
+        else {
+            logError("origin \(upstreams[c.upstream].url): cannot start a TLS session; 502")
+            failed(c, status: 502, upstreamFault: true)
+            return
+        }
+        c.tls = session
+        flushTLS(c)
+        postRecv(c)
+    }
+
+    /// Sends what the TLS session has sealed (handshake messages, the request), when no send is
+    /// in flight: the kernel reads the wire buffer until the send completes, so nothing is added
+    /// to it meanwhile (OpenSSL holds what comes next); the completion sends the rest.
+    func flushTLS(_ c: OriginConnection) {
+        guard let tls = c.tls, !c.sendPending else { return }
+        while tls.hasOutput {
+            let room = c.wire.reserve(16384)
+            let n = tls.drain(into: UnsafeMutableRawBufferPointer(start: room, count: 16384))
+            guard n > 0 else { break }
+            c.wire.commit(n)
+        }
+        if !c.wire.isEmpty { sendRequestBytes(c) }
+    }
+
+    /// An HTTPS upstream's certificate or handshake failed: a precise line, then the upstream failed.
+    func tlsFailed(_ c: OriginConnection) {
+        counters.originError("tls")
+        // With verification off OpenSSL still records what it would have refused: not the cause.
+        let refused = config.insecureSkipVerify ? nil : c.tls?.verifyError
+        let why = refused.map { "certificate refused: \($0)" } ?? "TLS handshake or record failed"
+        logError("origin \(upstreams[c.upstream].url): \(why); 502")
+        failed(c, status: 502, upstreamFault: true)
     }
 
     func sendRequest(_ c: OriginConnection) {
@@ -331,14 +397,21 @@ final class OriginClient {
         requestsSent += 1
         counters.add(MetricLayout.originRequests)
         c.sentMicroseconds = clock.read()
-        sendRequestBytes(c)
+        if let tls = c.tls {
+            let sealed = c.request.readable.count > 0 && tls.write(c.request.readable)
+            c.request.clear()
+            guard sealed else { tlsFailed(c); return }
+            flushTLS(c)
+        } else {
+            sendRequestBytes(c)
+        }
         postRecv(c)
     }
 
     /// Sends what is left of the request (all of it, or the rest after a short send).
     func sendRequestBytes(_ c: OriginConnection) {
         precondition(!c.sendPending, "two sends in flight on one origin connection")
-        let r = c.request.readable
+        let r = (c.tls == nil ? c.request : c.wire).readable
         c.sendPending = true
         c.pendingOps += 1
         ring.send(
@@ -359,11 +432,14 @@ final class OriginClient {
     func onSend(_ d: UserData, _ result: Int32) {
         connections[Int(d.slot)].sendPending = false
         guard let c = connection(d) else { return }
-        guard c.state == .busy else { return }   // the response ended (an origin that answered early)
+        // Not busy: the response ended (an origin that answered early), unless a TLS handshake
+        // (connecting) or a session's own message (idle) was being sent.
+        guard c.state == .busy || (c.tls != nil && (c.state == .connecting || c.state == .idle)) else { return }
+        let outgoing = c.tls == nil ? c.request : c.wire
         switch TransferOutcome(sendResult: result) {
         case .bytes(let n) where n > 0:
-            c.request.consume(n)
-            if !c.request.isEmpty { sendRequestBytes(c) }   // a short send: the rest
+            outgoing.consume(n)
+            if !outgoing.isEmpty { sendRequestBytes(c) } else if c.tls != nil { flushTLS(c) }   // a short send: the rest
         case .retry:
             sendRequestBytes(c)
         case .failed(let error):
@@ -377,6 +453,10 @@ final class OriginClient {
     func onRecv(_ d: UserData, _ result: Int32) {
         connections[Int(d.slot)].recvPending = false
         guard let c = connection(d) else { return }
+        if c.tls != nil && (c.state == .connecting || c.state == .idle) {
+            receiveTLS(c, result)   // the handshake, or a session ticket while idle
+            return
+        }
         guard c.state == .busy, let job = c.job else {
             // An idle connection said something (usually: the upstream closed it).
             if c.state == .idle { retire(c) }
@@ -392,29 +472,81 @@ final class OriginClient {
         }
         c.deadlineMicroseconds = min(
             clock.nowMicroseconds + Int64(config.idleReadTimeoutMilliseconds) * 1000, c.responseDeadlineMicroseconds)
-        var bytes = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
+        let received = UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))
+        guard c.tls != nil else {
+            if consume(received, c, job) { postRecv(c) }
+            return
+        }
+        receiveTLS(c, result)
+    }
+
+    /// Ciphertext from an HTTPS upstream: opened, and its plaintext handed to `consume` (during a
+    /// response), or the handshake advanced (then the request goes out), or a ticket taken while idle.
+    func receiveTLS(_ c: OriginConnection, _ result: Int32) {
+        guard let tls = c.tls else { return }
+        guard result > 0 else {
+            if case .retry = TransferOutcome(receiveResult: result) { postRecv(c); return }
+            if c.state == .idle { retire(c); return }
+            counters.originError("reset")
+            failed(c, status: 502, upstreamFault: true)
+            return
+        }
+        let wasDone = tls.handshakeDone
+        var more = true   // the response wants more bytes (or the connection is kept)
+        var after = 0   // plaintext past the end of the response
+        tls.withInput(UnsafeRawBufferPointer(start: c.recvBuffer, count: Int(result))) {
+            while true {
+                let n = tls.read(into: UnsafeMutableRawBufferPointer(start: tlsPlaintext, count: 65536))
+                guard n > 0 else { break }
+                if c.state == .busy, more, let job = c.job {
+                    more = consume(UnsafeRawBufferPointer(start: tlsPlaintext, count: n), c, job)
+                } else {
+                    after += n
+                }
+            }
+        }
+        guard c.state != .free else { return }   // the response ended and the connection was not kept
+        if tls.failed { tlsFailed(c); return }
+        if after > 0 && c.state == .idle { retire(c); return }   // bytes nobody asked for
+        flushTLS(c)   // handshake messages, or the answer to a key update
+        if !wasDone && tls.handshakeDone && c.state == .connecting {
+            if let session = tls.resumableSession() { tlsSessions[c.upstream] = session }
+            sendRequest(c)
+            return
+        }
+        if tls.closeNotifyReceived && c.state == .idle { retire(c); return }
+        // TLS 1.3 tickets arrive after the handshake: the newest resumable session is kept.
+        if tls.handshakeDone, let session = tls.resumableSession() { tlsSessions[c.upstream] = session }
+        if more && c.state != .free { postRecv(c) }
+    }
+
+    /// Bytes of the response (plaintext): the head parsed, the body appended to the fill. True
+    /// while the response wants more; false once it is over (the connection released, retired or
+    /// failed).
+    func consume(_ received: UnsafeRawBufferPointer, _ c: OriginConnection, _ job: Job) -> Bool {
+        var bytes = received
         if !c.headParsed {
             c.head.append(bytes)
             while !c.headParsed {
                 switch HTTP1ResponseParser.parse(c.head.readable, headerBytesMax: config.responseHeadBytesMax) {
                 case .needMore:
-                    postRecv(c)
-                    return
+                    return true
                 case .error(let why):
                     protocolError(c, job, why)
-                    return
+                    return false
                 case let .head(h, consumed):
                     if h.isInterim {
                         // 100 Continue, 103 Early Hints, ...: skipped, a bounded number of them.
                         c.interimResponses += 1
                         guard c.interimResponses <= Self.interimResponsesMax else {
-                            protocolError(c, job, "more than \(Self.interimResponsesMax) interim responses"); return
+                            protocolError(c, job, "more than \(Self.interimResponsesMax) interim responses")
+                            return false
                         }
                         c.head.consume(consumed)
                         continue
                     }
                     c.headParsed = true
-                    guard accept(h, c, job) else { return }
+                    guard accept(h, c, job) else { return false }
                     let rest = c.head.readable
                     bytes = UnsafeRawBufferPointer(rebasing: rest[consumed...])
                 }
@@ -429,11 +561,14 @@ final class OriginClient {
                 return true
             }
             switch r {
-            case .error(let why): protocolError(c, job, "chunked body: \(why)"); return
+            case .error(let why):
+                protocolError(c, job, "chunked body: \(why)")
+                return false
             case .consumed(let n): extra = bytes.count - n
             }
             if c.chunked!.isDone && c.bodyExpected > 0 {
-                protocolError(c, job, "chunked body shorter than its Content-Range"); return
+                protocolError(c, job, "chunked body shorter than its Content-Range")
+                return false
             }
             if c.bodyExpected == 0 && !c.chunked!.isDone { c.keepAlive = false }   // not waiting for the last chunk: not reusable
         } else {
@@ -463,10 +598,10 @@ final class OriginClient {
             c.job = nil
             if c.keepAlive && c.bodyToDiscard == 0 { release(c) } else { retire(c) }
             startQueued()
-            return
+            return false
         }
         listener?.fillProgressed(fill)
-        postRecv(c)
+        return true
     }
 
     static let interimResponsesMax = 8
@@ -537,6 +672,8 @@ final class OriginClient {
         open[c.upstream] -= 1
         c.state = .free
         c.job = nil
+        c.tls = nil
+        c.wire.clear()
         if c.fd >= 0 {
             c.pendingOps += 1
             ring.shutdownAndClose(fd: c.fd, UserData(kind: OpKind.originClose, slot: c.slot, generation: c.generation))

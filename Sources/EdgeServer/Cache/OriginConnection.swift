@@ -1,3 +1,4 @@
+import EdgeClient
 import EdgeHTTP
 
 /// What an origin client tells its owner as fills move.
@@ -24,6 +25,9 @@ final class OriginConnection {
     var addressLength: Int32 = 0
     let recvBuffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 64)
     let request = ByteBuffer(capacity: 512)
+    /// HTTPS: the session, and the ciphertext waiting to be sent (handshake, sealed request).
+    var tls: ClientTLS?
+    let wire = ByteBuffer(capacity: 512)
     let head = ByteBuffer(capacity: 4096)
     var job: OriginClient.Job?
     var headParsed = false

@@ -1,4 +1,5 @@
 import CEdgeRing
+import EdgeClient
 import EdgeConfig
 import Foundation
 import Synchronization
@@ -145,5 +146,21 @@ final class OriginResolver: @unchecked Sendable {
         return .success(
             (0..<Int(n)).map { i in Endpoint(storage: Array(storage[(128 * i)..<(128 * i + 128)]), length: lengths[i]) }
         )
+    }
+}
+
+/// The origin side's TLS settings, checked on the control plane (start-up, `--check`, reload)
+/// so that a worker never meets a CA file that does not load.
+enum OriginTLS {
+    /// Why HTTPS upstreams could not be reached with these settings; nil when they can (or
+    /// there are none).
+    static func problem(_ config: OriginConfig) -> ConfigError? {
+        guard config.upstreams.contains(where: \.tls) else { return nil }
+        do {
+            _ = try ClientTLS.Context(caFile: config.caFile, alpn: ["http/1.1"], verify: !config.insecureSkipVerify)
+            return nil
+        } catch {
+            return ConfigError(key: config.caFile == nil ? "origin.urls" : "origin.ca_file", reason: "\(error)")
+        }
     }
 }
