@@ -12,6 +12,8 @@ public enum EdgeAuthVerdict: String, Sendable, Equatable {
     /// The client's country is not among the token's regions (or the token has none and they
     /// are required): see `GeoPolicy`.
     case geo
+    /// A request that offered a child edge's key (`edge-child-key`) that is not the parent's.
+    case childKey = "child_key"
 }
 
 public struct EdgeAuthKey: Sendable, Equatable {

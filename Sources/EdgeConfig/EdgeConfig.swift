@@ -70,6 +70,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var accessLog = "-"
     /// Serve HTTP/2 (h2 by ALPN, h2c by prior knowledge).
     public var http2 = true
+    /// This cache's name in Cache-Status (RFC 9211): distinct names tell a parent's entry from a child's.
+    public var cacheName = "edge"
 }
 
 public struct TokenConfig: Sendable, Equatable {
@@ -80,6 +82,9 @@ public struct TokenConfig: Sendable, Equatable {
     public var lifetimeSecondsMax = 86400
     /// When false, /audio is served without a token (for a private network behind another gate).
     public var required = true
+    /// A parent edge's key for its children (`edge-child-key`): their requests need no player
+    /// token. "" : no children.
+    public var childKey = ""
 }
 
 /// One HTTP/1.1 upstream: `http[s]://host[:port][/prefix]`. The host is an IP literal (IPv6 in
@@ -91,9 +96,12 @@ public struct Upstream: Sendable, Equatable {
     public var prefix: String
     public var url: String
     public var tls = false
+    /// A parent edge (`origin.parents`), asked with the child key instead of the object store.
+    public var isParent = false
 
-    public init(host: String, port: Int, prefix: String, url: String, tls: Bool = false) {
+    public init(host: String, port: Int, prefix: String, url: String, tls: Bool = false, isParent: Bool = false) {
         self.host = host; self.port = port; self.prefix = prefix; self.url = url; self.tls = tls
+        self.isParent = isParent
     }
 
     /// Whether `host` is an address: nothing to resolve.
@@ -217,6 +225,14 @@ public struct OriginConfig: Sendable, Equatable {
     public var resolveIntervalSeconds = 30
     /// Origin requests signed with AWS Signature Version 4 (`auth = "s3-sigv4"`); nil: unsigned.
     public var sigV4: SigV4Credentials? = nil
+    /// Parent edges (a shield tier): a miss asks the parent that rendezvous hashing of the object's
+    /// path picks (they are in `upstreams` too, first, marked `isParent`).
+    public var parentURLs: [String] = []
+    /// Sent to the parents in `edge-child-key` (their `token.child_key`).
+    public var parentKey = ""
+    /// When a parent fails: the next parent in the object's order, or the origin (`urls`).
+    public var parentsFallbackToOrigin = false
+    public var parents: [Upstream] { upstreams.filter(\.isParent) }
     /// The directory of the `file://` origin, if that is the origin.
     public var directory: String? {
         for u in urls where u.hasPrefix("file://") { return String(u.dropFirst("file://".count)) }
@@ -338,8 +354,10 @@ public struct EdgeConfig: Sendable {
 
         let s = try r.table("server")
         try r.allowOnly(
-            ["listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2"],
-            in: "server")
+            [
+                "listen", "listen_tls", "tls_certificate", "tls_private_key", "workers", "access_log", "http2",
+                "cache_name",
+            ], in: "server")
         c.server.listen = try r.addresses(s, "server.listen") ?? []
         c.server.listenTLS = try r.addresses(s, "server.listen_tls") ?? []
         c.server.tlsCertificate = try r.string(s, "server.tls_certificate") ?? ""
@@ -347,6 +365,16 @@ public struct EdgeConfig: Sendable {
         c.server.workers = try r.int(s, "server.workers", 0...256) ?? 0
         c.server.accessLog = try r.string(s, "server.access_log") ?? "-"
         c.server.http2 = try r.bool(s, "server.http2") ?? true
+        c.server.cacheName = try r.string(s, "server.cache_name") ?? "edge"
+        guard (1...64).contains(c.server.cacheName.utf8.count),
+            c.server.cacheName.utf8.allSatisfy({
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2D || $0 == 0x2E
+                    || $0 == 0x5F
+            })
+        else {
+            throw ConfigError(
+                key: "server.cache_name", reason: "1 to 64 letters, digits, '-', '.' or '_' (an RFC 9211 token)")
+        }
         if c.server.listen.isEmpty && c.server.listenTLS.isEmpty {
             throw ConfigError(
                 key: "server.listen", reason: "at least one of server.listen and server.listen_tls must be set")
@@ -363,7 +391,10 @@ public struct EdgeConfig: Sendable {
 
         let t = try r.table("token")
         try r.allowOnly(
-            ["name", "key_hex", "transition_key_hex", "leeway_seconds", "max_lifetime_seconds", "required"], in: "token"
+            [
+                "name", "key_hex", "transition_key_hex", "leeway_seconds", "max_lifetime_seconds", "required",
+                "child_key", "child_key_file",
+            ], in: "token"
         )
         c.token.name = try r.string(t, "token.name") ?? "hdnts"
         guard !c.token.name.isEmpty,
@@ -378,6 +409,13 @@ public struct EdgeConfig: Sendable {
         c.token.leewaySeconds = try r.int(t, "token.leeway_seconds", 0...3600) ?? 10
         c.token.lifetimeSecondsMax = try r.int(t, "token.max_lifetime_seconds", 1...31_536_000) ?? 86400
         c.token.required = try r.bool(t, "token.required") ?? true
+        c.token.childKey = try r.inlineOrFile(t, "token.child_key") ?? ""
+        if !c.token.childKey.isEmpty
+            && !(c.token.childKey.utf8.count >= 16 && c.token.childKey.utf8.count <= 256
+                && c.token.childKey.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }))
+        {
+            throw ConfigError(key: "token.child_key", reason: "16 to 256 printable characters")
+        }
         if c.token.required && c.token.keyHex.isEmpty {
             throw ConfigError(key: "token.key_hex", reason: "required (hex HMAC key) unless token.required = false")
         }
@@ -401,7 +439,8 @@ public struct EdgeConfig: Sendable {
                 "attempts_max", "connections_per_upstream_max", "failures_before_down", "down_milliseconds",
                 "response_timeout_milliseconds", "response_head_bytes_max", "queue_max", "ca_file",
                 "insecure_skip_verify", "resolve_interval_seconds", "auth", "access_key_id", "secret_access_key",
-                "secret_access_key_file", "region", "service",
+                "secret_access_key_file", "region", "service", "parents", "parent_key", "parent_key_file",
+                "parents_fallback",
             ], in: "origin")
         c.origin.urls = try r.strings(o, "origin.urls") ?? []
         if c.origin.urls.isEmpty { throw ConfigError(key: "origin.urls", reason: "at least one origin is required") }
@@ -444,6 +483,7 @@ public struct EdgeConfig: Sendable {
                 key: "origin.insecure_skip_verify", reason: "set origin.ca_file or skip verification, not both")
         }
         c.origin.resolveIntervalSeconds = try r.int(o, "origin.resolve_interval_seconds", 1...86400) ?? 30
+        try Self.parseParents(r, o, &c.origin)
         c.origin.sigV4 = try Self.parseSigV4(r, o)
         if c.origin.sigV4 != nil && c.origin.upstreams.isEmpty {
             throw ConfigError(
@@ -532,6 +572,48 @@ public struct EdgeConfig: Sendable {
             try Self.refuseOverlappingListeners(cleartext: c.server.listen, tls: c.server.listenTLS, admin: a)
         }
         return c
+    }
+
+    static func parseParents(_ r: Reader, _ o: TOMLTable?, _ origin: inout OriginConfig) throws {
+        origin.parentURLs = try r.strings(o, "origin.parents") ?? []
+        guard !origin.parentURLs.isEmpty else {
+            for k in ["parent_key", "parent_key_file", "parents_fallback"] where try r.string(o, "origin.\(k)") != nil {
+                throw ConfigError(key: "origin.\(k)", reason: "only with origin.parents")
+            }
+            return
+        }
+        guard origin.parentURLs.count <= 64 else {
+            throw ConfigError(key: "origin.parents", reason: "at most 64 parents (\(origin.parentURLs.count) given)")
+        }
+        guard !origin.upstreams.isEmpty else {
+            throw ConfigError(
+                key: "origin.parents", reason: "a file:// origin has no parents (they need http(s):// urls)")
+        }
+        var parents: [Upstream] = []
+        for u in origin.parentURLs {
+            var p = try Upstream.parseOrExplain(u).mapError { ConfigError(key: "origin.parents", reason: $0.reason) }
+                .get()
+            guard !origin.upstreams.contains(where: { $0.url == u }), !parents.contains(where: { $0.url == u }) else {
+                throw ConfigError(key: "origin.parents", reason: "\(u) is listed twice (parents and urls are distinct)")
+            }
+            p.isParent = true
+            parents.append(p)
+        }
+        origin.upstreams = parents + origin.upstreams
+        origin.parentKey = try r.inlineOrFile(o, "origin.parent_key") ?? ""
+        guard origin.parentKey.utf8.count >= 16, origin.parentKey.utf8.count <= 256,
+            origin.parentKey.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+        else {
+            throw ConfigError(
+                key: "origin.parent_key",
+                reason: "required with origin.parents: 16 to 256 printable characters (the parents' token.child_key)")
+        }
+        switch try r.string(o, "origin.parents_fallback") ?? "next" {
+        case "next": origin.parentsFallbackToOrigin = false
+        case "origin": origin.parentsFallbackToOrigin = true
+        case let other:
+            throw ConfigError(key: "origin.parents_fallback", reason: "\"\(other)\": expected \"next\" or \"origin\"")
+        }
     }
 
     static func parseSigV4(_ r: Reader, _ o: TOMLTable?) throws -> SigV4Credentials? {

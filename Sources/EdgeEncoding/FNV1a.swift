@@ -15,3 +15,17 @@ public struct FNV1a {
         return h.value
     }
 }
+
+/// Rendezvous (highest-random-weight) hashing: each key goes to the node with the highest
+/// weight, so a node's keys move only when it leaves, and only to the next best node.
+public enum Rendezvous {
+    public static func weight(node: String, key: String) -> UInt64 {
+        var fnv = FNV1a()
+        fnv.add(node)
+        fnv.add(0xFF)   // never in UTF-8: ("ab", "c") and ("a", "bc") differ
+        fnv.add(key)
+        var h = fnv.value
+        h ^= h >> 33; h = h &* 0xff51afd7ed558ccd; h ^= h >> 33
+        return h
+    }
+}

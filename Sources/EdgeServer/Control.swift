@@ -368,6 +368,8 @@ public final class EdgeControl: @unchecked Sendable {
         case "token.lifetime_seconds_max": return "token.max_lifetime_seconds"
         case "geo.allow_unknown": return "geo.unknown"
         case "origin.sig_v4": return "origin.auth"
+        case "origin.parent_urls": return "origin.parents"
+        case "origin.parents_fallback_to_origin": return "origin.parents_fallback"
         case "limits.keep_alive_timeout_milliseconds": return "limits.keepalive_timeout_milliseconds"
         default: return key
         }

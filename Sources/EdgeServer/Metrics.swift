@@ -12,7 +12,7 @@ public enum MetricLayout {
     public static let cacheTiers = ["ram", "disk", "origin", "coalesced"]
     /// Token verdicts other than `ok`: the reasons a token is refused.
     public static let tokenReasons: [EdgeAuthVerdict] = [
-        .missing, .malformed, .expired, .early, .scope, .signature, .ip, .lifetime, .geo,
+        .missing, .malformed, .expired, .early, .scope, .signature, .ip, .lifetime, .geo, .childKey,
     ]
     public static let originErrorKinds = [
         "connect", "timeout", "protocol", "reset", "status", "not_found", "queue_full", "tls",

@@ -12,10 +12,15 @@ struct Router {
     /// the per-request check touches no reference count.
     let geo: GeoGate?
     let geoPolicy: GeoPolicy?
+    /// Child edges' key (`token.child_key`); empty: no children.
+    let childKey: String
 
-    init(tokenName: String, tokenRequired: Bool, policy: EdgeAuthPolicy, geo: GeoGate? = nil) {
+    init(
+        tokenName: String, tokenRequired: Bool, policy: EdgeAuthPolicy, geo: GeoGate? = nil, childKey: String = ""
+    ) {
         self.tokenName = tokenName; self.tokenRequired = tokenRequired; self.policy = policy
         self.geo = geo; geoPolicy = geo?.policy
+        self.childKey = childKey
     }
 
     enum Decision {
@@ -53,6 +58,14 @@ struct Router {
         }
         guard isGet || isHead else { return methodNotAllowed() }
         guard tokenRequired else { return .audio(path: path, verdict: "off", privateSeconds: nil) }
+        // A child edge of this parent (the shield tier): its key instead of a player's token.
+        if let offered = request.header("edge-child-key"), !childKey.isEmpty {
+            guard constantTimeEqual(offered, childKey) else {
+                return .simple(
+                    status: 403, body: "forbidden\n", extraHeaders: [], verdict: EdgeAuthVerdict.childKey.rawValue)
+            }
+            return .audio(path: path, verdict: "child", privateSeconds: nil)
+        }
 
         // Query parameter, then cookie, then header of the configured name.
         var token: String? = nil
@@ -94,6 +107,6 @@ extension Router {
             tokenName: token.name, tokenRequired: token.required,
             policy: EdgeAuthPolicy(
                 keys: keys, leewaySeconds: token.leewaySeconds, lifetimeSecondsMax: token.lifetimeSecondsMax),
-            geo: geo)
+            geo: geo, childKey: token.childKey)
     }
 }

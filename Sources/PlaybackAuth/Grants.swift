@@ -255,16 +255,6 @@ public struct GrantService: Sendable {
     public func edge(for trackID: String) -> String {
         let up = edges.filter { !edgesDown.contains($0) }
         let pool = up.isEmpty ? edges : up
-        return pool.max { Self.weight($0, trackID) < Self.weight($1, trackID) }!
-    }
-
-    static func weight(_ edge: String, _ track: String) -> UInt64 {
-        var fnv = FNV1a()
-        fnv.add(edge)
-        fnv.add(0xFF)   // never in UTF-8: ("ab", "c") and ("a", "bc") differ
-        fnv.add(track)
-        var h = fnv.value
-        h ^= h >> 33; h = h &* 0xff51afd7ed558ccd; h ^= h >> 33
-        return h
+        return pool.max { Rendezvous.weight(node: $0, key: trackID) < Rendezvous.weight(node: $1, key: trackID) }!
     }
 }

@@ -208,6 +208,53 @@ final class EdgeConfigTests: XCTestCase {
         }
     }
 
+    func testShieldTier() throws {
+        let child =
+            base.replacingOccurrences(
+                of: "urls = [\"file:///srv/audio\"]",
+                with:
+                    "urls = [\"https://bucket.example\"]\nparents = [\"http://parent-a.internal:8080\", \"http://10.0.0.2:8080\"]\nparent_key = \"0123456789abcdef0123\""
+            ) + "\n[cache]\ndir = \"/c\""
+        let c = try EdgeConfig.parse(child)
+        XCTAssertEqual(c.origin.parents.map(\.url), ["http://parent-a.internal:8080", "http://10.0.0.2:8080"])
+        XCTAssertEqual(c.origin.upstreams.map(\.isParent), [true, true, false], "parents first, then the origin")
+        XCTAssertEqual(c.origin.parentKey, "0123456789abcdef0123")
+        XCTAssertFalse(c.origin.parentsFallbackToOrigin)
+        XCTAssertTrue(
+            try EdgeConfig.parse(
+                child.replacingOccurrences(of: "[cache]", with: "parents_fallback = \"origin\"\n[cache]")
+            )
+            .origin.parentsFallbackToOrigin)
+        let cases: [(String, String, String)] = [
+            ("parent_key = \"0123456789abcdef0123\"", "parent_key = \"short\"", "origin.parent_key"),
+            ("parent_key = \"0123456789abcdef0123\"", "", "origin.parent_key"),
+            ("\"http://10.0.0.2:8080\"]", "\"https://bucket.example\"]", "origin.parents"),   // also an origin
+            ("\"http://10.0.0.2:8080\"]", "\"gopher://x\"]", "origin.parents"),
+            (
+                "parent_key = \"0123456789abcdef0123\"",
+                "parent_key = \"0123456789abcdef0123\"\nparents_fallback = \"nowhere\"", "origin.parents_fallback"
+            ),
+        ]
+        for (from, to, key) in cases {
+            XCTAssertEqual(error(child.replacingOccurrences(of: from, with: to))?.key, key, to)
+        }
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "[origin]", with: "[origin]\nparent_key = \"0123456789abcdef0123\""))?
+                .key, "origin.parent_key")
+        // The parent's side, and the cache's name in Cache-Status.
+        let parent = try EdgeConfig.parse(
+            base.replacingOccurrences(of: "[token]", with: "[token]\nchild_key = \"0123456789abcdef0123\"")
+                .replacingOccurrences(of: "[server]", with: "[server]\ncache_name = \"parent-fra1\""))
+        XCTAssertEqual(parent.token.childKey, "0123456789abcdef0123")
+        XCTAssertEqual(parent.server.cacheName, "parent-fra1")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "[token]", with: "[token]\nchild_key = \"short\""))?.key,
+            "token.child_key")
+        XCTAssertEqual(
+            error(base.replacingOccurrences(of: "[server]", with: "[server]\ncache_name = \"a b\""))?.key,
+            "server.cache_name")
+    }
+
     func testSignedOrigins() throws {
         let http =
             base.replacingOccurrences(of: "file:///srv/audio", with: "http://bucket.example")

@@ -2,6 +2,7 @@
 botocore's signer in the origin), origins named by host names resolved off the data path, IPv6
 literals, and HTTPS origins with certificate checks."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -310,3 +311,96 @@ def test_origin_tls_settings_that_cannot_work(make_edge, tmp_path):
         make_edge(origins=["https://localhost:1"], cache={"dir": str(tmp_path / "cache")},
                   origin_options={"ca_file": str(bad_ca)})
     assert "origin.ca_file" in str(refused.value) and "cannot load trusted certificates" in str(refused.value)
+
+
+CHILD_KEY = "child-key-for-the-shield-tier-0123"
+
+
+@pytest.fixture
+def tier(make_edge, origin_dir, tmp_path):
+    """One origin, two parent edges in front of it, two child edges asking the parents (the
+    player → child → parent → origin path), each cache named for Cache-Status."""
+    o = Origin(origin_dir, SLICE)
+    parents = [make_edge(origins=[o.url], server={"cache_name": f"parent-{i}"},
+                         cache={"dir": str(tmp_path / f"parent-{i}"), "slice_bytes": SLICE},
+                         token={"child_key": CHILD_KEY}) for i in (1, 2)]
+    children = [make_edge(origins=[o.url], server={"cache_name": f"child-{i}"},
+                          cache={"dir": str(tmp_path / f"child-{i}"), "slice_bytes": SLICE},
+                          origin_options={"parents": [p.base for p in parents], "parent_key": CHILD_KEY}, admin={})
+                for i in (1, 2)]
+    yield {"origin": o, "parents": parents, "children": children}
+    o.close()
+
+
+def test_shield_tier_one_origin_fetch_per_slice_for_200_players(tier, origin_dir):
+    import threading
+    import urllib.request
+    o, children = tier["origin"], tier["children"]
+    path = "/audio/p1/160/000.bin"
+    want = data(origin_dir, path)
+    token = sign(acl="/audio/*")
+    results = []
+
+    def player(child):
+        try:
+            with urllib.request.urlopen(f"{child.base}{path}?hdnts={token}", timeout=30) as r:
+                results.append((r.status, r.read(), r.headers["cache-status"]))
+        except Exception as e:   # a failed player is counted, not raised in the thread
+            results.append((0, repr(e).encode(), None))
+    threads = [threading.Thread(target=player, args=(children[i % 2],)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r[0] for r in results] == [200] * 200, {r[0] for r in results}
+    assert all(r[1] == want for r in results)
+    # One origin request per slice, whichever child and parent the players went through.
+    ranges = sorted(rng for _, rng, _, _ in o.requests_for(path))
+    assert ranges == sorted(f"bytes={i * SLICE}-{(i + 1) * SLICE - 1}" for i in range(4)), ranges
+    # The parent's entry comes first (nearest the origin), then the child's.
+    statuses = {r[2] for r in results}
+    assert any(re.fullmatch(r"parent-[12]; (fwd=miss; stored|hit), child-[12]; fwd=miss; stored", s) for s in statuses), statuses
+    # The origin saw the parent, never a player's token; the parent saw the child's key, not the token.
+    assert all("hdnts" not in target and "edge-child-key" not in h for _, _, h, target in o.log)
+    served = [l for p in tier["parents"] for l in p.log_lines() if l["path"] == path]
+    assert served and {l["token"] for l in served} == {"child"}
+
+
+def rendezvous_weight(node, key):
+    """The edge's Rendezvous.weight (FNV-1a of node, 0xFF, key; then a 64-bit mix)."""
+    h = 0xcbf29ce484222325
+    for b in node.encode() + b"\xff" + key.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & 0xFFFFFFFFFFFFFFFF
+    h ^= h >> 33
+    return h
+
+
+def test_shield_tier_a_parent_stopped_mid_test_hands_its_objects_to_the_other(tier, origin_dir):
+    children, parents = tier["children"], tier["parents"]
+    objects = [f"/audio/s{i:02}/x.bin" for i in range(16)]
+    write_files(origin_dir, {p: 3000 + i for i, p in enumerate(objects)})
+    first = {p: max(parents, key=lambda e: rendezvous_weight(e.base, p)) for p in objects}
+    # Before: each object goes through the parent rendezvous hashing picks for it.
+    for path in objects[:8]:
+        status, h, body, _ = curl(url(children[0], path))
+        assert status == 200 and body == data(origin_dir, path)
+        assert h["cache-status"].startswith("parent-%d; " % (parents.index(first[path]) + 1)), (path, h["cache-status"])
+    parents[0].stop()
+    moved = [p for p in objects[8:] if first[p] is parents[0]]
+    assert moved, "some of the later objects belonged to the stopped parent"
+    for path in objects[8:]:
+        for child in children:
+            status, h, body, _ = curl(url(child, path))
+            assert status == 200 and body == data(origin_dir, path), (path, status)
+            assert h["cache-status"].startswith("parent-2; "), (path, h["cache-status"])
+
+
+def test_shield_tier_keys(tier):
+    parent = tier["parents"][0]
+    path = "/audio/p2/160/000.bin"
+    assert curl(f"{parent.base}{path}")[0] == 403, "no token and no key: refused"
+    assert curl(f"{parent.base}{path}", "-H", "edge-child-key: not-the-key-0123456789")[0] == 403
+    assert sorted(l["token"] for l in parent.log_lines()) == ["child_key", "missing"]   # two workers: any order
+    assert curl(f"{parent.base}{path}", "-H", f"edge-child-key: {CHILD_KEY}")[0] == 200

@@ -60,7 +60,10 @@ extension CacheSource: FillListener {
             case .failed:
                 delivery?.deliver(c, ex, failureAnswer(p.fill, ex))
             case .head, .complete:
-                guard let meta = p.fill.meta, let response = hitResponse(c, ex, p.fill.key.path, fetched: meta) else {
+                guard let meta = p.fill.meta,
+                    let response = hitResponse(
+                        c, ex, p.fill.key.path, fetched: meta, upstreamStatus: p.fill.upstreamCacheStatus)
+                else {
                     preconditionFailure("a fill past its head without metadata")
                 }
                 delivery?.deliver(c, ex, .respond(response))
@@ -78,7 +81,7 @@ extension CacheSource: FillListener {
             fill.failureStatus == 504
             ? "origin timeout\n"
             : fill.failureStatus == 502 ? "origin error\n" : "\(HTTPStatus.reason(fill.failureStatus).lowercased())\n"
-        ex.cacheStatus = "edge; fwd=miss"
+        ex.cacheStatus = "\(cacheName); fwd=miss"
         return .text(status: fill.failureStatus, text: text, headers: headers)
     }
 

@@ -24,6 +24,8 @@ final class CacheSource {
     let clock: LoopClock
     let worker: Int
     private(set) var limits: LimitsConfig
+    /// This cache's name in Cache-Status (`server.cache_name`).
+    private(set) var cacheName: String
     let directory: WorkerDirectory
     let errorLog: AccessLog
     let counters: WorkerCounters
@@ -53,6 +55,7 @@ final class CacheSource {
         self.clock = clock
         self.reads = reads
         limits = config.limits
+        cacheName = config.server.cacheName
         directory = settings.directory
         self.errorLog = errorLog
         boundaryCounter = boundarySeed
@@ -75,6 +78,7 @@ final class CacheSource {
     /// flight and parked requests keep going.
     func configure(_ config: EdgeConfig) {
         limits = config.limits
+        cacheName = config.server.cacheName
         cacheFiles.entriesMax = config.limits.openFilesMax
         writer.inFlightMax = config.cache.diskWritesInFlightMax
         writer.queueMax = config.cache.diskWriteQueueMax
@@ -134,7 +138,10 @@ final class CacheSource {
     /// The response to a request for an object whose metadata is known (nil: unknown, a miss).
     /// `fetched`: this request went to the origin for it.
     /// `fetched`: the metadata of the fill this request waited for (it went to the origin).
-    func hitResponse(_ c: Connection, _ ex: Exchange, _ path: String, fetched: ObjectMeta? = nil) -> Response? {
+    /// `upstreamStatus`: a parent edge's Cache-Status for the fill, listed before this cache's entry.
+    func hitResponse(
+        _ c: Connection, _ ex: Exchange, _ path: String, fetched: ObjectMeta? = nil, upstreamStatus: String? = nil
+    ) -> Response? {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let seed = boundaryCounter
         let readsBody = !ex.isHead
@@ -154,8 +161,11 @@ final class CacheSource {
         ex.rangeText = plan.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
         let age = max(0, wallSeconds - hit.meta.storedAtSeconds)
-        let status =
-            fetched != nil ? "edge; fwd=miss; stored" : (hit.partial ? "edge; fwd=partial; stored" : "edge; hit")
+        var status =
+            fetched != nil
+            ? "\(cacheName); fwd=miss; stored"
+            : (hit.partial ? "\(cacheName); fwd=partial; stored" : "\(cacheName); hit")
+        if fetched != nil, let upstreamStatus { status = upstreamStatus + ", " + status }
         plan.headers.append(HeaderField("cache-status", status))
         plan.headers.append(HeaderField("age", String(age)))
         ex.cacheStatus = status

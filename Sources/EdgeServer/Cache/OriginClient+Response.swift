@@ -90,6 +90,12 @@ extension OriginClient {
         }
         fill.meta = meta
         fill.length = length
+        // RFC 9211: the parent's Cache-Status entries come before ours (nearest the origin first).
+        if upstreams[c.upstream].isParent, let upstream = h.header("cache-status"), upstream.utf8.count <= 512,
+            upstream.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+        {
+            fill.upstreamCacheStatus = upstream
+        }
         c.bodyExpected = length
         fill.phase.store(Fill.Phase.head.rawValue, ordering: .releasing)
         listener?.fillProgressed(fill)

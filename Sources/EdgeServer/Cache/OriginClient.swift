@@ -5,6 +5,7 @@ import EdgeConfig
 import EdgeCache
 import EdgeClient
 import EdgeCrypto
+import EdgeEncoding
 import Glibc
 
 /// Fetches slices from the configured HTTP upstreams on its worker's ring: keep-alive pools per
@@ -201,10 +202,23 @@ final class OriginClient {
 
     func fetch(_ fill: Fill) { start(Job(fill: fill, attempts: 0, tried: [])) }
 
+    /// The upstreams to ask for an object, in order: without parents the configured ones; with
+    /// parents, the parents by rendezvous weight for the object's path (every child picks the same
+    /// one, so a region's misses of an object meet at one parent), then the origins when
+    /// `parents_fallback = "origin"`.
+    func candidates(_ path: String) -> [Int] {
+        guard !config.parentURLs.isEmpty else { return active }
+        let parents = active.filter { upstreams[$0].isParent }.map {
+            ($0, Rendezvous.weight(node: upstreams[$0].url, key: path))
+        }
+        .sorted { $0.1 > $1.1 }.map(\.0)
+        return config.parentsFallbackToOrigin ? parents + active.filter { !upstreams[$0].isParent } : parents
+    }
+
     func pickUpstream(_ job: Job) -> Int? {
         let now = clock.nowMicroseconds
         var fallback: Int? = nil
-        for u in active where !job.tried.contains(u) {
+        for u in candidates(job.fill.key.path) where !job.tried.contains(u) {
             let h = health[u]
             if h.failures < config.failuresBeforeDown { return u }
             if now >= h.downUntilMicroseconds && !h.probing { health[u].probing = true; return u }   // half-open probe
@@ -368,7 +382,12 @@ final class OriginClient {
         let first = key.index * sliceBytes
         let range = "bytes=\(first)-\(first + sliceBytes - 1)"
         c.request.clear()
-        if signer != nil {
+        if up.isParent {
+            // A parent edge: the object's own path, the child key instead of a player's token.
+            c.request.append(
+                "GET \(Self.encodePath(key.path)) HTTP/1.1\r\nHost: \(up.authority)\r\nRange: \(range)\r\nedge-child-key: \(config.parentKey)\r\n"
+            )
+        } else if signer != nil {
             // Signed: the path is sent exactly as SigV4 encodes it, and signed with Host and Range.
             let path = up.prefix + SigV4Signer.uriEncode(key.path)
             c.request.append("GET \(path) HTTP/1.1\r\nHost: \(up.authority)\r\nRange: \(range)\r\n")

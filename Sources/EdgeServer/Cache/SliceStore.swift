@@ -79,6 +79,8 @@ final class Fill: @unchecked Sendable {
     var length = 0
     var failureStatus = 502
     var failureContentRange: String?
+    /// A parent edge's Cache-Status for this slice (the shield tier), listed before ours.
+    var upstreamCacheStatus: String?
     /// Purged while it ran (an operator purge, or the object changed): it still serves the
     /// requests waiting on it, but its bytes and metadata are never stored. Set and read under
     /// the store's lock.
