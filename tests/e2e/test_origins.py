@@ -404,3 +404,40 @@ def test_shield_tier_keys(tier):
     assert curl(f"{parent.base}{path}", "-H", "edge-child-key: not-the-key-0123456789")[0] == 403
     assert sorted(l["token"] for l in parent.log_lines()) == ["child_key", "missing"]   # two workers: any order
     assert curl(f"{parent.base}{path}", "-H", f"edge-child-key: {CHILD_KEY}")[0] == 200
+
+
+def test_names_are_resolved_again_every_interval(make_edge, origin_dir, tmp_path, hosts_entry):
+    name = f"moving-{os.getpid()}.edge-test.internal"
+    first = Origin(origin_dir, SLICE, host="127.0.0.2")
+    second = Origin(origin_dir, SLICE, host="127.0.0.3", port=first.port)
+    try:
+        hosts_entry("127.0.0.2", name)
+        e = make_edge(origins=[f"http://{name}:{first.port}"], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                      origin_options={"resolve_interval_seconds": 1})
+        assert curl(url(e, "/audio/p1/160/000.bin"))[0] == 200 and first.log
+        hosts_entry("127.0.0.3", name)   # no reload: the resolver's interval notices
+        deadline = time.time() + 10
+        while f"{name} resolves to 127.0.0.3" not in e.errors(0.2) and time.time() < deadline:
+            pass
+        assert f"{name} resolves to 127.0.0.3" in e.errors(0)
+        path = "/audio/p2/160/000.bin"
+        assert curl(url(e, path))[0] == 200 and second.requests_for(path) and not first.requests_for(path)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_check_reports_origins_that_cannot_work(make_edge, tmp_path):
+    from conftest import BIN_DIR
+    e = make_edge()
+    bad_ca = tmp_path / "garbage.pem"
+    bad_ca.write_text("not a certificate\n")
+    conf = open(e.conf).read().replace(
+        'urls = ["file://', 'ca_file = "%s"\nurls = ["https://no-such-host.invalid:8443", "http://also-missing.invalid"]\n#' % bad_ca)
+    conf += '\n[cache]\ndir = "%s"\n' % (tmp_path / "cache")
+    path = tmp_path / "check.conf"
+    path.write_text(conf)
+    out = subprocess.run([f"{BIN_DIR}/edge", "--config", str(path), "--check"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "origin.ca_file: cannot load trusted certificates" in out.stderr, out.stderr
+    assert "no-such-host.invalid does not resolve" in out.stderr and "also-missing.invalid does not resolve" in out.stderr
