@@ -313,6 +313,9 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Time from an HTTP/2 stream's first HEADERS to the end of its request (END_STREAM); a stream
     /// that stays incomplete longer is reset and its memory released.
     public var h2StreamRequestTimeoutMilliseconds = 10_000
+    /// TCP_NOTSENT_LOWAT on player sockets: at most this many bytes wait unsent in the kernel per
+    /// connection (0: the kernel's default, no bound).
+    public var tcpNotSentLowWaterBytes = 0
 }
 
 /// Regional licensing at the edge: `[geo]`. Off unless `database` is set.
@@ -550,6 +553,7 @@ public struct EdgeConfig: Sendable {
             ("access_log_buffer_bytes_max", \.accessLogBufferBytesMax, 4096...268_435_456),
             ("waiting_per_worker_max", \.waitingPerWorkerMax, 1...10_000_000),
             ("h2_stream_request_timeout_milliseconds", \.h2StreamRequestTimeoutMilliseconds, 100...3_600_000),
+            ("tcp_notsent_lowat_bytes", \.tcpNotSentLowWaterBytes, 0...67_108_864),
         ]
         try r.allowOnly(limitKeys.map { $0.0 }, in: "limits")
         for (key, path, range) in limitKeys {
@@ -737,6 +741,7 @@ public struct Reader {
     /// TOML text → table; a syntax error names its line and column.
     public static func parse(_ text: String) throws -> TOMLTable {
         try checkTableHeaders(text)
+        try checkArrayValues(text)
         do { return try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ConfigError(
                 key: "",
@@ -804,6 +809,46 @@ public struct Reader {
                 } else {
                     k += 1
                 }
+            }
+        }
+    }
+
+    /// toml++ also aborts on an array whose next value starts with `}` (`a = [}`, `a = [1, }`),
+    /// found by the configuration fuzzer. Outside strings and comments, a `}` may not follow a
+    /// `[` or a `,` with only blanks, line breaks and comments between: such text is refused here,
+    /// with its line (it is invalid TOML either way: TOML 1.0 has no trailing comma in inline tables).
+    static func checkArrayValues(_ text: String) throws {
+        let b = Array(text.utf8)
+        var i = 0, line = 1
+        var afterOpener = false
+        while i < b.count {
+            let c = b[i]
+            switch c {
+            case 0x0A:
+                line += 1; i += 1
+            case 0x20, 0x09, 0x0D:
+                i += 1
+            case UInt8(ascii: "#"):
+                while i < b.count && b[i] != 0x0A { i += 1 }
+            case 0x22, 0x27:   // a string: skipped whole (multi-line ones count their lines)
+                afterOpener = false
+                let multi = i + 2 < b.count && b[i + 1] == c && b[i + 2] == c
+                i += multi ? 3 : 1
+                while i < b.count {
+                    if b[i] == 0x0A { line += 1; if !multi { break } }
+                    if c == 0x22 && b[i] == UInt8(ascii: "\\") { i += 2; continue }
+                    if b[i] == c && (!multi || (i + 2 < b.count && b[i + 1] == c && b[i + 2] == c)) {
+                        i += multi ? 3 : 1
+                        break
+                    }
+                    i += 1
+                }
+            case UInt8(ascii: "}") where afterOpener:
+                throw ConfigError(
+                    key: "", reason: "TOML syntax error at line \(line): '}' where an array value or ']' was expected")
+            default:
+                afterOpener = c == UInt8(ascii: "[") || c == UInt8(ascii: ",")
+                i += 1
             }
         }
     }

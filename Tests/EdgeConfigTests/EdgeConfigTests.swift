@@ -321,6 +321,16 @@ final class EdgeConfigTests: XCTestCase {
                 XCTAssertTrue("\(e)".contains("table header"), "\(e)")
             }
         }
+        for text in [
+            "a = [}", "a = [ }", "a = [1, }", "a = [[}]]", "a = [ # c\n}", "a = [\n\n}",
+            "[server]\nlisten = [}127.0.0.1\"]",
+        ] {
+            XCTAssertThrowsError(try EdgeConfig.parse(text), text.debugDescription) { e in
+                XCTAssertTrue("\(e)".contains("where an array value or ']' was expected"), "\(e)")
+            }
+        }
+        // Braces in strings and comments, and a closed array before an inline table's brace, are fine.
+        XCTAssertNoThrow(try Reader.checkArrayValues("a = [\"}\", '}']\nb = { c = [1] }\n# [ }\nd = \"\"\"[\n}\"\"\""))
         // Not a header: a line of a multi-line string.
         XCTAssertNoThrow(try Reader.checkTableHeaders("a = \"\"\"\n[@not a header\n\"\"\"\n[ok]\n['quoted']\n[\"q\"]"))
     }
