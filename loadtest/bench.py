@@ -76,12 +76,11 @@ def kill_pidfile(path):
 
 
 class Server:
-    def __init__(self, name, run, paths, binary=None, access_log=False, geo=False, lowat=False):
+    def __init__(self, name, run, paths, binary=None, access_log=False, geo=False):
         self.name, self.run, self.paths = name, run, paths
         self.binary = binary   # an edge build other than --edge-bin (the baseline)
         self.access_log = access_log   # the "+log" variants: one line per request, buffered
         self.geo = geo   # the "+geo" variants: regional licensing checked on every request
-        self.lowat = lowat   # the "+lowat" variants: limits.tcp_notsent_lowat_bytes = 131072
         self.proc = None
 
     def log_path(self):
@@ -123,9 +122,6 @@ class Edge(Server):
     def launch(self, conf, edge_bin, edgectl_bin):
         if self.geo:
             self.add_geo(conf)
-        if self.lowat:
-            with open(conf, "a") as f:
-                f.write("[limits]\ntcp_notsent_lowat_bytes = 131072\n")
         self.proc = subprocess.Popen([self.binary or edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.run, "edge.err"), "w"))
         wait_port(H2C)
@@ -336,11 +332,11 @@ def main():
     servers = []
     for s in a.servers.split(","):
         base, _, variant = s.partition("+")
-        if base not in classes or variant not in ("", "log", "geo", "lowat") or (variant and base == "h2o") \
-                or (variant in ("geo", "lowat") and base == "nginx"):
+        if base not in classes or variant not in ("", "log", "geo") or (variant and base == "h2o") \
+                or (variant == "geo" and base == "nginx"):
             raise SystemExit(f"--servers: {s}? edge, edge-cache, nginx, h2o, or edge+log, edge-cache+log, nginx+log, "
                              "edge+geo, edge-cache+geo")
-        options = {"access_log": variant == "log", "geo": variant == "geo", "lowat": variant == "lowat"}
+        options = {"access_log": variant == "log", "geo": variant == "geo"}
         servers.append(classes[base](s, a.run, paths, **options))
         if a.baseline_bin and base in ("edge", "edge-cache"):
             servers.append(classes[base](s + "@base", a.run, paths, binary=a.baseline_bin, **options))
@@ -417,7 +413,7 @@ def main():
             print(f"{name:12} {srv.name:10} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
                   f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f} {med(srv.name, name, 'cpu_us'):10.1f} "
                   f"{med(srv.name, name, 'own_us'):10.1f}   {ratio}")
-    for suffix, what in (("+log", "access log"), ("+geo", "geo"), ("+lowat", "TCP_NOTSENT_LOWAT 128 KiB")):
+    for suffix, what in (("+log", "access log"), ("+geo", "geo")):
         variants = [srv.name for srv in servers if srv.name.endswith(suffix)]
         if variants:
             print(f"\n{what}: server CPU per request with it over without it (same server, scenario, rounds)")

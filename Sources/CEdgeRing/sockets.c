@@ -47,7 +47,6 @@ int edge_address_free(const char *host, int port) {
     return 0;
 }
 int edge_set_nodelay(int fd) { int one = 1; return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); }
-int edge_set_notsent_lowat(int fd, int bytes) { return setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof(bytes)); }
 int edge_peer_address(int fd, char *out, size_t cap) {
     struct sockaddr_storage ss; socklen_t len = sizeof(ss);
     if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) { snprintf(out, cap, "-"); return -errno; }

@@ -313,9 +313,6 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Time from an HTTP/2 stream's first HEADERS to the end of its request (END_STREAM); a stream
     /// that stays incomplete longer is reset and its memory released.
     public var h2StreamRequestTimeoutMilliseconds = 10_000
-    /// TCP_NOTSENT_LOWAT on player sockets: at most this many bytes wait unsent in the kernel per
-    /// connection (0: the kernel's default, no bound).
-    public var tcpNotSentLowWaterBytes = 0
 }
 
 /// Regional licensing at the edge: `[geo]`. Off unless `database` is set.
@@ -553,7 +550,6 @@ public struct EdgeConfig: Sendable {
             ("access_log_buffer_bytes_max", \.accessLogBufferBytesMax, 4096...268_435_456),
             ("waiting_per_worker_max", \.waitingPerWorkerMax, 1...10_000_000),
             ("h2_stream_request_timeout_milliseconds", \.h2StreamRequestTimeoutMilliseconds, 100...3_600_000),
-            ("tcp_notsent_lowat_bytes", \.tcpNotSentLowWaterBytes, 0...67_108_864),
         ]
         try r.allowOnly(limitKeys.map { $0.0 }, in: "limits")
         for (key, path, range) in limitKeys {

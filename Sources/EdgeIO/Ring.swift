@@ -208,10 +208,6 @@ public final class Ring {
         if case .kernel = backend { _ = edge_set_nodelay(fd) }
     }
 
-    public func setNotSentLowWater(fd: Int32, bytes: Int) {
-        if case .kernel = backend { _ = edge_set_notsent_lowat(fd, Int32(bytes)) }
-    }
-
     /// The peer's address as text ("1.2.3.4", "::1"), or "-".
     public func peerAddress(fd: Int32) -> String {
         switch backend {

@@ -38,7 +38,6 @@ extension Worker {
         c.acceptedMicroseconds = nowMicroseconds
         c.lastSendProgressMicroseconds = nowMicroseconds
         ring.setNoDelay(fd: fd)
-        if limits.tcpNotSentLowWaterBytes > 0 { ring.setNotSentLowWater(fd: fd, bytes: limits.tcpNotSentLowWaterBytes) }
         c.client = ring.peerAddress(fd: fd)
         liveConnections += 1   // counted before anything can fail: close() and release() balance it
         counters.add(MetricLayout.connectionsAccepted)

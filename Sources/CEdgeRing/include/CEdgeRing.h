@@ -75,8 +75,6 @@ int edge_address_free(const char *host, int port);
 int edge_set_nodelay(int fd);
 // Formats the peer address of an accepted socket as text ("1.2.3.4" or "::1").
 int edge_peer_address(int fd, char *out, size_t cap);
-// TCP_NOTSENT_LOWAT: the socket reports writable (and takes more) only below this many unsent bytes.
-int edge_set_notsent_lowat(int fd, int bytes);
 // Resolves a host name (getaddrinfo; blocking: control threads only) into up to `max` 128-byte
 // sockaddr_storage entries in `out`, lengths in `lengths`; the count, or -1 with the reason in `err`.
 int edge_resolve(const char *host, int port, void *out, int *lengths, int max, char *err, size_t errcap);
