@@ -441,3 +441,23 @@ def test_check_reports_origins_that_cannot_work(make_edge, tmp_path):
     assert out.returncode == 2, out.stderr
     assert "origin.ca_file: cannot load trusted certificates" in out.stderr, out.stderr
     assert "no-such-host.invalid does not resolve" in out.stderr and "also-missing.invalid does not resolve" in out.stderr
+
+
+def test_shield_tier_falls_back_to_the_origin_when_configured(make_edge, origin_dir, tmp_path):
+    o = Origin(origin_dir, SLICE)
+    try:
+        parent = make_edge(origins=[o.url], server={"cache_name": "parent"}, token={"child_key": CHILD_KEY},
+                           cache={"dir": str(tmp_path / "parent"), "slice_bytes": SLICE})
+        child = make_edge(origins=[o.url], server={"cache_name": "child"},
+                          cache={"dir": str(tmp_path / "child"), "slice_bytes": SLICE},
+                          origin_options={"parents": [parent.base], "parent_key": CHILD_KEY, "parents_fallback": "origin"})
+        p1, p2 = "/audio/p1/160/000.bin", "/audio/p2/160/000.bin"
+        status, h, _, _ = curl(url(child, p1))
+        assert status == 200 and h["cache-status"] == "parent; fwd=miss; stored, child; fwd=miss; stored"
+        parent.stop()
+        status, h, body, _ = curl(url(child, p2))
+        assert status == 200 and body == data(origin_dir, p2)
+        assert h["cache-status"] == "child; fwd=miss; stored", "straight from the origin: one entry"
+        assert all("edge-child-key" not in hd for path, _, hd, _ in o.log if path == p2), "the origin gets no child key"
+    finally:
+        o.close()
