@@ -1,3 +1,4 @@
+import CEdgeTLS
 import EdgeEncoding
 import EdgeIO
 import Foundation
@@ -6,6 +7,8 @@ import XCTest
 
 /// An HTTP/1.1 origin on the simulated network: answers range GETs of its objects, and (from
 /// its own seed) misbehaves: resets before or during a response, answers 500, or closes early.
+/// With `tls` (a server context), it speaks HTTPS: OpenSSL over memory BIOs per connection,
+/// ciphertext through the simulated network and its faults.
 final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
     let objects: [String: [UInt8]]
     var faultPercent: Int
@@ -14,18 +17,64 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
     private var peers: [ObjectIdentifier: SimulatedIO.Peer] = [:]
     private(set) var requests = 0
     private(set) var faults = 0
+    let tls: TLSServerContext?
+    private var sessions: [ObjectIdentifier: OpaquePointer] = [:]
+    private(set) var handshakes = 0
 
-    init(objects: [String: [UInt8]], seed: UInt64, faultPercent: Int = 0) {
+    init(objects: [String: [UInt8]], seed: UInt64, faultPercent: Int = 0, tls: TLSServerContext? = nil) {
         self.objects = objects
         self.faultPercent = faultPercent
+        self.tls = tls
         random = SplitMix64(seed: seed ^ 0x0123_4567)
     }
+    deinit { for s in sessions.values { edge_tls_free(s) } }
 
-    func accepted(_ peer: SimulatedIO.Peer) { peers[ObjectIdentifier(peer)] = peer }
+    func accepted(_ peer: SimulatedIO.Peer) {
+        peers[ObjectIdentifier(peer)] = peer
+        if let tls, let ssl = edge_tls_new(tls.pointer) { sessions[ObjectIdentifier(peer)] = ssl }
+    }
+
+    /// Plaintext out: sealed first over TLS.
+    private func emit(_ bytes: [UInt8], to peer: SimulatedIO.Peer) {
+        guard let ssl = sessions[ObjectIdentifier(peer)] else { return peer.write(bytes) }
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { edge_tls_write(ssl, $0.baseAddress, Int32($0.count)) }
+            guard n > 0 else { break }
+            done += Int(n)
+        }
+        flush(ssl, peer)
+    }
+    private func emit(_ text: String, to peer: SimulatedIO.Peer) { emit(Array(text.utf8), to: peer) }
+    private func emit(to peer: SimulatedIO.Peer, _ text: String) { emit(Array(text.utf8), to: peer) }
+    private func emit(to peer: SimulatedIO.Peer, _ bytes: [UInt8]) { emit(bytes, to: peer) }
+
+    private func flush(_ ssl: OpaquePointer, _ peer: SimulatedIO.Peer) {
+        var out = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = out.withUnsafeMutableBytes { edge_tls_drain(ssl, $0.baseAddress, 16384) }
+            guard n > 0 else { break }
+            peer.write(Array(out[0..<Int(n)]))
+        }
+    }
 
     func received(_ peer: SimulatedIO.Peer) {
         let id = ObjectIdentifier(peer)
-        inbound[id, default: []] += peer.take()
+        var bytes = peer.take()
+        if let ssl = sessions[id] {
+            let wasDone = edge_tls_handshake_done(ssl) != 0
+            _ = bytes.withUnsafeBytes { edge_tls_feed(ssl, $0.baseAddress, Int32($0.count)) }
+            bytes = []
+            var plain = [UInt8](repeating: 0, count: 16384)
+            while true {
+                let n = plain.withUnsafeMutableBytes { edge_tls_read(ssl, $0.baseAddress, 16384) }
+                guard n > 0 else { break }
+                bytes += plain[0..<Int(n)]
+            }
+            if !wasDone && edge_tls_handshake_done(ssl) != 0 { handshakes += 1 }
+            flush(ssl, peer)
+        }
+        inbound[id, default: []] += bytes
         while let end = inbound[id]!.firstRange(of: Array("\r\n\r\n".utf8)) {
             let head = String(decoding: inbound[id]![..<end.lowerBound], as: UTF8.self)
             inbound[id]!.removeFirst(end.upperBound)
@@ -39,14 +88,15 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
         let lines = head.components(separatedBy: "\r\n")
         let path = String(lines[0].split(separator: " ")[1])
         guard let object = objects[path] else {
-            peer.write("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            emit(to: peer, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
             return true
         }
         let range = lines.first { $0.lowercased().hasPrefix("range: bytes=") }!.dropFirst("range: bytes=".count)
         let bounds = range.split(separator: "-").map { Int($0)! }
         let first = bounds[0], last = min(bounds[1], object.count - 1)
         guard first < object.count else {
-            peer.write(
+            emit(
+                to: peer,
                 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */\(object.count)\r\nContent-Length: 0\r\n\r\n"
             )
             return true
@@ -60,14 +110,17 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
             faults += 1
             switch random.next(below: 4) {
             case 0: peer.reset(); return false
-            case 1: peer.write("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"); return true
-            case 2: peer.write(responseHead); peer.write(Array(body.prefix(body.count / 2))); peer.reset(); return false
+            case 1: emit(to: peer, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"); return true
+            case 2:
+                emit(to: peer, responseHead); emit(to: peer, Array(body.prefix(body.count / 2))); peer.reset();
+                return false
             default:
-                peer.write(responseHead); peer.write(Array(body.prefix(body.count / 3))); peer.close(); return false
+                emit(to: peer, responseHead); emit(to: peer, Array(body.prefix(body.count / 3))); peer.close();
+                return false
             }
         }
-        peer.write(responseHead)
-        peer.write(body)
+        emit(to: peer, responseHead)
+        emit(to: peer, body)
         return true
     }
 }
@@ -76,14 +129,19 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
 /// per slice, the RAM tier, slice files written through the ring (open, write, fsync, rename)
 /// and read back, with faults in the origin and the disk.
 final class SimulatedCacheTests: XCTestCase {
-    static func config(ramBytes: Int = 1 << 20, diskBytes: Int = 100_000_000, limits: String = "") -> String {
+    /// `https`: the origin speaks TLS (its certificate is the test's self-signed one, for edge.test:
+    /// the edge connects by address, so it is not verified here; the e2e tests verify).
+    static func config(
+        ramBytes: Int = 1 << 20, diskBytes: Int = 100_000_000, limits: String = "", https: Bool = false
+    ) -> String {
         """
         [server]
         listen = ["127.0.0.1:8080"]
         [token]
         required = false
         [origin]
-        urls = ["http://127.0.0.1:9000"]
+        urls = ["\(https ? "https" : "http")://127.0.0.1:9000"]
+        \(https ? "insecure_skip_verify = true" : "")
         attempts_max = 2
         failures_before_down = 1000
         first_byte_timeout_milliseconds = 1000
@@ -345,8 +403,40 @@ final class SimulatedCacheTests: XCTestCase {
     /// Seeded runs: origin faults, disk faults, kernel faults, random ranges and clients. A
     /// complete response is exactly right; an error status or a cut connection only happens when
     /// the origin misbehaved or a connection fault struck; everything is released after.
+    static func originTLS() throws -> TLSServerContext {
+        try TLSServerContext.load(
+            certificate: TestCertificate.certificatePath, privateKey: TestCertificate.keyPath, http2: false
+        ).get()
+    }
+
+    /// One HTTPS origin, short transfers both ways: the handshake, the sealed requests and the
+    /// records cut anywhere still give the right bytes, one fetch per slice.
+    func testHTTPSOriginUnderShortTransfers() throws {
+        let track = pseudoRandomBytes(100_000, seed: 21)
+        var faults = SimulatedIO.Faults()
+        faults.shortTransferPercent = 50
+        let edge = try SimulatedEdge(seed: 21, faults: faults, config: Self.config(https: true))
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": track], seed: 21, tls: try Self.originTLS())
+        edge.sim.serve(port: 9000, origin)
+        let clients = (0..<3).map { _ in edge.connect() }
+        for c in clients { c.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\n") }
+        for _ in 0..<20 { edge.runUntilIdle(); edge.advance(milliseconds: 50) }
+        for (i, c) in clients.enumerated() {
+            var reader = ResponseReader()
+            reader.add(c.take())
+            guard let r = reader.next() else { return XCTFail("client \(i): no response") }
+            Expectation(path: "/audio/t.bin", content: track, range: nil).check(r, "client \(i)")
+        }
+        XCTAssertEqual(origin.requests, (track.count + 16383) / 16384, "one origin request per slice")
+        XCTAssertGreaterThan(origin.handshakes, 0)
+        for c in clients { c.close() }
+        edge.runUntilIdle()
+        edge.checkQuiescentCache("after the HTTPS fetches")
+    }
+
     func testSeededCacheRuns() throws {
         var responses = 0, errors = 0, cuts = 0, originFaults = 0, promoted = 0, promotionsFailed = 0
+        var httpsRuns = 0, handshakes = 0
         var faultCounts: [String: Int] = [:]
         let seeds = simulationSeeds(default: 1000)
         for seed in seeds {
@@ -366,12 +456,18 @@ final class SimulatedCacheTests: XCTestCase {
             faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
             // Slice files that fail to read: a disk hit cut, a promotion dropped and refetched.
             faults.readFailurePercent = [0, 0, 5][random.next(below: 3)]
-            let origin = SimulatedOrigin(objects: objects, seed: seed, faultPercent: [0, 0, 10][random.next(below: 3)])
+            // A third of the runs fetch over HTTPS (drawn apart, so the other draws stay as they were).
+            var tlsDraw = SplitMix64(seed: seed ^ 0x7E57_0000)
+            let https = tlsDraw.next(below: 3) == 0
+            let origin = SimulatedOrigin(
+                objects: objects, seed: seed, faultPercent: [0, 0, 10][random.next(below: 3)],
+                tls: https ? try Self.originTLS() : nil)
             let edge = try SimulatedEdge(
                 seed: seed, faults: faults,
                 config: Self.config(
                     ramBytes: [16384, 65536, 1 << 20][random.next(below: 3)],
-                    diskBytes: [49152, 100_000_000][random.next(below: 2)]))
+                    diskBytes: [49152, 100_000_000][random.next(below: 2)], https: https))
+            if https { httpsRuns += 1 }
             edge.sim.serve(port: 9000, origin)
             var clients: [(peer: SimulatedIO.Peer, expected: [Expectation], reader: ResponseReader, received: Int)] = []
             for _ in 0..<(1 + random.next(below: 4)) {
@@ -433,6 +529,7 @@ final class SimulatedCacheTests: XCTestCase {
             edge.advance(milliseconds: 2000)   // idle origin connections and their timers settle
             edge.checkQuiescentCache("seed \(seed)")
             originFaults += origin.faults
+            handshakes += origin.handshakes
             promoted += edge.worker.cache?.promoter.promoted ?? 0
             promotionsFailed += edge.worker.cache?.promoter.damaged ?? 0
             for (k, v) in edge.sim.injected { faultCounts[k, default: 0] += v }
@@ -444,7 +541,8 @@ final class SimulatedCacheTests: XCTestCase {
             }
         }
         print(
-            "simulation: \(seeds.count) cache runs, \(responses) responses (\(errors) origin errors passed on), \(cuts) cut, "
+            "simulation: \(seeds.count) cache runs (\(httpsRuns) to an HTTPS origin, \(handshakes) TLS handshakes), "
+                + "\(responses) responses (\(errors) origin errors passed on), \(cuts) cut, "
                 + "\(originFaults) origin faults, \(promoted) slices promoted to RAM (\(promotionsFailed) files dropped); "
                 + "kernel faults: \(faultCounts.sorted { $0.key < $1.key })")
     }
