@@ -36,12 +36,13 @@ require_swift() {
 
 python_env() {
     # Test-only Python tools (pytest, Akamai's EdgeAuth signer, hyperframe/hpack for HTTP/2 frames,
-    # cryptography to decrypt packaged audio, mmdb-writer for the geo tests' MaxMind DBs) in a venv.
+    # cryptography to decrypt packaged audio, mmdb-writer for the geo tests' MaxMind DBs, botocore
+    # to verify the edge's SigV4-signed origin requests) in a venv.
     local venv="$ROOT/.build/venv"
-    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-5" ]; then
+    if [ ! -x "$venv/bin/pytest" ] || [ ! -f "$venv/.edge-deps-6" ]; then
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml prometheus-client mmdb-writer netaddr
-        touch "$venv/.edge-deps-5"
+        "$venv/bin/pip" install -q --disable-pip-version-check pytest akamai-edgeauth h2 cryptography pyyaml prometheus-client mmdb-writer netaddr botocore
+        touch "$venv/.edge-deps-6"
     fi
     PYTHON="$venv/bin/python"
 }
