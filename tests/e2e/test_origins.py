@@ -461,3 +461,20 @@ def test_shield_tier_falls_back_to_the_origin_when_configured(make_edge, origin_
         assert all("edge-child-key" not in hd for path, _, hd, _ in o.log if path == p2), "the origin gets no child key"
     finally:
         o.close()
+
+
+def test_private_bucket_with_a_key_prefix(make_edge, origin_dir, tmp_path):
+    """https://host/bucket/prefix style: the prefix is part of the signed path."""
+    path = "/audio/p2/160/000.bin"
+    root = tmp_path / "store"
+    write_files(str(root / "bucket" / "edge"), {path: len(data(origin_dir, path))})
+    bucket = Origin(str(root), SLICE, sigv4=(ACCESS_KEY, SECRET, "us-east-1"))
+    try:
+        e = make_edge(origins=[bucket.url + "/bucket/edge"], cache={"dir": str(tmp_path / "cache"), "slice_bytes": SLICE},
+                      origin_options={"auth": "s3-sigv4", "access_key_id": ACCESS_KEY, "secret_access_key": SECRET,
+                                      "region": "us-east-1"})
+        status, _, body, _ = curl(url(e, path))
+        assert status == 200 and body == open(str(root / "bucket" / "edge") + path, "rb").read(), bucket.refused
+        assert bucket.refused == [] and {p for p, _, _, _ in bucket.log} == {"/bucket/edge" + path}
+    finally:
+        bucket.close()
