@@ -57,14 +57,22 @@ def render(template, dest, **values):
 
 
 
-def require_free(port):
+def require_free(port, wait_seconds=5):
+    """The port is free, or becomes free within `wait_seconds`: a server that just exited may
+    hold its listeners a moment longer (io_uring releases the files its requests pinned in a
+    kernel work item after the process is gone)."""
     import socket
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT leftovers are fine; listeners are not
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise SystemExit(f"port {port} is in use: stop whatever holds it (ss -ltnp) and run again")
+    deadline = time.time() + wait_seconds
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT leftovers are fine; listeners are not
+            try:
+                s.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit(f"port {port} is in use: stop whatever holds it (ss -ltnp) and run again")
+        time.sleep(0.1)
 
 
 def kill_pidfile(path):
