@@ -40,23 +40,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         return ListenAddress(host: String(host), port: port)
     }
 
-    /// IPv4 dotted quad or IPv6 text form (hex groups, `::`, optional embedded IPv4).
-    static func isIPLiteral(_ h: Substring) -> Bool {
-        if h.contains(":") {
-            guard
-                h.utf8.allSatisfy({
-                    ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x66) || $0 == 0x3A || $0 == 0x2E
-                })
-            else { return false }
-            let groups = h.split(separator: ":", omittingEmptySubsequences: false)
-            return groups.count >= 3 && groups.count <= 8 && groups.allSatisfy { $0.count <= 4 || $0.contains(".") }
-        }
-        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4
-            && parts.allSatisfy { p in
-                !p.isEmpty && p.count <= 3 && p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) && Int(p)! <= 255
-            }
-    }
+    /// IPv4 dotted quad or IPv6 text form (inet_pton's, through `IPAddress`).
+    static func isIPLiteral(_ h: Substring) -> Bool { IPAddress(h) != nil }
 }
 
 public struct ServerConfig: Sendable, Equatable {

@@ -177,11 +177,7 @@ final class OriginClient {
     /// The client context for HTTPS upstreams (nil without any). Checked on the control plane
     /// before it gets here (`OriginTLS.check`), so a failure is only logged.
     static func tlsContext(_ config: OriginConfig, log: (String) -> Void) -> ClientTLS.Context? {
-        guard config.upstreams.contains(where: \.tls) else { return nil }
-        do {
-            return try ClientTLS.Context(
-                caFile: config.caFile, alpn: ["http/1.1"], verify: !config.insecureSkipVerify)
-        } catch {
+        do { return try OriginTLS.context(config) } catch {
             log("origin: cannot set up TLS to the origins: \(error); https:// fetches fail")
             return nil
         }
@@ -528,15 +524,22 @@ final class OriginClient {
         if tls.failed { tlsFailed(c); return }
         if after > 0 && c.state == .idle { retire(c); return }   // bytes nobody asked for
         flushTLS(c)   // handshake messages, or the answer to a key update
+        keepSession(c, tls)
         if !wasDone && tls.handshakeDone && c.state == .connecting {
-            if let session = tls.resumableSession() { tlsSessions[c.upstream] = session }
             sendRequest(c)
             return
         }
         if tls.closeNotifyReceived && c.state == .idle { retire(c); return }
-        // TLS 1.3 tickets arrive after the handshake: the newest resumable session is kept.
-        if tls.handshakeDone, let session = tls.resumableSession() { tlsSessions[c.upstream] = session }
         if more && c.state != .free { postRecv(c) }
+    }
+
+    /// The connection's session, for the pool's next connections to resume: kept once, when it
+    /// first becomes resumable (TLS 1.2 at the handshake's end, TLS 1.3 with the server's first
+    /// ticket), not copied again on every receive of the body.
+    func keepSession(_ c: OriginConnection, _ tls: ClientTLS) {
+        guard !c.sessionKept, tls.handshakeDone, let session = tls.resumableSession() else { return }
+        tlsSessions[c.upstream] = session
+        c.sessionKept = true
     }
 
     /// Bytes of the response (plaintext): the head parsed, the body appended to the fill. True
@@ -692,6 +695,7 @@ final class OriginClient {
         c.state = .free
         c.job = nil
         c.tls = nil
+        c.sessionKept = false
         c.wire.clear()
         if c.fd >= 0 {
             c.pendingOps += 1

@@ -27,6 +27,8 @@ final class OriginConnection {
     let request = ByteBuffer(capacity: 512)
     /// HTTPS: the session, and the ciphertext waiting to be sent (handshake, sealed request).
     var tls: ClientTLS?
+    /// Its resumable session is in the pool's keeping already.
+    var sessionKept = false
     let wire = ByteBuffer(capacity: 512)
     let head = ByteBuffer(capacity: 4096)
     var job: OriginClient.Job?

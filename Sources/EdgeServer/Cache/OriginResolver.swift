@@ -8,7 +8,8 @@ import Synchronization
 struct Endpoint: Sendable, Equatable {
     let storage: [UInt8]   // 128 bytes (sockaddr_storage)
     let length: Int32
-    var ipv6: Bool { storage[0] == UInt8(AF_INET6) || (storage[0] == 0 && storage[1] == UInt8(AF_INET6)) }
+    /// sa_family, the first 16 bits of the sockaddr, in the machine's byte order.
+    var ipv6: Bool { storage.withUnsafeBytes { $0.load(as: UInt16.self) } == UInt16(AF_INET6) }
     var text: String {
         var out = [CChar](repeating: 0, count: 64)
         _ = storage.withUnsafeBytes { edge_sockaddr_text($0.baseAddress, &out, 64) }
@@ -47,8 +48,6 @@ final class OriginResolver: @unchecked Sendable {
     private let state = Mutex(State())
     private let publish: @Sendable (AddressBook) -> Void
     private let log: @Sendable (String) -> Void
-    /// Lets a test or a reload resolve without waiting for the interval.
-    private let wake = NSCondition()
     private var started = false
 
     /// At most this many addresses per name are kept (a name with hundreds is a misconfiguration).
@@ -76,10 +75,7 @@ final class OriginResolver: @unchecked Sendable {
         started = true
         let thread = Thread { [self] in
             while true {
-                let interval = state.withLock { $0.intervalSeconds }
-                wake.lock()
-                _ = wake.wait(until: Date().addingTimeInterval(TimeInterval(interval)))
-                wake.unlock()
+                Thread.sleep(forTimeInterval: TimeInterval(state.withLock { $0.intervalSeconds }))
                 resolveAll()
             }
         }
@@ -155,12 +151,17 @@ enum OriginTLS {
     /// Why HTTPS upstreams could not be reached with these settings; nil when they can (or
     /// there are none).
     static func problem(_ config: OriginConfig) -> ConfigError? {
-        guard config.upstreams.contains(where: \.tls) else { return nil }
         do {
-            _ = try ClientTLS.Context(caFile: config.caFile, alpn: ["http/1.1"], verify: !config.insecureSkipVerify)
+            _ = try context(config)
             return nil
         } catch {
             return ConfigError(key: config.caFile == nil ? "origin.urls" : "origin.ca_file", reason: "\(error)")
         }
+    }
+
+    /// The client context for HTTPS upstreams (ALPN http/1.1); nil without any.
+    static func context(_ config: OriginConfig) throws -> ClientTLS.Context? {
+        guard config.upstreams.contains(where: \.tls) else { return nil }
+        return try ClientTLS.Context(caFile: config.caFile, alpn: ["http/1.1"], verify: !config.insecureSkipVerify)
     }
 }

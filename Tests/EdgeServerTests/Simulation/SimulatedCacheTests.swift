@@ -46,8 +46,6 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
         flush(ssl, peer)
     }
     private func emit(_ text: String, to peer: SimulatedIO.Peer) { emit(Array(text.utf8), to: peer) }
-    private func emit(to peer: SimulatedIO.Peer, _ text: String) { emit(Array(text.utf8), to: peer) }
-    private func emit(to peer: SimulatedIO.Peer, _ bytes: [UInt8]) { emit(bytes, to: peer) }
 
     private func flush(_ ssl: OpaquePointer, _ peer: SimulatedIO.Peer) {
         var out = [UInt8](repeating: 0, count: 16384)
@@ -88,7 +86,7 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
         let lines = head.components(separatedBy: "\r\n")
         let path = String(lines[0].split(separator: " ")[1])
         guard let object = objects[path] else {
-            emit(to: peer, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            emit("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", to: peer)
             return true
         }
         let range = lines.first { $0.lowercased().hasPrefix("range: bytes=") }!.dropFirst("range: bytes=".count)
@@ -96,9 +94,8 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
         let first = bounds[0], last = min(bounds[1], object.count - 1)
         guard first < object.count else {
             emit(
-                to: peer,
-                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */\(object.count)\r\nContent-Length: 0\r\n\r\n"
-            )
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */\(object.count)\r\nContent-Length: 0\r\n\r\n",
+                to: peer)
             return true
         }
         let body = Array(object[first...last])
@@ -110,17 +107,17 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
             faults += 1
             switch random.next(below: 4) {
             case 0: peer.reset(); return false
-            case 1: emit(to: peer, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"); return true
+            case 1: emit("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", to: peer); return true
             case 2:
-                emit(to: peer, responseHead); emit(to: peer, Array(body.prefix(body.count / 2))); peer.reset();
+                emit(responseHead, to: peer); emit(Array(body.prefix(body.count / 2)), to: peer); peer.reset();
                 return false
             default:
-                emit(to: peer, responseHead); emit(to: peer, Array(body.prefix(body.count / 3))); peer.close();
+                emit(responseHead, to: peer); emit(Array(body.prefix(body.count / 3)), to: peer); peer.close();
                 return false
             }
         }
-        emit(to: peer, responseHead)
-        emit(to: peer, body)
+        emit(responseHead, to: peer)
+        emit(body, to: peer)
         return true
     }
 }
