@@ -90,6 +90,9 @@ class Server:
         self.access_log = access_log   # the "+log" variants: one line per request, buffered
         self.geo = geo   # the "+geo" variants: regional licensing checked on every request
         self.proc = None
+        self.wrapper = []   # a command the server runs under (instructions.py: valgrind)
+        self.start_seconds = 10.0   # how long its ports may take to open
+        self.workers = None   # the edge's worker count, when not the configuration's
 
     def log_path(self):
         return os.path.join(self.run, f"access-{self.name}.log")
@@ -130,10 +133,14 @@ class Edge(Server):
     def launch(self, conf, edge_bin, edgectl_bin):
         if self.geo:
             self.add_geo(conf)
-        self.proc = subprocess.Popen([self.binary or edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
+        if self.workers:
+            text = open(conf).read()
+            with open(conf, "w") as f:
+                f.write(re.sub(r"(?m)^workers = \d+$", f"workers = {self.workers}", text))
+        self.proc = subprocess.Popen(self.wrapper + [self.binary or edge_bin, "--config", conf], stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.run, "edge.err"), "w"))
-        wait_port(H2C)
-        wait_port(TLS)
+        wait_port(H2C, self.start_seconds)
+        wait_port(TLS, self.start_seconds)
         token = subprocess.check_output([edgectl_bin, "sign", "--key-hex", KEY_HEX, "--acl", "/audio/*", "--ttl", "7200"]
                                         + (["--regions", "US,CA"] if self.geo else []), text=True).strip()
         for kind, base in (("h2c", f"http://127.0.0.1:{H2C}"), ("tls", f"https://127.0.0.1:{TLS}")):
@@ -195,9 +202,10 @@ class H2O(Server):
     def start(self, content, *_):
         conf = os.path.join(self.run, "h2o.conf")
         render("h2o-static.conf", conf, RUN=self.run, CONTENT=content, H2C=H2C, TLS=TLS)
-        self.proc = subprocess.Popen(["h2o", "-c", conf], stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.run, "h2o.out"), "w"))
-        wait_port(H2C)
-        wait_port(TLS)
+        self.proc = subprocess.Popen(self.wrapper + ["h2o", "-c", conf], stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.run, "h2o.out"), "w"))
+        wait_port(H2C, self.start_seconds)
+        wait_port(TLS, self.start_seconds)
         for kind, base in (("h2c", f"http://127.0.0.1:{H2C}"), ("tls", f"https://127.0.0.1:{TLS}")):
             with open(self.urls(kind), "w") as f:
                 f.writelines(f"{base}{p}\n" for p in self.paths)
