@@ -48,6 +48,9 @@ int edge_prep_recv(struct io_uring *r, int fd, void *buf, size_t len, uint64_t d
 int edge_prep_send(struct io_uring *r, int fd, const void *buf, size_t len, uint64_t data) {
     GET_SQE; io_uring_prep_send(s, fd, buf, len, MSG_NOSIGNAL); io_uring_sqe_set_data64(s, data); return 0;
 }
+int edge_prep_sendmsg(struct io_uring *r, int fd, const struct msghdr *message, uint64_t data) {
+    GET_SQE; io_uring_prep_sendmsg(s, fd, message, MSG_NOSIGNAL); io_uring_sqe_set_data64(s, data); return 0;
+}
 int edge_prep_read(struct io_uring *r, int fd, void *buf, unsigned len, uint64_t offset, uint64_t data) {
     GET_SQE; io_uring_prep_read(s, fd, buf, len, offset); io_uring_sqe_set_data64(s, data); return 0;
 }

@@ -1,4 +1,5 @@
 import CEdgeRing
+import Glibc
 
 /// What a completion belongs to. The worker packs (kind, slot, generation) into the 64-bit
 /// user_data, so a completion finds its owner without any allocation or lookup table, and a
@@ -92,7 +93,20 @@ public final class Ring {
         queue(.recv(fd: fd, buffer: buffer, length: length), d) { edge_prep_recv($0, fd, buffer, length, d.raw) }
     }
     public func send(fd: Int32, from buffer: UnsafeRawPointer, length: Int, _ d: UserData) {
-        queue(.send(fd: fd, buffer: buffer, length: length), d) { edge_prep_send($0, fd, buffer, length, d.raw) }
+        queue(.send(fd: fd, pieces: [UnsafeRawBufferPointer(start: buffer, count: length)]), d) {
+            edge_prep_send($0, fd, buffer, length, d.raw)
+        }
+    }
+    /// Sends the pieces `message` gathers, in one operation: `message` and its iovecs must stay
+    /// valid, and their bytes unchanged, until the completion.
+    public func sendMessage(fd: Int32, _ message: UnsafePointer<msghdr>, _ d: UserData) {
+        queue(.send(fd: fd, pieces: Self.pieces(message)), d) { edge_prep_sendmsg($0, fd, message, d.raw) }
+    }
+    private static func pieces(_ message: UnsafePointer<msghdr>) -> [UnsafeRawBufferPointer] {
+        (0..<Int(message.pointee.msg_iovlen)).map {
+            let v = message.pointee.msg_iov[$0]
+            return UnsafeRawBufferPointer(start: v.iov_base, count: v.iov_len)
+        }
     }
     public func read(fd: Int32, into buffer: UnsafeMutableRawPointer, length: Int, offset: Int, _ d: UserData) {
         queue(.read(fd: fd, buffer: buffer, length: length, offset: offset), d) {

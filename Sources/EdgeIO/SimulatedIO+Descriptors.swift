@@ -74,7 +74,8 @@ extension SimulatedIO {
     enum Operation {
         case accept(fd: Int32)
         case recv(fd: Int32, buffer: UnsafeMutableRawPointer, length: Int)
-        case send(fd: Int32, buffer: UnsafeRawPointer, length: Int)
+        /// A send, or a gathered one (sendmsg): its pieces in order.
+        case send(fd: Int32, pieces: [UnsafeRawBufferPointer])
         case read(fd: Int32, buffer: UnsafeMutableRawPointer, length: Int, offset: Int)
         case write(fd: Int32, buffer: UnsafeRawPointer, length: Int, offset: UInt64)
         case openRead(path: String)
@@ -94,7 +95,7 @@ extension SimulatedIO {
 
         var fd: Int32? {
             switch self {
-            case .accept(let fd), .recv(let fd, _, _), .send(let fd, _, _), .read(let fd, _, _, _),
+            case .accept(let fd), .recv(let fd, _, _), .send(let fd, _), .read(let fd, _, _, _),
                 .write(let fd, _, _, _),
                 .statx(let fd, _), .connect(let fd, _), .close(let fd), .shutdownClose(let fd), .cancel(let fd),
                 .eventfdRead(let fd, _), .fsync(let fd):

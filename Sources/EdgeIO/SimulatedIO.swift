@@ -297,7 +297,8 @@ public final class SimulatedIO {
             p.toServer.removeFirst(n)
             complete(data, Int32(n))
             return true
-        case .send(let fd, let buffer, let length):
+        case .send(let fd, let pieces):
+            let length = pieces.reduce(0) { $0 + $1.count }
             guard case .socket(let p?)? = nodes[fd] else { complete(data, Errno.badDescriptor.result); return true }
             if p.reset { complete(data, Errno.connectionReset.result); return true }
             if p.clientClosed { complete(data, Errno.brokenPipe.result); return true }
@@ -313,7 +314,12 @@ public final class SimulatedIO {
             }
             var n = min(length, room)
             if n > 1 && chance(faults.shortTransferPercent, "short send") { n = 1 + random.next(below: n - 1) }
-            p.toClient += UnsafeRawBufferPointer(start: buffer, count: n)
+            var left = n
+            for piece in pieces where left > 0 {
+                let k = min(piece.count, left)
+                p.toClient += UnsafeRawBufferPointer(rebasing: piece[0..<k])
+                left -= k
+            }
             complete(data, Int32(n))
             if let peer = p.peer { p.behaviour?.received(peer) }
             return true

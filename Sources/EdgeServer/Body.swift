@@ -18,31 +18,34 @@ final class BodyStream {
     let objectPath: String?
     let objectETag: String
     let segments: [Segment]
-    private(set) var index = 0
-    private(set) var offsetInSegment = 0
+    // `@exclusivity(unchecked)`: see "Exclusivity checks" in docs/ARCHITECTURE.md (scalars of a
+    // one-thread object; collections keep their checks).
+    @exclusivity(unchecked) private(set) var index = 0
+    @exclusivity(unchecked) private(set) var offsetInSegment = 0
     let owner: BodyOwner
     let bufferCapacity: Int
-    private(set) var ownBuffer: UnsafeMutableRawPointer?
-    private var readyPointer: UnsafeRawPointer?
-    private var readyCount = 0
+    /// The buffer reads and copied segments go into; output pieces may still send from it.
+    private(set) var ownBuffer: ReadBuffer?
+    @exclusivity(unchecked) private var readyPointer: UnsafeRawPointer?
+    @exclusivity(unchecked) private var readyCount = 0
     /// Keeps a borrowed slice buffer alive while its bytes are referenced.
     private var borrowedFrom: AnyObject?
-    var readInFlight = false
-    var pendingReadLength = 0
-    var cancelled = false
-    var failed = false
-    var fileReleased = false
-    var parked = false
+    @exclusivity(unchecked) var readInFlight = false
+    @exclusivity(unchecked) var pendingReadLength = 0
+    @exclusivity(unchecked) var cancelled = false
+    @exclusivity(unchecked) var failed = false
+    @exclusivity(unchecked) var fileReleased = false
+    @exclusivity(unchecked) var parked = false
     /// Bytes not yet handed to the protocol (ready ones included).
-    private(set) var remaining: Int
+    @exclusivity(unchecked) private(set) var remaining: Int
     // Cached-object cursor: the slice being read and where its bytes come from.
-    var sliceIndex = -1
+    @exclusivity(unchecked) var sliceIndex = -1
     /// Lookups of the current slice index in a row (bounded: see `Worker.sliceLookupsMax`).
-    var sliceLookups = 0
+    @exclusivity(unchecked) var sliceLookups = 0
     var sliceSource: SliceSource?
     var diskEntry: FileEntry?
     /// Whether every slice so far came from the cache (for Cache-Status on the log).
-    var servedFromCache = true
+    @exclusivity(unchecked) var servedFromCache = true
 
     enum SliceSource {
         case memory(SliceBuffer, length: Int)
@@ -117,19 +120,37 @@ final class BodyStream {
         }
         readyPointer = UnsafeRawPointer(buf)
         readyCount = n
+        borrowedFrom = nil
         return n > 0
     }
 
+    /// The buffer to fill next: the own one, or a fresh one while the output still sends from it
+    /// (bytes under a send must not change).
     func takeOwnBuffer(_ pool: BufferPool) -> UnsafeMutableRawPointer {
+        if let b = ownBuffer, b.isShared { b.release(); ownBuffer = nil }
         if ownBuffer == nil { ownBuffer = pool.take() }
-        return ownBuffer!
+        return ownBuffer!.bytes
+    }
+
+    /// The first `n` ready bytes, consumed, and what keeps them valid until they are sent: the
+    /// slice they are borrowed from, or the own buffer with one more user for them.
+    func lend(_ n: Int) -> (bytes: UnsafeRawBufferPointer, keepAlive: AnyObject?, lent: ReadBuffer?) {
+        let bytes = UnsafeRawBufferPointer(start: readyPointer, count: n)
+        let keepAlive = borrowedFrom
+        var lent: ReadBuffer? = nil
+        if keepAlive == nil, let b = ownBuffer {
+            b.share()
+            lent = b
+        }
+        consume(n)
+        return (bytes, keepAlive, lent)
     }
 
     /// Marks `length` bytes, read into the own buffer, as ready.
     func readCompleted(_ result: Int32) {
         readInFlight = false
         guard result == Int32(pendingReadLength), result > 0 else { failed = true; return }
-        readyPointer = UnsafeRawPointer(ownBuffer!)
+        readyPointer = UnsafeRawPointer(ownBuffer!.bytes)
         readyCount = Int(result)
         produced(Int(result))
     }
@@ -142,7 +163,7 @@ final class BodyStream {
         produced(count)
     }
 
-    func releaseBuffer(to pool: BufferPool) {
-        if let b = ownBuffer, !readInFlight { pool.give(b); ownBuffer = nil }
+    func releaseBuffer() {
+        if let b = ownBuffer, !readInFlight { b.release(); ownBuffer = nil }
     }
 }

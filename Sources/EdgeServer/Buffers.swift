@@ -1,9 +1,13 @@
+import Glibc
+
 /// A contiguous byte buffer with a read and a write index. Owned by one thread.
 final class ByteBuffer {
-    private(set) var storage: UnsafeMutableRawPointer
-    private(set) var capacity: Int
-    private(set) var head = 0
-    private(set) var tail = 0
+    // `@exclusivity(unchecked)`: see "Exclusivity checks" in docs/ARCHITECTURE.md (scalars of a
+    // one-thread object; collections keep their checks).
+    @exclusivity(unchecked) private(set) var storage: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private(set) var capacity: Int
+    @exclusivity(unchecked) private(set) var head = 0
+    @exclusivity(unchecked) private(set) var tail = 0
 
     init(capacity: Int) {
         self.capacity = max(capacity, 64)
@@ -60,52 +64,227 @@ final class ByteBuffer {
     }
 }
 
-/// Output of one connection. A send in flight owns `sending`; new bytes go to `pending`, so no
-/// byte under the kernel's eyes ever moves. When a send completes the two swap.
+/// Output of one connection: bytes copied into its buffer (frame and response headers, sealed
+/// TLS records) and body bytes *borrowed* from a read buffer or a slice, kept in order as pieces
+/// and sent together by one gathered send, so a body's bytes are never copied in user space on a
+/// cleartext connection. A send in flight owns `sending` and its pieces; new bytes go to
+/// `pending`, so no byte under the kernel's eyes ever moves. When a send completes the two swap.
+/// A borrowed piece keeps what it points into alive (a slice buffer by reference; a read buffer
+/// by its count of users, given back to the pool when its last piece is sent or discarded).
 final class OutputQueue {
-    var sending: ByteBuffer
-    var pending: ByteBuffer
-    var inFlight = false
+    struct Piece {
+        /// Where a copied piece starts in its buffer (nil `pointer`), which may move as it grows.
+        var offset: Int
+        /// A borrowed piece's bytes.
+        var pointer: UnsafeRawPointer?
+        var count: Int
+        var keepAlive: AnyObject?
+        var lent: ReadBuffer?
+    }
+
+    private var sending: ByteBuffer
+    private var pending: ByteBuffer
+    private var sendingPieces: [Piece] = []
+    private var pendingPieces: [Piece] = []
+    // `@exclusivity(unchecked)`: see "Exclusivity checks" in docs/ARCHITECTURE.md (scalars of a
+    // one-thread object; collections keep their checks).
+    /// The first piece of `sendingPieces` not yet sent whole.
+    @exclusivity(unchecked) private var firstUnsent = 0
+    @exclusivity(unchecked) private var sendingBytes = 0
+    @exclusivity(unchecked) private var pendingBytes = 0
+    /// The copied bytes at the end of `pending` not yet in `pendingPieces`: appends only count
+    /// them, and they become one piece when a borrowed piece follows or the queue is sent.
+    @exclusivity(unchecked) private var openStart = 0
+    @exclusivity(unchecked) private var openCount = 0
+    @exclusivity(unchecked) private(set) var inFlight = false
+    /// Pieces one send gathers at most (the rest go in the next one).
+    static let iovecsMax = 64
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let message: UnsafeMutablePointer<msghdr>
 
     init(capacity: Int) {
         sending = ByteBuffer(capacity: capacity)
         pending = ByteBuffer(capacity: capacity)
+        iovecs = .allocate(capacity: Self.iovecsMax)
+        message = .allocate(capacity: 1)
+        message.initialize(to: msghdr())
     }
-    var count: Int { sending.count + pending.count }
-    var isEmpty: Bool { sending.isEmpty && pending.isEmpty }
+    deinit { iovecs.deallocate(); message.deallocate() }
 
-    /// The bytes to hand to the next send, or nil when there is nothing (or a send is in flight).
-    func nextSend() -> UnsafeRawBufferPointer? {
+    var count: Int { sendingBytes + pendingBytes }
+    var isEmpty: Bool { count == 0 }
+
+    /// Copies `bytes` in.
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        reserve(bytes.count).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        commit(bytes.count)
+    }
+
+    /// Space for at least `n` more copied bytes; `commit` the ones written.
+    func reserve(_ n: Int) -> UnsafeMutableRawPointer { pending.reserve(n) }
+
+    func commit(_ n: Int) {
+        guard n > 0 else { return }
+        // `pending` is only ever appended to and cleared (never consumed from the front), so an
+        // offset into it stays right when it grows; copied bytes are contiguous.
+        if openCount == 0 { openStart = pending.count }
+        pending.commit(n)
+        pendingBytes += n
+        openCount += n
+    }
+
+    private func closeOpenPiece() {
+        guard openCount > 0 else { return }
+        pendingPieces.append(Piece(offset: openStart, pointer: nil, count: openCount, keepAlive: nil, lent: nil))
+        openCount = 0
+    }
+
+    /// Queues `bytes` without copying them: `keepAlive` (a slice buffer) or `lent` (a read buffer
+    /// whose user count the caller has already raised for this piece) keeps them valid until sent.
+    func appendBorrowed(_ bytes: UnsafeRawBufferPointer, keepAlive: AnyObject?, lent: ReadBuffer?) {
+        guard bytes.count > 0 else { lent?.release(); return }
+        closeOpenPiece()
+        pendingPieces.append(
+            Piece(offset: 0, pointer: bytes.baseAddress, count: bytes.count, keepAlive: keepAlive, lent: lent))
+        pendingBytes += bytes.count
+    }
+
+    enum Send {
+        case bytes(UnsafeRawBufferPointer)
+        case message(UnsafePointer<msghdr>)
+    }
+
+    /// What to hand to the next send, or nil when there is nothing (or a send is in flight).
+    func nextSend() -> Send? {
         guard !inFlight else { return nil }
-        if sending.isEmpty {
-            guard !pending.isEmpty else { return nil }
+        if firstUnsent == sendingPieces.count {
+            guard pendingBytes > 0 else { return nil }
+            closeOpenPiece()
             swap(&sending, &pending)
+            swap(&sendingPieces, &pendingPieces)
+            firstUnsent = 0
+            sendingBytes = pendingBytes
+            pendingBytes = 0
         }
         inFlight = true
-        return sending.readable
+        if sendingPieces.count - firstUnsent == 1 {
+            return .bytes(UnsafeRawBufferPointer(start: start(of: sendingPieces[firstUnsent]), count: sendingBytes))
+        }
+        let n = min(sendingPieces.count - firstUnsent, Self.iovecsMax)
+        for i in 0..<n {
+            let piece = sendingPieces[firstUnsent + i]
+            iovecs[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: start(of: piece)), iov_len: piece.count)
+        }
+        message.pointee.msg_iov = iovecs
+        message.pointee.msg_iovlen = n
+        return .message(UnsafePointer(message))
     }
+
+    private func start(of piece: Piece) -> UnsafeRawPointer {
+        piece.pointer ?? UnsafeRawPointer(sending.storage + piece.offset)
+    }
+
+    /// The last send took `n` bytes (0: it failed or must be retried).
     func sent(_ n: Int) {
         inFlight = false
-        sending.consume(n)
+        sendingBytes -= n
+        var left = n, first = firstUnsent
+        sendingPieces.withUnsafeMutableBufferPointer { pieces in   // one access for the walk
+            while left > 0 {
+                let c = pieces[first].count
+                if c <= left {
+                    left -= c
+                    Self.finish(&pieces[first])
+                    first += 1
+                } else {
+                    pieces[first].count -= left
+                    pieces[first].offset += left
+                    pieces[first].pointer = pieces[first].pointer.map { $0 + left }
+                    left = 0
+                }
+            }
+        }
+        firstUnsent = first
+        if firstUnsent == sendingPieces.count {
+            sendingPieces.removeAll(keepingCapacity: true)
+            firstUnsent = 0
+            sending.clear()
+        }
     }
+
+    private static func finish(_ piece: inout Piece) {
+        piece.lent?.release()
+        piece.lent = nil
+        piece.keepAlive = nil
+    }
+
+    /// Drops everything queued (the connection is gone and nothing is in flight), giving lent
+    /// read buffers back.
+    func discard(shrinkingTo capacity: Int) {
+        for i in firstUnsent..<sendingPieces.count { Self.finish(&sendingPieces[i]) }
+        for i in pendingPieces.indices { Self.finish(&pendingPieces[i]) }
+        sendingPieces.removeAll(keepingCapacity: true)
+        pendingPieces.removeAll(keepingCapacity: true)
+        firstUnsent = 0
+        sendingBytes = 0
+        pendingBytes = 0
+        openCount = 0
+        inFlight = false
+        sending.clear(); pending.clear()
+        sending.shrink(to: capacity); pending.shrink(to: capacity)
+    }
+}
+
+/// A file-read buffer of a worker's pool. The body that reads into it and every output piece
+/// that sends from it without a copy are its users; the last to let go gives it back to the pool.
+/// Owned by one thread.
+final class ReadBuffer {
+    let bytes: UnsafeMutableRawPointer
+    @exclusivity(unchecked) fileprivate(set) var users = 0
+    // The worker owns the pool and every connection whose output could hold this buffer, and
+    // gives buffers back before it goes.
+    fileprivate unowned(unsafe) let pool: BufferPool
+
+    fileprivate init(size: Int, pool: BufferPool) {
+        bytes = .allocate(byteCount: size, alignment: 4096)
+        self.pool = pool
+    }
+    deinit { bytes.deallocate() }
+
+    /// One more user (an output piece about to send from it).
+    func share() { users += 1 }
+
+    /// One user fewer: the last gives the buffer back to its pool.
+    func release() {
+        precondition(users > 0, "a read buffer released more often than taken")
+        users -= 1
+        if users == 0 { pool.give(self) }
+    }
+
+    /// Whether anything besides its taker still sends from it (a read into it must wait).
+    var isShared: Bool { users > 1 }
 }
 
 /// Fixed-size buffers for file reads, recycled per worker so the steady state allocates nothing.
 final class BufferPool {
     let size: Int
-    private var free: [UnsafeMutableRawPointer] = []
+    private var free: [ReadBuffer] = []
     let keepMax: Int
     init(size: Int, keepMax: Int) { self.size = size; self.keepMax = keepMax }
-    /// Buffers taken and not given back (0 whenever no body is in flight).
-    private(set) var outstanding = 0
-    func take() -> UnsafeMutableRawPointer {
+    /// Buffers taken and not given back (0 whenever no body is in flight and no output holds one).
+    @exclusivity(unchecked) private(set) var outstanding = 0
+    /// A buffer with one user, the taker.
+    func take() -> ReadBuffer {
         outstanding += 1
-        return free.popLast() ?? .allocate(byteCount: size, alignment: 4096)
+        let b = free.popLast() ?? ReadBuffer(size: size, pool: self)
+        b.users = 1
+        return b
     }
-    func give(_ p: UnsafeMutableRawPointer) {
+    fileprivate func give(_ b: ReadBuffer) {
         outstanding -= 1
         assert(outstanding >= 0, "a read buffer given back twice")
-        if free.count < keepMax { free.append(p) } else { p.deallocate() }
+        if free.count < keepMax { free.append(b) }
     }
 }
 

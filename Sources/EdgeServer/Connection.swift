@@ -56,7 +56,7 @@ final class Connection {
     /// each become a record of their own.
     func write(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
-        guard tls != nil else { output.pending.append(bytes); return }
+        guard tls != nil else { output.append(bytes); return }
         guard let sealer, tlsPlaintext.count + bytes.count >= Self.recordPlaintextMax else {
             tlsPlaintext.append(bytes)
             return
@@ -67,13 +67,13 @@ final class Connection {
         while tlsPlaintext.count + rest.count >= Self.recordPlaintextMax {
             let staged = tlsPlaintext.readable
             let take = Self.recordPlaintextMax - staged.count
-            let out = output.pending.reserve(Self.recordPlaintextMax + 22)
+            let out = output.reserve(Self.recordPlaintextMax + 22)
             let sealed = edge_tls13_seal(
                 sealer, staged.baseAddress, staged.count, rest.baseAddress!, take,
                 out.assumingMemoryBound(to: UInt8.self))
             tlsPlaintext.clear()
             guard sealed > 0 else { sealingFailed = true; return }
-            output.pending.commit(sealed)
+            output.commit(sealed)
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
         }
         if rest.count > 0 { tlsPlaintext.append(rest) }
@@ -106,11 +106,11 @@ final class Connection {
             while !tlsPlaintext.isEmpty {
                 let chunk = tlsPlaintext.readable
                 let n = min(chunk.count, Self.recordPlaintextMax)
-                let out = output.pending.reserve(n + 22)
+                let out = output.reserve(n + 22)
                 let sealed = edge_tls13_seal(
                     sealer, nil, 0, chunk.baseAddress!, n, out.assumingMemoryBound(to: UInt8.self))
                 if sealed == 0 { tlsPlaintext.clear(); return false }
-                output.pending.commit(sealed)
+                output.commit(sealed)
                 tlsPlaintext.consume(n)
             }
             return true
@@ -134,6 +134,22 @@ final class Connection {
 
     func write(_ s: String) { var s = s; s.withUTF8 { write(UnsafeRawBufferPointer($0)) } }
 
+    /// Below this, a body's bytes are copied into the output: one more gathered piece (and, for a
+    /// read buffer, a fresh buffer for the next read) costs more than the copy.
+    static let borrowBytesMin = 8192
+
+    /// Queues the first `n` ready bytes of `body` and consumes them. On cleartext they are sent
+    /// from where they are (the read buffer or slice), not copied; on TLS they are sealed at once.
+    func writeBody(_ body: BodyStream, _ n: Int) {
+        guard tls == nil, n >= Self.borrowBytesMin else {
+            write(UnsafeRawBufferPointer(rebasing: body.buffered[0..<n]))
+            body.consume(n)
+            return
+        }
+        let (bytes, keepAlive, lent) = body.lend(n)
+        output.appendBorrowed(bytes, keepAlive: keepAlive, lent: lent)
+    }
+
     /// Moves ciphertext (handshake or records) from OpenSSL's memory BIO to the output queue;
     /// after the take-over, the few records OpenSSL still writes, sealed again by `sealer`. False
     /// when that fails: the connection cannot send any more.
@@ -143,19 +159,19 @@ final class Connection {
         if let sealer {
             let pending = Int(edge_tls_pending_out(tls))
             guard pending > 0 else { return true }
-            let out = output.pending.reserve(pending)
+            let out = output.reserve(pending)
             let n = edge_tls13_transcribe(sealer, tls, out.assumingMemoryBound(to: UInt8.self), pending)
             guard n >= 0 else { return false }
-            output.pending.commit(n)
+            output.commit(n)
             return true
         }
         while true {
             let pending = Int(edge_tls_pending_out(tls))
             if pending <= 0 { break }
-            let w = output.pending.reserve(pending)
+            let w = output.reserve(pending)
             let n = edge_tls_drain(tls, w, Int32(pending))
             if n <= 0 { break }
-            output.pending.commit(Int(n))
+            output.commit(Int(n))
         }
         return true
     }
@@ -168,8 +184,7 @@ final class Connection {
         frontEnd = .undecided
         input.clear(); input.shrink(to: 4096)
         tlsPlaintext.clear(); tlsPlaintext.shrink(to: 4096)
-        output.sending.clear(); output.pending.clear(); output.inFlight = false
-        output.sending.shrink(to: 16384); output.pending.shrink(to: 16384)
+        output.discard(shrinkingTo: 16384)
         client = "-"
         geoCountry = nil; geoLooked = false; geoPeerTrusted = nil
     }

@@ -15,14 +15,16 @@ final class Exchange {
         if let q = t.firstIndex(of: "?") { return String(t[..<q]) }
         return t
     }
-    var status = 0
-    var ttfbMicroseconds: Int64 = -1
-    var bytesSent = 0
+    // `@exclusivity(unchecked)`: see "Exclusivity checks" in docs/ARCHITECTURE.md (scalars of a
+    // one-thread object; collections keep their checks).
+    @exclusivity(unchecked) var status = 0
+    @exclusivity(unchecked) var ttfbMicroseconds: Int64 = -1
+    @exclusivity(unchecked) var bytesSent = 0
     var rangeText = "-"
     var body: BodyStream?
-    var responded = false
-    var logged = false
-    var keepAlive = true
+    @exclusivity(unchecked) var responded = false
+    @exclusivity(unchecked) var logged = false
+    @exclusivity(unchecked) var keepAlive = true
     /// Cache-Control of the response (public, or private until the token expires).
     var cacheControl = ResponsePlan.publicCacheControl
     /// RFC 9211 Cache-Status of a cached response (nil for the directory origin and errors).

@@ -187,8 +187,12 @@ final class H2Session {
                 for i in headers.indices { add(headers[i].name, headers[i].value) }   // no copy of each field
                 if let lengthText { add("content-length", lengthText) }
                 if ex.body != nil {
+                    // The data callbacks find the exchange through the source, with no lookup by
+                    // stream id per DATA frame: `exchanges` holds it until the stream closes, and
+                    // nghttp2 calls them only for a stream still open.
                     var provider = nghttp2_data_provider(
-                        source: nghttp2_data_source(ptr: nil), read_callback: h2ReadBody)
+                        source: nghttp2_data_source(ptr: Unmanaged.passUnretained(ex).toOpaque()),
+                        read_callback: h2ReadBody)
                     _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, &provider)
                 } else {
                     _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, nil)
@@ -315,9 +319,10 @@ final class H2Session {
     }
 
     fileprivate func readBody(
-        streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>
+        _ ex: Exchange, streamID: Int32, length: Int, flags: UnsafeMutablePointer<UInt32>
     ) -> Int {
-        guard let ex = exchanges[streamID], let body = ex.body else {
+        assert(exchanges[streamID] === ex, "a data callback for an exchange the session no longer holds")
+        guard let body = ex.body else {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return 0
         }
@@ -336,17 +341,19 @@ final class H2Session {
         return n
     }
 
-    fileprivate func sendData(streamID: Int32, frameHeader: UnsafePointer<UInt8>, length: Int, padding: Int) -> Int32 {
-        guard let ex = exchanges[streamID], let body = ex.body, body.buffered.count >= length else {
+    fileprivate func sendData(
+        _ ex: Exchange, streamID: Int32, frameHeader: UnsafePointer<UInt8>, length: Int, padding: Int
+    ) -> Int32 {
+        assert(exchanges[streamID] === ex, "a data callback for an exchange the session no longer holds")
+        guard let body = ex.body, body.buffered.count >= length else {
             return Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
         }
         connection.write(UnsafeRawBufferPointer(start: frameHeader, count: 9))
         if padding > 0 { var p = UInt8(padding - 1); withUnsafeBytes(of: &p) { connection.write($0) } }
-        connection.write(UnsafeRawBufferPointer(rebasing: body.buffered[0..<length]))
+        connection.writeBody(body, length)
         if padding > 1 {
             connection.write([UInt8](repeating: 0, count: padding - 1).withUnsafeBytes { UnsafeRawBufferPointer($0) })
         }
-        body.consume(length)
         ex.bytesSent += length
         return 0
     }
@@ -404,15 +411,27 @@ private let h2OnFrameSend: nghttp2_on_frame_send_callback = { _, frame, user in
     return 0
 }
 
-private let h2SendData: nghttp2_send_data_callback = { _, frame, framehd, length, _, user in
-    guard let frame, let framehd else { return Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-    return withH2Session(user) {
-        $0.sendData(
-            streamID: frame.pointee.hd.stream_id, frameHeader: framehd, length: length,
-            padding: Int(frame.pointee.data.padlen))
+/// The exchange a data source was made for (`submitResponse`), lent without a retain.
+@inline(__always) private func withExchange<R>(
+    _ source: UnsafeMutablePointer<nghttp2_data_source>, _ body: (Exchange) -> R
+) -> R {
+    Unmanaged<Exchange>.fromOpaque(source.pointee.ptr!)._withUnsafeGuaranteedRef(body)
+}
+
+private let h2SendData: nghttp2_send_data_callback = { _, frame, framehd, length, source, user in
+    guard let frame, let framehd, let source else { return Int32(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return withH2Session(user) { session in
+        withExchange(source) {
+            session.sendData(
+                $0, streamID: frame.pointee.hd.stream_id, frameHeader: framehd, length: length,
+                padding: Int(frame.pointee.data.padlen))
+        }
     }
 }
 
-private let h2ReadBody: nghttp2_data_source_read_callback = { _, streamID, buf, length, flags, _, user in
-    withH2Session(user) { $0.readBody(streamID: streamID, into: buf!, length: length, flags: flags!) }
+private let h2ReadBody: nghttp2_data_source_read_callback = { _, streamID, _, length, flags, source, user in
+    guard let source, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return withH2Session(user) { session in
+        withExchange(source) { session.readBody($0, streamID: streamID, length: length, flags: flags) }
+    }
 }

@@ -132,8 +132,7 @@ final class HTTP1Session {
             let buffered = body.buffered
             if buffered.count > 0 {
                 let n = min(buffered.count, highWater - c.queuedBytes)
-                c.write(UnsafeRawBufferPointer(rebasing: buffered[0..<n]))
-                body.consume(n)
+                c.writeBody(body, n)
                 ex.bytesSent += n
             } else if body.isComplete {
                 finished(ex)

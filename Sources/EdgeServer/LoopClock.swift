@@ -5,12 +5,22 @@ import EdgeIO
 /// virtual clock under simulation.
 final class LoopClock {
     private(set) var nowMicroseconds: Int64 = 0
+    /// The wall clock at the same moment: what token expiry, a cached object's age and the access
+    /// log's timestamp read, as nginx reads its cached time (a turn lasts milliseconds at most).
+    private(set) var wallMilliseconds: Int64 = 0
     let ring: Ring
-    init(ring: Ring) { self.ring = ring; nowMicroseconds = ring.monotonicMicroseconds() }
+    init(ring: Ring) {
+        self.ring = ring
+        nowMicroseconds = ring.monotonicMicroseconds()
+        wallMilliseconds = ring.wallMilliseconds()
+    }
     /// Called by the loop after each wait.
-    func advance() { nowMicroseconds = ring.monotonicMicroseconds() }
+    func advance() {
+        nowMicroseconds = ring.monotonicMicroseconds()
+        wallMilliseconds = ring.wallMilliseconds()
+    }
     /// A fresh reading, for what must be timed at the event itself (time to first byte, a
     /// response's total time), not at the start of the loop's turn.
     func read() -> Int64 { ring.monotonicMicroseconds() }
-    var wallSeconds: Int64 { ring.wallMilliseconds() / 1000 }
+    var wallSeconds: Int64 { wallMilliseconds / 1000 }
 }

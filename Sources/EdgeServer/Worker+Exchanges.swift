@@ -170,7 +170,7 @@ extension Worker: ExchangeHost {
     func finishBody(_ body: BodyStream) {
         body.cancelled = true
         guard !body.readInFlight else { return }   // the read's completion finishes it
-        body.releaseBuffer(to: readPool)
+        body.releaseBuffer()
         // Released exactly once, even when both the protocol and a late read finish the body.
         if !body.fileReleased {
             body.fileReleased = true

@@ -166,14 +166,16 @@ extension Worker {
     func flush(_ c: Connection) {
         guard c.life.isOpen else { return }
         if c.tls != nil && !c.sealTLS() { close(c); return }
-        guard let bytes = c.output.nextSend() else {
+        guard let next = c.output.nextSend() else {
             if c.life.closesAfterFlush && c.output.isEmpty && !c.output.inFlight { close(c) }
             return
         }
         c.life.submitSend()
-        ring.send(
-            fd: c.fd, from: bytes.baseAddress!, length: bytes.count,
-            UserData(kind: OpKind.send, slot: c.slot, generation: c.generation))
+        let d = UserData(kind: OpKind.send, slot: c.slot, generation: c.generation)
+        switch next {
+        case .bytes(let bytes): ring.send(fd: c.fd, from: bytes.baseAddress!, length: bytes.count, d)
+        case .message(let message): ring.sendMessage(fd: c.fd, message, d)
+        }
     }
 
     func onSend(_ c: Connection, _ result: Int32) {

@@ -234,7 +234,7 @@ final class Worker {
     }
 
     func updateDate() {
-        let wall = ring.wallMilliseconds() / 1000
+        let wall = clock.wallSeconds
         if wall != dateSecond { dateSecond = wall; dateText = HTTPDate.format(unixSeconds: Int(wall)) }
     }
 
@@ -254,7 +254,7 @@ final class Worker {
                 status: ex.status, bytesSent: ex.bytesSent, range: ex.rangeText,
                 ttfbMicroseconds: ttfb,
                 totalMicroseconds: clock.read() - ex.startMicroseconds,
-                token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: ring.wallMilliseconds())
+                token: ex.verdict, cache: ex.cacheStatus), wallMilliseconds: clock.wallMilliseconds)
     }
 
     func close(_ c: Connection) {

@@ -19,6 +19,8 @@ void edge_ring_destroy(struct io_uring *ring);
 int edge_prep_multishot_accept(struct io_uring *r, int fd, uint64_t data);
 int edge_prep_recv(struct io_uring *r, int fd, void *buf, size_t len, uint64_t data);
 int edge_prep_send(struct io_uring *r, int fd, const void *buf, size_t len, uint64_t data);
+/* A gathered send (MSG_NOSIGNAL): `message` and its iovecs stay valid until the completion. */
+int edge_prep_sendmsg(struct io_uring *r, int fd, const struct msghdr *message, uint64_t data);
 int edge_prep_read(struct io_uring *r, int fd, void *buf, unsigned len, uint64_t offset, uint64_t data);
 int edge_prep_write(struct io_uring *r, int fd, const void *buf, unsigned len, uint64_t offset, uint64_t data);
 int edge_prep_openat(struct io_uring *r, const char *path, int flags, uint64_t data);
