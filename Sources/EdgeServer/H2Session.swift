@@ -1,6 +1,7 @@
 import CNGHTTP2
 import EdgeHTTP
 import EdgeConfig
+import Glibc
 
 /// An HTTP/2 server session over libnghttp2, driven with mem_recv/mem_send so the worker's ring
 /// does all I/O. Callbacks are C functions that find this object through nghttp2's user_data.
@@ -143,6 +144,7 @@ final class H2Session {
         for ex in exchanges.values { host.end(ex, on: connection) }
         exchanges.removeAll()
         building.removeAll()
+        current = nil
         if let session { nghttp2_session_del(session); self.session = nil }
     }
 
@@ -203,8 +205,22 @@ final class H2Session {
 
     // MARK: callbacks (called from inside mem_recv / mem_send)
 
+    /// The request whose header block is arriving. A header block is never interleaved with
+    /// another stream's frames (RFC 9113 §4.3), so each field finds it without a lookup.
+    private var current: RequestBuilder?
+    private var currentStreamID: Int32 = 0
+
     fileprivate func beginHeaders(streamID: Int32) {
-        building[streamID] = RequestBuilder(startMicroseconds: host.nowMicroseconds)
+        let b = RequestBuilder(startMicroseconds: host.nowMicroseconds)
+        building[streamID] = b
+        current = b
+        currentStreamID = streamID
+    }
+
+    private func forget(streamID: Int32) {
+        building[streamID] = nil
+        bodyBytesReceived[streamID] = nil
+        if currentStreamID == streamID { current = nil }
     }
 
     /// Streams whose request has not ended within the timeout are reset (CANCEL) and forgotten:
@@ -214,8 +230,7 @@ final class H2Session {
         var expired: [Int32] = []
         for (id, b) in building where now - b.startMicroseconds > timeoutMicroseconds { expired.append(id) }
         for id in expired {
-            building[id] = nil
-            bodyBytesReceived[id] = nil
+            forget(streamID: id)
             _ = nghttp2_submit_rst_stream(
                 session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, UInt32(NGHTTP2_CANCEL.rawValue))
         }
@@ -253,27 +268,34 @@ final class H2Session {
     fileprivate func header(
         streamID: Int32, category: nghttp2_headers_category, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
     ) {
-        guard category == NGHTTP2_HCAT_REQUEST, let b = building[streamID] else { return }
+        guard category == NGHTTP2_HCAT_REQUEST else { return }
+        let found = streamID == currentStreamID ? current : building[streamID]
+        guard let b = found else { return }
         b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
         if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); return }
         if b.tooLarge { return }
-        let n = String(decoding: name, as: UTF8.self), v = String(decoding: value, as: UTF8.self)
-        switch n {
-        case ":method": b.method = v
-        case ":path": b.path = v
-        case ":authority": b.authority = v
-        case ":scheme": b.scheme = v
-        default:
-            if b.headers.count < limits.headerCountMax {
-                b.headers.append(HeaderField(n, v))
-            } else {
-                b.tooLarge = true
-            }
+        let v = String(decoding: value, as: UTF8.self)
+        // Pseudo-header names are matched as bytes: no String made for them.
+        if name.count > 0 && name[0] == UInt8(ascii: ":") {
+            if Self.bytes(name, equal: ":path") { b.path = v; return }
+            if Self.bytes(name, equal: ":method") { b.method = v; return }
+            if Self.bytes(name, equal: ":authority") { b.authority = v; return }
+            if Self.bytes(name, equal: ":scheme") { b.scheme = v; return }
         }
+        if b.headers.count < limits.headerCountMax {
+            b.headers.append(HeaderField(String(decoding: name, as: UTF8.self), v))
+        } else {
+            b.tooLarge = true
+        }
+    }
+
+    @inline(__always) private static func bytes(_ b: UnsafeRawBufferPointer, equal s: StaticString) -> Bool {
+        b.count == s.utf8CodeUnitCount && memcmp(b.baseAddress!, s.utf8Start, b.count) == 0
     }
 
     fileprivate func requestComplete(streamID: Int32) {
         guard let b = building.removeValue(forKey: streamID) else { return }
+        if currentStreamID == streamID { current = nil }
         var headers = b.headers
         // RFC 9113 §8.2.3: a client may split Cookie into one field per crumb; they are one
         // field again, joined with "; ", before anything reads it.
@@ -302,8 +324,7 @@ final class H2Session {
     }
 
     fileprivate func streamClosed(streamID: Int32) {
-        building[streamID] = nil
-        bodyBytesReceived[streamID] = nil
+        forget(streamID: streamID)
         guard let ex = exchanges.removeValue(forKey: streamID) else { return }
         host.end(ex, on: connection)
         if exchanges.isEmpty { idleSinceMicroseconds = host.nowMicroseconds }
