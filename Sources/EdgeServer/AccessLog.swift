@@ -151,7 +151,10 @@ extension ByteBuffer {
     func append(jsonQuoted s: String) {
         var s = s
         s.withUTF8 { bytes in
-            let w = reserve(JSONText.quotedCount(bytes))
+            // Room for the worst case (every byte a \u00XX escape) when the buffer has it: one
+            // pass over the bytes instead of two (the log's cost, loadtest/instructions.py).
+            let worst = bytes.count * 6 + 2
+            let w = reserve(worst <= writableCount ? worst : JSONText.quotedCount(bytes))
             commit(JSONText.writeQuoted(bytes, into: w))
         }
     }
