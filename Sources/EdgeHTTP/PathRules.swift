@@ -105,20 +105,22 @@ public enum PathRules {
     /// The value of query parameter `name`, percent-decoded; nil when absent, .some(nil) when
     /// present but badly escaped. Scans contiguous UTF-8: this runs on every request.
     public static func queryValue(_ query: Substring, name: String) -> String?? {
-        let n = Array(name.utf8)
-        let found: (Int, Int)?? = query.utf8.withContiguousStorageIfAvailable { q -> (Int, Int)? in
-            var i = 0
-            while i < q.count {
-                var end = i
-                while end < q.count && q[end] != UInt8(ascii: "&") { end += 1 }
-                if end - i >= n.count && (0..<n.count).allSatisfy({ q[i + $0] == n[$0] }) {
-                    let k = i + n.count
-                    if k == end { return (k, k) }
-                    if q[k] == UInt8(ascii: "=") { return (k + 1, end) }
+        var name = name
+        let found: (Int, Int)?? = name.withUTF8 { n in
+            query.utf8.withContiguousStorageIfAvailable { q -> (Int, Int)? in
+                var i = 0
+                while i < q.count {
+                    var end = i
+                    while end < q.count && q[end] != UInt8(ascii: "&") { end += 1 }
+                    if end - i >= n.count && (0..<n.count).allSatisfy({ q[i + $0] == n[$0] }) {
+                        let k = i + n.count
+                        if k == end { return (k, k) }
+                        if q[k] == UInt8(ascii: "=") { return (k + 1, end) }
+                    }
+                    i = end + 1
                 }
-                i = end + 1
+                return nil
             }
-            return nil
         }
         guard let found else { return slowQueryValue(query, name: name) }   // non-contiguous storage (bridged strings)
         guard let (a, b) = found else { return nil }

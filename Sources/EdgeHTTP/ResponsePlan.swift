@@ -84,7 +84,7 @@ public struct ResponsePlan: Sendable {
             let r = ranges[0]
             let headers = fields(
                 HeaderField("content-type", contentType),
-                HeaderField("content-range", "bytes \(r.first)-\(r.last)/\(size)"))
+                HeaderField("content-range", Self.contentRange(r.first, r.last, size)))
             return ResponsePlan(
                 status: 206, headers: headers, segments: [.content(offset: r.first, length: r.length)],
                 contentLength: r.length, rangeText: rangeText)
@@ -96,6 +96,33 @@ public struct ResponsePlan: Sendable {
                 status: 206, headers: fields(HeaderField("content-type", "multipart/byteranges; boundary=\(boundary)")),
                 segments: layout.segments, contentLength: layout.contentLength,
                 rangeText: rangeText)
+        }
+    }
+
+    /// `bytes first-last/size`, written in one pass: interpolating it made three integer Strings
+    /// and five appends on every range response (loadtest/instructions.py). All three are
+    /// non-negative (the range was resolved against the size).
+    static func contentRange(_ first: Int, _ last: Int, _ size: Int) -> String {
+        String(unsafeUninitializedCapacity: 6 + 3 * 20 + 2) { out in
+            var n = 0
+            func put(_ byte: UInt8) { out[n] = byte; n += 1 }
+            func put(_ value: Int) {
+                var digits = 1, rest = value.magnitude
+                while rest >= 10 { rest /= 10; digits += 1 }
+                var v = value.magnitude
+                for i in stride(from: n + digits - 1, through: n, by: -1) {
+                    out[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
+                    v /= 10
+                }
+                n += digits
+            }
+            for b in "bytes ".utf8 { put(b) }
+            put(first)
+            put(UInt8(ascii: "-"))
+            put(last)
+            put(UInt8(ascii: "/"))
+            put(size)
+            return n
         }
     }
 }

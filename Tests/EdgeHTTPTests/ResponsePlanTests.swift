@@ -36,6 +36,15 @@ final class ResponsePlanTests: XCTestCase {
         XCTAssertEqual(plan([], size: 0).segments, [], "an empty representation has no segment")
     }
 
+    func testContentRangeDigits() {
+        XCTAssertEqual(ResponsePlan.contentRange(0, 0, 1), "bytes 0-0/1")
+        XCTAssertEqual(ResponsePlan.contentRange(9, 10, 100), "bytes 9-10/100")
+        XCTAssertEqual(ResponsePlan.contentRange(4096, 8191, 120_000), "bytes 4096-8191/120000")
+        XCTAssertEqual(
+            ResponsePlan.contentRange(Int.max - 1, Int.max - 1, Int.max),
+            "bytes 9223372036854775806-9223372036854775806/9223372036854775807")
+    }
+
     func testConditionalsComeBeforeRanges() {
         XCTAssertEqual(plan([("if-none-match", etag), ("range", "bytes=0-1")]).status, 304)
         XCTAssertEqual(plan([("if-none-match", "W/" + etag)]).status, 304)
