@@ -296,7 +296,10 @@ final class H2Session {
     fileprivate func requestComplete(streamID: Int32) {
         guard let b = building.removeValue(forKey: streamID) else { return }
         if currentStreamID == streamID { current = nil }
-        var headers = b.headers
+        // Taken out of the builder, so the array is uniquely held and `host` is appended in place
+        // (a copy of it, and an allocation, on every request otherwise).
+        var headers: [HeaderField] = []
+        swap(&headers, &b.headers)
         // RFC 9113 §8.2.3: a client may split Cookie into one field per crumb; they are one
         // field again, joined with "; ", before anything reads it.
         if headers.lazy.filter({ $0.name == "cookie" }).count > 1 {

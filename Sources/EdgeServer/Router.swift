@@ -3,8 +3,9 @@ import EdgeAuthToken
 import EdgeConfig
 
 /// Routing and the access phases of a request (method → path rules → token), before any disk
-/// work. Pure: the clock and the client address are inputs.
-struct Router {
+/// work. Pure: the clock and the client address are inputs. Immutable and shared by reference: a
+/// worker's call copied its fields (and retained each) on every request as a struct.
+final class Router: Sendable {
     let tokenName: String
     let tokenRequired: Bool
     let policy: EdgeAuthPolicy
@@ -99,7 +100,7 @@ struct Router {
 extension Router {
     /// The router of a configuration's [token] section (the key, then the transition key), and
     /// of its `[geo]` section when `geo` is given (its database opened).
-    init(_ token: TokenConfig, geo: GeoGate? = nil) {
+    convenience init(_ token: TokenConfig, geo: GeoGate? = nil) {
         var keys: [EdgeAuthKey] = []
         if let k = EdgeAuthKey(hex: token.keyHex) { keys.append(k) }
         if let k = EdgeAuthKey(hex: token.transitionKeyHex) { keys.append(k) }
