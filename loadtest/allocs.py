@@ -98,13 +98,7 @@ def main():
         srv = classes[base](name, a.run, paths, access_log=variant == "log", geo=variant == "geo")
         srv.start(content, a.edge_bin, a.edgectl_bin)
         try:
-            distinct = sorted(set(open(srv.urls("h2c")).read().split()))
-            warm = os.path.join(a.run, "warm-urls.txt")
-            with open(warm, "w") as f:
-                f.writelines(u + "\n" for u in distinct)
-            for _ in range(2):   # as bench.py: every object cached and promoted before counting
-                subprocess.run(["h2load", "-i", warm, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
-                               capture_output=True, timeout=600)
+            bench.warm(srv, a.run)   # as bench.py: every object cached and promoted before counting
             bench.settle(srv)
             for scenario, kind, extra in scenarios:
                 mallocs, retains, ok = count(srv, srv.urls(kind), a.requests, extra)

@@ -254,6 +254,22 @@ def tree_cpu_seconds(roots):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def warm(srv, run, timeout=600):
+    """Every distinct URL asked for twice, before anything is measured. Once fills nginx's cache,
+    the edge's and every page cache; twice, because a slice asked for twice lately is promoted
+    from disk into RAM (read back and its checksum verified). One client: h2load starts every
+    client at the top of the list, so 8 clients sharing -n N warmed only the first N/8 lines, and
+    a generator going through the whole list (loadtest replay) met misses the h2load runs never
+    saw. Callers then `settle`."""
+    distinct = sorted(set(open(srv.urls("h2c")).read().split()))
+    path = os.path.join(run, "warm-urls.txt")
+    with open(path, "w") as f:
+        f.writelines(u + "\n" for u in distinct)
+    for _ in range(2):
+        subprocess.run(["h2load", "-i", path, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
+                       capture_output=True, timeout=timeout)
+
+
 def settle(srv, quiet_seconds=0.02, seconds_max=30):
     """Waits until the server's own processes use under `quiet_seconds` of CPU in half a second
     (background work of the warm-up done), at most `seconds_max`."""
@@ -365,21 +381,9 @@ def main():
                 require_free(port)
             try:
                 srv.start(content, a.edge_bin, a.edgectl_bin)
-                # Warm: every distinct URL once (fills nginx's cache, edge's and every page cache).
-                # One client: h2load starts every client at the top of the list, so 8 clients
-                # sharing -n N warmed only the first N/8 lines, and a generator going through the
-                # whole list (loadtest replay) met misses the h2load runs never saw.
-                distinct = sorted(set(open(srv.urls("h2c")).read().split()))
-                warm = os.path.join(a.run, "warm-urls.txt")
-                with open(warm, "w") as f:
-                    f.writelines(u + "\n" for u in distinct)
-                # Twice: a slice asked for twice lately is promoted from disk into RAM (read back
-                # and its checksum verified). Then wait for the server to go quiet: the first
-                # scenario measured used to pay for the promotions and the disk writes of the
-                # warm (edge-cache 64 KiB: 80 us of server CPU per request, 28 in the next run).
-                for _ in range(2):
-                    subprocess.run(["h2load", "-i", warm, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
-                                   capture_output=True, timeout=600)
+                warm(srv, a.run)
+                # The first scenario measured used to pay for the promotions and the disk writes
+                # of the warm (edge-cache 64 KiB: 80 us of server CPU per request, 28 in the next run).
                 settle(srv)
                 for name, kind, extra in scenarios:
                     seconds = None

@@ -115,13 +115,8 @@ def main():
         srv.workers = 1
         srv.start(content, edge_bin, a.edgectl_bin)
         try:
-            distinct = sorted(set(open(srv.urls("h2c")).read().split()))
-            warm = os.path.join(a.run, "warm-urls.txt")
-            with open(warm, "w") as f:
-                f.writelines(u + "\n" for u in distinct)
-            for _ in range(2):   # as bench.py: every object cached and promoted before counting
-                subprocess.run(["h2load", "-i", warm, "-n", str(len(distinct)), "-c", "1", "-m", "16", "-t", "1"],
-                               capture_output=True, timeout=1800)
+            bench.warm(srv, a.run, timeout=1800)   # as bench.py: every object cached and promoted
+            bench.settle(srv)
             for scenario, kind, extra in scenarios:
                 if kind != "h2c":
                     continue   # TLS: the cipher's instructions swamp the server's own; bench.py covers it
