@@ -1,3 +1,4 @@
+import EdgeEncoding
 /// The part of the representation a response sends: bytes made here (multipart part heads, short
 /// texts), or a range of the representation itself (a file of the directory origin, or a cached
 /// object served slice by slice). A body is a list of these, so the bytes can be sent by gather
@@ -103,18 +104,11 @@ public struct ResponsePlan: Sendable {
     /// and five appends on every range response (loadtest/instructions.py). All three are
     /// non-negative (the range was resolved against the size).
     static func contentRange(_ first: Int, _ last: Int, _ size: Int) -> String {
-        String(unsafeUninitializedCapacity: 6 + 3 * 20 + 2) { out in
+        String(unsafeUninitializedCapacity: 6 + 3 * DecimalText.bytesMax + 2) { out in
             var n = 0
             func put(_ byte: UInt8) { out[n] = byte; n += 1 }
             func put(_ value: Int) {
-                var digits = 1, rest = value.magnitude
-                while rest >= 10 { rest /= 10; digits += 1 }
-                var v = value.magnitude
-                for i in stride(from: n + digits - 1, through: n, by: -1) {
-                    out[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-                    v /= 10
-                }
-                n += digits
+                n += DecimalText.write(value, into: UnsafeMutableRawPointer(out.baseAddress! + n))
             }
             for b in "bytes ".utf8 { put(b) }
             put(first)

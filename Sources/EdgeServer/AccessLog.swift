@@ -133,18 +133,7 @@ extension ByteBuffer {
 
     /// A decimal integer (negative ones with a sign).
     func append(decimal value: Int) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)   // 24 bytes: Int.min has 20 digits and a sign
-        withUnsafeMutableBytes(of: &digits) { d in
-            var v = value.magnitude
-            var i = d.count
-            repeat {
-                i -= 1
-                d[i] = UInt8(truncatingIfNeeded: 0x30 + v % 10)
-                v /= 10
-            } while v > 0
-            if value < 0 { i -= 1; d[i] = UInt8(ascii: "-") }
-            append(UnsafeRawBufferPointer(rebasing: d[i...]))
-        }
+        commit(DecimalText.write(value, into: reserve(DecimalText.bytesMax)))
     }
 
     /// `s` as a JSON string literal (`JSONText`'s escaping, written in place).

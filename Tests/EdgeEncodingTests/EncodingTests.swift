@@ -16,6 +16,22 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(Hex.encode(0x1ff, width: 2), "ff", "higher digits dropped")
     }
 
+    func testDecimalTextAgainstLiterals() {
+        func text(_ v: Int) -> String {
+            withUnsafeTemporaryAllocation(byteCount: DecimalText.bytesMax, alignment: 1) { buf in
+                let n = DecimalText.write(v, into: buf.baseAddress!)
+                return String(decoding: UnsafeRawBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
+            }
+        }
+        XCTAssertEqual(text(0), "0")
+        XCTAssertEqual(text(7), "7")
+        XCTAssertEqual(text(10), "10")
+        XCTAssertEqual(text(-1), "-1")
+        XCTAssertEqual(text(120_000), "120000")
+        XCTAssertEqual(text(Int.max), "9223372036854775807")
+        XCTAssertEqual(text(Int.min), "-9223372036854775808")
+    }
+
     func testJSONQuoting() {
         XCTAssertEqual(JSONText.quoted("a\"b\\c"), "\"a\\\"b\\\\c\"")
         XCTAssertEqual(JSONText.quoted("\n\u{1}\u{7f}"), "\"\\u000a\\u0001\\u007f\"")
