@@ -13,6 +13,7 @@ usage: loadtest/instructions.py [--servers edge,edge-cache,h2o] [--scenarios hit
 --max N: exit 1 when an edge figure exceeds N instructions per request (a stored threshold).
 Needs: valgrind, nginx (edge-cache's origin), h2o, h2load; a release build of edge and edgectl."""
 import argparse
+import hashlib
 import glob
 import os
 import re
@@ -30,7 +31,10 @@ ROOT = os.path.dirname(HERE)
 def without_debug_info(binary, run):
     """A copy of the binary without DWARF: valgrind 3.19 cannot read the Swift toolchain's and gives
     up. The symbol table stays, so the profile still names every function."""
-    out = os.path.join(run, os.path.basename(binary) + "-nodebug")
+    # Named after the binary's full path: two builds named "edge" (a baseline and the work tree's)
+    # must not share one copy, which the older of the two would never replace.
+    tag = hashlib.sha1(os.path.abspath(binary).encode()).hexdigest()[:8]
+    out = os.path.join(run, f"{os.path.basename(binary)}-{tag}-nodebug")
     if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(binary):
         subprocess.check_call(["objcopy", "--strip-debug", binary, out])
     return out

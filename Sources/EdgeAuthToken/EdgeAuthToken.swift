@@ -224,7 +224,7 @@ public enum EdgeAuthToken {
 public final class EdgeAuthVerifier {
     public let policy: EdgeAuthPolicy
     let entriesMax: Int
-    private var verified: [String: EdgeAuthFields] = [:]
+    private var verified: [TokenKey: EdgeAuthFields] = [:]
     public private(set) var hmacCount = 0
 
     public init(policy: EdgeAuthPolicy, entriesMax: Int = 8192) {
@@ -242,7 +242,7 @@ public final class EdgeAuthVerifier {
         _ token: String?, path: String, clientIP: String, now: Int
     ) -> (verdict: EdgeAuthVerdict, expiry: Int?, regions: RegionClaim?) {
         guard let token, !token.isEmpty else { return (.missing, nil, nil) }
-        if let f = verified[token] {
+        if let f = verified[TokenKey(text: token)] {
             return (
                 EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry,
                 f.regions
@@ -256,10 +256,29 @@ public final class EdgeAuthVerifier {
         // URL tokens sign the path outside the token: only ACL tokens are path-independent.
         if f.acl != nil {
             if verified.count >= entriesMax { verified.removeAll(keepingCapacity: true) }
-            verified[token] = f
+            verified[TokenKey(text: token)] = f
         }
         return (
             EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry, f.regions
         )
+    }
+}
+
+/// A verified token as the verifier's key. Hashed on its last bytes only: a token ends with its
+/// HMAC, whose hex spreads the keys as well as the whole token would, and hashing all of a
+/// 150-byte token cost more than the rest of the lookup (loadtest/instructions.py). Collisions
+/// cannot be forced: only tokens whose signature verified are stored, and equality compares the
+/// whole text.
+struct TokenKey: Hashable {
+    let text: String
+    static let hashedBytes = 16
+
+    static func == (a: TokenKey, b: TokenKey) -> Bool { a.text == b.text }
+
+    func hash(into hasher: inout Hasher) {
+        var t = text
+        t.withUTF8 {
+            hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: $0.suffix(Self.hashedBytes))))
+        }
     }
 }

@@ -1,4 +1,8 @@
 import EdgeEncoding
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 /// Request-target checks done before any token, cache or disk work. Pure.
 public enum PathRules {
     public enum Verdict: Equatable, Sendable {
@@ -14,10 +18,35 @@ public enum PathRules {
     /// decode to a safe character).
     public static func check(_ target: String) -> Verdict {
         var target = target
-        return target.withUTF8 { check(bytes: $0) }
+        // The query shares the target's storage, and so does the path when there is no query:
+        // a String of each, made from the bytes, cost two allocations per request.
+        let scanned: (Scan, String?) = target.withUTF8 { t in
+            let s = Self.scan(t)
+            guard case .plain(let pathEnd) = s, pathEnd < t.count else { return (s, nil) }
+            return (s, String(decoding: UnsafeBufferPointer(rebasing: t[..<pathEnd]), as: UTF8.self))
+        }
+        switch scanned.0 {
+        case .reject(let why): return .reject(why)
+        case .plain(let pathEnd): return .ok(path: scanned.1 ?? target, query: query(target, after: pathEnd))
+        case .escaped(let pathEnd, let path): return .ok(path: path, query: query(target, after: pathEnd))
+        }
     }
 
-    static func check(bytes t: UnsafeBufferPointer<UInt8>) -> Verdict {
+    private static func query(_ target: String, after pathEnd: Int) -> Substring {
+        let u = target.utf8
+        guard pathEnd < u.count else { return Substring("") }
+        return Substring(u[u.index(u.startIndex, offsetBy: pathEnd + 1)...])
+    }
+
+    private enum Scan {
+        case reject(String)
+        /// No escape in the path, which ends at this offset (a `?`, or the end).
+        case plain(pathEnd: Int)
+        /// The decoded path, and where it ends in the target.
+        case escaped(pathEnd: Int, path: String)
+    }
+
+    private static func scan(_ t: UnsafeBufferPointer<UInt8>) -> Scan {
         guard t.first == UInt8(ascii: "/") else { return .reject("not origin-form") }
         var pathEnd = t.count
         for k in 0..<t.count {
@@ -59,14 +88,7 @@ public enum PathRules {
             }
             k += 1
         }
-        let query =
-            pathEnd < t.count
-            ? Substring(String(decoding: UnsafeBufferPointer(rebasing: t[(pathEnd + 1)...]), as: UTF8.self))
-            : Substring("")
-        guard needsCopy else {
-            return .ok(
-                path: String(decoding: UnsafeBufferPointer(rebasing: t[0..<pathEnd]), as: UTF8.self), query: query)
-        }
+        guard needsCopy else { return .plain(pathEnd: pathEnd) }
         // Escapes never decode to '/' or '.' (rejected above), so the segment checks made on the raw
         // bytes hold for the decoded path too.
         var decoded: [UInt8] = []
@@ -79,43 +101,57 @@ public enum PathRules {
                 decoded.append(t[k]); k += 1
             }
         }
-        return .ok(path: String(decoding: decoded, as: UTF8.self), query: query)
+        return .escaped(pathEnd: pathEnd, path: String(decoding: decoded, as: UTF8.self))
     }
 
     /// Percent-decodes a query parameter value (no '+' folding: tokens use '~' and '=' literally).
     public static func percentDecode(_ s: Substring) -> String? {
-        if let plain = s.utf8.withContiguousStorageIfAvailable({ !$0.contains(UInt8(ascii: "%")) }), plain {
-            return String(s)
+        if let decoded = s.utf8.withContiguousStorageIfAvailable({ percentDecode(bytes: $0) }) { return decoded }
+        return percentDecode(bytes: Array(s.utf8))
+    }
+
+    static func percentDecode(bytes: [UInt8]) -> String? { bytes.withUnsafeBufferPointer { percentDecode(bytes: $0) } }
+
+    static func percentDecode(bytes s: UnsafeBufferPointer<UInt8>) -> String? {
+        guard s.count > 0, memchr(s.baseAddress!, Int32(UInt8(ascii: "%")), s.count) != nil else {
+            return String(decoding: s, as: UTF8.self)
         }
         var out: [UInt8] = []
-        var it = s.utf8.makeIterator()
-        while let c = it.next() {
-            if c == UInt8(ascii: "%") {
-                guard let h = it.next(), let l = it.next(), let hv = Hex.value(h), let lv = Hex.value(l) else {
-                    return nil
-                }
+        out.reserveCapacity(s.count)
+        var k = 0
+        while k < s.count {
+            if s[k] == UInt8(ascii: "%") {
+                guard k + 2 < s.count, let hv = Hex.value(s[k + 1]), let lv = Hex.value(s[k + 2]) else { return nil }
                 out.append(hv << 4 | lv)
+                k += 3
             } else {
-                out.append(c)
+                out.append(s[k])
+                k += 1
             }
         }
         return String(validating: out, as: UTF8.self)
     }
 
     /// The value of query parameter `name`, percent-decoded; nil when absent, .some(nil) when
-    /// present but badly escaped. Scans contiguous UTF-8: this runs on every request.
+    /// present but badly escaped. Scans contiguous UTF-8 with `memchr`, and decodes the value
+    /// from those bytes: this runs on every request.
     public static func queryValue(_ query: Substring, name: String) -> String?? {
         var name = name
-        let found: (Int, Int)?? = name.withUTF8 { n in
-            query.utf8.withContiguousStorageIfAvailable { q -> (Int, Int)? in
+        let found: String??? = name.withUTF8 { n in
+            query.utf8.withContiguousStorageIfAvailable { q -> String?? in
+                guard n.count > 0, let base = q.baseAddress else { return nil }
                 var i = 0
                 while i < q.count {
-                    var end = i
-                    while end < q.count && q[end] != UInt8(ascii: "&") { end += 1 }
-                    if end - i >= n.count && (0..<n.count).allSatisfy({ q[i + $0] == n[$0] }) {
+                    let end =
+                        memchr(base + i, Int32(UInt8(ascii: "&")), q.count - i).map {
+                            UnsafePointer<UInt8>($0.assumingMemoryBound(to: UInt8.self)) - base
+                        } ?? q.count
+                    if end - i >= n.count && memcmp(base + i, n.baseAddress!, n.count) == 0 {
                         let k = i + n.count
-                        if k == end { return (k, k) }
-                        if q[k] == UInt8(ascii: "=") { return (k + 1, end) }
+                        if k == end { return .some("") }
+                        if q[k] == UInt8(ascii: "=") {
+                            return .some(percentDecode(bytes: UnsafeBufferPointer(rebasing: q[(k + 1)..<end])))
+                        }
                     }
                     i = end + 1
                 }
@@ -123,10 +159,7 @@ public enum PathRules {
             }
         }
         guard let found else { return slowQueryValue(query, name: name) }   // non-contiguous storage (bridged strings)
-        guard let (a, b) = found else { return nil }
-        let u = query.utf8
-        return .some(
-            percentDecode(Substring(u[u.index(u.startIndex, offsetBy: a)..<u.index(u.startIndex, offsetBy: b)])))
+        return found
     }
 
     static func slowQueryValue(_ query: Substring, name: String) -> String?? {

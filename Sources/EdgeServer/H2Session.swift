@@ -1,6 +1,7 @@
 import CNGHTTP2
 import EdgeHTTP
 import EdgeConfig
+import EdgeEncoding
 import Glibc
 
 /// An HTTP/2 server session over libnghttp2, driven with mem_recv/mem_send so the worker's ring
@@ -150,17 +151,18 @@ final class H2Session {
 
     func submitResponse(_ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, date: String) {
         guard let session else { return }
-        let statusText = String(status)
-        let lengthText = (status != 304 && status != 204) ? String(contentLength) : nil
-        let count = 3 + headers.count + (lengthText == nil ? 0 : 1)
+        let hasLength = status != 304 && status != 204
+        let count = 3 + headers.count + (hasLength ? 1 : 0)
+        // The status and the length are written as digits straight into the block: `String(Int)`
+        // for each cost two conversions per response (loadtest/instructions.py).
         var bytes =
-            ":status".utf8.count + statusText.utf8.count + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
+            ":status".utf8.count + DecimalText.bytesMax + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
         for i in headers.indices { bytes += headers[i].name.utf8.count + headers[i].value.utf8.count }
-        if let lengthText { bytes += "content-length".utf8.count + lengthText.utf8.count }
+        if hasLength { bytes += "content-length".utf8.count + DecimalText.bytesMax }
         // Names and values copied into one scratch block on the stack; nghttp2 copies them again
         // during the call, so nothing here outlives it.
         withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: count) { nva in
-            withUnsafeTemporaryAllocation(byteCount: max(bytes, 1), alignment: 1) { block in
+            withUnsafeTemporaryAllocation(byteCount: bytes, alignment: 1) { block in
                 var at = 0, k = 0
                 func put(_ s: String) -> (UnsafeMutablePointer<UInt8>, Int) {
                     let start = block.baseAddress!.advanced(by: at)
@@ -177,17 +179,24 @@ final class H2Session {
                     at += n
                     return (start.assumingMemoryBound(to: UInt8.self), n)
                 }
-                func add(_ name: String, _ value: String) {
-                    let (np, nl) = put(name), (vp, vl) = put(value)
+                func put(_ value: Int) -> (UnsafeMutablePointer<UInt8>, Int) {
+                    let start = block.baseAddress!.advanced(by: at)
+                    let n = DecimalText.write(value, into: start)
+                    at += n
+                    return (start.assumingMemoryBound(to: UInt8.self), n)
+                }
+                func add(_ name: (UnsafeMutablePointer<UInt8>, Int), _ value: (UnsafeMutablePointer<UInt8>, Int)) {
                     nva[k] = nghttp2_nv(
-                        name: np, value: vp, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                        name: name.0, value: value.0, namelen: name.1, valuelen: value.1,
+                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
                     k += 1
                 }
-                add(":status", statusText)
+                func add(_ name: String, _ value: String) { add(put(name), put(value)) }
+                add(put(":status"), put(status))
                 add("server", "edge")
                 add("date", date)
                 for i in headers.indices { add(headers[i].name, headers[i].value) }   // no copy of each field
-                if let lengthText { add("content-length", lengthText) }
+                if hasLength { add(put("content-length"), put(contentLength)) }
                 if ex.body != nil {
                     // The data callbacks find the exchange through the source, with no lookup by
                     // stream id per DATA frame: `exchanges` holds it until the stream closes, and

@@ -118,7 +118,8 @@ final class EdgeAuthTokenTests: XCTestCase {
         XCTAssertEqual(v.verify(t, path: "/audio/t2/a", clientIP: "x", now: now), .scope)
         XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now + 100), .expired)
         XCTAssertEqual(v.hmacCount, 1)
-        // A forged token is never cached as good.
+        // A forged token is never cached as good. It ends with the good one's HMAC, so the
+        // verifier's key hashes it the same (TokenKey hashes the last bytes): told apart by equality.
         let forged = t.replacingOccurrences(of: "t1", with: "t2")
         XCTAssertEqual(v.verify(forged, path: "/audio/t2/a", clientIP: "x", now: now), .signature)
         XCTAssertEqual(v.verify(forged, path: "/audio/t2/a", clientIP: "x", now: now), .signature)

@@ -35,6 +35,28 @@ final class PathRulesTests: XCTestCase {
         XCTAssertNil(PathRules.cookieValue("a=b", name: "hdnts"))
     }
 
+    func testQueryValueEdges() {
+        // A parameter whose name only starts with the wanted one is not it.
+        XCTAssertEqual(PathRules.queryValue("hdntsx=1&hdnts=2", name: "hdnts"), .some("2"))
+        XCTAssertEqual(PathRules.queryValue("xhdnts=1", name: "hdnts"), .none)
+        XCTAssertEqual(PathRules.queryValue("hdnts", name: "hdnts"), .some(""))
+        XCTAssertEqual(PathRules.queryValue("a=1&hdnts=", name: "hdnts"), .some(""))
+        XCTAssertEqual(PathRules.queryValue("a=1&hdnts=v&hdnts=w", name: "hdnts"), .some("v"))
+        XCTAssertEqual(PathRules.queryValue("hdnts=a%4", name: "hdnts"), .some(nil))
+        XCTAssertEqual(PathRules.queryValue("hdnts=%C3%A9", name: "hdnts"), .some("é"))
+        XCTAssertEqual(PathRules.queryValue("hdnts=%FF", name: "hdnts"), .some(nil), "not UTF-8")
+        XCTAssertEqual(PathRules.queryValue("", name: "hdnts"), .none)
+        XCTAssertEqual(PathRules.queryValue("a=1", name: ""), .none)
+        // The query as check() hands it over: a slice of the target.
+        guard case .ok(let path, let query) = PathRules.check("/audio/a%7E.bin?b=2&hdnts=x%7Ey") else {
+            return XCTFail("rejected")
+        }
+        XCTAssertEqual(path, "/audio/a~.bin")
+        XCTAssertEqual(PathRules.queryValue(query, name: "hdnts"), .some("x~y"))
+        XCTAssertEqual(PathRules.check("/audio/a.bin?"), .ok(path: "/audio/a.bin", query: ""))
+        XCTAssertEqual(PathRules.check("/audio/a.bin"), .ok(path: "/audio/a.bin", query: ""))
+    }
+
     func testMediaTypesAndDates() {
         XCTAssertEqual(MediaTypes.type(forPath: "/audio/x/160.m4a"), "audio/mp4")
         XCTAssertEqual(MediaTypes.type(forPath: "/audio/x/manifest.json"), "application/json")
