@@ -217,6 +217,13 @@ class H2O(Server):
         time.sleep(1)
 
 
+def add_build_arguments(ap):
+    """--edge-bin, --edgectl-bin and --run, the same for every load-test script."""
+    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
+    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    ap.add_argument("--run", default="/tmp/edge-loadtest")
+
+
 def prepare(run, tracks, requests):
     """The run directory: content, a certificate, and the request paths."""
     os.makedirs(run, exist_ok=True)
@@ -350,10 +357,8 @@ def main():
     ap.add_argument("--tracks", type=int, default=50)
     ap.add_argument("--servers", default="edge,edge-cache,nginx,h2o")
     ap.add_argument("--scenarios", default=",".join(s[0] for s in SCENARIOS))
-    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
-    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    add_build_arguments(ap)
     ap.add_argument("--baseline-bin", help="a second edge build, run as edge@base and edge-cache@base")
-    ap.add_argument("--run", default="/tmp/edge-loadtest")
     ap.add_argument("--generators", default="h2load",
                     help="h2load, loadtest (loadtest replay, closed loop, as long as h2load's run), or both")
     ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, ".build/release/loadtest"))

@@ -22,11 +22,9 @@ ROOT = os.path.dirname(HERE)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
-    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    bench.add_build_arguments(ap)
     ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, ".build/release/loadtest"))
     ap.add_argument("--seconds", type=float, default=0.3)
-    ap.add_argument("--run", default="/tmp/edge-loadtest")
     a = ap.parse_args()
     for port in (bench.H2C, bench.TLS, bench.ORIGIN):
         bench.require_free(port)

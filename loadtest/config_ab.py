@@ -29,9 +29,7 @@ def main():
     ap.add_argument("--scenario", default="chunk-h2c", choices=[s[0] for s in bench.SCENARIOS if s[1] == "h2c"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=20000)
-    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
-    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
-    ap.add_argument("--run", default="/tmp/edge-loadtest")
+    bench.add_build_arguments(ap)
     a = ap.parse_args()
     content, paths = bench.prepare(a.run, 50, a.requests)
     extra = {s[0]: s[2] for s in bench.SCENARIOS}[a.scenario]

@@ -92,10 +92,8 @@ def main():
     ap.add_argument("--scenarios", default="hit-4k-h2c,chunk-h2c")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--top", type=int, default=0)
-    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
-    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    bench.add_build_arguments(ap)
     ap.add_argument("--max", type=float, default=None, help="fail (exit 1) when an edge scenario runs more per request")
-    ap.add_argument("--run", default="/tmp/edge-loadtest")
     a = ap.parse_args()
     content, paths = bench.prepare(a.run, 50, a.requests)
     scenarios = [s for s in bench.SCENARIOS if s[0] in a.scenarios.split(",")]

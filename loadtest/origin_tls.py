@@ -70,10 +70,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rate", type=float, default=100, help="misses per second")
     ap.add_argument("--seconds", type=float, default=3)
-    ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
-    ap.add_argument("--edgectl-bin", default=os.path.join(ROOT, ".build/release/edgectl"))
+    bench.add_build_arguments(ap)
     ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, ".build/release/loadtest"))
-    ap.add_argument("--run", default="/tmp/edge-loadtest")
     a = ap.parse_args()
     needed = int(a.rate * a.seconds) + 1
     content, paths = bench.prepare(a.run, max(50, needed // 10 + 1), 20000)
