@@ -11,7 +11,11 @@ public func fuzzHTTP1Request(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt 
             precondition(consumed > 0 && consumed <= size, "consumed \(consumed) of \(size)")
             precondition(consumed <= limits.headerBytesMax + 2 * 16, "head past header_bytes_max")
             precondition(bodyLength >= 0)
-            precondition(r.headers.count <= limits.headerCountMax)
+            precondition(r.fields.count <= limits.headerCountMax)
+            // The block's records walk back out whole: as many fields as appended, names folded.
+            let fields = r.fields.fields
+            precondition(fields.count == r.fields.count, "\(fields.count) fields walked of \(r.fields.count)")
+            precondition(fields.allSatisfy { !$0.name.isEmpty && !$0.name.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } })
             _ = r.wantsKeepAlive
             _ = r.header("range").map { RangeEvaluator.evaluate($0, length: 1000, maxRanges: 16) }
         case .error(let status, _):

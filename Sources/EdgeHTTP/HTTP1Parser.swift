@@ -28,7 +28,7 @@ public enum HTTP1ParseResult: Equatable {
         case (.needMore, .needMore): return true
         case let (.error(s1, r1), .error(s2, r2)): return s1 == s2 && r1 == r2
         case let (.request(q1, c1, b1), .request(q2, c2, b2)):
-            return q1.method == q2.method && q1.target == q2.target && q1.headers == q2.headers && c1 == c2 && b1 == b2
+            return q1.method == q2.method && q1.target == q2.target && q1.fields == q2.fields && c1 == c2 && b1 == b2
         default: return false
         }
     }
@@ -119,8 +119,11 @@ public struct HTTP1Parser {
 
         // Header fields.
         i = lineEnd + 2
-        var headers: [HeaderField] = []
-        headers.reserveCapacity(12)
+        var fields = HeaderBlock()
+        fields.reserveCapacity(bytes: 512)
+        // Message framing and host rules (RFC 9112 §6, §3.2), checked as each field arrives.
+        var contentLength: Int? = nil
+        var hostCount = 0
         while true {
             if i - lineStart > limits.headerBytesMax { return .error(status: 431, reason: "header section too large") }
             guard i < n else { return .needMore }
@@ -164,37 +167,29 @@ public struct HTTP1Parser {
                 return i - lineStart > limits.headerBytesMax
                     ? .error(status: 431, reason: "header section too large") : .needMore
             }
-            if headers.count == limits.headerCountMax { return .error(status: 431, reason: "too many header fields") }
-            let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd]), as: UTF8.self)
-                .lowercased()
+            if fields.count == limits.headerCountMax { return .error(status: 431, reason: "too many header fields") }
+            let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             let value =
                 valueStart < 0
-                ? "" : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd]), as: UTF8.self)
-            headers.append(HeaderField(name, value))
+                ? UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameStart])
+                : UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
+            if Self.name(name, is: "content-length") {
+                if contentLength != nil { return .error(status: 400, reason: "duplicate Content-Length") }
+                // At most 18 digits: no overflow, and nothing an Int cannot hold.
+                guard value.count > 0, value.count <= 18, value.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                    return .error(status: 400, reason: "bad Content-Length")
+                }
+                contentLength = value.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+            } else if Self.name(name, is: "transfer-encoding") {
+                // This edge takes no request bodies in chunked form; TE on a GET is a smuggling vector.
+                return .error(status: 400, reason: "Transfer-Encoding not accepted")
+            } else if Self.name(name, is: "host") {
+                hostCount += 1
+            }
+            fields.append(lowercasingName: name, value: value)
             i += 2
         }
         if i - lineStart > limits.headerBytesMax { return .error(status: 431, reason: "header section too large") }
-
-        // Message framing and host rules (RFC 9112 §6, §3.2).
-        var contentLength: Int? = nil
-        var hostCount = 0
-        for field in headers {
-            switch field.name {
-            case "content-length":
-                if contentLength != nil { return .error(status: 400, reason: "duplicate Content-Length") }
-                guard !field.value.isEmpty, field.value.utf8.count <= 18,
-                    field.value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                    let v = Int(field.value)
-                else { return .error(status: 400, reason: "bad Content-Length") }
-                contentLength = v
-            case "transfer-encoding":
-                // This edge takes no request bodies in chunked form; TE on a GET is a smuggling vector.
-                return .error(status: 400, reason: "Transfer-Encoding not accepted")
-            case "host":
-                hostCount += 1
-            default: break
-            }
-        }
         if hostCount > 1 { return .error(status: 400, reason: "duplicate Host") }
         if version == .http1_1 && hostCount == 0 { return .error(status: 400, reason: "missing Host") }
 
@@ -208,8 +203,19 @@ public struct HTTP1Parser {
         } else {
             return .error(status: 400, reason: "bad request target")
         }
-        let request = EdgeRequest(method: method, target: target, version: version, headers: headers)
+        let request = EdgeRequest(method: method, target: target, version: version, fields: fields)
         return .request(request, consumed: i, bodyLength: contentLength ?? 0)
+    }
+
+    /// Whether a field name is `lower` (lower-case ASCII), ignoring the name's case.
+    @inline(__always) static func name(_ name: UnsafeRawBufferPointer, is lower: StaticString) -> Bool {
+        guard name.count == lower.utf8CodeUnitCount else { return false }
+        let l = lower.utf8Start
+        for k in 0..<name.count {
+            let c = name[k]
+            if (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) != l[k] { return false }
+        }
+        return true
     }
 
     /// `http://authority/path?q` → `/path?q`; nil when the form is anything else.

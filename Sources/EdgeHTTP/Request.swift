@@ -25,17 +25,22 @@ public struct EdgeRequest: Sendable {
     /// The request target as received (origin-form: path and optional query).
     public var target: String
     public var version: HTTPVersion
-    public var headers: [HeaderField]
+    /// The header fields as received, names lower-case (see `HeaderBlock` for why bytes).
+    public var fields: HeaderBlock
+
+    public init(method: String, target: String, version: HTTPVersion, fields: HeaderBlock) {
+        self.method = method; self.target = target; self.version = version; self.fields = fields
+    }
 
     public init(method: String, target: String, version: HTTPVersion, headers: [HeaderField]) {
-        self.method = method; self.target = target; self.version = version; self.headers = headers
+        self.init(method: method, target: target, version: version, fields: HeaderBlock(headers))
     }
 
-    /// First value of a header (names are compared lower-case).
-    public func header(_ name: String) -> String? {
-        for field in headers where field.name == name { return field.value }
-        return nil
-    }
+    /// First value of a header, by its lower-case name.
+    public func header(_ name: StaticString) -> String? { fields.value(name) }
+
+    /// First value of a header whose lower-case name is known only at run time.
+    public func header(named name: String) -> String? { fields.value(named: name) }
 
     /// Whether the client asked to keep the connection open (HTTP/1.x semantics).
     public var wantsKeepAlive: Bool {

@@ -16,17 +16,22 @@ final class H2Session {
     unowned(unsafe) let connection: Connection
     let limits: LimitsConfig
     /// Streams with a complete request, by stream id.
-    private(set) var exchanges: [Int32: Exchange] = [:]
+    private(set) var exchanges = StreamTable<Exchange>()
     /// Requests whose headers are still arriving.
-    private var building: [Int32: RequestBuilder] = [:]
+    private var building = StreamTable<RequestBuilder>()
     private var serverResets = 0
     private var goAwaySent = false
     var idleSinceMicroseconds: Int64
-    private var bodyBytesReceived: [Int32: Int] = [:]
+    private var bodyBytesReceived = StreamTable<Int>()
 
     final class RequestBuilder {
-        var method = "", path = "", authority = "", scheme = ""
-        var headers: [HeaderField] = []
+        var method = "", path = ""
+        /// Whether `host` was appended from `:authority` (it does not count against the limit
+        /// on fields the peer sends, as it did not when it was appended at the end).
+        var hostFromAuthority = false
+        var fields = HeaderBlock()
+        /// Cookie fields seen: more than one are joined into one when the request completes.
+        var cookies = 0
         var listBytes = 0
         var tooLarge = false
         /// When the stream's HEADERS began: the request must end (END_STREAM) within
@@ -35,8 +40,8 @@ final class H2Session {
         init(startMicroseconds: Int64) {
             self.startMicroseconds = startMicroseconds
             // One allocation for a usual request's fields and the host added at the end, not
-            // one per doubling (loadtest/allocs.py: two fewer per request).
-            headers.reserveCapacity(12)
+            // one per doubling (loadtest/allocs.py).
+            fields.reserveCapacity(bytes: 256)
         }
     }
 
@@ -96,8 +101,12 @@ final class H2Session {
     /// The exchange of a stream, if its request is complete and the stream open.
     func exchange(streamID: Int32) -> Exchange? { exchanges[streamID] }
 
-    var hasBlockedData: Bool { exchanges.values.contains { $0.body != nil && !($0.body!.isComplete) } }
-    var oldestStartMicroseconds: Int64? { exchanges.values.map(\.startMicroseconds).min() }
+    var hasBlockedData: Bool { exchanges.contains { $0.body != nil && !($0.body!.isComplete) } }
+    var oldestStartMicroseconds: Int64? {
+        var oldest: Int64? = nil
+        exchanges.forEach { _, ex in oldest = min(oldest ?? ex.startMicroseconds, ex.startMicroseconds) }
+        return oldest
+    }
 
     func receive(_ bytes: UnsafeRawBufferPointer) {
         guard let session, bytes.count > 0 else { return }
@@ -142,8 +151,10 @@ final class H2Session {
 
     /// Releases every stream's resources when the connection goes away.
     func shutdown() {
-        for ex in exchanges.values { host.end(ex, on: connection) }
+        // Taken out first: ending an exchange must not meet the table mid-iteration.
+        let ending = exchanges
         exchanges.removeAll()
+        ending.forEach { _, ex in host.end(ex, on: connection) }
         building.removeAll()
         current = nil
         if let session { nghttp2_session_del(session); self.session = nil }
@@ -237,7 +248,7 @@ final class H2Session {
     private func expireIncomplete(now: Int64, timeoutMicroseconds: Int64) {
         guard let session, !building.isEmpty else { return }
         var expired: [Int32] = []
-        for (id, b) in building where now - b.startMicroseconds > timeoutMicroseconds { expired.append(id) }
+        building.forEach { id, b in if now - b.startMicroseconds > timeoutMicroseconds { expired.append(id) } }
         for id in expired {
             forget(streamID: id)
             _ = nghttp2_submit_rst_stream(
@@ -281,21 +292,27 @@ final class H2Session {
         let found = streamID == currentStreamID ? current : building[streamID]
         guard let b = found else { return }
         b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
-        if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.headers.removeAll(); return }
+        if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.fields.removeAll(); return }
         if b.tooLarge { return }
-        let v = String(decoding: value, as: UTF8.self)
-        // Pseudo-header names are matched as bytes: no String made for them.
+        // Pseudo-header names are matched as bytes; only the three the edge reads become Strings.
+        // nghttp2 has already refused a request with an unknown or repeated pseudo-header.
         if name.count > 0 && name[0] == UInt8(ascii: ":") {
-            if Self.bytes(name, equal: ":path") { b.path = v; return }
-            if Self.bytes(name, equal: ":method") { b.method = v; return }
-            if Self.bytes(name, equal: ":authority") { b.authority = v; return }
-            if Self.bytes(name, equal: ":scheme") { b.scheme = v; return }
+            if Self.bytes(name, equal: ":path") { b.path = String(decoding: value, as: UTF8.self) }
+            if Self.bytes(name, equal: ":method") { b.method = String(decoding: value, as: UTF8.self) }
+            if Self.bytes(name, equal: ":authority") && value.count > 0 {
+                // Handlers read the authority as Host, as an HTTP/1.1 request carries it.
+                b.fields.append(name: Self.hostName, value: value)
+                b.hostFromAuthority = true
+            }
+            return
         }
-        if b.headers.count < limits.headerCountMax {
-            b.headers.append(HeaderField(String(decoding: name, as: UTF8.self), v))
-        } else {
-            b.tooLarge = true
-        }
+        guard b.fields.count - (b.hostFromAuthority ? 1 : 0) < limits.headerCountMax else { b.tooLarge = true; return }
+        if Self.bytes(name, equal: "cookie") { b.cookies += 1 }
+        b.fields.append(name: name, value: value)
+    }
+
+    @inline(__always) private static var hostName: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: UnsafeRawPointer(("host" as StaticString).utf8Start), count: 4)
     }
 
     @inline(__always) private static func bytes(_ b: UnsafeRawBufferPointer, equal s: StaticString) -> Bool {
@@ -305,20 +322,15 @@ final class H2Session {
     fileprivate func requestComplete(streamID: Int32) {
         guard let b = building.removeValue(forKey: streamID) else { return }
         if currentStreamID == streamID { current = nil }
-        // Taken out of the builder, so the array is uniquely held and `host` is appended in place
+        // Taken out of the builder, so the block is uniquely held and `host` is appended in place
         // (a copy of it, and an allocation, on every request otherwise).
-        var headers: [HeaderField] = []
-        swap(&headers, &b.headers)
+        var fields = HeaderBlock()
+        swap(&fields, &b.fields)
         // RFC 9113 §8.2.3: a client may split Cookie into one field per crumb; they are one
         // field again, joined with "; ", before anything reads it.
-        if headers.lazy.filter({ $0.name == "cookie" }).count > 1 {
-            let joined = headers.filter { $0.name == "cookie" }.map(\.value).joined(separator: "; ")
-            headers.removeAll { $0.name == "cookie" }
-            headers.append(HeaderField("cookie", joined))
-        }
-        if !b.authority.isEmpty { headers.append(HeaderField("host", b.authority)) }
+        if b.cookies > 1 { fields.join(named: "cookie", separator: "; ") }
         let request = EdgeRequest(
-            method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, headers: headers)
+            method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, fields: fields)
         let ex = Exchange(request: request, streamID: streamID, startMicroseconds: host.clockMicroseconds())
         exchanges[streamID] = ex
         if b.tooLarge {

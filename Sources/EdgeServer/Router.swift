@@ -80,7 +80,7 @@ final class Router: Sendable {
         if token == nil, let cookie = request.header("cookie") {
             token = PathRules.cookieValue(cookie, name: tokenName)
         }
-        if token == nil { token = request.header(tokenName.lowercased()) }
+        if token == nil { token = request.header(named: tokenName.lowercased()) }
         var (verdict, expiry, regions) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
         if verdict == .ok, let geoPolicy { verdict = geoPolicy.check(regions, country: country) }
         guard verdict == .ok else {

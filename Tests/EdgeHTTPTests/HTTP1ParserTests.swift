@@ -120,6 +120,29 @@ final class HTTP1ParserTests: XCTestCase {
         XCTAssertEqual(body, 12)
     }
 
+    /// Framing and Host rules hold whatever the names' case; every name is stored folded.
+    func testFieldNamesAnyCase() {
+        guard
+            case let .request(r, _, body) = parse(
+                "GET / HTTP/1.1\r\nhOsT: h\r\nCONTENT-LENGTH: 007\r\nX-Mixed-Case: V\r\n\r\n")
+        else { return XCTFail() }
+        XCTAssertEqual(body, 7)
+        XCTAssertEqual(
+            r.fields.fields,
+            [HeaderField("host", "h"), HeaderField("content-length", "007"), HeaderField("x-mixed-case", "V")])
+        expectError("GET / HTTP/1.1\r\nHost: h\r\ncontent-length: 1\r\nContent-LENGTH: 1\r\n\r\n", 400)
+        expectError("GET / HTTP/1.1\r\nHOST: a\r\nhost: b\r\n\r\n", 400)
+        expectError("GET / HTTP/1.1\r\nHost: h\r\nTRANSFER-encoding: chunked\r\n\r\n", 400)
+        // 18 digits is the most taken (no overflow), 19 is refused.
+        guard
+            case let .request(_, _, most) = parse(
+                "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 999999999999999999\r\n\r\n")
+        else { return XCTFail() }
+        XCTAssertEqual(most, 999_999_999_999_999_999)
+        expectError("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 9999999999999999999\r\n\r\n", 400)
+        expectError("GET / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400)
+    }
+
     func testKeepAliveSemantics() {
         guard case let .request(a, _, _) = parse("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
             case let .request(b, _, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
