@@ -117,20 +117,31 @@ public struct HeaderBlock: @unchecked Sendable, Equatable {
         return body(UnsafeRawBufferPointer(start: bytes, count: head.pointee.used))
     }
 
+    /// The record at offset `i`: its name, its value, and where the next record starts. The one
+    /// place that reads the layout `appendPrefix` writes.
+    @inline(__always) private static func record(
+        _ base: UnsafeRawPointer, at i: Int
+    ) -> (name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, next: Int) {
+        let nameCount = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
+        let valueCount = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self)))
+        let nameAt = i + prefixBytes
+        return (
+            UnsafeRawBufferPointer(start: base + nameAt, count: nameCount),
+            UnsafeRawBufferPointer(start: base + nameAt + nameCount, count: valueCount),
+            nameAt + nameCount + valueCount
+        )
+    }
+
     /// Calls `body` with each field's name and value bytes, in order, until it returns false.
     /// The pointers are valid only inside the call.
     public func forEach(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Bool) {
-        withRecords { s in
-            var i = 0
-            while i < s.count {
-                let nameCount = Int(UInt32(littleEndian: s.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
-                let valueCount = Int(UInt32(littleEndian: s.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self)))
-                let nameAt = i + Self.prefixBytes
-                let name = UnsafeRawBufferPointer(start: s.baseAddress! + nameAt, count: nameCount)
-                let value = UnsafeRawBufferPointer(start: s.baseAddress! + nameAt + nameCount, count: valueCount)
-                if !body(name, value) { return }
-                i = nameAt + nameCount + valueCount
-            }
+        guard let head, let bytes else { return }
+        let used = head.pointee.used
+        var i = 0
+        while i < used {
+            let r = Self.record(bytes, at: i)
+            if !body(r.name, r.value) { return }
+            i = r.next
         }
     }
 
@@ -150,21 +161,12 @@ public struct HeaderBlock: @unchecked Sendable, Equatable {
             let bit = Self.nameBit(wanted.baseAddress!.assumingMemoryBound(to: UInt8.self), wanted.count)
             guard head.pointee.names & bit != 0 else { return nil }
         }
-        let base = UnsafeRawPointer(bytes)
         let used = head.pointee.used
         var i = 0
         while i < used {
-            let nameCount = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
-            let valueCount = Int(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self)))
-            let nameAt = i + Self.prefixBytes
-            if nameCount == wanted.count
-                && (nameCount == 0 || memcmp(base + nameAt, wanted.baseAddress!, nameCount) == 0)
-            {
-                return String(
-                    decoding: UnsafeRawBufferPointer(start: base + nameAt + nameCount, count: valueCount), as: UTF8.self
-                )
-            }
-            i = nameAt + nameCount + valueCount
+            let r = Self.record(bytes, at: i)
+            if Self.equal(r.name, wanted) { return String(decoding: r.value, as: UTF8.self) }
+            i = r.next
         }
         return nil
     }

@@ -31,7 +31,7 @@ struct StreamTable<Value> {
 
     subscript(key: Int32) -> Value? {
         get {
-            precondition(key != 0, "stream 0 is the connection")
+            guard key != 0 else { return nil }   // never stored: 0 marks an empty slot
             let mask = keys.count - 1
             var i = home(key)
             while true {
@@ -46,6 +46,7 @@ struct StreamTable<Value> {
         }
     }
 
+    /// Only streams nghttp2 has accepted are inserted, and their ids are 1 or more.
     private mutating func insert(_ key: Int32, _ value: consuming Value) {
         precondition(key != 0, "stream 0 is the connection")
         let mask = keys.count - 1
@@ -72,7 +73,7 @@ struct StreamTable<Value> {
 
     @discardableResult
     mutating func removeValue(forKey key: Int32) -> Value? {
-        precondition(key != 0, "stream 0 is the connection")
+        guard key != 0 else { return nil }   // never stored; a search for it would take an empty slot for it
         let mask = keys.count - 1
         var i = home(key)
         while keys[i] != key {

@@ -75,6 +75,12 @@ final class StreamTableTests: XCTestCase {
         XCTAssertEqual(table.count, 1001)
         XCTAssertEqual(table[1999], 1999)
         XCTAssertNil(table[2003])
+        // Stream 0 (the connection) is never a key: asking for it, or removing it, finds nothing
+        // and takes no empty slot for an entry.
+        XCTAssertNil(table[0])
+        XCTAssertNil(table.removeValue(forKey: 0))
+        XCTAssertEqual(table.count, 1001)
+        XCTAssertEqual(table[1], 1)
         XCTAssertFalse(table.contains { $0 == 4 })
         XCTAssertTrue(table.contains { $0 == 2001 })
         table.removeAll()
