@@ -138,7 +138,7 @@ let package = Package(
             ]),
         .testTarget(name: "EdgeLoadTests", dependencies: ["EdgeLoad", "EdgeClient", "EdgeConfig", "CEdgeTLS"]),
         .testTarget(name: "EdgePackagerTests", dependencies: ["EdgePackager", "CEdgeCrypto"]),
-        .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP"]),
+        .testTarget(name: "EdgeHTTPTests", dependencies: ["EdgeHTTP", "EdgeEncoding"]),
         .testTarget(name: "EdgeEncodingTests", dependencies: ["EdgeEncoding", "EdgeCrypto"]),
         .testTarget(name: "EdgeAuthTokenTests", dependencies: ["EdgeAuthToken"]),
         .testTarget(name: "EdgeConfigTests", dependencies: ["EdgeConfig"]),

@@ -12,17 +12,18 @@ public func fuzzRanges(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = RangeEvaluator.firstByteBeforeLength(header, maxRanges: 16)
     switch RangeEvaluator.evaluate(header, length: length, maxRanges: 16) {
     case .whole, .unsatisfiable: break
-    case .partial(let ranges):
-        precondition(!ranges.isEmpty && ranges.count <= 16)
+    case .single(let r):
+        precondition(r.first >= 0 && r.first <= r.last && r.last < length, "\(r) outside \(length)")
+    case .multiple(let ranges):
+        precondition(ranges.count >= 2 && ranges.count <= 16)
         var sum = 0
         for r in ranges {
             precondition(r.first >= 0 && r.first <= r.last && r.last < length, "\(r) outside \(length)")
             sum += r.length
         }
+        // Several ranges only when none overlaps or touches another (else they were merged).
         let sorted = ranges.sorted { $0.first < $1.first }
-        if sorted.count > 1 && sorted != ranges {
-            for k in 1..<sorted.count { precondition(sorted[k].first > sorted[k - 1].last, "overlap kept") }
-        }
+        for k in 1..<sorted.count { precondition(sorted[k].first > sorted[k - 1].last &+ 1, "overlap kept") }
         let layout = MultipartLayout(ranges: ranges, totalLength: length, contentType: "audio/ogg", boundary: "b")
         var total = 0
         for s in layout.segments {

@@ -11,8 +11,10 @@ public struct ByteRange: Sendable, Equatable {
 public enum RangeDecision: Sendable, Equatable {
     /// 200 with the whole representation (no Range, a Range this server ignores, or a failed If-Range).
     case whole
-    /// 206 with one range, or `multipart/byteranges` for several.
-    case partial([ByteRange])
+    /// 206 with one range.
+    case single(ByteRange)
+    /// 206 `multipart/byteranges` with two or more (after coalescing).
+    case multiple([ByteRange])
     /// 416 with `Content-Range: bytes */length`.
     case unsatisfiable
 }
@@ -33,8 +35,27 @@ public enum RangeEvaluator {
     /// overlapping or adjacent ranges are coalesced in ascending order, so no byte is sent twice
     /// (RFC 9110 §14.3 allows it); when none is satisfiable → `.unsatisfiable`.
     public static func evaluate(_ header: String, length: Int, maxRanges: Int) -> RangeDecision {
-        guard let specs = parse(header, maxRanges: maxRanges) else { return .whole }
-        return resolve(specs, length: length)
+        // One range, the common case, is resolved without an array: the specs are walked as they
+        // are parsed, and a list is made only when a second satisfiable range turns up.
+        var one: ByteRange?
+        var ranges: [ByteRange] = []
+        var header = header
+        let valid = header.withUTF8 { utf8 in
+            scan(bytes: utf8, maxRanges: maxRanges) { spec in
+                guard let r = resolve(spec, length: length) else { return }
+                if let first = one {
+                    if ranges.isEmpty { ranges.append(first) }
+                    ranges.append(r)
+                } else {
+                    one = r
+                }
+            }
+        }
+        guard valid else { return .whole }
+        guard let first = one else { return .unsatisfiable }
+        if ranges.isEmpty { return .single(first) }
+        let merged = coalesceIfOverlapping(ranges)
+        return merged.count == 1 ? .single(merged[0]) : .multiple(merged)
     }
 
     /// The first byte a response will need when the representation's length is not known yet
@@ -53,12 +74,22 @@ public enum RangeEvaluator {
     }
 
     static func parse(bytes utf8: UnsafeBufferPointer<UInt8>, maxRanges: Int) -> [Spec]? {
+        var specs: [Spec] = []
+        guard scan(bytes: utf8, maxRanges: maxRanges, { specs.append($0) }), !specs.isEmpty else { return nil }
+        return specs
+    }
+
+    /// Walks the specs of a Range header, calling `each` for every one; false when the header is to
+    /// be ignored (bad syntax, another unit, no spec, more than `maxRanges`), in which case
+    /// whatever `each` saw must be dropped.
+    @inline(__always)
+    static func scan(bytes utf8: UnsafeBufferPointer<UInt8>, maxRanges: Int, _ each: (Spec) -> Void) -> Bool {
         // Unit, case-insensitive, then '='.
         guard utf8.count > 6, utf8[0] | 0x20 == UInt8(ascii: "b"), utf8[1] | 0x20 == UInt8(ascii: "y"),
             utf8[2] | 0x20 == UInt8(ascii: "t"), utf8[3] | 0x20 == UInt8(ascii: "e"),
             utf8[4] | 0x20 == UInt8(ascii: "s"), utf8[5] == UInt8(ascii: "=")
-        else { return nil }
-        var specs: [Spec] = []
+        else { return false }
+        var count = 0
         var i = 6
         let n = utf8.count
         @inline(__always) func skipOWS() { while i < n, utf8[i] == 0x20 || utf8[i] == 0x09 { i += 1 } }
@@ -78,44 +109,37 @@ public enum RangeEvaluator {
             skipOWS()
             if i < n, utf8[i] == UInt8(ascii: ",") { i += 1; continue }   // empty list elements are allowed
             if i >= n { break }
-            if specs.count == maxRanges { return nil }
+            if count == maxRanges { return false }
             if utf8[i] == UInt8(ascii: "-") {
                 i += 1
-                guard let suffix = number() else { return nil }
-                specs.append(Spec(first: nil, last: suffix))   // a huge suffix means "the whole thing"
+                guard let suffix = number() else { return false }
+                each(Spec(first: nil, last: suffix))   // a huge suffix means "the whole thing"
             } else {
-                guard let first = number(), i < n, utf8[i] == UInt8(ascii: "-") else { return nil }
+                guard let first = number(), i < n, utf8[i] == UInt8(ascii: "-") else { return false }
                 i += 1
                 let last = number()
-                if let last, last < first { return nil }   // invalid range-spec: ignore the header
-                specs.append(Spec(first: first, last: last))
+                if let last, last < first { return false }   // invalid range-spec: ignore the header
+                each(Spec(first: first, last: last))
             }
+            count += 1
             skipOWS()
             if i < n {
-                guard utf8[i] == UInt8(ascii: ",") else { return nil }
+                guard utf8[i] == UInt8(ascii: ",") else { return false }
                 i += 1
             }
         }
-        return specs.isEmpty ? nil : specs
+        return count > 0
     }
 
-    /// Satisfiable ranges of parsed specs against a representation of `length` bytes.
-    public static func resolve(_ specs: [Spec], length: Int) -> RangeDecision {
-        var ranges: [ByteRange] = []
-        ranges.reserveCapacity(specs.count)
-        for spec in specs {
-            if let first = spec.first {
-                guard first < length else { continue }
-                let last = min(spec.last ?? (length - 1), length - 1)
-                ranges.append(ByteRange(first, last))
-            } else if let suffix = spec.last {
-                guard suffix > 0, length > 0 else { continue }
-                ranges.append(ByteRange(max(0, length - suffix), length - 1))
-            }
+    /// The satisfiable range of one spec against a representation of `length` bytes, if any.
+    @inline(__always)
+    static func resolve(_ spec: Spec, length: Int) -> ByteRange? {
+        if let first = spec.first {
+            guard first < length else { return nil }
+            return ByteRange(first, min(spec.last ?? (length - 1), length - 1))
         }
-        if ranges.isEmpty { return .unsatisfiable }
-        if ranges.count > 1 { ranges = coalesceIfOverlapping(ranges) }
-        return .partial(ranges)
+        guard let suffix = spec.last, suffix > 0, length > 0 else { return nil }
+        return ByteRange(max(0, length - suffix), length - 1)
     }
 
     /// Keeps the client's order when no two ranges overlap or touch; otherwise sorts and merges,

@@ -13,14 +13,14 @@ public enum BodySegment: Sendable, Equatable {
 /// answer through it.
 public struct ResponsePlan: Sendable {
     public var status: Int
-    public var headers: [HeaderField]
+    public var fields: ResponseFields
     public var segments: [BodySegment]
     public var contentLength: Int
     /// The Range header as received ("-" without one), for the access log.
     public var rangeText: String
 
-    public init(status: Int, headers: [HeaderField], segments: [BodySegment], contentLength: Int, rangeText: String) {
-        self.status = status; self.headers = headers; self.segments = segments
+    public init(status: Int, fields: ResponseFields, segments: [BodySegment], contentLength: Int, rangeText: String) {
+        self.status = status; self.fields = fields; self.segments = segments
         self.contentLength = contentLength; self.rangeText = rangeText
     }
 
@@ -32,33 +32,27 @@ public struct ResponsePlan: Sendable {
     /// store it and hand it to someone without the token) and no max-age past the token's expiry.
     public static func cacheControl(privateSeconds: Int) -> String { "private, max-age=\(privateSeconds)" }
 
-    public static func build(
+    /// The plan for a GET/HEAD of `request` on a representation of `size` bytes with these
+    /// validators.
+    public init(
         request: EdgeRequest, path: String, size: Int, etag: String, lastModified: String, contentType: String,
         rangesMax: Int, boundarySeed: UInt64, cacheControl: String = publicCacheControl
-    ) -> ResponsePlan {
-        // The fields every answer has, after the one or two that lead (content-type, and
-        // content-range for a 206): built once, with room for the cache's two (cache-status, age).
-        // An insert at the front, then the cache's appends, grew the array: two allocations more
-        // per request.
-        func fields(_ first: HeaderField? = nil, _ second: HeaderField? = nil) -> [HeaderField] {
-            var h: [HeaderField] = []
-            h.reserveCapacity(8)
-            if let first { h.append(first) }
-            if let second { h.append(second) }
-            h.append(HeaderField("etag", etag))
-            h.append(HeaderField("last-modified", lastModified))
-            h.append(HeaderField("accept-ranges", "bytes"))
-            h.append(HeaderField("cache-control", cacheControl))
-            return h
-        }
+    ) {
+        status = 304
+        fields = ResponseFields()
+        segments = []
+        contentLength = 0
+        rangeText = "-"
+        fields.etag = etag
+        fields.lastModified = lastModified
+        fields.acceptRanges = true
+        fields.cacheControl = cacheControl
         // RFC 9110 §13.2.2: If-None-Match before ranges; a match is 304 without a body.
         if let inm = request.header("if-none-match") {
             let tags = inm.split(separator: ",").map { $0.trimmingOWS() }
-            if tags.contains("*") || tags.contains(where: { $0 == etag || $0 == "W/" + etag }) {
-                return ResponsePlan(status: 304, headers: fields(), segments: [], contentLength: 0, rangeText: "-")
-            }
+            if tags.contains("*") || tags.contains(where: { $0 == etag || $0 == "W/" + etag }) { return }
         } else if let ims = request.header("if-modified-since"), ims == lastModified {
-            return ResponsePlan(status: 304, headers: fields(), segments: [], contentLength: 0, rangeText: "-")
+            return
         }
         let rangeHeader = request.header("range")
         var decision = RangeDecision.whole
@@ -67,56 +61,34 @@ public struct ResponsePlan: Sendable {
         {
             decision = RangeEvaluator.evaluate(rangeHeader, length: size, maxRanges: rangesMax)
         }
-        let rangeText = rangeHeader ?? "-"
+        if let rangeHeader { self.rangeText = rangeHeader }
         switch decision {
         case .whole:
-            return ResponsePlan(
-                status: 200, headers: fields(HeaderField("content-type", contentType)),
-                segments: size > 0 ? [.content(offset: 0, length: size)] : [],
-                contentLength: size, rangeText: rangeText)
+            status = 200
+            fields.contentType = contentType
+            if size > 0 { segments = [.content(offset: 0, length: size)] }
+            contentLength = size
         case .unsatisfiable:
-            let headers = fields(
-                HeaderField("content-type", "text/plain"), HeaderField("content-range", "bytes */\(size)"))
             let body = Array("range not satisfiable\n".utf8)
-            return ResponsePlan(
-                status: 416, headers: headers, segments: [.bytes(body)], contentLength: body.count, rangeText: rangeText
-            )
-        case .partial(let ranges) where ranges.count == 1:
-            let r = ranges[0]
-            let headers = fields(
-                HeaderField("content-type", contentType),
-                HeaderField("content-range", Self.contentRange(r.first, r.last, size)))
-            return ResponsePlan(
-                status: 206, headers: headers, segments: [.content(offset: r.first, length: r.length)],
-                contentLength: r.length, rangeText: rangeText)
-        case .partial(let ranges):
+            status = 416
+            fields.contentType = "text/plain"
+            fields.contentRange = .unsatisfiedRange(size: size)
+            segments = [.bytes(body)]
+            contentLength = body.count
+        case .single(let r):
+            status = 206
+            fields.contentType = contentType
+            fields.contentRange = .byteRange(first: r.first, last: r.last, size: size)
+            segments = [.content(offset: r.first, length: r.length)]
+            contentLength = r.length
+        case .multiple(let ranges):
             let boundary = "edge" + String(boundarySeed, radix: 16)
             let layout = MultipartLayout(
                 ranges: ranges, totalLength: size, contentType: contentType, boundary: boundary)
-            return ResponsePlan(
-                status: 206, headers: fields(HeaderField("content-type", "multipart/byteranges; boundary=\(boundary)")),
-                segments: layout.segments, contentLength: layout.contentLength,
-                rangeText: rangeText)
-        }
-    }
-
-    /// `bytes first-last/size`, written in one pass: interpolating it made three integer Strings
-    /// and five appends on every range response (loadtest/instructions.py). All three are
-    /// non-negative (the range was resolved against the size).
-    static func contentRange(_ first: Int, _ last: Int, _ size: Int) -> String {
-        String(unsafeUninitializedCapacity: 6 + 3 * DecimalText.bytesMax + 2) { out in
-            var n = 0
-            func put(_ byte: UInt8) { out[n] = byte; n += 1 }
-            func put(_ value: Int) {
-                n += DecimalText.write(value, into: UnsafeMutableRawPointer(out.baseAddress! + n))
-            }
-            for b in "bytes ".utf8 { put(b) }
-            put(first)
-            put(UInt8(ascii: "-"))
-            put(last)
-            put(UInt8(ascii: "/"))
-            put(size)
-            return n
+            status = 206
+            fields.contentType = "multipart/byteranges; boundary=\(boundary)"
+            segments = layout.segments
+            contentLength = layout.contentLength
         }
     }
 }

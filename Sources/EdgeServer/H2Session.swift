@@ -160,66 +160,27 @@ final class H2Session {
         if let session { nghttp2_session_del(session); self.session = nil }
     }
 
-    func submitResponse(_ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, date: String) {
+    func submitResponse(
+        _ ex: Exchange, status: Int, fields: ResponseFields, contentLength: Int, date: String, scratch: HeadScratch
+    ) {
         guard let session else { return }
-        let hasLength = status != 304 && status != 204
-        let count = 3 + headers.count + (hasLength ? 1 : 0)
-        // The status and the length are written as digits straight into the block: `String(Int)`
-        // for each cost two conversions per response (loadtest/instructions.py).
-        var bytes =
-            ":status".utf8.count + DecimalText.bytesMax + "server".utf8.count + 4 + "date".utf8.count + date.utf8.count
-        for i in headers.indices { bytes += headers[i].name.utf8.count + headers[i].value.utf8.count }
-        if hasLength { bytes += "content-length".utf8.count + DecimalText.bytesMax }
-        // Names and values copied into one scratch block on the stack; nghttp2 copies them again
-        // during the call, so nothing here outlives it.
-        withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: count) { nva in
-            withUnsafeTemporaryAllocation(byteCount: bytes, alignment: 1) { block in
-                var at = 0, k = 0
-                func put(_ s: String) -> (UnsafeMutablePointer<UInt8>, Int) {
-                    let start = block.baseAddress!.advanced(by: at)
-                    var n = 0
-                    let copied: Int? = s.utf8.withContiguousStorageIfAvailable { src -> Int in
-                        if src.count > 0 { start.copyMemory(from: src.baseAddress!, byteCount: src.count) }
-                        return src.count
-                    }
-                    if let copied {
-                        n = copied
-                    } else {
-                        for byte in s.utf8 { block[at + n] = byte; n += 1 }
-                    }
-                    at += n
-                    return (start.assumingMemoryBound(to: UInt8.self), n)
-                }
-                func put(_ value: Int) -> (UnsafeMutablePointer<UInt8>, Int) {
-                    let start = block.baseAddress!.advanced(by: at)
-                    let n = DecimalText.write(value, into: start)
-                    at += n
-                    return (start.assumingMemoryBound(to: UInt8.self), n)
-                }
-                func add(_ name: (UnsafeMutablePointer<UInt8>, Int), _ value: (UnsafeMutablePointer<UInt8>, Int)) {
-                    nva[k] = nghttp2_nv(
-                        name: name.0, value: value.0, namelen: name.1, valuelen: value.1,
-                        flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-                    k += 1
-                }
-                func add(_ name: String, _ value: String) { add(put(name), put(value)) }
-                add(put(":status"), put(status))
-                add("server", "edge")
-                add("date", date)
-                for i in headers.indices { add(headers[i].name, headers[i].value) }   // no copy of each field
-                if hasLength { add(put("content-length"), put(contentLength)) }
-                if ex.body != nil {
-                    // The data callbacks find the exchange through the source, with no lookup by
-                    // stream id per DATA frame: `exchanges` holds it until the stream closes, and
-                    // nghttp2 calls them only for a stream still open.
-                    var provider = nghttp2_data_provider(
-                        source: nghttp2_data_source(ptr: Unmanaged.passUnretained(ex).toOpaque()),
-                        read_callback: h2ReadBody)
-                    _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, &provider)
-                } else {
-                    _ = nghttp2_submit_response(session, ex.streamID, nva.baseAddress, count, nil)
-                }
-            }
+        // The four pairs written here: the status's and the length's digits, and the date.
+        var head = H2HeadWriter(
+            scratch: scratch, fields: fields, fixedPairs: 4, fixedBytes: 2 * DecimalText.bytesMax + date.utf8.count)
+        head.field(":status", .decimal(status))
+        head.field("server", .fixed("edge"))
+        head.field("date", date)
+        fields.write(to: &head)
+        if status != 304 && status != 204 { head.field("content-length", .decimal(contentLength)) }
+        if ex.body != nil {
+            // The data callbacks find the exchange through the source, with no lookup by stream id
+            // per DATA frame: `exchanges` holds it until the stream closes, and nghttp2 calls them
+            // only for a stream still open.
+            var provider = nghttp2_data_provider(
+                source: nghttp2_data_source(ptr: Unmanaged.passUnretained(ex).toOpaque()), read_callback: h2ReadBody)
+            _ = nghttp2_submit_response(session, ex.streamID, head.pairs, head.count, &provider)
+        } else {
+            _ = nghttp2_submit_response(session, ex.streamID, head.pairs, head.count, nil)
         }
     }
 

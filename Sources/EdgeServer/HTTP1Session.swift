@@ -109,17 +109,35 @@ final class HTTP1Session {
     }
 
     /// Writes the response head; an answer without a body ends its exchange here.
-    func respond(_ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, date: String) {
-        var head = "HTTP/1.1 \(status) \(HTTPStatus.reason(status))\r\nServer: edge\r\nDate: \(date)\r\n"
-        for h in headers { head += "\(h.name): \(h.value)\r\n" }
-        if status != 304 && status != 204 { head += "Content-Length: \(contentLength)\r\n" }
-        if !ex.keepAlive {
-            head += "Connection: close\r\n"
-        } else if ex.request.version == .http1_0 {
-            head += "Connection: keep-alive\r\n"
+    func respond(
+        _ ex: Exchange, status: Int, fields: ResponseFields, contentLength: Int, date: String, scratch: HeadScratch
+    ) {
+        let reason = HTTPStatus.reason(status)
+        // At most 118 bytes besides the reason, the date and `fields`: the status line's and the
+        // fixed lines' text (80, with the status's digits and `Connection: keep-alive`) and
+        // Content-Length (38).
+        var head = HTTP1HeadWriter(
+            scratch: scratch, fields: fields, fixedBytes: 118 + reason.utf8.count + date.utf8.count)
+        head.put("HTTP/1.1 ")
+        head.put(.decimal(status))
+        head.put(" ")
+        head.put(reason)
+        head.put("\r\nServer: edge\r\nDate: ")
+        head.put(date)
+        head.put("\r\n")
+        fields.write(to: &head)
+        if status != 304 && status != 204 {
+            head.put("Content-Length: ")
+            head.put(.decimal(contentLength))
+            head.put("\r\n")
         }
-        head += "\r\n"
-        connection.write(head)
+        if !ex.keepAlive {
+            head.put("Connection: close\r\n")
+        } else if ex.request.version == .http1_0 {
+            head.put("Connection: keep-alive\r\n")
+        }
+        head.put("\r\n")
+        connection.write(head.bytes)
         if ex.body == nil { finished(ex) }
     }
 

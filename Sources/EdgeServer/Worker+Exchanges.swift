@@ -63,7 +63,7 @@ extension Worker: ExchangeHost {
     func apply(_ answer: ContentAnswer, _ c: Connection, _ ex: Exchange) {
         switch answer {
         case .respond(let r):
-            respond(c, ex, status: r.status, headers: r.headers, contentLength: r.contentLength, body: r.body)
+            respond(c, ex, status: r.status, fields: r.fields, contentLength: r.contentLength, body: r.body)
         case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
         case .waiting: break
         }
@@ -80,8 +80,7 @@ extension Worker: ExchangeHost {
 
     func respondSimple(_ c: Connection, _ ex: Exchange, status: Int, body: String, extraHeaders: [HeaderField]) {
         let bytes = Array(body.utf8)
-        var headers = extraHeaders
-        if !bytes.isEmpty { headers.insert(HeaderField("content-type", "text/plain; charset=utf-8"), at: 0) }
+        let fields = ResponseFields(contentType: bytes.isEmpty ? nil : "text/plain; charset=utf-8", extra: extraHeaders)
         if status == 408 || status == 400 || status == 413 || status == 414 || status == 431 || status == 505 {
             ex.keepAlive = false
         }
@@ -92,12 +91,12 @@ extension Worker: ExchangeHost {
                 file: nil, segments: [.bytes(bytes)],
                 owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
                 bufferCapacity: max(bytes.count, 64))
-        respond(c, ex, status: status, headers: headers, contentLength: bytes.count, body: stream)
+        respond(c, ex, status: status, fields: fields, contentLength: bytes.count, body: stream)
     }
 
     /// Hands a response to the connection's protocol front end.
     func respond(
-        _ c: Connection, _ ex: Exchange, status: Int, headers: [HeaderField], contentLength: Int, body: BodyStream?
+        _ c: Connection, _ ex: Exchange, status: Int, fields: ResponseFields, contentLength: Int, body: BodyStream?
     ) {
         ex.responded = true
         ex.status = status
@@ -106,9 +105,11 @@ extension Worker: ExchangeHost {
         switch c.frontEnd {
         case .http2(let h2):
             // No pump: this may run inside an nghttp2 callback; the session sends when it returns.
-            h2.submitResponse(ex, status: status, headers: headers, contentLength: contentLength, date: dateText)
+            h2.submitResponse(
+                ex, status: status, fields: fields, contentLength: contentLength, date: dateText, scratch: headScratch)
         case .http1(let h1):
-            h1.respond(ex, status: status, headers: headers, contentLength: contentLength, date: dateText)
+            h1.respond(
+                ex, status: status, fields: fields, contentLength: contentLength, date: dateText, scratch: headScratch)
             pump(c)
         case .undecided:
             preconditionFailure("a response on a connection that speaks no protocol yet")

@@ -72,6 +72,8 @@ final class Worker {
     /// Where TLS reads put plaintext until the protocol has taken it (a temporary allocation of
     /// this size came from the heap, once per receive).
     let tlsPlaintextScratch = UnsafeMutableRawPointer.allocate(byteCount: 16384, alignment: 16)
+    /// Where the front ends write response heads (`ResponseHead.swift`).
+    let headScratch = HeadScratch()
     let tickMilliseconds = 250
     var draining = false
     var drainDeadlineMicroseconds: Int64 = 0

@@ -39,7 +39,7 @@ final class SliceStoreTests: XCTestCase {
         let known = s.meta(path) ?? meta(0)
         let hit = s.hit(path, known: known, worker: 0, readsBody: false) { _ in
             ResponsePlan(
-                status: 206, headers: [],
+                status: 206, fields: ResponseFields(),
                 segments: first <= last
                     ? [
                         .content(
@@ -61,7 +61,8 @@ final class SliceStoreTests: XCTestCase {
         let hit = s.hit("/audio/h", worker: 0, readsBody: true) { m in
             planned = m
             return ResponsePlan(
-                status: 206, headers: [], segments: [.bytes([1]), .content(offset: self.slice + 5, length: 10)],
+                status: 206, fields: ResponseFields(),
+                segments: [.bytes([1]), .content(offset: self.slice + 5, length: 10)],
                 contentLength: 11, rangeText: "-")
         }
         XCTAssertEqual(planned?.size, 3 * slice, "the plan is built from the stored metadata")
@@ -75,7 +76,8 @@ final class SliceStoreTests: XCTestCase {
         // A HEAD reads no body: nothing is looked up (and no fill started for a missing slice).
         let head = s.hit("/audio/h", worker: 0, readsBody: false) { _ in
             ResponsePlan(
-                status: 200, headers: [], segments: [.content(offset: 0, length: 3 * self.slice)], contentLength: 0,
+                status: 200, fields: ResponseFields(), segments: [.content(offset: 0, length: 3 * self.slice)],
+                contentLength: 0,
                 rangeText: "-")
         }
         XCTAssertEqual(head?.partial, true)

@@ -81,7 +81,7 @@ extension CacheSource: FillListener {
             fill.failureStatus == 504
             ? "origin timeout\n"
             : fill.failureStatus == 502 ? "origin error\n" : "\(HTTPStatus.reason(fill.failureStatus).lowercased())\n"
-        ex.cacheStatus = "\(cacheName); fwd=miss"
+        ex.cacheStatus = statusText.miss
         return .text(status: fill.failureStatus, text: text, headers: headers)
     }
 

@@ -24,8 +24,8 @@ final class CacheSource {
     let clock: LoopClock
     let worker: Int
     private(set) var limits: LimitsConfig
-    /// This cache's name in Cache-Status (`server.cache_name`).
-    private(set) var cacheName: String
+    /// This cache's Cache-Status entries (`server.cache_name`).
+    private(set) var statusText: CacheStatusText
     let directory: WorkerDirectory
     let errorLog: AccessLog
     let counters: WorkerCounters
@@ -55,7 +55,7 @@ final class CacheSource {
         self.clock = clock
         self.reads = reads
         limits = config.limits
-        cacheName = config.server.cacheName
+        statusText = CacheStatusText(name: config.server.cacheName)
         directory = settings.directory
         self.errorLog = errorLog
         boundaryCounter = boundarySeed
@@ -78,7 +78,7 @@ final class CacheSource {
     /// flight and parked requests keep going.
     func configure(_ config: EdgeConfig) {
         limits = config.limits
-        cacheName = config.server.cacheName
+        statusText = CacheStatusText(name: config.server.cacheName)
         cacheFiles.entriesMax = config.limits.openFilesMax
         writer.inFlightMax = config.cache.diskWritesInFlightMax
         writer.queueMax = config.cache.diskWriteQueueMax
@@ -150,7 +150,7 @@ final class CacheSource {
             let hit = store.hit(
                 path, known: fetched, worker: worker, nowSeconds: wallSeconds, readsBody: readsBody,
                 plan: { meta in
-                    ResponsePlan.build(
+                    ResponsePlan(
                         request: ex.request, path: path, size: meta.size, etag: meta.etag,
                         lastModified: meta.lastModified,
                         contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: seed,
@@ -160,14 +160,13 @@ final class CacheSource {
         var plan = hit.plan
         ex.rangeText = plan.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
-        let age = max(0, wallSeconds - hit.meta.storedAtSeconds)
-        var status =
-            fetched != nil
-            ? "\(cacheName); fwd=miss; stored"
-            : (hit.partial ? "\(cacheName); fwd=partial; stored" : "\(cacheName); hit")
+        // A stored time read from disk is not trusted not to overflow the subtraction.
+        let (elapsed, overflow) = wallSeconds.subtractingReportingOverflow(hit.meta.storedAtSeconds)
+        let age = overflow ? 0 : Int(max(0, elapsed))
+        var status = fetched != nil ? statusText.missStored : (hit.partial ? statusText.partialStored : statusText.hit)
         if fetched != nil, let upstreamStatus { status = upstreamStatus + ", " + status }
-        plan.headers.append(HeaderField("cache-status", status))
-        plan.headers.append(HeaderField("age", String(age)))
+        plan.fields.cacheStatus = status
+        plan.fields.age = age
         ex.cacheStatus = status
         var body: BodyStream? = nil
         if readsBody && !plan.segments.isEmpty {
@@ -179,7 +178,7 @@ final class CacheSource {
             if let (index, lookup) = hit.firstSlice { adopt(lookup, index: index, into: b, counted: fetched == nil) }
             body = b
         }
-        return Response(status: plan.status, headers: plan.headers, contentLength: plan.contentLength, body: body)
+        return Response(plan, body: body)
     }
 
     // MARK: bodies of cached objects
@@ -317,5 +316,17 @@ final class CacheSource {
     /// Drops a body's reference to its slice file.
     func release(_ body: BodyStream) {
         if let d = body.diskEntry { cacheFiles.release(d); body.diskEntry = nil }
+    }
+}
+
+/// A cache's RFC 9211 Cache-Status entries, formatted once per configuration: interpolated per
+/// response, the hit's cost an allocation each.
+struct CacheStatusText {
+    let hit: String, partialStored: String, missStored: String, miss: String
+    init(name: String) {
+        hit = name + "; hit"
+        partialStored = name + "; fwd=partial; stored"
+        missStored = name + "; fwd=miss; stored"
+        miss = name + "; fwd=miss"
     }
 }

@@ -12,9 +12,17 @@ enum ContentSource {
 /// A response ready to go: the head's fields and the body to pull (nil: none, e.g. HEAD or 304).
 struct Response {
     var status: Int
-    var headers: [HeaderField]
+    var fields: ResponseFields
     var contentLength: Int
     var body: BodyStream?
+
+    /// A plan's head with the body made for it.
+    init(_ plan: ResponsePlan, body: BodyStream?) {
+        status = plan.status
+        contentLength = plan.contentLength
+        fields = plan.fields
+        self.body = body
+    }
 }
 
 /// What a content source says about a request at once.

@@ -62,7 +62,7 @@ final class DirectorySource {
 
     private func response(_ c: Connection, _ ex: Exchange, _ e: FileEntry) -> Response {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
-        let plan = ResponsePlan.build(
+        let plan = ResponsePlan(
             request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag,
             lastModified: e.lastModified, contentType: e.contentType, rangesMax: limits.rangesMax,
             boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
@@ -75,7 +75,7 @@ final class DirectorySource {
                 owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
                 bufferCapacity: limits.readChunkBytes)
         }
-        return Response(status: plan.status, headers: plan.headers, contentLength: plan.contentLength, body: body)
+        return Response(plan, body: body)
     }
 
     /// Starts reading the next chunk of a body's current file range.
