@@ -69,4 +69,13 @@ final class ResponseHeadTests: XCTestCase {
         XCTAssertEqual(
             m.bytes, text.reduce(0) { $0 + $1.utf8.count } + 6 + 3 * DecimalText.bytesMax + 2 + DecimalText.bytesMax)
     }
+
+    /// Age from a stored time read from disk: never negative, and a time so far off that the
+    /// subtraction overflows gives 0 instead of trapping.
+    func testAgeOfAStoredTime() {
+        XCTAssertEqual(CacheSource.ageSeconds(nowSeconds: 1_000, storedAtSeconds: 940), 60)
+        XCTAssertEqual(CacheSource.ageSeconds(nowSeconds: 1_000, storedAtSeconds: 5_000), 0)
+        XCTAssertEqual(CacheSource.ageSeconds(nowSeconds: 1_000, storedAtSeconds: .min), 0)
+        XCTAssertEqual(CacheSource.ageSeconds(nowSeconds: -1_000, storedAtSeconds: .max), 0)
+    }
 }

@@ -160,9 +160,7 @@ final class CacheSource {
         var plan = hit.plan
         ex.rangeText = plan.rangeText
         // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
-        // A stored time read from disk is not trusted not to overflow the subtraction.
-        let (elapsed, overflow) = wallSeconds.subtractingReportingOverflow(hit.meta.storedAtSeconds)
-        let age = overflow ? 0 : Int(max(0, elapsed))
+        let age = Self.ageSeconds(nowSeconds: wallSeconds, storedAtSeconds: hit.meta.storedAtSeconds)
         var status = fetched != nil ? statusText.missStored : (hit.partial ? statusText.partialStored : statusText.hit)
         if fetched != nil, let upstreamStatus { status = upstreamStatus + ", " + status }
         plan.fields.cacheStatus = status
@@ -179,6 +177,13 @@ final class CacheSource {
             body = b
         }
         return Response(plan, body: body)
+    }
+
+    /// RFC 9111 Age of an object stored at `storedAtSeconds`: 0 for a time in the future, and for
+    /// one so far off that the subtraction overflows (a stored time read from disk is not trusted).
+    static func ageSeconds(nowSeconds: Int64, storedAtSeconds: Int64) -> Int {
+        let (elapsed, overflow) = nowSeconds.subtractingReportingOverflow(storedAtSeconds)
+        return overflow ? 0 : Int(max(0, elapsed))
     }
 
     // MARK: bodies of cached objects
