@@ -76,9 +76,9 @@ public protocol ResponseFieldSink {
 /// The fields of a response head, besides those each front end writes itself (status, Server,
 /// Date, Content-Length, Connection): typed slots in the order they are sent, then whatever else
 /// an answer carries. A `[HeaderField]` of `String`s cost an array and a string per range
-/// response, and a copy of every name into nghttp2. (A struct of six strings is copied, not moved,
-/// at hand-offs between the plan and the writer: more retains than the array had; see
-/// docs/ARCHITECTURE.md.)
+/// response, and a copy of every name into nghttp2. (A struct of six strings: each copy retains
+/// them all. The plan now travels whole to the writer, which borrows it; one copy is left, inside
+/// `ResponsePlan`'s initializer; see docs/ARCHITECTURE.md.)
 public struct ResponseFields: Sendable, Equatable {
     public var contentType: String?
     public var contentRange: FieldValue?

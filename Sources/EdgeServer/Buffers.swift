@@ -267,24 +267,51 @@ final class ReadBuffer {
 }
 
 /// Fixed-size buffers for file reads, recycled per worker so the steady state allocates nothing.
+/// The buffers kept for reuse are a stack in memory allocated once for `keepMax` (the last given
+/// back is the next taken, still warm in the CPU's cache). An `Array` property paid a dynamic
+/// exclusivity check on each take and give (see "Exclusivity checks" in docs/ARCHITECTURE.md);
+/// the first `keptCount` slots are initialized, the rest are not.
 final class BufferPool {
     let size: Int
-    private var free: [ReadBuffer] = []
     let keepMax: Int
-    init(size: Int, keepMax: Int) { self.size = size; self.keepMax = keepMax }
+    // `@exclusivity(unchecked)`: see "Exclusivity checks" in docs/ARCHITECTURE.md.
+    @exclusivity(unchecked) private var kept: UnsafeMutablePointer<ReadBuffer>
+    @exclusivity(unchecked) private(set) var keptCount = 0
     /// Buffers taken and not given back (0 whenever no body is in flight and no output holds one).
     @exclusivity(unchecked) private(set) var outstanding = 0
+
+    init(size: Int, keepMax: Int) {
+        precondition(keepMax >= 0, "a negative number of buffers to keep")
+        self.size = size
+        self.keepMax = keepMax
+        kept = .allocate(capacity: max(keepMax, 1))
+    }
+    deinit {
+        kept.deinitialize(count: keptCount)
+        kept.deallocate()
+    }
+
     /// A buffer with one user, the taker.
     func take() -> ReadBuffer {
         outstanding += 1
-        let b = free.popLast() ?? ReadBuffer(size: size, pool: self)
+        let b: ReadBuffer
+        if keptCount > 0 {
+            keptCount -= 1
+            b = (kept + keptCount).move()
+        } else {
+            b = ReadBuffer(size: size, pool: self)
+        }
         b.users = 1
         return b
     }
+
     fileprivate func give(_ b: ReadBuffer) {
         outstanding -= 1
         assert(outstanding >= 0, "a read buffer given back twice")
-        if free.count < keepMax { free.append(b) }
+        if keptCount < keepMax {
+            (kept + keptCount).initialize(to: b)
+            keptCount += 1
+        }
     }
 }
 

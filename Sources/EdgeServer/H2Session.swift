@@ -16,13 +16,12 @@ final class H2Session {
     unowned(unsafe) let connection: Connection
     let limits: LimitsConfig
     /// Streams with a complete request, by stream id.
-    private(set) var exchanges = StreamTable<Exchange>()
-    /// Requests whose headers are still arriving.
-    private var building = StreamTable<RequestBuilder>()
+    let exchanges = StreamTable<Exchange>()
+    /// Requests whose headers or body are still arriving.
+    private let building = StreamTable<RequestBuilder>()
     private var serverResets = 0
     private var goAwaySent = false
     var idleSinceMicroseconds: Int64
-    private var bodyBytesReceived = StreamTable<Int>()
 
     final class RequestBuilder {
         var method = "", path = ""
@@ -34,6 +33,8 @@ final class H2Session {
         var cookies = 0
         var listBytes = 0
         var tooLarge = false
+        /// Request body bytes received (DATA before END_STREAM): over `request_body_bytes_max` is a 413.
+        var bodyBytes = 0
         /// When the stream's HEADERS began: the request must end (END_STREAM) within
         /// `h2_stream_request_timeout_milliseconds`.
         let startMicroseconds: Int64
@@ -152,10 +153,9 @@ final class H2Session {
     /// Releases every stream's resources when the connection goes away.
     func shutdown() {
         // Taken out first: ending an exchange must not meet the table mid-iteration.
-        let ending = exchanges
-        exchanges.removeAll()
-        ending.forEach { _, ex in host.end(ex, on: connection) }
+        let ending = exchanges.removeAll()
         building.removeAll()
+        for ex in ending { host.end(ex, on: connection) }
         current = nil
         if let session { nghttp2_session_del(session); self.session = nil }
     }
@@ -200,7 +200,6 @@ final class H2Session {
 
     private func forget(streamID: Int32) {
         building[streamID] = nil
-        bodyBytesReceived[streamID] = nil
         if currentStreamID == streamID { current = nil }
     }
 
@@ -296,7 +295,7 @@ final class H2Session {
         exchanges[streamID] = ex
         if b.tooLarge {
             host.refuse(ex, on: connection, status: 431, text: "request header fields too large\n")
-        } else if (bodyBytesReceived[streamID] ?? 0) > limits.requestBodyBytesMax {
+        } else if b.bodyBytes > limits.requestBodyBytesMax {
             host.refuse(ex, on: connection, status: 413, text: "content too large\n")
         } else {
             host.start(ex, on: connection)
@@ -304,8 +303,10 @@ final class H2Session {
     }
 
     fileprivate func dataChunk(streamID: Int32, length: Int) {
-        let total = (bodyBytesReceived[streamID] ?? 0) + length
-        bodyBytesReceived[streamID] = total
+        // DATA reaches only a stream whose request has not ended (nghttp2 refuses it after
+        // END_STREAM), so its builder is found unless the stream was forgotten (then it is reset).
+        guard let b = streamID == currentStreamID ? current : building[streamID] else { return }
+        b.bodyBytes += length   // a frame carries at most 16 MiB: a 64-bit count does not overflow
     }
 
     fileprivate func streamClosed(streamID: Int32) {

@@ -9,17 +9,47 @@
 /// The size is bounded by the streams nghttp2 lets a peer open (`h2_concurrent_streams_max`). A
 /// peer picks its stream ids, so it could choose ids that share a slot; the worst case is then a
 /// probe over every open stream of its own connection, bounded by the same limit.
-struct StreamTable<Value> {
+///
+/// Why a class over raw memory: as `Array` properties of the session, every lookup, insert and
+/// removal paid a dynamic exclusivity check (`swift_beginAccess`, about 95 instructions with its
+/// thread-local lookup), a dozen per request. The session holds each table by `let`, so reaching it
+/// needs no check, and the table's own properties are integers and pointers only this worker's
+/// thread touches (see "Exclusivity checks" in docs/ARCHITECTURE.md). The price is memory managed
+/// by hand: every slot of `values` is always initialized (nil when empty), and `deinit`,
+/// `removeAll` and `grow` deinitialize each slot exactly once (`StreamTableTests` checks that
+/// every value is released).
+final class StreamTable<Value> {
+    // `@exclusivity(unchecked)`: see "Exclusivity checks" in docs/ARCHITECTURE.md.
     /// Stream ids; 0 marks an empty slot (stream 0 is the connection, never a stream's key).
-    private var keys: [Int32]
-    private var values: [Value?]
-    private var shift: UInt32
-    private(set) var count = 0
+    @exclusivity(unchecked) private var keys: UnsafeMutablePointer<Int32>
+    /// The value of each slot; nil where the slot is empty. Always initialized, all `capacity` slots.
+    @exclusivity(unchecked) private var values: UnsafeMutablePointer<Value?>
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private var shift: UInt32
+    @exclusivity(unchecked) private(set) var count = 0
+
+    private static var capacityMin: Int { 16 }
 
     init() {
-        keys = Array(repeating: 0, count: 16)
-        values = Array(repeating: nil, count: 16)
+        capacity = Self.capacityMin
         shift = 32 - 4
+        (keys, values) = Self.allocate(Self.capacityMin)
+    }
+
+    deinit { Self.deallocate(keys, values, capacity) }
+
+    private static func allocate(_ n: Int) -> (UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Value?>) {
+        let k = UnsafeMutablePointer<Int32>.allocate(capacity: n)
+        k.initialize(repeating: 0, count: n)
+        let v = UnsafeMutablePointer<Value?>.allocate(capacity: n)
+        v.initialize(repeating: nil, count: n)
+        return (k, v)
+    }
+
+    private static func deallocate(_ k: UnsafeMutablePointer<Int32>, _ v: UnsafeMutablePointer<Value?>, _ n: Int) {
+        v.deinitialize(count: n)
+        v.deallocate()
+        k.deallocate()
     }
 
     var isEmpty: Bool { count == 0 }
@@ -32,7 +62,7 @@ struct StreamTable<Value> {
     subscript(key: Int32) -> Value? {
         get {
             guard key != 0 else { return nil }   // never stored: 0 marks an empty slot
-            let mask = keys.count - 1
+            let mask = capacity - 1
             var i = home(key)
             while true {
                 let k = keys[i]
@@ -47,9 +77,9 @@ struct StreamTable<Value> {
     }
 
     /// Only streams nghttp2 has accepted are inserted, and their ids are 1 or more.
-    private mutating func insert(_ key: Int32, _ value: consuming Value) {
+    private func insert(_ key: Int32, _ value: consuming Value) {
         precondition(key != 0, "stream 0 is the connection")
-        let mask = keys.count - 1
+        let mask = capacity - 1
         var i = home(key)
         while keys[i] != 0 {
             if keys[i] == key { values[i] = value; return }
@@ -59,22 +89,23 @@ struct StreamTable<Value> {
         values[i] = value
         count += 1
         // At most half full: probes stay short, and an empty slot always ends a search.
-        if count * 2 > keys.count { grow() }
+        if count * 2 > capacity { grow() }
     }
 
-    private mutating func grow() {
-        let oldKeys = keys, oldValues = values
-        keys = Array(repeating: 0, count: oldKeys.count * 2)
-        values = Array(repeating: nil, count: oldKeys.count * 2)
+    private func grow() {
+        let oldKeys = keys, oldValues = values, oldCapacity = capacity
+        capacity = oldCapacity * 2
         shift -= 1
+        (keys, values) = Self.allocate(capacity)
         count = 0
-        for i in oldKeys.indices where oldKeys[i] != 0 { insert(oldKeys[i], oldValues[i].unsafelyUnwrapped) }
+        for i in 0..<oldCapacity where oldKeys[i] != 0 { insert(oldKeys[i], oldValues[i].take()!) }
+        Self.deallocate(oldKeys, oldValues, oldCapacity)
     }
 
     @discardableResult
-    mutating func removeValue(forKey key: Int32) -> Value? {
+    func removeValue(forKey key: Int32) -> Value? {
         guard key != 0 else { return nil }   // never stored; a search for it would take an empty slot for it
-        let mask = keys.count - 1
+        let mask = capacity - 1
         var i = home(key)
         while keys[i] != key {
             if keys[i] == 0 { return nil }
@@ -91,7 +122,7 @@ struct StreamTable<Value> {
             let stays = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
             if !stays {
                 keys[hole] = keys[j]
-                values.swapAt(hole, j)   // the hole's nil moves on with it
+                values[hole] = values[j].take()   // the hole's nil moves on with it
                 hole = j
             }
             j = (j + 1) & mask
@@ -101,15 +132,29 @@ struct StreamTable<Value> {
         return removed
     }
 
-    mutating func removeAll() { self = StreamTable() }
+    /// Empties the table and hands back what it held, in no particular order: the caller can act
+    /// on each value (ending an exchange may reach the table again) after the table is empty.
+    @discardableResult
+    func removeAll() -> [Value] {
+        var taken: [Value] = []
+        taken.reserveCapacity(count)
+        for i in 0..<capacity where keys[i] != 0 { taken.append(values[i].take()!) }
+        Self.deallocate(keys, values, capacity)
+        capacity = Self.capacityMin
+        shift = 32 - 4
+        (keys, values) = Self.allocate(capacity)
+        count = 0
+        return taken
+    }
 
-    /// Calls `body` with every (stream id, value) pair, in no particular order.
+    /// Calls `body` with every (stream id, value) pair, in no particular order. `body` must not
+    /// insert or remove.
     func forEach(_ body: (_ key: Int32, _ value: Value) -> Void) {
-        for i in keys.indices where keys[i] != 0 { body(keys[i], values[i]!) }
+        for i in 0..<capacity where keys[i] != 0 { body(keys[i], values[i]!) }
     }
 
     func contains(where predicate: (Value) -> Bool) -> Bool {
-        for i in keys.indices where keys[i] != 0 { if predicate(values[i]!) { return true } }
+        for i in 0..<capacity where keys[i] != 0 { if predicate(values[i]!) { return true } }
         return false
     }
 }

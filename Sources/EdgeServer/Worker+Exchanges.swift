@@ -62,8 +62,8 @@ extension Worker: ExchangeHost {
     /// inside an nghttp2 callback, and the front end sends when the callback returns.
     func apply(_ answer: ContentAnswer, _ c: Connection, _ ex: Exchange) {
         switch answer {
-        case .respond(let r):
-            respond(c, ex, status: r.status, fields: r.fields, contentLength: r.contentLength, body: r.body)
+        case .respond(let plan, let body):
+            respond(c, ex, status: plan.status, fields: plan.fields, contentLength: plan.contentLength, body: body)
         case let .text(status, text, headers): respondSimple(c, ex, status: status, body: text, extraHeaders: headers)
         case .waiting: break
         }

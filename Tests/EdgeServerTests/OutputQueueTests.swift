@@ -85,6 +85,30 @@ final class OutputQueueTests: XCTestCase {
         XCTAssertEqual(pool.outstanding, 1)
     }
 
+    /// The pool keeps at most `keepMax` buffers, hands the last one given back out first, and
+    /// releases the rest: the buffers beyond the bound are freed, not kept.
+    func testThePoolKeepsAtMostItsBoundAndReusesTheLastGivenBack() {
+        let pool = BufferPool(size: 64, keepMax: 2)
+        weak var beyondTheBound: ReadBuffer?
+        var second: ObjectIdentifier?
+        do {
+            let taken = (0..<3).map { _ in pool.take() }
+            XCTAssertEqual(pool.outstanding, 3)
+            beyondTheBound = taken[2]
+            second = ObjectIdentifier(taken[1])
+            for b in taken { b.release() }   // given back in order: the third finds the pool full
+        }
+        XCTAssertEqual(pool.outstanding, 0)
+        XCTAssertEqual(pool.keptCount, 2)
+        XCTAssertNil(beyondTheBound, "a buffer given back beyond keepMax is freed, not kept")
+        let again = pool.take()
+        XCTAssertEqual(ObjectIdentifier(again), second, "the last buffer kept is the first taken again")
+        XCTAssertEqual(pool.keptCount, 1)
+        XCTAssertEqual(again.users, 1)
+        again.release()
+        XCTAssertEqual(pool.keptCount, 2)
+    }
+
     func testMorePiecesThanOneSendGathers() {
         let pool = BufferPool(size: 64, keepMax: 200)
         let q = OutputQueue(capacity: 64)

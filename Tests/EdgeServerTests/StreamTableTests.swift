@@ -19,7 +19,7 @@ final class StreamTableTests: XCTestCase {
     func testMatchesDictionaryUnderRandomOperations() {
         for seed in UInt64(1)...20 {
             var rng = SplitMix64(seed: seed)
-            var table = StreamTable<Int>()
+            let table = StreamTable<Int>()
             var reference: [Int32: Int] = [:]
             // Few distinct keys, so inserts, overwrites and removals of present keys all happen.
             let keySpace = Int32(1 + rng.next() % 300)
@@ -43,7 +43,7 @@ final class StreamTableTests: XCTestCase {
     /// Ids a peer could pick to share the last slot of a 16-slot table: one chain, wrapping past
     /// the end, removed from its middle and front, still finds every other key.
     func testCollidingIdsStayReachable() {
-        var table = StreamTable<Int>()
+        let table = StreamTable<Int>()
         var ids: [Int32] = []
         var id: Int32 = 1
         while ids.count < 7 {
@@ -70,7 +70,7 @@ final class StreamTableTests: XCTestCase {
     }
 
     func testGrowsAndEmpties() {
-        var table = StreamTable<Int>()
+        let table = StreamTable<Int>()
         for id in stride(from: Int32(1), through: 2001, by: 2) { table[id] = Int(id) }
         XCTAssertEqual(table.count, 1001)
         XCTAssertEqual(table[1999], 1999)
@@ -87,5 +87,42 @@ final class StreamTableTests: XCTestCase {
         XCTAssertTrue(table.isEmpty)
         XCTAssertNil(table[1])
         XCTAssertEqual(contents(table), [:])
+    }
+
+    final class Census { var alive = 0 }
+    final class Tracked {
+        let id: Int
+        let census: Census
+        init(_ id: Int, _ census: Census) { self.id = id; self.census = census; census.alive += 1 }
+        deinit { census.alive -= 1 }
+    }
+
+    /// The table's values live in memory it manages by hand: every value it was given is released
+    /// once, whether it was overwritten, removed, moved by a removal's backward shift or by growth,
+    /// handed back by `removeAll`, or still held when the table goes away.
+    func testReleasesEveryValueOnce() {
+        let census = Census()
+        do {
+            let table = StreamTable<Tracked>()
+            for id in stride(from: Int32(1), through: 201, by: 2) { table[id] = Tracked(Int(id), census) }   // grows 16 → 256
+            XCTAssertEqual(census.alive, 101)
+            table[1] = Tracked(-1, census)   // overwrite: the old value goes
+            XCTAssertEqual(census.alive, 101)
+            XCTAssertEqual(table[1]?.id, -1)
+            for id in stride(from: Int32(3), through: 101, by: 2) {
+                XCTAssertEqual(table.removeValue(forKey: id)?.id, Int(id))
+            }
+            XCTAssertEqual(census.alive, 51)
+            for id in stride(from: Int32(103), through: 201, by: 2) { XCTAssertEqual(table[id]?.id, Int(id)) }
+            let taken = table.removeAll()
+            XCTAssertEqual(taken.count, 51)
+            XCTAssertEqual(Set(taken.map(\.id)), Set([-1] + Array(stride(from: 103, through: 201, by: 2))))
+            XCTAssertTrue(table.isEmpty)
+            XCTAssertEqual(census.alive, 51, "handed back, still held by the caller")
+            _ = taken
+            table[7] = Tracked(7, census)
+            table[9] = Tracked(9, census)
+        }
+        XCTAssertEqual(census.alive, 0, "the table released what it still held when it went away")
     }
 }

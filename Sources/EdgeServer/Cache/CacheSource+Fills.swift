@@ -61,12 +61,12 @@ extension CacheSource: FillListener {
                 delivery?.deliver(c, ex, failureAnswer(p.fill, ex))
             case .head, .complete:
                 guard let meta = p.fill.meta,
-                    let response = hitResponse(
+                    let answer = hitResponse(
                         c, ex, p.fill.key.path, fetched: meta, upstreamStatus: p.fill.upstreamCacheStatus)
                 else {
                     preconditionFailure("a fill past its head without metadata")
                 }
-                delivery?.deliver(c, ex, .respond(response))
+                delivery?.deliver(c, ex, answer)
             }
         }
         parked.append(contentsOf: still)

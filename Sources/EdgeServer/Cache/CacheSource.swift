@@ -92,7 +92,7 @@ final class CacheSource {
     /// fetch of) the slice holding the first requested byte, and answer when its head arrives — a
     /// miss's time to first byte is the origin's.
     func answer(_ c: Connection, _ ex: Exchange, _ path: String) -> ContentAnswer {
-        if let response = hitResponse(c, ex, path) { return .respond(response) }
+        if let answer = hitResponse(c, ex, path) { return answer }
         // The slice holding the first byte asked for, read by the same range parser a hit uses. A
         // suffix range needs the size first, and a first byte past any object we would accept is
         // answered from the size too: both fetch slice 0.
@@ -141,7 +141,7 @@ final class CacheSource {
     /// `upstreamStatus`: a parent edge's Cache-Status for the fill, listed before this cache's entry.
     func hitResponse(
         _ c: Connection, _ ex: Exchange, _ path: String, fetched: ObjectMeta? = nil, upstreamStatus: String? = nil
-    ) -> Response? {
+    ) -> ContentAnswer? {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let seed = boundaryCounter
         let readsBody = !ex.isHead
@@ -176,7 +176,7 @@ final class CacheSource {
             if let (index, lookup) = hit.firstSlice { adopt(lookup, index: index, into: b, counted: fetched == nil) }
             body = b
         }
-        return Response(plan, body: body)
+        return .respond(plan, body: body)
     }
 
     /// RFC 9111 Age of an object stored at `storedAtSeconds`: 0 for a time in the future, and for

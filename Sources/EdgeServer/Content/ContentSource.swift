@@ -9,25 +9,13 @@ enum ContentSource {
     case cache(CacheSource)
 }
 
-/// A response ready to go: the head's fields and the body to pull (nil: none, e.g. HEAD or 304).
-struct Response {
-    var status: Int
-    var fields: ResponseFields
-    var contentLength: Int
-    var body: BodyStream?
-
-    /// A plan's head with the body made for it.
-    init(_ plan: ResponsePlan, body: BodyStream?) {
-        status = plan.status
-        contentLength = plan.contentLength
-        fields = plan.fields
-        self.body = body
-    }
-}
-
 /// What a content source says about a request at once.
 enum ContentAnswer {
-    case respond(Response)
+    /// A response ready to go: the plan (status, fields, length) and the body to pull (nil: none,
+    /// e.g. HEAD or 304). The plan travels whole to the front end, which writes its fields from
+    /// where they are: a `Response` struct in between, with the fields copied out of the plan into
+    /// it, retained each of their strings once more per response (`loadtest/allocs.py`).
+    case respond(ResponsePlan, body: BodyStream?)
     /// A short plain-text answer (404, 503, an origin's failure status).
     case text(status: Int, text: String, headers: [HeaderField])
     /// The answer comes later, through `ContentDelivery` (a file opening, a fill on its way).

@@ -36,7 +36,7 @@ final class DirectorySource {
     func answer(_ c: Connection, _ ex: Exchange, now: Int64) -> ContentAnswer {
         switch files.lookup(ex.canonicalPath ?? "", now: now) {
         case .ready(let e):
-            return .respond(response(c, ex, e))
+            return response(c, ex, e)
         case .missing:
             return .text(status: 404, text: "not found\n", headers: [])
         case .pending(let e):
@@ -54,13 +54,13 @@ final class DirectorySource {
         for w in waiters {
             guard let (c, ex) = delivery?.waitingExchange(w) else { continue }
             let answer: ContentAnswer =
-                e.state == .ready ? .respond(response(c, ex, e)) : .text(status: 404, text: "not found\n", headers: [])
+                e.state == .ready ? response(c, ex, e) : .text(status: 404, text: "not found\n", headers: [])
             delivery?.deliver(c, ex, answer)
         }
         if e.retired { files.release(e) }
     }
 
-    private func response(_ c: Connection, _ ex: Exchange, _ e: FileEntry) -> Response {
+    private func response(_ c: Connection, _ ex: Exchange, _ e: FileEntry) -> ContentAnswer {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let plan = ResponsePlan(
             request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag,
@@ -75,7 +75,7 @@ final class DirectorySource {
                 owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
                 bufferCapacity: limits.readChunkBytes)
         }
-        return Response(plan, body: body)
+        return .respond(plan, body: body)
     }
 
     /// Starts reading the next chunk of a body's current file range.
