@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <pthread.h>
 #include <time.h>
+#include <sys/mman.h>
 
 static sigset_t edge_signals(void) {
     sigset_t set; sigemptyset(&set);
@@ -52,4 +53,26 @@ int edge_reopen_append(int fd, const char *path) {
     int rc = dup3(n, fd, O_CLOEXEC) < 0 ? -errno : 0;
     close(n);
     return rc;
+}
+
+void *edge_map_file(int fd, size_t length) {
+    void *p = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+void edge_unmap_file(void *base, size_t length) { munmap(base, length); }
+int edge_pages_resident(const void *base, size_t offset, size_t length) {
+    if (length == 0) return 1;
+    static size_t page = 0;
+    if (page == 0) { long p = sysconf(_SC_PAGESIZE); page = p > 0 ? (size_t)p : 4096; }
+    uintptr_t first = ((uintptr_t)base + offset) & ~(uintptr_t)(page - 1);
+    uintptr_t end = (uintptr_t)base + offset + length;
+    unsigned char vec[256];
+    while (first < end) {
+        size_t pages = (end - first + page - 1) / page;
+        if (pages > sizeof vec) pages = sizeof vec;
+        if (mincore((void *)first, pages * page, vec) != 0) return 0;
+        for (size_t i = 0; i < pages; i++) if (!(vec[i] & 1)) return 0;
+        first += pages * page;
+    }
+    return 1;
 }

@@ -278,6 +278,9 @@ public struct LimitsConfig: Sendable, Equatable {
     public var recvBufferBytes = 16384
     public var outputBufferBytesMax = 262_144
     public var readChunkBytes = 65536
+    /// Origin-directory files up to this size are sent on cleartext from a read-only mapping
+    /// (page cache to socket, no read into a buffer); larger ones, and TLS, are read. 0: never.
+    public var mappedFileBytesMax = 268_435_456
     public var openFilesMax = 4096
     public var openFileRevalidateMilliseconds = 5000
     public var headerTimeoutMilliseconds = 10_000
@@ -519,6 +522,7 @@ public struct EdgeConfig: Sendable {
             ("recv_buffer_bytes", \.recvBufferBytes, 1024...1_048_576),
             ("output_buffer_bytes_max", \.outputBufferBytesMax, 16384...67_108_864),
             ("read_chunk_bytes", \.readChunkBytes, 4096...4_194_304),
+            ("mapped_file_bytes_max", \.mappedFileBytesMax, 0...(1 << 40)),
             ("open_files_max", \.openFilesMax, 1...1_000_000),
             ("open_file_revalidate_milliseconds", \.openFileRevalidateMilliseconds, 0...3_600_000),
             ("header_timeout_milliseconds", \.headerTimeoutMilliseconds, 100...3_600_000),

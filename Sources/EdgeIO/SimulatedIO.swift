@@ -23,6 +23,10 @@ public final class SimulatedIO {
         public var diskFailurePercent = 0
         /// A file read fails with EIO.
         public var readFailurePercent = 0
+        /// Mapping a file fails (ENOMEM): the server reads the file instead.
+        public var mapFailurePercent = 0
+        /// A residency check finds a page out of the page cache: the server reads that range.
+        public var pageCacheMissPercent = 0
         public init() {}
     }
 
@@ -99,6 +103,52 @@ public final class SimulatedIO {
         return "-"
     }
 
+    // MARK: file mappings
+
+    /// File reads performed (each one a read the server submitted).
+    public private(set) var fileReads = 0
+    /// Mappings made and not yet unmapped (a leak check: zero once every file is closed and
+    /// every response sent).
+    public private(set) var liveMappings = 0
+
+    /// A mapping of an open file: a copy of its first `length` bytes, so bytes written to the file
+    /// later are not seen through it; a file that shrinks is (see `mappedBytesReadable`). Nil when
+    /// the file is shorter, or on an injected failure.
+    func mapFile(fd: Int32, length: Int) -> UnsafeRawPointer? {
+        guard case .file(let f)? = nodes[fd], let file = files[f.path], file.bytes.count >= length else { return nil }
+        if chance(faults.mapFailurePercent, "map ENOMEM") { return nil }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 4096)
+        file.bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: length) }
+        liveMappings += 1
+        mappings[UnsafeRawPointer(p)] = (length, f.path)
+        return UnsafeRawPointer(p)
+    }
+
+    func unmapped(_ base: UnsafeRawPointer) {
+        liveMappings -= 1
+        mappings[base] = nil
+        UnsafeMutableRawPointer(mutating: base).deallocate()
+    }
+
+    /// Live mappings: their length and the file they map.
+    private var mappings: [UnsafeRawPointer: (length: Int, path: String)] = [:]
+    private static let pageBytes = 4096
+
+    /// How many of `piece`'s first bytes a send can copy: all of them, unless they lie in a
+    /// mapping whose file has since shrunk. As the kernel does, the pages up to the file's new end
+    /// stay readable and a page past it faults (the send fails with EFAULT if it copied nothing).
+    private func mappedBytesReadable(_ piece: UnsafeRawBufferPointer) -> Int {
+        guard let start = piece.baseAddress, !mappings.isEmpty else { return piece.count }
+        for (base, m) in mappings where start >= base && start < base + m.length {
+            let size = files[m.path]?.bytes.count ?? 0
+            let readableEnd = (size + Self.pageBytes - 1) / Self.pageBytes * Self.pageBytes
+            return max(0, min(piece.count, readableEnd - (start - base)))
+        }
+        return piece.count
+    }
+
+    func pagesResident() -> Bool { !chance(faults.pageCacheMissPercent, "pages not resident") }
+
     // MARK: operations
 
 
@@ -142,6 +192,7 @@ public final class SimulatedIO {
             guard case .file(let f)? = nodes[fd], let file = files[f.path] else {
                 return complete(data, Errno.badDescriptor.result)
             }
+            fileReads += 1
             if chance(faults.readFailurePercent, "read EIO") { return complete(data, Errno.io.result) }
             let n = max(0, min(length, file.bytes.count - offset))
             if n > 0 { file.bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress! + offset, byteCount: n) } }
@@ -314,6 +365,14 @@ public final class SimulatedIO {
             }
             var n = min(length, room)
             if n > 1 && chance(faults.shortTransferPercent, "short send") { n = 1 + random.next(below: n - 1) }
+            var copyable = 0
+            for piece in pieces {
+                let readable = mappedBytesReadable(piece)
+                copyable += readable
+                if readable < piece.count { break }
+            }
+            if copyable == 0 && n > 0 { complete(data, Errno.badAddress.result); return true }
+            n = min(n, copyable)
             var left = n
             for piece in pieces where left > 0 {
                 let k = min(piece.count, left)

@@ -1,4 +1,5 @@
 import EdgeHTTP
+import EdgeIO
 
 /// The body of one response, pulled by its protocol front end as the peer can take it. Segments
 /// are in-memory bytes (multipart part headers, short texts), ranges of an origin-directory file,
@@ -36,6 +37,10 @@ final class BodyStream {
     @exclusivity(unchecked) var failed = false
     @exclusivity(unchecked) var fileReleased = false
     @exclusivity(unchecked) var parked = false
+    /// Whether file ranges may be sent from the file's mapping (cleartext only: see `FileMapping`).
+    @exclusivity(unchecked) var sendsFromMappings = false
+    /// Whether the ready bytes are a file mapping's: the kernel sends them, user space never reads them.
+    @exclusivity(unchecked) private(set) var readyIsMapped = false
     /// Bytes not yet handed to the protocol (ready ones included).
     @exclusivity(unchecked) private(set) var remaining: Int
     // Cached-object cursor: the slice being read and where its bytes come from.
@@ -93,7 +98,7 @@ final class BodyStream {
         readyPointer = readyPointer.map { $0 + n }
         readyCount -= n
         remaining -= n
-        if readyCount == 0 { readyPointer = nil; borrowedFrom = nil }
+        if readyCount == 0 { readyPointer = nil; borrowedFrom = nil; readyIsMapped = false }
     }
 
     private func produced(_ n: Int) {
@@ -121,6 +126,7 @@ final class BodyStream {
         readyPointer = UnsafeRawPointer(buf)
         readyCount = n
         borrowedFrom = nil
+        readyIsMapped = false
         return n > 0
     }
 
@@ -152,6 +158,7 @@ final class BodyStream {
         guard result == Int32(pendingReadLength), result > 0 else { failed = true; return }
         readyPointer = UnsafeRawPointer(ownBuffer!.bytes)
         readyCount = Int(result)
+        readyIsMapped = false
         produced(Int(result))
     }
 
@@ -160,7 +167,15 @@ final class BodyStream {
         readyPointer = pointer
         readyCount = count
         borrowedFrom = owner
+        readyIsMapped = false
         produced(count)
+    }
+
+    /// Makes a range of a file mapping ready (see `FileMapping` for who may read it).
+    func borrowMapped(_ pointer: UnsafeRawPointer, _ count: Int, owner: FileMapping) {
+        precondition(sendsFromMappings, "mapped bytes for a body whose bytes user space reads (TLS)")
+        borrow(pointer, count, owner: owner)
+        readyIsMapped = true
     }
 
     func releaseBuffer() {

@@ -1,3 +1,4 @@
+import EdgeIO
 import Glibc
 
 /// A contiguous byte buffer with a read and a write index. Owned by one thread.
@@ -211,6 +212,13 @@ final class OutputQueue {
             firstUnsent = 0
             sending.clear()
         }
+    }
+
+    /// Whether the send in flight gathers bytes of a file mapping: then EFAULT is the file's doing
+    /// (truncated under the response), not a bug of the server's (see `FileMapping`). Asked only
+    /// when a send failed with EFAULT.
+    var sendsFromFileMappings: Bool {
+        sendingPieces[firstUnsent...].prefix(Self.iovecsMax).contains { $0.keepAlive is FileMapping }
     }
 
     private static func finish(_ piece: inout Piece) {

@@ -141,7 +141,7 @@ final class Connection {
     /// Queues the first `n` ready bytes of `body` and consumes them. On cleartext they are sent
     /// from where they are (the read buffer or slice), not copied; on TLS they are sealed at once.
     func writeBody(_ body: BodyStream, _ n: Int) {
-        guard tls == nil, n >= Self.borrowBytesMin else {
+        guard tls == nil, n >= Self.borrowBytesMin || body.readyIsMapped else {
             write(UnsafeRawBufferPointer(rebasing: body.buffered[0..<n]))
             body.consume(n)
             return

@@ -23,6 +23,10 @@ final class FileEntry {
     /// Requests (or bodies) waiting for the open to finish.
     var waiters: [BodyOwner] = []
     var lastUseMicroseconds: Int64 = 0
+    /// The file mapped for cleartext bodies to send from: made by the first one (nil until then,
+    /// or when it cannot be; `mappingTried` keeps a failed mapping from being tried per body).
+    var mapping: FileMapping?
+    var mappingTried = false
 
     init(slot: UInt32, relativePath: String, fullPath: String) {
         self.slot = slot

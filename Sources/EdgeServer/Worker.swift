@@ -88,6 +88,9 @@ final class Worker {
     var reportedWaitRefusals = 0
     var reportedDiskWritesSkipped = 0
     var reportedQueueRefusals = 0
+    /// Sends from a file mapping that failed because the file was truncated under the response.
+    var truncatedFileSends = 0
+    var reportedTruncatedFileSends = 0
     var cacheControlMemo: (seconds: Int, text: String) = (-1, "")
 
     /// `ring`: the kernel's (nil: created here, on the worker's own thread) or a simulated one.
@@ -298,6 +301,9 @@ final class Worker {
         }
         report(cache?.writer.skipped ?? 0, &reportedDiskWritesSkipped) {
             "cache.disk_write_queue_max (\(config.cache.diskWriteQueueMax)) reached with \(config.cache.diskWritesInFlightMax) writes in flight (disk_writes_in_flight_max): \($0) slices kept in RAM only (worker \(index))"
+        }
+        report(truncatedFileSends, &reportedTruncatedFileSends) {
+            "\($0) responses cut: their origin-directory file was truncated while they were sent (EFAULT from its mapping; worker \(index))"
         }
         report(cache?.origin.queueRefusals ?? 0, &reportedQueueRefusals) {
             "origin.queue_max (\(config.origin.queueMax)) reached: \($0) fetches refused with 503 (worker \(index))"

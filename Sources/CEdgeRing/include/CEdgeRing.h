@@ -68,6 +68,11 @@ int edge_ring_submit(struct io_uring *r);
 int edge_ring_submit_wait_drain(struct io_uring *r, uint64_t *datas, int32_t *results, uint32_t *flags, int max);
 int edge_cqe_more(uint32_t flags);
 size_t edge_statx_size(void);
+// A read-only shared mapping of a whole file (NULL when it cannot be made), and whether every
+// page of a range of it is in the page cache now (mincore: no I/O, never blocks).
+void *edge_map_file(int fd, size_t length);
+void edge_unmap_file(void *base, size_t length);
+int edge_pages_resident(const void *base, size_t offset, size_t length);
 // Creates a non-blocking SO_REUSEPORT listener on host:port (IPv4 or IPv6 literal). Returns fd or -errno.
 int edge_listen(const char *host, int port, int backlog);
 // 0 when nothing is bound to host:port; -EADDRINUSE (or another -errno) otherwise. Binds without

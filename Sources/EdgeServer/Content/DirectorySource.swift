@@ -74,15 +74,30 @@ final class DirectorySource {
                 file: e, segments: plan.segments,
                 owner: BodyOwner(connectionSlot: c.slot, generation: c.generation, streamID: ex.streamID),
                 bufferCapacity: limits.readChunkBytes)
+            body!.sendsFromMappings = c.tls == nil
         }
         return .respond(plan, body: body)
     }
 
-    /// Starts reading the next chunk of a body's current file range.
+    /// Makes the next chunk of a body's current file range ready: on cleartext, borrowed from the
+    /// file's mapping when its pages are in the page cache (no read, no copy of ours: see
+    /// `FileMapping`); otherwise read through the ring into the body's buffer.
     func refill(_ body: BodyStream) {
         guard let file = body.file else { body.failed = true; return }
-        reads.start(
-            body, fd: file.fd, offset: body.contentOffset, length: min(body.segmentRemaining, body.bufferCapacity))
+        let offset = body.contentOffset
+        let length = min(body.segmentRemaining, body.bufferCapacity)
+        if body.sendsFromMappings && file.size <= limits.mappedFileBytesMax {
+            if !file.mappingTried {
+                file.mappingTried = true
+                file.mapping = files.ring.mapFile(fd: file.fd, length: file.size)
+            }
+            // The segment lies inside the size the plan was made from, the mapping's length.
+            if let m = file.mapping, m.isResident(offset, length) {
+                body.borrowMapped(m.base + offset, length, owner: m)
+                return
+            }
+        }
+        reads.start(body, fd: file.fd, offset: offset, length: length)
     }
 
     /// Drops the body's reference to its file (exactly once).

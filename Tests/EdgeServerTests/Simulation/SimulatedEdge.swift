@@ -124,6 +124,11 @@ final class SimulatedEdge {
         }
         XCTAssertEqual(
             worker.cache?.writer.inFlight ?? 0, 0, "disk writes in flight, \(context)", file: file, line: line)
+        // A file's mapping lives while its table entry does; nothing sent from it holds it after.
+        let entriesMapped = (worker.directorySource?.files.slots ?? []).filter { $0?.mapping != nil }.count
+        XCTAssertEqual(
+            sim.liveMappings, entriesMapped, "file mappings outlived their entries, \(context)", file: file,
+            line: line)
         XCTAssertEqual(
             sim.operationsInFlight, 2 + worker.listeners.count,
             "operations in flight: \(sim.inFlightDescription), \(context)", file: file, line: line)

@@ -188,6 +188,9 @@ struct SeededRun {
         faults.delayMicrosecondsMax = [0, 200][random.next(below: 2)]
         faults.resetPercent = random.next(below: 4) == 0 ? 2 : 0
         faults.readFailurePercent = random.next(below: 4) == 0 ? 3 : 0
+        // Cleartext bodies send from file mappings: some cannot be made, some pages are not resident.
+        faults.mapFailurePercent = random.next(below: 8) == 0 ? 50 : 0
+        faults.pageCacheMissPercent = [0, 0, 10, 100][random.next(below: 4)]
         lossy = faults.resetPercent > 0 || faults.readFailurePercent > 0
         let chunk = [4096, 16384, 65536][random.next(below: 3)]
         let limits =

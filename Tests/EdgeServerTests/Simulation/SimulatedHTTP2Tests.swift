@@ -195,6 +195,9 @@ final class SimulatedHTTP2Tests: XCTestCase {
             faults.delayMicrosecondsMax = [0, 200][random.next(below: 2)]
             faults.resetPercent = random.next(below: 5) == 0 ? 1 : 0
             faults.readFailurePercent = random.next(below: 5) == 0 ? 2 : 0
+            // Cleartext bodies send from file mappings: some cannot be made, some pages are not resident.
+            faults.mapFailurePercent = random.next(below: 8) == 0 ? 50 : 0
+            faults.pageCacheMissPercent = [0, 0, 10, 100][random.next(below: 4)]
             let chunk = [4096, 16384, 65536][random.next(below: 3)]
             let tls = random.next(below: 3) == 0   // h2 by ALPN over TLS, else h2c by prior knowledge
             if tls { tlsRuns += 1 }
