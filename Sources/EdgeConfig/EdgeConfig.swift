@@ -281,6 +281,9 @@ public struct LimitsConfig: Sendable, Equatable {
     /// Origin-directory files up to this size are sent on cleartext from a read-only mapping
     /// (page cache to socket, no read into a buffer); larger ones, and TLS, are read. 0: never.
     public var mappedFileBytesMax = 268_435_456
+    /// How long a mapped file of at most 1 MiB, found wholly in the page cache, is trusted to
+    /// stay there before it is checked again (0: every chunk is checked).
+    public var pageCacheCheckMilliseconds = 100
     public var openFilesMax = 4096
     public var openFileRevalidateMilliseconds = 5000
     public var headerTimeoutMilliseconds = 10_000
@@ -523,6 +526,7 @@ public struct EdgeConfig: Sendable {
             ("output_buffer_bytes_max", \.outputBufferBytesMax, 16384...67_108_864),
             ("read_chunk_bytes", \.readChunkBytes, 4096...4_194_304),
             ("mapped_file_bytes_max", \.mappedFileBytesMax, 0...(1 << 40)),
+            ("page_cache_check_milliseconds", \.pageCacheCheckMilliseconds, 0...10_000),
             ("open_files_max", \.openFilesMax, 1...1_000_000),
             ("open_file_revalidate_milliseconds", \.openFileRevalidateMilliseconds, 0...3_600_000),
             ("header_timeout_milliseconds", \.headerTimeoutMilliseconds, 100...3_600_000),

@@ -147,7 +147,13 @@ public final class SimulatedIO {
         return piece.count
     }
 
-    func pagesResident() -> Bool { !chance(faults.pageCacheMissPercent, "pages not resident") }
+    /// Residency checks asked (each one a `mincore` on the kernel).
+    public private(set) var residencyChecks = 0
+
+    func pagesResident() -> Bool {
+        residencyChecks += 1
+        return !chance(faults.pageCacheMissPercent, "pages not resident")
+    }
 
     // MARK: operations
 

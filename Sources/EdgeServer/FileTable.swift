@@ -27,6 +27,8 @@ final class FileEntry {
     /// or when it cannot be; `mappingTried` keeps a failed mapping from being tried per body).
     var mapping: FileMapping?
     var mappingTried = false
+    /// Until when the whole file is known to be in the page cache (see `DirectorySource.isResident`).
+    var residentUntilMicroseconds: Int64 = 0
 
     init(slot: UInt32, relativePath: String, fullPath: String) {
         self.slot = slot

@@ -149,7 +149,7 @@ extension Worker: ExchangeHost {
         else { return }
         switch (segment, content) {
         case (.bytes, _): _ = body.copyBytesSegments(pool: readPool)
-        case (.content, .directory(let directory)): directory.refill(body)
+        case (.content, .directory(let directory)): directory.refill(body, now: nowMicroseconds)
         case (.content, .cache(let cache)): cache.refill(body)
         }
     }

@@ -82,7 +82,7 @@ final class DirectorySource {
     /// Makes the next chunk of a body's current file range ready: on cleartext, borrowed from the
     /// file's mapping when its pages are in the page cache (no read, no copy of ours: see
     /// `FileMapping`); otherwise read through the ring into the body's buffer.
-    func refill(_ body: BodyStream) {
+    func refill(_ body: BodyStream, now: Int64) {
         guard let file = body.file else { body.failed = true; return }
         let offset = body.contentOffset
         let length = min(body.segmentRemaining, body.bufferCapacity)
@@ -92,12 +92,30 @@ final class DirectorySource {
                 file.mapping = files.ring.mapFile(fd: file.fd, length: file.size)
             }
             // The segment lies inside the size the plan was made from, the mapping's length.
-            if let m = file.mapping, m.isResident(offset, length) {
+            if let m = file.mapping, isResident(file, m, offset, length, now: now) {
                 body.borrowMapped(m.base + offset, length, owner: m)
                 return
             }
         }
         reads.start(body, fd: file.fd, offset: offset, length: length)
+    }
+
+    /// Files up to this size are checked for residency whole, and the answer kept for
+    /// `page_cache_check_milliseconds`: one `mincore` then serves every chunk of a hot file
+    /// (it was one system call per chunk, about 5 % of a 4 KiB range's CPU). Larger files are
+    /// checked chunk by chunk.
+    static let wholeFileResidencyBytesMax = 1 << 20
+
+    /// Whether the chunk's pages are in the page cache: known for a small file checked whole
+    /// within the last `page_cache_check_milliseconds`, else asked of the kernel.
+    private func isResident(_ file: FileEntry, _ m: FileMapping, _ offset: Int, _ length: Int, now: Int64) -> Bool {
+        if now < file.residentUntilMicroseconds { return true }
+        guard file.size <= Self.wholeFileResidencyBytesMax, limits.pageCacheCheckMilliseconds > 0 else {
+            return m.isResident(offset, length)
+        }
+        guard m.isResident(0, m.length) else { return m.isResident(offset, length) }
+        file.residentUntilMicroseconds = now + Int64(limits.pageCacheCheckMilliseconds) * 1000
+        return true
     }
 
     /// Drops the body's reference to its file (exactly once).

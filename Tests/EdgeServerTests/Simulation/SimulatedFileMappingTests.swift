@@ -92,6 +92,25 @@ final class SimulatedFileMappingTests: XCTestCase {
         XCTAssertEqual(edge.sim.injected["map ENOMEM"], 1, "a failed mapping is not tried again per body")
     }
 
+    /// A small file found wholly in the page cache is not asked about again for
+    /// `page_cache_check_milliseconds`; 0 asks for every chunk.
+    func testAHotFileIsCheckedOncePerPageCacheCheckPeriod() throws {
+        let hot = try edge(seed: 69, limits: "page_cache_check_milliseconds = 100")
+        _ = try served(hot, Self.requests, "within one period")
+        XCTAssertEqual(hot.sim.residencyChecks, 1, "one check served all \(Self.chunksOfRequests) chunks")
+        hot.advance(milliseconds: 50)
+        _ = try served(hot, Self.requests, "still within the period")
+        XCTAssertEqual(hot.sim.residencyChecks, 1)
+        hot.advance(milliseconds: 60)
+        _ = try served(hot, Self.requests, "in the next period")
+        XCTAssertEqual(hot.sim.residencyChecks, 2, "checked again once the period was over")
+
+        let everyChunk = try edge(seed: 70, limits: "page_cache_check_milliseconds = 0")
+        _ = try served(everyChunk, Self.requests, "checking every chunk")
+        XCTAssertEqual(everyChunk.sim.residencyChecks, Self.chunksOfRequests)
+        XCTAssertEqual(everyChunk.sim.fileReads, 0)
+    }
+
     /// The bound: the 300,000-byte file is above it and read, the 100,000-byte one below it and
     /// mapped; 0 maps nothing.
     func testMappedFileBytesMaxBoundsWhatIsMapped() throws {
