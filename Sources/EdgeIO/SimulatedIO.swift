@@ -109,7 +109,7 @@ public final class SimulatedIO {
     public private(set) var fileReads = 0
     /// Mappings made and not yet unmapped (a leak check: zero once every file is closed and
     /// every response sent).
-    public private(set) var liveMappings = 0
+    public var liveMappings: Int { mappings.count }
 
     /// A mapping of an open file: a copy of its first `length` bytes, so bytes written to the file
     /// later are not seen through it; a file that shrinks is (see `mappedBytesReadable`). Nil when
@@ -119,13 +119,11 @@ public final class SimulatedIO {
         if chance(faults.mapFailurePercent, "map ENOMEM") { return nil }
         let p = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 4096)
         file.bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: length) }
-        liveMappings += 1
         mappings[UnsafeRawPointer(p)] = (length, f.path)
         return UnsafeRawPointer(p)
     }
 
     func unmapped(_ base: UnsafeRawPointer) {
-        liveMappings -= 1
         mappings[base] = nil
         UnsafeMutableRawPointer(mutating: base).deallocate()
     }

@@ -137,6 +137,27 @@ final class EdgeConfigTests: XCTestCase {
         XCTAssertTrue(error("[server")!.reason.contains("line 1"))
     }
 
+    /// The file-mapping limits: their defaults, their bounds (0 is allowed: it turns mapping, or
+    /// the trusted period, off), and a value out of range or of the wrong type names the key.
+    func testFileMappingLimits() throws {
+        let defaults = try EdgeConfig.parse(base)
+        XCTAssertEqual(defaults.limits.mappedFileBytesMax, 268_435_456)
+        XCTAssertEqual(defaults.limits.pageCacheCheckMilliseconds, 100)
+        let off = try EdgeConfig.parse(
+            base + "\n[limits]\nmapped_file_bytes_max = 0\npage_cache_check_milliseconds = 0")
+        XCTAssertEqual(off.limits.mappedFileBytesMax, 0)
+        XCTAssertEqual(off.limits.pageCacheCheckMilliseconds, 0)
+        XCTAssertEqual(error(base + "\n[limits]\nmapped_file_bytes_max = -1")?.key, "limits.mapped_file_bytes_max")
+        XCTAssertEqual(
+            error(base + "\n[limits]\nmapped_file_bytes_max = 1099511627777")?.key, "limits.mapped_file_bytes_max")
+        XCTAssertEqual(
+            error(base + "\n[limits]\npage_cache_check_milliseconds = 10001")?.key,
+            "limits.page_cache_check_milliseconds")
+        XCTAssertEqual(
+            error(base + "\n[limits]\npage_cache_check_milliseconds = \"100\"")?.key,
+            "limits.page_cache_check_milliseconds")
+    }
+
     func testOverlappingListenersRefused() throws {
         let tls = "\ntls_certificate = \"/c.pem\"\ntls_private_key = \"/k.pem\""
         func listeners(_ plain: String, _ tlsList: String) -> String {
