@@ -7,7 +7,16 @@ public struct FNV1a {
     @inline(__always) public mutating func add(_ byte: UInt8) {
         value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
     }
-    public mutating func add(_ s: String) { for b in s.utf8 { add(b) } }
+    /// A native string's bytes in place: iterating its `utf8` view cost about 30 instructions a
+    /// byte, where this loop costs a few.
+    public mutating func add(_ s: String) {
+        var v = value
+        let done = s.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes { v = (v ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        }
+        if done == nil { for b in s.utf8 { v = (v ^ UInt64(b)) &* 0x0000_0100_0000_01b3 } }
+        value = v
+    }
 
     public static func hash(_ s: String) -> UInt64 {
         var h = FNV1a()

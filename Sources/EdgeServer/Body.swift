@@ -39,8 +39,6 @@ final class BodyStream {
     @exclusivity(unchecked) var parked = false
     /// Whether file ranges may be sent from the file's mapping (cleartext only: see `FileMapping`).
     @exclusivity(unchecked) var sendsFromMappings = false
-    /// Whether the ready bytes are a file mapping's: the kernel sends them, user space never reads them.
-    @exclusivity(unchecked) private(set) var readyIsMapped = false
     /// Bytes not yet handed to the protocol (ready ones included).
     @exclusivity(unchecked) private(set) var remaining: Int
     // Cached-object cursor: the slice being read and where its bytes come from.
@@ -80,6 +78,8 @@ final class BodyStream {
     }
 
     var buffered: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: readyPointer, count: readyCount) }
+    /// Whether the ready bytes belong to another object (a slice or a file mapping), not the own buffer.
+    var readyIsBorrowed: Bool { borrowedFrom != nil }
     var isComplete: Bool { remaining == 0 }
     var currentSegment: Segment? { index < segments.count ? segments[index] : nil }
     var segmentRemaining: Int {
@@ -98,7 +98,7 @@ final class BodyStream {
         readyPointer = readyPointer.map { $0 + n }
         readyCount -= n
         remaining -= n
-        if readyCount == 0 { readyPointer = nil; borrowedFrom = nil; readyIsMapped = false }
+        if readyCount == 0 { readyPointer = nil; borrowedFrom = nil }
     }
 
     private func produced(_ n: Int) {
@@ -126,7 +126,6 @@ final class BodyStream {
         readyPointer = UnsafeRawPointer(buf)
         readyCount = n
         borrowedFrom = nil
-        readyIsMapped = false
         return n > 0
     }
 
@@ -158,7 +157,6 @@ final class BodyStream {
         guard result == Int32(pendingReadLength), result > 0 else { failed = true; return }
         readyPointer = UnsafeRawPointer(ownBuffer!.bytes)
         readyCount = Int(result)
-        readyIsMapped = false
         produced(Int(result))
     }
 
@@ -167,15 +165,14 @@ final class BodyStream {
         readyPointer = pointer
         readyCount = count
         borrowedFrom = owner
-        readyIsMapped = false
         produced(count)
     }
 
-    /// Makes a range of a file mapping ready (see `FileMapping` for who may read it).
+    /// Makes a range of a file mapping ready (see `FileMapping` for who may read it): borrowed
+    /// bytes are always gathered into the send, never copied (`Connection.writeBody`).
     func borrowMapped(_ pointer: UnsafeRawPointer, _ count: Int, owner: FileMapping) {
         precondition(sendsFromMappings, "mapped bytes for a body whose bytes user space reads (TLS)")
         borrow(pointer, count, owner: owner)
-        readyIsMapped = true
     }
 
     func releaseBuffer() {

@@ -134,14 +134,15 @@ final class Connection {
 
     func write(_ s: String) { var s = s; s.withUTF8 { write(UnsafeRawBufferPointer($0)) } }
 
-    /// Below this, a body's bytes are copied into the output: one more gathered piece (and, for a
-    /// read buffer, a fresh buffer for the next read) costs more than the copy.
+    /// Below this, bytes read into a body's own buffer are copied into the output: lending the
+    /// buffer means taking a fresh one for the next read, which costs more than the copy. Bytes
+    /// borrowed from a slice or a mapping are always gathered: nothing replaces them.
     static let borrowBytesMin = 8192
 
     /// Queues the first `n` ready bytes of `body` and consumes them. On cleartext they are sent
     /// from where they are (the read buffer or slice), not copied; on TLS they are sealed at once.
     func writeBody(_ body: BodyStream, _ n: Int) {
-        guard tls == nil, n >= Self.borrowBytesMin || body.readyIsMapped else {
+        guard tls == nil, n >= Self.borrowBytesMin || body.readyIsBorrowed else {
             write(UnsafeRawBufferPointer(rebasing: body.buffered[0..<n]))
             body.consume(n)
             return

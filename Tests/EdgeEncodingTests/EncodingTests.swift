@@ -43,6 +43,13 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(FNV1a.hash(""), 0xcbf2_9ce4_8422_2325)
         XCTAssertEqual(FNV1a.hash("a"), 0xaf63_dc4c_8601_ec8c)
         XCTAssertEqual(FNV1a.hash("foobar"), 0x8594_4171_f739_67e8)
+        // Longer than a small string's 15 bytes (stored apart), and a byte at a time through
+        // `add(_: UInt8)`: the same value (computed with Python from the definition).
+        let long = "/audio/t0000/96/008.bin/with-a-path-longer-than-fifteen-bytes"
+        XCTAssertEqual(FNV1a.hash(long), 0x87d0_32f6_cc27_50ce)
+        var bytewise = FNV1a()
+        for b in Array(long.utf8) { bytewise.add(b) }
+        XCTAssertEqual(bytewise.value, 0x87d0_32f6_cc27_50ce)
     }
 
     func testSplitMix64IsSeededAndBounded() {
