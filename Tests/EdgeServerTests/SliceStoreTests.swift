@@ -50,6 +50,39 @@ final class SliceStoreTests: XCTestCase {
         return hit!.partial
     }
 
+    /// A body that began with one version looks its next slices up with that version's ETag: once
+    /// the index holds the object as another version (it changed at the origin), that version's
+    /// slices are refused to the body, while a body of the new version gets them.
+    func testALookupForAnotherVersionIsRefused() {
+        let s = store(ram: 1 << 20, disk: 1 << 20)
+        let key = SliceKey(path: "/audio/v", index: 0)
+        fill(s, key, size: 2 * slice)   // version "e" (the test's `meta`)
+        guard case .ram = s.lookup(key, worker: 0, etag: "\"e\"") else {
+            return XCTFail("the version the body sends is served")
+        }
+        // The object changes: its old slices are purged and version "f" fills slice 0 again.
+        _ = s.purge(key.path)
+        guard case .startFill(let f) = s.lookup(key, worker: 0) else { return XCTFail("purged: fetched again") }
+        let changed = ObjectMeta(
+            size: 2 * slice, etag: "\"f\"", lastModified: "", contentType: "audio/ogg", storedAtSeconds: 0)
+        XCTAssertNotNil(s.recordMeta(f, changed))
+        f.meta = changed
+        f.length = slice
+        f.phase.store(Fill.Phase.complete.rawValue, ordering: .releasing)
+        _ = s.completeFill(f)
+        guard case .changed = s.lookup(key, worker: 0, etag: "\"e\"") else {
+            return XCTFail("a body of version e must not get version f's slice")
+        }
+        guard case .ram = s.lookup(key, worker: 0, etag: "\"f\"") else {
+            return XCTFail("a body of version f gets it")
+        }
+        // Slice 1 is in neither tier: a body of version e is refused before any fill starts.
+        guard case .changed = s.lookup(SliceKey(path: key.path, index: 1), worker: 0, etag: "\"e\"") else {
+            return XCTFail("no fill for a version the index no longer has")
+        }
+        XCTAssertEqual(s.stats.fills, 0)
+    }
+
     func testHitIsOneAnswer() {
         let s = store(ram: 1 << 20, disk: 1 << 20)
         XCTAssertNil(

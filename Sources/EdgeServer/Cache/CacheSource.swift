@@ -120,7 +120,7 @@ final class CacheSource {
             // fill must run: others may join it), and answer as a hit next time.
             promoter.start(f, d)
             return busy
-        case .overloaded, .ram, .disk:
+        case .overloaded, .ram, .disk, .changed:
             // Slices without metadata: only after a purge raced this request. A miss next time.
             return busy
         }
@@ -200,7 +200,7 @@ final class CacheSource {
         case .promote(let f, let d): promoter.start(f, d); body.sliceSource = .fill(f); tier = 1
         case .startFill(let f):
             origin.fetch(f); body.sliceSource = .fill(f); body.servedFromCache = false; tier = Self.originTier
-        case .overloaded: body.sliceSource = nil; body.failed = true; return
+        case .overloaded, .changed: body.sliceSource = nil; body.failed = true; return
         }
         if counted { counters.add(MetricLayout.cacheLookups + tier) }
     }
@@ -222,7 +222,10 @@ final class CacheSource {
             } else {
                 body.sliceLookups = 0
             }
-            adopt(store.lookup(SliceKey(path: objectPath, index: idx), worker: worker), index: idx, into: body)
+            // The body's version checked: a slice of the object as it is now must never be spliced
+            // into a response that began with another version.
+            let key = SliceKey(path: objectPath, index: idx)
+            adopt(store.lookup(key, worker: worker, etag: body.objectETag), index: idx, into: body)
             if body.failed { return }
         }
         let want = body.segmentRemaining

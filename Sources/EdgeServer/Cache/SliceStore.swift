@@ -169,12 +169,19 @@ final class SliceStore: @unchecked Sendable {
         /// file into it (`SlicePromoter`); on completion the slice enters the RAM tier.
         case promote(Fill, DiskSlice)
         case overloaded
+        /// The object is now another version than the one the caller is sending (it changed at
+        /// the origin since the response began): its slices must not be spliced into it.
+        case changed
     }
 
     /// Finds a slice or joins/starts its fill, atomically: however many workers ask at once,
-    /// exactly one gets `.startFill`.
-    func lookup(_ key: SliceKey, worker: Int) -> Lookup {
-        state.withLock { s in lookupLocked(&s, key, worker: worker) }
+    /// exactly one gets `.startFill`. `etag`: the version the caller's response sends; `.changed`
+    /// when the index knows the object as another one.
+    func lookup(_ key: SliceKey, worker: Int, etag: String? = nil) -> Lookup {
+        state.withLock { s in
+            if let etag, let current = s.meta[key.path], current.etag != etag { return .changed }
+            return lookupLocked(&s, key, worker: worker)
+        }
     }
 
     /// `counts`: this is a request for the slice (the policies record it); false when the same
