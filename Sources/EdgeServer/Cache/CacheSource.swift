@@ -122,6 +122,7 @@ final class CacheSource {
             return busy
         case .overloaded, .ram, .disk, .changed:
             // Slices without metadata: only after a purge raced this request. A miss next time.
+            // (`.changed` answers only a lookup that names a version, which this one does not.)
             return busy
         }
     }

@@ -10,7 +10,9 @@ import XCTest
 /// With `tls` (a server context), it speaks HTTPS: OpenSSL over memory BIOs per connection,
 /// ciphertext through the simulated network and its faults.
 final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
-    let objects: [String: [UInt8]]
+    /// What it serves, and the ETag every object carries: a test changes both to change the objects.
+    var objects: [String: [UInt8]]
+    var etag = "\"v1\""
     var faultPercent: Int
     private var random: SplitMix64
     private var inbound: [ObjectIdentifier: [UInt8]] = [:]
@@ -101,7 +103,7 @@ final class SimulatedOrigin: SimulatedIO.PeerBehaviour {
         let body = Array(object[first...last])
         let responseHead =
             "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes \(first)-\(last)/\(object.count)\r\n"
-            + "Content-Length: \(body.count)\r\nETag: \"v1\"\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
+            + "Content-Length: \(body.count)\r\nETag: \(etag)\r\nLast-Modified: Tue, 14 Nov 2023 22:13:20 GMT\r\n"
             + "Content-Type: audio/mp4\r\n\r\n"
         if faultPercent > 0 && random.next(below: 100) < faultPercent {
             faults += 1
@@ -205,6 +207,42 @@ final class SimulatedCacheTests: XCTestCase {
         client.close()
         edge.runUntilIdle()
         edge.checkQuiescentCache("after reading back from disk")
+    }
+
+    /// A slow reader whose response began with version 1 stalls between slices; the object is
+    /// purged and refetched as version 2, whose slices land in RAM. When the reader resumes, its
+    /// response is cut: it never carries version 2's bytes after version 1's.
+    func testAStalledResponseIsCutNotSplicedWhenTheObjectChanges() throws {
+        let v1 = pseudoRandomBytes(4 * 16384, seed: 21), v2 = pseudoRandomBytes(4 * 16384, seed: 22)
+        // A small output bound: the body waits for the reader instead of queuing all of it at once.
+        let edge = try SimulatedEdge(
+            seed: 21, config: Self.config(limits: "read_chunk_bytes = 4096\noutput_buffer_bytes_max = 16384"))
+        let origin = SimulatedOrigin(objects: ["/audio/t.bin": v1], seed: 21)
+        edge.sim.serve(port: 9000, origin)
+        _ = get(edge, v1, range: nil, "version 1 cached")
+        let slow = edge.connect()
+        slow.windowBytes = 20000   // with 16 KiB queued, inside slice 2: slice 3 waits for the reader
+        slow.write("GET /audio/t.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        edge.runUntilIdle()
+        let cache = try XCTUnwrap(edge.worker.cache)
+        _ = cache.store.purge("/audio/t.bin")
+        origin.objects = ["/audio/t.bin": v2]
+        origin.etag = "\"v2\""
+        let r = try XCTUnwrap(get(edge, v2, range: nil, "version 2 fetched"))
+        XCTAssertEqual(r.headers["etag"], "\"v2\"")
+        slow.windowBytes = Int.max
+        edge.runUntilIdle()
+        var reader = ResponseReader()
+        reader.add(slow.take())
+        let partial = reader.buffer
+        let end = try XCTUnwrap(partial.firstRange(of: Array("\r\n\r\n".utf8)), "the slow reader got its head")
+        let body = Array(partial[end.upperBound...])
+        XCTAssertTrue(body.count < v1.count, "cut, not completed from version 2 (\(body.count) bytes)")
+        XCTAssertTrue(body == Array(v1.prefix(body.count)), "only version 1's bytes, none of version 2's")
+        XCTAssertTrue(slow.closedByServer, "the cut response closes the connection")
+        slow.close()
+        edge.runUntilIdle()
+        edge.checkQuiescentCache("after the cut")
     }
 
     /// One GET on a new connection; the response, checked byte for byte against `track`.
