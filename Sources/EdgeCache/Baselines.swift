@@ -198,7 +198,7 @@ public final class WTinyLFUSimulation: SimulatedPolicy {
 /// The edge's policy under the simulator's interface.
 public final class EdgePolicySimulation: SimulatedPolicy {
     public let name: String
-    let policy: EdgePolicy
+    var policy: EdgePolicy
     public init(name: String, policy: EdgePolicy) { self.name = name; self.policy = policy }
     public func access(_ key: UInt64, size: Int) -> Bool {
         if policy.recordAccess(key) { return true }

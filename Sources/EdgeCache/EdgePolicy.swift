@@ -21,7 +21,12 @@
 ///
 /// Pure data structure, no I/O: the server drives it from its cache index; `edgectl cachesim`
 /// replays traces through the very same type.
-public final class EdgePolicy {
+///
+/// A value type: the cache index holds it inside its locked state and changes it in place, so
+/// exclusive access is proven when compiling. As a class, each of its stored properties a call
+/// touched cost a run-time exclusivity check (`swift_beginAccess`): ten per cache hit, about 1,000
+/// instructions (`loadtest/instructions.py`, edge-cache, 4 KiB ranges).
+public struct EdgePolicy {
     public private(set) var capacityBytes: Int
     private var pool = NodePool()
     private var small = LinkedQueue(id: 1)
@@ -58,7 +63,7 @@ public final class EdgePolicy {
 
     /// Records a request for `key`; returns whether it is cached. A hit costs a counter update.
     @discardableResult
-    public func recordAccess(_ key: UInt64) -> Bool {
+    public mutating func recordAccess(_ key: UInt64) -> Bool {
         sketch.increment(key)
         guard let n = pool.index[key], pool.queue[Int(n)] != ghost.id, pool.queue[Int(n)] != mainGhost.id else {
             return false
@@ -75,7 +80,7 @@ public final class EdgePolicy {
     /// Offers a missed entry of `size` bytes. Returns whether it was admitted and the keys evicted
     /// to make room (the caller deletes their data). Entries larger than the unpinned capacity are
     /// never admitted.
-    public func insert(_ key: UInt64, size: Int) -> (admitted: Bool, evicted: [UInt64]) {
+    public mutating func insert(_ key: UInt64, size: Int) -> (admitted: Bool, evicted: [UInt64]) {
         var wasGhost = false
         if let n = pool.index[key] {
             let q = pool.queue[Int(n)]
@@ -107,7 +112,7 @@ public final class EdgePolicy {
     }
 
     /// Frees one entry's worth of space; false when nothing evictable is left (all pinned).
-    private func evictOne(_ evicted: inout [UInt64]) -> Bool {
+    private mutating func evictOne(_ evicted: inout [UInt64]) -> Bool {
         if small.count > 0 && (small.bytes >= smallBytesTarget || main.count == 0) {
             let t = small.popTail(&pool)!
             let key = pool.key[Int(t)]
@@ -149,7 +154,7 @@ public final class EdgePolicy {
     /// pins expire); the small queue's target keeps its share and the ghosts are bounded anew.
     /// Returns the evicted keys (the caller deletes their data). The frequency sketch keeps its
     /// size and its counts.
-    public func resize(capacityBytes newCapacity: Int) -> [UInt64] {
+    public mutating func resize(capacityBytes newCapacity: Int) -> [UInt64] {
         precondition(newCapacity >= 0, "a negative capacity")
         let share = Double(smallBytesTarget) / Double(max(capacityBytes, 1))
         capacityBytes = newCapacity
@@ -162,7 +167,7 @@ public final class EdgePolicy {
     }
 
     /// Removes an entry (purge, or its data turned out bad).
-    public func remove(_ key: UInt64) {
+    public mutating func remove(_ key: UInt64) {
         guard let n = pool.index[key] else { return }
         switch pool.queue[Int(n)] {
         case small.id: small.remove(n, &pool)
@@ -177,7 +182,7 @@ public final class EdgePolicy {
 
     /// Pins a cached entry until `untilSeconds`: it is never evicted before then.
     @discardableResult
-    public func pin(_ key: UInt64, untilSeconds: Int64) -> Bool {
+    public mutating func pin(_ key: UInt64, untilSeconds: Int64) -> Bool {
         guard let n = pool.index[key], pool.queue[Int(n)] != ghost.id, pool.queue[Int(n)] != mainGhost.id else {
             return false
         }
@@ -193,7 +198,7 @@ public final class EdgePolicy {
     }
 
     /// Ends a pin now: the entry joins main (it stays cached).
-    public func unpin(_ key: UInt64) {
+    public mutating func unpin(_ key: UInt64) {
         guard pinExpiry.removeValue(forKey: key) != nil, let n = pool.index[key], pool.queue[Int(n)] == pinned.id
         else { return }
         pinned.remove(n, &pool)
@@ -201,7 +206,7 @@ public final class EdgePolicy {
     }
 
     /// Returns expired pins to main; the server calls it on its tick.
-    public func expirePins(nowSeconds: Int64) {
+    public mutating func expirePins(nowSeconds: Int64) {
         guard nowSeconds >= nextPinExpirySeconds else { return }
         var next = Int64.max
         for (key, until) in pinExpiry {

@@ -97,6 +97,20 @@ public struct ResponseFields: Sendable, Equatable {
         self.extra = extra
     }
 
+    /// A representation's fields (`ResponsePlan`), each given once: built in one call, the value
+    /// moves into the plan where a local changed field by field was copied into it.
+    public init(
+        contentType: consuming String?, contentRange: FieldValue?, etag: consuming String,
+        lastModified: consuming String, cacheControl: consuming String
+    ) {
+        self.contentType = contentType
+        self.contentRange = contentRange
+        self.etag = etag
+        self.lastModified = lastModified
+        acceptRanges = true
+        self.cacheControl = cacheControl
+    }
+
     /// Every field, in the order it is sent: the one walk all writers and `Measure` share.
     @inlinable
     public func write<Sink: ResponseFieldSink>(to sink: inout Sink) {

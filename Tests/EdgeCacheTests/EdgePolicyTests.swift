@@ -6,7 +6,7 @@ import Foundation
 final class EdgePolicyTests: XCTestCase {
     func testNeverExceedsCapacityAndReportsEvictions() {
         var rng = SplitMix64(seed: 42)
-        let p = EdgePolicy(capacityBytes: 100_000, expectedEntries: 1000)
+        var p = EdgePolicy(capacityBytes: 100_000, expectedEntries: 1000)
         var cached = Set<UInt64>()
         for _ in 0..<50_000 {
             let key = rng.next() % 2000
@@ -23,7 +23,7 @@ final class EdgePolicyTests: XCTestCase {
     }
 
     func testOversizedNeverAdmitted() {
-        let p = EdgePolicy(capacityBytes: 1000, expectedEntries: 10)
+        var p = EdgePolicy(capacityBytes: 1000, expectedEntries: 10)
         XCTAssertFalse(p.insert(1, size: 1001).admitted)
         XCTAssertFalse(p.contains(1))
         XCTAssertTrue(p.insert(2, size: 1000).admitted)
@@ -46,7 +46,7 @@ final class EdgePolicyTests: XCTestCase {
     }
 
     func testPinsHoldUntilExpiry() {
-        let p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100)
+        var p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100)
         _ = p.insert(7, size: 4000)
         XCTAssertTrue(p.pin(7, untilSeconds: 100))
         XCTAssertFalse(p.pin(8, untilSeconds: 100), "only cached entries can be pinned")
@@ -67,7 +67,7 @@ final class EdgePolicyTests: XCTestCase {
     }
 
     func testResizeEvictsDownToTheNewCapacityButNeverAPin() {
-        let p = EdgePolicy(capacityBytes: 20_000, expectedEntries: 100)
+        var p = EdgePolicy(capacityBytes: 20_000, expectedEntries: 100)
         for k in 0..<20 { XCTAssertTrue(p.insert(UInt64(k), size: 1000).admitted) }
         XCTAssertTrue(p.pin(3, untilSeconds: 100))
         for k in 10..<20 { _ = p.recordAccess(UInt64(k)) }   // the second half is the hot half
@@ -90,7 +90,7 @@ final class EdgePolicyTests: XCTestCase {
     }
 
     func testRemove() {
-        let p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100)
+        var p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100)
         _ = p.insert(1, size: 500)
         p.remove(1)
         XCTAssertFalse(p.contains(1))
@@ -98,7 +98,7 @@ final class EdgePolicyTests: XCTestCase {
     }
 
     func testGhostHitGoesToMain() {
-        let p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100, adaptive: false)
+        var p = EdgePolicy(capacityBytes: 10_000, expectedEntries: 100, adaptive: false)
         _ = p.insert(1, size: 1000)
         for k in 10..<22 { _ = p.insert(UInt64(k), size: 1000) }   // 1 falls out of small into the ghost
         XCTAssertFalse(p.contains(1))

@@ -9,7 +9,7 @@ final class ResponsePlanTests: XCTestCase {
         let request = EdgeRequest(
             method: "GET", target: "/audio/a", version: .http1_1, headers: headers.map { HeaderField($0.0, $0.1) })
         return ResponsePlan(
-            request: request, path: "/audio/a", size: size, etag: etag, lastModified: lastModified,
+            request: request, size: size, etag: etag, lastModified: lastModified,
             contentType: "audio/mp4", rangesMax: 4, boundarySeed: 0xAB)
     }
 

@@ -47,7 +47,7 @@ final class SliceStoreTests: XCTestCase {
                             length: (last - first + 1) * self.slice)
                     ] : [], contentLength: 0, rangeText: "-")
         }
-        return hit!.partial
+        return hit!.hit.partial
     }
 
     /// A body that began with one version looks its next slices up with that version's ETag: once
@@ -99,10 +99,10 @@ final class SliceStoreTests: XCTestCase {
                 contentLength: 11, rangeText: "-")
         }
         XCTAssertEqual(planned?.size, 3 * slice, "the plan is built from the stored metadata")
-        XCTAssertEqual(hit?.partial, false)
-        guard case .ram(_, let length)? = hit?.firstSlice?.lookup, hit?.firstSlice?.index == 1 else {
+        XCTAssertEqual(hit?.hit.partial, false)
+        guard case .ram(_, let length)? = hit?.hit.firstSlice?.lookup, hit?.hit.firstSlice?.index == 1 else {
             return XCTFail(
-                "the first slice the body reads is looked up in the same answer: \(String(describing: hit?.firstSlice))"
+                "the first slice the body reads is looked up in the same answer: \(String(describing: hit?.hit.firstSlice))"
             )
         }
         XCTAssertEqual(length, slice)
@@ -113,8 +113,8 @@ final class SliceStoreTests: XCTestCase {
                 contentLength: 0,
                 rangeText: "-")
         }
-        XCTAssertEqual(head?.partial, true)
-        XCTAssertNil(head?.firstSlice)
+        XCTAssertEqual(head?.hit.partial, true)
+        XCTAssertNil(head?.hit.firstSlice)
         XCTAssertEqual(s.stats.fills, 0)
     }
 

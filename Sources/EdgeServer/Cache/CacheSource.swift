@@ -148,25 +148,29 @@ final class CacheSource {
         let readsBody = !ex.isHead
         let wallSeconds = clock.wallSeconds   // one clock read: the object's last access and its Age
         guard
-            let hit = store.hit(
+            case let (hit, plan)? = store.hit(
                 path, known: fetched, worker: worker, nowSeconds: wallSeconds, readsBody: readsBody,
                 plan: { meta in
                     ResponsePlan(
-                        request: ex.request, path: path, size: meta.size, etag: meta.etag,
+                        request: ex.request, size: meta.size, etag: meta.etag,
                         lastModified: meta.lastModified,
                         contentType: meta.contentType, rangesMax: limits.rangesMax, boundarySeed: seed,
                         cacheControl: ex.cacheControl)
+                },
+                stamp: { plan, meta, partial in
+                    // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
+                    var status =
+                        fetched != nil ? statusText.missStored : (partial ? statusText.partialStored : statusText.hit)
+                    if fetched != nil, let upstreamStatus { status = upstreamStatus + ", " + status }
+                    plan.fields.cacheStatus = status
+                    plan.fields.age = Self.ageSeconds(nowSeconds: wallSeconds, storedAtSeconds: meta.storedAtSeconds)
                 })
         else { return nil }
-        var plan = hit.plan
+        // The plan is this request's alone, stamped before the store returned it: changed here, it
+        // was copied on its way into the answer, each of its strings retained once more
+        // (`loadtest/instructions.py`).
         ex.rangeText = plan.rangeText
-        // RFC 9211 Cache-Status and Age: a hit unless this request had to go to the origin.
-        let age = Self.ageSeconds(nowSeconds: wallSeconds, storedAtSeconds: hit.meta.storedAtSeconds)
-        var status = fetched != nil ? statusText.missStored : (hit.partial ? statusText.partialStored : statusText.hit)
-        if fetched != nil, let upstreamStatus { status = upstreamStatus + ", " + status }
-        plan.fields.cacheStatus = status
-        plan.fields.age = age
-        ex.cacheStatus = status
+        ex.cacheStatus = plan.fields.cacheStatus
         var body: BodyStream? = nil
         if readsBody && !plan.segments.isEmpty {
             let b = BodyStream(

@@ -44,10 +44,28 @@ struct ObjectMeta: Sendable, Equatable {
     func sameVersion(as other: ObjectMeta) -> Bool { size == other.size && etag == other.etag }
 }
 
+/// Slice `index` of the object at `path`. Its 64-bit hash (the path's FNV-1a, mixed with the
+/// index) is the policies' key, and what the index's dictionaries hash: computed once per key, and
+/// once per path for a request's keys (`pathHash`). Hashing the path's bytes on every dictionary
+/// lookup (three per cache hit) cost about 500 instructions per hit (`loadtest/instructions.py`).
+/// Equality still compares the path: two paths whose hashes collide are two keys.
 struct SliceKey: Hashable, Sendable {
-    var path: String
-    var index: Int
-    var hash: UInt64 { cacheKeyHash(path) &* 0x9E3779B97F4A7C15 &+ UInt64(index) }
+    let path: String
+    let index: Int
+    let hash: UInt64
+
+    init(path: String, index: Int) { self.init(path: path, pathHash: cacheKeyHash(path), index: index) }
+
+    /// `pathHash`: `cacheKeyHash(path)`, when the caller has it already.
+    init(path: String, pathHash: UInt64, index: Int) {
+        self.path = path
+        self.index = index
+        hash = pathHash &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(truncatingIfNeeded: index)
+    }
+
+    static func == (a: SliceKey, b: SliceKey) -> Bool { a.hash == b.hash && a.index == b.index && a.path == b.path }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 }
 
 /// A slice's bytes in memory. Written once, front to back, by the worker that fills it; bytes
@@ -218,21 +236,24 @@ final class SliceStore: @unchecked Sendable {
     func meta(_ path: String) -> ObjectMeta? { state.withLock { $0.meta[path] } }
 
     /// A request for a known object, answered in one critical section: the plan built from the
-    /// object's metadata, whether any slice it reads is neither in RAM nor on disk (a partial
-    /// hit), and — when the body will be read — the lookup of the first slice it reads.
+    /// object's metadata (returned beside this, so the caller owns it alone and changes it without
+    /// a copy), whether any slice it reads is neither in RAM nor on disk (a partial hit), and —
+    /// when the body will be read — the lookup of the first slice it reads.
     struct Hit {
         var meta: ObjectMeta
-        var plan: ResponsePlan
         var partial: Bool
         var firstSlice: (index: Int, lookup: Lookup)?
     }
 
     /// Nil when the object's metadata is unknown (a miss). `known`: metadata the caller already has
-    /// (a fill's head), used even if the index has dropped the object since.
+    /// (a fill's head), used even if the index has dropped the object since. `stamp` adds to the
+    /// plan what depends on whether the hit is partial (Cache-Status): changed here, before it is
+    /// returned, the plan reaches the response without a copy.
     func hit(
         _ path: String, known: ObjectMeta? = nil, worker: Int, nowSeconds: Int64 = 0, readsBody: Bool,
-        plan build: (ObjectMeta) -> ResponsePlan
-    ) -> Hit? {
+        plan build: (ObjectMeta) -> ResponsePlan,
+        stamp: (inout ResponsePlan, _ meta: ObjectMeta, _ partial: Bool) -> Void = { _, _, _ in }
+    ) -> (hit: Hit, plan: ResponsePlan)? {
         state.withLock { s in
             let meta: ObjectMeta
             if let known {
@@ -243,7 +264,8 @@ final class SliceStore: @unchecked Sendable {
                 s.meta.values[i].lastAccessSeconds = nowSeconds
                 meta = s.meta.values[i]
             }
-            let plan = build(meta)
+            var plan = build(meta)
+            let pathHash = cacheKeyHash(path)
             var partial = false
             var firstIndex: Int? = nil
             for case .content(let offset, let length) in plan.segments where length > 0 {
@@ -251,18 +273,18 @@ final class SliceStore: @unchecked Sendable {
                 if firstIndex == nil { firstIndex = first }
                 var i = first
                 while !partial && i <= last {
-                    let k = SliceKey(path: path, index: i)
+                    let k = SliceKey(path: path, pathHash: pathHash, index: i)
                     partial = s.ram[k] == nil && s.disk[k] == nil
                     i += 1
                 }
             }
             var firstSlice: (Int, Lookup)? = nil
             if readsBody, let i = firstIndex {
-                firstSlice = (
-                    i, lookupLocked(&s, SliceKey(path: path, index: i), worker: worker, counts: known == nil)
-                )
+                let k = SliceKey(path: path, pathHash: pathHash, index: i)
+                firstSlice = (i, lookupLocked(&s, k, worker: worker, counts: known == nil))
             }
-            return Hit(meta: meta, plan: plan, partial: partial, firstSlice: firstSlice)
+            stamp(&plan, meta, partial)
+            return (Hit(meta: meta, partial: partial, firstSlice: firstSlice), plan)
         }
     }
 

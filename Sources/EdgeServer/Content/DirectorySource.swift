@@ -63,7 +63,7 @@ final class DirectorySource {
     private func response(_ c: Connection, _ ex: Exchange, _ e: FileEntry) -> ContentAnswer {
         boundaryCounter &+= 0x9E37_79B9_7F4A_7C15
         let plan = ResponsePlan(
-            request: ex.request, path: ex.canonicalPath ?? "", size: e.size, etag: e.etag,
+            request: ex.request, size: e.size, etag: e.etag,
             lastModified: e.lastModified, contentType: e.contentType, rangesMax: limits.rangesMax,
             boundarySeed: boundaryCounter, cacheControl: ex.cacheControl)
         ex.rangeText = plan.rangeText
