@@ -107,13 +107,22 @@ final class SliceStoreTests: XCTestCase {
         }
         XCTAssertEqual(length, slice)
         // A HEAD reads no body: nothing is looked up (and no fill started for a missing slice).
-        let head = s.hit("/audio/h", worker: 0, readsBody: false) { _ in
-            ResponsePlan(
-                status: 200, fields: ResponseFields(), segments: [.content(offset: 0, length: 3 * self.slice)],
-                contentLength: 0,
-                rangeText: "-")
-        }
+        // What depends on the hit being partial (Cache-Status) is stamped on the plan it returns.
+        let head = s.hit(
+            "/audio/h", worker: 0, readsBody: false,
+            plan: { _ in
+                ResponsePlan(
+                    status: 200, fields: ResponseFields(), segments: [.content(offset: 0, length: 3 * self.slice)],
+                    contentLength: 0,
+                    rangeText: "-")
+            },
+            stamp: { plan, meta, partial in
+                plan.fields.cacheStatus = partial ? "partial" : "whole"
+                plan.fields.age = meta.size
+            })
         XCTAssertEqual(head?.hit.partial, true)
+        XCTAssertEqual(head?.plan.fields.cacheStatus, "partial", "the stamp saw the partial hit")
+        XCTAssertEqual(head?.plan.fields.age, 3 * slice, "the stamp saw the stored metadata")
         XCTAssertNil(head?.hit.firstSlice)
         XCTAssertEqual(s.stats.fills, 0)
     }
