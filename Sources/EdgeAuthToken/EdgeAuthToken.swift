@@ -1,4 +1,8 @@
 import CEdgeCrypto
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 @_exported import EdgeEncoding
 
 /// Akamai EdgeAuth Token 2.0 (escape_early off):
@@ -182,16 +186,24 @@ public enum EdgeAuthToken {
     static func checkClaims(
         _ f: EdgeAuthFields, path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy
     ) -> EdgeAuthVerdict {
-        if let st = f.startTime, now + policy.leewaySeconds < st { return .early }
-        if now - policy.leewaySeconds >= f.expiry { return .expired }
-        if f.expiry - (f.startTime ?? now) > policy.lifetimeSecondsMax { return .lifetime }
-        if let ip = f.ip, ip != clientIP { return .ip }
+        if let v = checkTimeAndClient(f, clientIP: clientIP, now: now, policy: policy) { return v }
         if let acl = f.acl {
             guard acl.contains(where: { aclMatches(pattern: $0, path: path) }) else { return .scope }
         } else if let url = f.url {
             guard url == path else { return .scope }
         }
         return .ok
+    }
+
+    /// The time, lifetime and client checks of `checkClaims`: the verdict that fails, or nil.
+    static func checkTimeAndClient(
+        _ f: EdgeAuthFields, clientIP: String, now: Int, policy: EdgeAuthPolicy
+    ) -> EdgeAuthVerdict? {
+        if let st = f.startTime, now + policy.leewaySeconds < st { return .early }
+        if now - policy.leewaySeconds >= f.expiry { return .expired }
+        if f.expiry - (f.startTime ?? now) > policy.lifetimeSecondsMax { return .lifetime }
+        if let ip = f.ip, ip != clientIP { return .ip }
+        return nil
     }
 
     /// `*` matches any run of characters (including `/`), `?` exactly one; everything else literally.
@@ -222,14 +234,19 @@ public enum EdgeAuthToken {
 /// chunk requests under one token cost one HMAC. Time, scope and client checks still run on every
 /// request. Bounded: when full it starts afresh. One per thread (no locking).
 public final class EdgeAuthVerifier {
+    public typealias Check = (verdict: EdgeAuthVerdict, expiry: Int?, regions: RegionClaim?)
+
     public let policy: EdgeAuthPolicy
     let entriesMax: Int
-    private var verified: [TokenKey: EdgeAuthFields] = [:]
+    /// `@exclusivity(unchecked)`: a verifier belongs to one worker thread, and no access to the
+    /// table calls out of this class (see "Exclusivity checks" in docs/ARCHITECTURE.md).
+    @exclusivity(unchecked) private var remembered: RememberedTokens
     public private(set) var hmacCount = 0
 
     public init(policy: EdgeAuthPolicy, entriesMax: Int = 8192) {
         self.policy = policy
         self.entriesMax = entriesMax
+        remembered = RememberedTokens(entriesMax: entriesMax)
     }
 
     public func verify(_ token: String?, path: String, clientIP: String, now: Int) -> EdgeAuthVerdict {
@@ -238,16 +255,32 @@ public final class EdgeAuthVerifier {
 
     /// The verdict and, for a token whose signature verified, its expiry (Unix seconds): a
     /// response it authorises must not be cached downstream past it; and its region claim.
-    public func check(
-        _ token: String?, path: String, clientIP: String, now: Int
-    ) -> (verdict: EdgeAuthVerdict, expiry: Int?, regions: RegionClaim?) {
-        guard let token, !token.isEmpty else { return (.missing, nil, nil) }
-        if let f = verified[TokenKey(text: token)] {
-            return (
-                EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry,
-                f.regions
-            )
+    public func check(_ token: String?, path: String, clientIP: String, now: Int) -> Check {
+        guard var token, !token.isEmpty else { return (.missing, nil, nil) }
+        let t = token
+        return token.withUTF8 {
+            check(t, receivedAs: UnsafeRawBufferPointer($0), path: path, clientIP: clientIP, now: now)
         }
+    }
+
+    /// The check of a token this verifier remembers, found by the bytes the request carried it as
+    /// (`received`, still percent-encoded): no decoding, parsing or copy of its fields. nil when it
+    /// is not remembered: the caller decodes it and calls `check(_:receivedAs:...)`.
+    public func remembered(_ received: UnsafeRawBufferPointer, path: String, clientIP: String, now: Int) -> Check? {
+        guard let entry = remembered.find(received) else { return nil }
+        return (
+            entry.claims(path: path, clientIP: clientIP, now: now, policy: policy), entry.fields.expiry,
+            entry.fields.regions
+        )
+    }
+
+    /// Checks `token`, decoded from `received`: it is remembered by the bytes it was received as,
+    /// which decode to it alone.
+    public func check(
+        _ token: String, receivedAs received: UnsafeRawBufferPointer, path: String, clientIP: String, now: Int
+    ) -> Check {
+        guard !token.isEmpty else { return (.missing, nil, nil) }
+        if let known = remembered(received, path: path, clientIP: clientIP, now: now) { return known }
         guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return (.malformed, nil, nil) }
         hmacCount += 1
         guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else {
@@ -255,30 +288,138 @@ public final class EdgeAuthVerifier {
         }
         // URL tokens sign the path outside the token: only ACL tokens are path-independent.
         if f.acl != nil {
-            if verified.count >= entriesMax { verified.removeAll(keepingCapacity: true) }
-            verified[TokenKey(text: token)] = f
+            let entry = RememberedTokens.Entry(received: received, fields: f)
+            remembered.insert(entry)
+            return (entry.claims(path: path, clientIP: clientIP, now: now, policy: policy), f.expiry, f.regions)
         }
         return (
             EdgeAuthToken.checkClaims(f, path: path, clientIP: clientIP, now: now, policy: policy), f.expiry, f.regions
         )
     }
+
+    /// How many tokens are remembered (tests).
+    var rememberedCount: Int { remembered.count }
 }
 
-/// A verified token as the verifier's key. Hashed on its last bytes only: a token ends with its
-/// HMAC, whose hex spreads the keys as well as the whole token would, and hashing all of a
-/// 150-byte token cost more than the rest of the lookup (loadtest/instructions.py). Collisions
-/// cannot be forced: only tokens whose signature verified are stored, and equality compares the
-/// whole text.
-struct TokenKey: Hashable {
-    let text: String
-    static let hashedBytes = 16
+/// An ACL pattern compiled once, when its token is remembered: most are a literal prefix and one
+/// trailing `*` (`/audio/t1/*`), matched with one `memcmp`; the glob walk of `aclMatches` cost
+/// about 10 instructions a path byte on every request (`loadtest/instructions.py`).
+enum ACLPattern {
+    case prefix([UInt8])
+    case glob([UInt8])
 
-    static func == (a: TokenKey, b: TokenKey) -> Bool { a.text == b.text }
-
-    func hash(into hasher: inout Hasher) {
-        var t = text
-        t.withUTF8 {
-            hasher.combine(bytes: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: $0.suffix(Self.hashedBytes))))
+    init(_ pattern: String) {
+        let bytes = Array(pattern.utf8)
+        let wildcards = bytes.lazy.filter { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }.count
+        if wildcards == 1 && bytes.last == UInt8(ascii: "*") {
+            self = .prefix(Array(bytes.dropLast()))
+        } else {
+            self = .glob(bytes)
         }
+    }
+
+    func matches(_ path: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch self {
+        case .prefix(let p):
+            guard !p.isEmpty else { return true }
+            return p.count <= path.count
+                && p.withUnsafeBufferPointer { memcmp($0.baseAddress!, path.baseAddress!, $0.count) == 0 }
+        case .glob(let p):
+            return p.withUnsafeBufferPointer { EdgeAuthToken.globMatch($0, path) }
+        }
+    }
+}
+
+/// Tokens whose signature verified, found by the bytes they were received as: open addressing
+/// with linear probing in a power-of-two table kept at most half full; when `entriesMax` are held
+/// it starts afresh. A `[String: EdgeAuthFields]` cost a String made from the query per request,
+/// about 600 instructions of hashing and comparing, and a copy of the fields with a retain of each
+/// of their strings (`loadtest/instructions.py`).
+///
+/// Hashed on the last 16 bytes only: a token ends with its HMAC, whose hex spreads the keys as
+/// well as the whole token would. Collisions cannot be forced: only tokens whose signature
+/// verified are stored, and a match compares every byte.
+struct RememberedTokens {
+    final class Entry {
+        let bytes: [UInt8]
+        let hash: UInt64
+        let fields: EdgeAuthFields
+        let acl: [ACLPattern]
+
+        init(received: UnsafeRawBufferPointer, fields: EdgeAuthFields) {
+            bytes = Array(received)
+            hash = RememberedTokens.hash(received)
+            self.fields = fields
+            acl = (fields.acl ?? []).map(ACLPattern.init)
+        }
+
+        /// `EdgeAuthToken.checkClaims` with the compiled ACL.
+        func claims(path: String, clientIP: String, now: Int, policy: EdgeAuthPolicy) -> EdgeAuthVerdict {
+            if let v = EdgeAuthToken.checkTimeAndClient(fields, clientIP: clientIP, now: now, policy: policy) {
+                return v
+            }
+            var path = path
+            let inScope = path.withUTF8 { p in acl.contains { $0.matches(p) } }
+            return inScope ? .ok : .scope
+        }
+    }
+
+    static let hashedBytes = 16
+    let entriesMax: Int
+    private var slots: [Entry?]
+    private(set) var count = 0
+
+    init(entriesMax: Int) {
+        self.entriesMax = max(1, entriesMax)
+        var capacity = 16
+        while capacity < 2 * self.entriesMax { capacity *= 2 }
+        slots = Array(repeating: nil, count: capacity)
+    }
+
+    /// The last 16 bytes as two words (fewer: FNV-1a over them), with the length, mixed.
+    static func hash(_ b: UnsafeRawBufferPointer) -> UInt64 {
+        var h = UInt64(truncatingIfNeeded: b.count) &* 0x9E37_79B9_7F4A_7C15
+        if b.count >= hashedBytes {
+            h ^= b.loadUnaligned(fromByteOffset: b.count - 16, as: UInt64.self)
+            h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
+            h ^= b.loadUnaligned(fromByteOffset: b.count - 8, as: UInt64.self)
+        } else {
+            var f = FNV1a()
+            for byte in b { f.add(byte) }
+            h ^= f.value
+        }
+        h = (h ^ (h >> 32)) &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 29)
+    }
+
+    func find(_ received: UnsafeRawBufferPointer) -> Entry? {
+        guard count > 0, received.count > 0 else { return nil }
+        let h = Self.hash(received)
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: h) & mask
+        while let e = slots[i] {
+            if e.hash == h && e.bytes.count == received.count
+                && e.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, received.baseAddress!, received.count) }) == 0
+            {
+                return e
+            }
+            i = (i + 1) & mask
+        }
+        return nil
+    }
+
+    mutating func insert(_ entry: Entry) {
+        if count >= entriesMax {
+            for i in slots.indices { slots[i] = nil }
+            count = 0
+        }
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: entry.hash) & mask
+        while let e = slots[i] {
+            if e.hash == entry.hash && e.bytes == entry.bytes { slots[i] = entry; return }
+            i = (i + 1) & mask
+        }
+        slots[i] = entry
+        count += 1
     }
 }

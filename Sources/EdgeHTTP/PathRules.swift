@@ -46,17 +46,37 @@ public enum PathRules {
         case escaped(pathEnd: Int, path: String)
     }
 
+    /// Printable ASCII that needs no check of its own in a path: not `%`, `/`, `;`, `\` or `#`.
+    /// Bit `c` of the first word for bytes below 64, bit `c - 64` of the second.
+    private static let ordinaryLow: UInt64 = {
+        var m: UInt64 = 0
+        for c in 0x21..<0x40 where ![0x23, 0x25, 0x2F, 0x3B].contains(c) { m |= 1 << UInt64(c) }
+        return m
+    }()
+    private static let ordinaryHigh: UInt64 = {
+        var m: UInt64 = 0
+        for c in 0x40..<0x7F where c != 0x5C { m |= 1 << UInt64(c - 0x40) }
+        return m
+    }()
+
+    @inline(__always) private static func isOrdinary(_ c: UInt8, low: UInt64, high: UInt64) -> Bool {
+        c < 0x80 && ((c < 0x40 ? low : high) >> UInt64(c & 0x3F)) & 1 == 1
+    }
+
     private static func scan(_ t: UnsafeBufferPointer<UInt8>) -> Scan {
-        guard t.first == UInt8(ascii: "/") else { return .reject("not origin-form") }
-        var pathEnd = t.count
-        for k in 0..<t.count {
-            if t[k] == UInt8(ascii: "?") { pathEnd = k; break }
-            if t[k] == UInt8(ascii: "#") { return .reject("fragment") }
-        }
+        guard let base = t.baseAddress, t.first == UInt8(ascii: "/") else { return .reject("not origin-form") }
+        // memchr: the query (a token: most of the target) is never walked byte by byte here.
+        let pathEnd =
+            memchr(base, Int32(UInt8(ascii: "?")), t.count).map { UnsafeRawPointer($0) - UnsafeRawPointer(base) }
+            ?? t.count
+        if memchr(base, Int32(UInt8(ascii: "#")), pathEnd) != nil { return .reject("fragment") }
         var needsCopy = false
         var k = 0
+        let low = ordinaryLow, high = ordinaryHigh
         while k < pathEnd {
-            let c = t[k]
+            let c = base[k]
+            // Most bytes are ordinary: one test each, the checks below only for the rest.
+            if isOrdinary(c, low: low, high: high) { k += 1; continue }
             if c == UInt8(ascii: "%") {
                 guard k + 2 < pathEnd, let hv = Hex.value(t[k + 1]), let lv = Hex.value(t[k + 2]) else {
                     return .reject("bad escape")
@@ -112,7 +132,7 @@ public enum PathRules {
 
     static func percentDecode(bytes: [UInt8]) -> String? { bytes.withUnsafeBufferPointer { percentDecode(bytes: $0) } }
 
-    static func percentDecode(bytes s: UnsafeBufferPointer<UInt8>) -> String? {
+    public static func percentDecode(bytes s: UnsafeBufferPointer<UInt8>) -> String? {
         guard s.count > 0, memchr(s.baseAddress!, Int32(UInt8(ascii: "%")), s.count) != nil else {
             return String(decoding: s, as: UTF8.self)
         }
@@ -139,27 +159,34 @@ public enum PathRules {
         var name = name
         let found: String??? = name.withUTF8 { n in
             query.utf8.withContiguousStorageIfAvailable { q -> String?? in
-                guard n.count > 0, let base = q.baseAddress else { return nil }
-                var i = 0
-                while i < q.count {
-                    let end =
-                        memchr(base + i, Int32(UInt8(ascii: "&")), q.count - i).map {
-                            UnsafePointer<UInt8>($0.assumingMemoryBound(to: UInt8.self)) - base
-                        } ?? q.count
-                    if end - i >= n.count && memcmp(base + i, n.baseAddress!, n.count) == 0 {
-                        let k = i + n.count
-                        if k == end { return .some("") }
-                        if q[k] == UInt8(ascii: "=") {
-                            return .some(percentDecode(bytes: UnsafeBufferPointer(rebasing: q[(k + 1)..<end])))
-                        }
-                    }
-                    i = end + 1
-                }
-                return nil
+                guard let v = rawQueryValue(q, name: n) else { return nil }
+                return .some(percentDecode(bytes: v))
             }
         }
         guard let found else { return slowQueryValue(query, name: name) }   // non-contiguous storage (bridged strings)
         return found
+    }
+
+    /// The bytes of query parameter `name`'s value as received (not decoded), within `query`;
+    /// nil when absent. The value of `name` alone (no `=`) is empty.
+    public static func rawQueryValue(
+        _ q: UnsafeBufferPointer<UInt8>, name n: UnsafeBufferPointer<UInt8>
+    ) -> UnsafeBufferPointer<UInt8>? {
+        guard n.count > 0, let base = q.baseAddress else { return nil }
+        var i = 0
+        while i < q.count {
+            let end =
+                memchr(base + i, Int32(UInt8(ascii: "&")), q.count - i).map {
+                    UnsafePointer<UInt8>($0.assumingMemoryBound(to: UInt8.self)) - base
+                } ?? q.count
+            if end - i >= n.count && memcmp(base + i, n.baseAddress!, n.count) == 0 {
+                let k = i + n.count
+                if k == end { return UnsafeBufferPointer(start: base + k, count: 0) }
+                if q[k] == UInt8(ascii: "=") { return UnsafeBufferPointer(rebasing: q[(k + 1)..<end]) }
+            }
+            i = end + 1
+        }
+        return nil
     }
 
     static func slowQueryValue(_ query: Substring, name: String) -> String?? {

@@ -1,12 +1,15 @@
 import EdgeHTTP
 import EdgeAuthToken
 import EdgeConfig
+import Glibc
 
 /// Routing and the access phases of a request (method → path rules → token), before any disk
 /// work. Pure: the clock and the client address are inputs. Immutable and shared by reference: a
 /// worker's call copied its fields (and retained each) on every request as a struct.
 final class Router: Sendable {
     let tokenName: String
+    /// The token's query parameter name as bytes, matched in the query without a String.
+    private let tokenNameBytes: [UInt8]
     let tokenRequired: Bool
     let policy: EdgeAuthPolicy
     /// Regional licensing (`[geo]`); nil when off. Its policy is kept apart as a plain value, so
@@ -20,6 +23,7 @@ final class Router: Sendable {
         tokenName: String, tokenRequired: Bool, policy: EdgeAuthPolicy, geo: GeoGate? = nil, childKey: String = ""
     ) {
         self.tokenName = tokenName; self.tokenRequired = tokenRequired; self.policy = policy
+        tokenNameBytes = Array(tokenName.utf8)
         self.geo = geo; geoPolicy = geo?.policy
         self.childKey = childKey
     }
@@ -54,13 +58,13 @@ final class Router: Sendable {
             guard isGet || isHead else { return methodNotAllowed() }
             return .simple(status: 200, body: "ok\n", extraHeaders: [], verdict: "-")
         }
-        guard path.hasPrefix("/audio/") else {
+        guard Self.bytes(of: path, startWith: "/audio/") else {
             return .simple(status: 404, body: "not found\n", extraHeaders: [], verdict: "-")
         }
         guard isGet || isHead else { return methodNotAllowed() }
         guard tokenRequired else { return .audio(path: path, verdict: "off", privateSeconds: nil) }
         // A child edge of this parent (the shield tier): its key instead of a player's token.
-        if let offered = request.header("edge-child-key"), !childKey.isEmpty {
+        if !childKey.isEmpty, let offered = request.header("edge-child-key") {
             guard constantTimeEqual(offered, childKey) else {
                 return .simple(
                     status: 403, body: "forbidden\n", extraHeaders: [], verdict: EdgeAuthVerdict.childKey.rawValue)
@@ -69,19 +73,16 @@ final class Router: Sendable {
         }
 
         // Query parameter, then cookie, then header of the configured name.
-        var token: String? = nil
-        switch PathRules.queryValue(query, name: tokenName) {
-        case .some(.some(let v)): token = v
-        case .some(.none):
-            return .simple(
-                status: 403, body: "forbidden\n", extraHeaders: [], verdict: EdgeAuthVerdict.malformed.rawValue)
-        case .none: break
+        let tokenCheck: EdgeAuthVerifier.Check
+        if let fromQuery = queryTokenCheck(query, path: path, clientIP: clientIP, nowSeconds: nowSeconds, verifier) {
+            tokenCheck = fromQuery
+        } else {
+            var token: String? = nil
+            if let cookie = request.header("cookie") { token = PathRules.cookieValue(cookie, name: tokenName) }
+            if token == nil { token = request.header(named: tokenName.lowercased()) }
+            tokenCheck = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
         }
-        if token == nil, let cookie = request.header("cookie") {
-            token = PathRules.cookieValue(cookie, name: tokenName)
-        }
-        if token == nil { token = request.header(named: tokenName.lowercased()) }
-        var (verdict, expiry, regions) = verifier.check(token, path: path, clientIP: clientIP, now: nowSeconds)
+        var (verdict, expiry, regions) = tokenCheck
         if verdict == .ok, let geoPolicy { verdict = geoPolicy.check(regions, country: country) }
         guard verdict == .ok else {
             return .simple(status: 403, body: "forbidden\n", extraHeaders: [], verdict: verdict.rawValue)
@@ -89,6 +90,35 @@ final class Router: Sendable {
         return .audio(
             path: path, verdict: verdict.rawValue,
             privateSeconds: min(max(0, (expiry ?? nowSeconds) - nowSeconds), 31_536_000))
+    }
+
+    /// The check of the query's token; nil when the query has none. A token the verifier
+    /// remembers is found by the bytes the query carries, with no String made of it per request.
+    private func queryTokenCheck(
+        _ query: Substring, path: String, clientIP: String, nowSeconds: Int, _ verifier: EdgeAuthVerifier
+    ) -> EdgeAuthVerifier.Check? {
+        var query = query
+        return query.withUTF8 { q in
+            tokenNameBytes.withUnsafeBufferPointer { name -> EdgeAuthVerifier.Check? in
+                guard let raw = PathRules.rawQueryValue(q, name: name) else { return nil }
+                let received = UnsafeRawBufferPointer(raw)
+                if let known = verifier.remembered(received, path: path, clientIP: clientIP, now: nowSeconds) {
+                    return known
+                }
+                guard let token = PathRules.percentDecode(bytes: raw) else { return (.malformed, nil, nil) }
+                return verifier.check(token, receivedAs: received, path: path, clientIP: clientIP, now: nowSeconds)
+            }
+        }
+    }
+
+    /// A byte comparison: `hasPrefix` compares by canonical equivalence, about 250 instructions a
+    /// request (`loadtest/instructions.py`), and a checked path is ASCII.
+    private static func bytes(of s: String, startWith prefix: StaticString) -> Bool {
+        let n = prefix.utf8CodeUnitCount
+        return s.utf8.withContiguousStorageIfAvailable {
+            $0.count >= n && memcmp($0.baseAddress!, prefix.utf8Start, n) == 0
+        }
+            ?? s.utf8.starts(with: UnsafeBufferPointer(start: prefix.utf8Start, count: n))
     }
 
     private func methodNotAllowed() -> Decision {

@@ -119,7 +119,7 @@ final class EdgeAuthTokenTests: XCTestCase {
         XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now + 100), .expired)
         XCTAssertEqual(v.hmacCount, 1)
         // A forged token is never cached as good. It ends with the good one's HMAC, so the
-        // verifier's key hashes it the same (TokenKey hashes the last bytes): told apart by equality.
+        // verifier hashes it the same (only the last bytes are hashed): told apart by comparing every byte.
         let forged = t.replacingOccurrences(of: "t1", with: "t2")
         XCTAssertEqual(v.verify(forged, path: "/audio/t2/a", clientIP: "x", now: now), .signature)
         XCTAssertEqual(v.verify(forged, path: "/audio/t2/a", clientIP: "x", now: now), .signature)
@@ -134,5 +134,92 @@ final class EdgeAuthTokenTests: XCTestCase {
                 now: now)
         }
         XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
+    }
+
+    /// The verifier remembers a token by the bytes the request carried it as: found again by them
+    /// alone (no decoding, no HMAC), and only by exactly them.
+    func testRememberedByReceivedBytes() {
+        let v = EdgeAuthVerifier(policy: policy)
+        let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t1/*"], expiry: now + 60)
+        let encoded = t.replacingOccurrences(of: "=", with: "%3D")
+        func remembered(_ received: String, _ path: String = "/audio/t1/a", now: Int? = nil) -> EdgeAuthVerifier.Check?
+        {
+            var r = received
+            return r.withUTF8 {
+                v.remembered(UnsafeRawBufferPointer($0), path: path, clientIP: "x", now: now ?? self.now)
+            }
+        }
+        XCTAssertNil(remembered(encoded), "nothing checked yet")
+        var e = encoded
+        let first = e.withUTF8 {
+            v.check(t, receivedAs: UnsafeRawBufferPointer($0), path: "/audio/t1/a", clientIP: "x", now: now)
+        }
+        XCTAssertEqual(first.verdict, .ok)
+        XCTAssertEqual(first.expiry, now + 60)
+        XCTAssertEqual(v.hmacCount, 1)
+        XCTAssertEqual(remembered(encoded)?.verdict, .ok)
+        XCTAssertEqual(remembered(encoded)?.expiry, now + 60)
+        // The claims are checked on every request: scope and time.
+        XCTAssertEqual(remembered(encoded, "/audio/t2/a")?.verdict, .scope)
+        XCTAssertEqual(remembered(encoded, now: now + 100)?.verdict, .expired)
+        // The decoded spelling is other bytes: not found by the encoded one's entry.
+        XCTAssertNil(remembered(t))
+        let lastFlipped = String(encoded.dropLast()) + (encoded.hasSuffix("0") ? "1" : "0")
+        XCTAssertNil(remembered(lastFlipped), "one byte off (in the hashed suffix)")
+        XCTAssertNil(remembered("x" + encoded.dropFirst()), "one byte off (outside the hashed suffix)")
+        XCTAssertEqual(v.hmacCount, 1)
+    }
+
+    /// Many remembered tokens share the table's slots (linear probing): each is found, and the
+    /// table never holds more than `entriesMax`.
+    func testRememberedTableProbesAndIsBounded() {
+        let v = EdgeAuthVerifier(policy: policy, entriesMax: 6)
+        let tokens = (0..<6).map { EdgeAuthToken.sign(key: key, acl: ["/audio/t\($0)/*"], expiry: now + 60) }
+        for (i, t) in tokens.enumerated() {
+            XCTAssertEqual(v.verify(t, path: "/audio/t\(i)/a", clientIP: "x", now: now), .ok)
+        }
+        XCTAssertEqual(v.hmacCount, 6)
+        XCTAssertEqual(v.rememberedCount, 6)
+        for (i, t) in tokens.enumerated() {
+            XCTAssertEqual(v.verify(t, path: "/audio/t\(i)/a", clientIP: "x", now: now), .ok)
+            XCTAssertEqual(v.verify(t, path: "/audio/t\((i + 1) % 6)/a", clientIP: "x", now: now), .scope)
+        }
+        XCTAssertEqual(v.hmacCount, 6, "all six found again")
+        let seventh = EdgeAuthToken.sign(key: key, acl: ["/audio/t6/*"], expiry: now + 60)
+        XCTAssertEqual(v.verify(seventh, path: "/audio/t6/a", clientIP: "x", now: now), .ok)
+        XCTAssertEqual(v.rememberedCount, 1, "full: started afresh")
+        XCTAssertEqual(v.verify(tokens[0], path: "/audio/t0/a", clientIP: "x", now: now), .ok)
+        XCTAssertEqual(v.hmacCount, 8, "a token dropped with the rest is checked again")
+    }
+
+    /// A compiled ACL pattern answers as the glob does; a literal prefix with one trailing `*` is a
+    /// prefix comparison.
+    func testCompiledACLPatterns() {
+        func matches(_ pattern: String, _ path: String) -> Bool {
+            var p = path
+            return p.withUTF8 { ACLPattern(pattern).matches($0) }
+        }
+        guard case .prefix = ACLPattern("/audio/t1/*") else { return XCTFail("not a prefix pattern") }
+        guard case .glob = ACLPattern("/audio/*/160/*") else { return XCTFail("two wildcards: a glob") }
+        guard case .glob = ACLPattern("/audio/t?/*") else { return XCTFail("a '?': a glob") }
+        guard case .glob = ACLPattern("/audio/t1") else { return XCTFail("no wildcard: a glob (exact)") }
+        XCTAssertTrue(matches("/audio/t1/*", "/audio/t1/a/b"))
+        XCTAssertTrue(matches("/audio/t1/*", "/audio/t1/"))
+        XCTAssertFalse(matches("/audio/t1/*", "/audio/t1"))
+        XCTAssertFalse(matches("/audio/t1/*", "/audio/t2/a"))
+        XCTAssertTrue(matches("*", "/anything"))
+        XCTAssertTrue(matches("/audio/*/160/*", "/audio/t1/160/0.bin"))
+        XCTAssertFalse(matches("/audio/*/160/*", "/audio/t1/320/0.bin"))
+        XCTAssertFalse(matches("/audio/t1", "/audio/t1/x"))
+        XCTAssertTrue(matches("/audio/t1", "/audio/t1"))
+        let patterns = ["*", "/a*", "/a/*", "/a/b*", "/a?/*", "/a/*/c", "/a/b", "/*/b/*", "/a/b/*"]
+        let paths = ["/", "/a", "/a/", "/a/b", "/a/b/c", "/ab/c", "/x/b/c", "/a/bc", "/a/c"]
+        for pattern in patterns {
+            for path in paths {
+                XCTAssertEqual(
+                    matches(pattern, path), EdgeAuthToken.aclMatches(pattern: pattern, path: path), "\(pattern) \(path)"
+                )
+            }
+        }
     }
 }

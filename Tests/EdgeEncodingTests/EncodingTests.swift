@@ -30,6 +30,32 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(text(120_000), "120000")
         XCTAssertEqual(text(Int.max), "9223372036854775807")
         XCTAssertEqual(text(Int.min), "-9223372036854775808")
+        // Each digit count's first and last value, either sign, and seeded random values of every
+        // magnitude: the digits are counted and written two at a time, so each length is its own case.
+        var p = 1
+        for _ in 0..<18 {
+            for v in [p, p - 1, 10 * p - 1, -p, -(10 * p - 1)] { XCTAssertEqual(text(v), String(v)) }
+            p *= 10
+        }
+        var rng = SplitMix64(seed: 12)
+        for _ in 0..<2000 {
+            let v = Int(truncatingIfNeeded: rng.next() >> (rng.next() % 64))
+            XCTAssertEqual(text(v), String(v))
+            if v != Int.min { XCTAssertEqual(text(-v), String(-v)) }
+        }
+    }
+
+    func testSameBytes() {
+        XCTAssertTrue(sameBytes("/audio/t0000/96/008.bin", "/audio/t0000/96/" + "008.bin"))
+        XCTAssertTrue(sameBytes("", ""))
+        XCTAssertFalse(sameBytes("/audio/a", "/audio/b"))
+        XCTAssertFalse(sameBytes("/audio/a", "/audio/ab"))
+        XCTAssertFalse(sameBytes("", "a"))
+        // One character, two spellings: equal to `==`, not as bytes (nor to an FNV-1a of them).
+        let composed = "/audio/\u{E9}", decomposed = "/audio/e\u{301}"
+        XCTAssertEqual(composed, decomposed)
+        XCTAssertFalse(sameBytes(composed, decomposed))
+        XCTAssertNotEqual(FNV1a.hash(composed), FNV1a.hash(decomposed))
     }
 
     func testJSONQuoting() {

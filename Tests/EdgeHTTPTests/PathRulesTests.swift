@@ -25,6 +25,52 @@ final class PathRulesTests: XCTestCase {
         }
     }
 
+    /// Every byte value in a path: what each one does, so the table of ordinary bytes the scan
+    /// skips with one test is checked byte by byte.
+    func testEveryByteInAPath() {
+        for b in 0...255 {
+            var target = Array("/audio/a".utf8)
+            target.append(UInt8(b))
+            target += Array("b.bin".utf8)
+            let verdict = PathRules.check(String(decoding: target, as: UTF8.self))
+            switch UInt8(b) {
+            case UInt8(ascii: "?"):
+                XCTAssertEqual(verdict, .ok(path: "/audio/a", query: "b.bin"))
+            case UInt8(ascii: "#"):
+                XCTAssertEqual(verdict, .reject("fragment"))
+            case UInt8(ascii: "%"):
+                XCTAssertEqual(verdict, .reject("bad escape"))
+            case UInt8(ascii: "\\"):
+                XCTAssertEqual(verdict, .reject("backslash"))
+            case UInt8(ascii: ";"):
+                XCTAssertEqual(verdict, .reject("path parameter"))
+            case 0x21...0x7E:
+                XCTAssertEqual(
+                    verdict, .ok(path: String(decoding: target, as: UTF8.self), query: ""), "byte \(b)")
+            default:
+                XCTAssertEqual(verdict, .reject("non-ASCII or control byte"), "byte \(b)")
+            }
+        }
+        // After the query begins, a '#' is the query's (only the path is refused one).
+        XCTAssertEqual(PathRules.check("/audio/a.bin?x=#"), .ok(path: "/audio/a.bin", query: "x=#"))
+        XCTAssertEqual(PathRules.check("/audio/a#?x=1"), .reject("fragment"))
+    }
+
+    func testRawQueryValue() {
+        func raw(_ query: String, _ name: String) -> String? {
+            var q = query, n = name
+            return q.withUTF8 { qb in
+                n.withUTF8 { nb in PathRules.rawQueryValue(qb, name: nb).map { String(decoding: $0, as: UTF8.self) } }
+            }
+        }
+        XCTAssertEqual(raw("a=1&hdnts=exp%3D1~hmac%3Dab&b", "hdnts"), "exp%3D1~hmac%3Dab", "not decoded")
+        XCTAssertEqual(raw("hdnts", "hdnts"), "")
+        XCTAssertEqual(raw("hdntsx=1&hdnts=2", "hdnts"), "2")
+        XCTAssertNil(raw("xhdnts=1", "hdnts"))
+        XCTAssertNil(raw("", "hdnts"))
+        XCTAssertNil(raw("a=1", ""))
+    }
+
     func testQueryAndCookie() {
         XCTAssertEqual(
             PathRules.queryValue("a=1&hdnts=exp%3D1~acl%3D%2Faudio%2F*~hmac%3Dab&b", name: "hdnts"),

@@ -1,6 +1,7 @@
 import XCTest
 @testable import EdgeServer
 import EdgeHTTP
+import EdgeEncoding
 
 /// The shared cache index, driven directly: it must stay bounded by what the tiers hold, never
 /// grow with the number of objects ever fetched or fills ever failed.
@@ -106,6 +107,18 @@ final class SliceStoreTests: XCTestCase {
             )
         }
         XCTAssertEqual(length, slice)
+        // A body from slice 0 (not cached) on: the first slice's lookup is its own, never the cached
+        // slice 1's, though the walk for a partial hit looked at both.
+        let fromZero = s.hit("/audio/h", worker: 0, readsBody: true) { _ in
+            ResponsePlan(
+                status: 206, fields: ResponseFields(), segments: [.content(offset: 0, length: 2 * self.slice)],
+                contentLength: 2 * self.slice, rangeText: "-")
+        }
+        XCTAssertEqual(fromZero?.hit.partial, true)
+        guard case .startFill(let zeroFill)? = fromZero?.hit.firstSlice?.lookup, fromZero?.hit.firstSlice?.index == 0
+        else { return XCTFail("slice 0 is fetched: \(String(describing: fromZero?.hit.firstSlice))") }
+        XCTAssertEqual(zeroFill.key, SliceKey(path: "/audio/h", index: 0))
+        _ = s.failFill(zeroFill)
         // A HEAD reads no body: nothing is looked up (and no fill started for a missing slice).
         // What depends on the hit being partial (Cache-Status) is stamped on the plan it returns.
         let head = s.hit(
@@ -125,6 +138,19 @@ final class SliceStoreTests: XCTestCase {
         XCTAssertEqual(head?.plan.fields.age, 3 * slice, "the stamp saw the stored metadata")
         XCTAssertNil(head?.hit.firstSlice)
         XCTAssertEqual(s.stats.fills, 0)
+    }
+
+    /// Two paths whose hashes collide are two keys (equality compares the bytes).
+    func testKeysWhoseHashesCollideStayApart() {
+        let a = PathKey("/audio/a", hash: 7), b = PathKey("/audio/b", hash: 7)
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(a, PathKey("/audio/" + "a", hash: 7))
+        let index: [PathKey: Int] = [a: 1, b: 2]
+        XCTAssertEqual(index[PathKey("/audio/a", hash: 7)], 1)
+        XCTAssertEqual(index[PathKey("/audio/b", hash: 7)], 2)
+        XCTAssertNotEqual(
+            SliceKey(path: "/audio/a", pathHash: 7, index: 0), SliceKey(path: "/audio/b", pathHash: 7, index: 0))
+        XCTAssertEqual(PathKey("/audio/a"), PathKey("/audio/a", hash: FNV1a.hash("/audio/a")), "cacheKeyHash")
     }
 
     func testFailedFillsLeaveNothingBehind() {

@@ -106,7 +106,7 @@ extension SliceStore {
     /// only to copy its keys and then for batches of `listingBatch` objects: a listing of a large
     /// cache never stalls the workers for long.
     func listing(prefix: String, limit: Int) -> (objects: [ObjectListing], more: Bool) {
-        let keys = state.withLock { s in Array(s.meta.keys) }
+        let keys = state.withLock { s in s.meta.paths }
         let matching = keys.filter { $0.hasPrefix(prefix) }.sorted()
         let wanted = matching.prefix(limit)
         var out: [ObjectListing] = []

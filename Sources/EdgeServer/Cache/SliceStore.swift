@@ -2,6 +2,7 @@ import Synchronization
 import EdgeCache
 import CEdgeRing
 import EdgeHTTP
+import EdgeEncoding
 
 /// What the origin told us about an object; every slice of it must agree.
 struct ObjectMeta: Sendable, Equatable {
@@ -44,28 +45,74 @@ struct ObjectMeta: Sendable, Equatable {
     func sameVersion(as other: ObjectMeta) -> Bool { size == other.size && etag == other.etag }
 }
 
+/// An object's path as a key of the index: its hash (`cacheKeyHash`, FNV-1a over the bytes)
+/// computed once and kept, equality by bytes. Keyed by the `String`, each lookup hashed the path's
+/// bytes with SipHash and compared them by canonical equivalence, about 550 instructions per cache
+/// hit (`loadtest/instructions.py`).
+struct PathKey: Hashable, Sendable {
+    let path: String
+    let hash: UInt64
+
+    init(_ path: String) { self.init(path, hash: cacheKeyHash(path)) }
+    /// `hash`: `cacheKeyHash(path)`, when the caller has it already.
+    init(_ path: String, hash: UInt64) { self.path = path; self.hash = hash }
+
+    static func == (a: PathKey, b: PathKey) -> Bool { a.hash == b.hash && sameBytes(a.path, b.path) }
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+}
+
 /// Slice `index` of the object at `path`. Its 64-bit hash (the path's FNV-1a, mixed with the
 /// index) is the policies' key, and what the index's dictionaries hash: computed once per key, and
 /// once per path for a request's keys (`pathHash`). Hashing the path's bytes on every dictionary
 /// lookup (three per cache hit) cost about 500 instructions per hit (`loadtest/instructions.py`).
 /// Equality still compares the path: two paths whose hashes collide are two keys.
 struct SliceKey: Hashable, Sendable {
-    let path: String
+    let pathKey: PathKey
     let index: Int
     let hash: UInt64
+    var path: String { pathKey.path }
 
     init(path: String, index: Int) { self.init(path: path, pathHash: cacheKeyHash(path), index: index) }
 
     /// `pathHash`: `cacheKeyHash(path)`, when the caller has it already.
     init(path: String, pathHash: UInt64, index: Int) {
-        self.path = path
+        pathKey = PathKey(path, hash: pathHash)
         self.index = index
         hash = pathHash &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(truncatingIfNeeded: index)
     }
 
-    static func == (a: SliceKey, b: SliceKey) -> Bool { a.hash == b.hash && a.index == b.index && a.path == b.path }
+    static func == (a: SliceKey, b: SliceKey) -> Bool {
+        a.hash == b.hash && a.index == b.index && sameBytes(a.pathKey.path, b.pathKey.path)
+    }
 
     func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+}
+
+/// Objects' metadata by path (`PathKey`); a `String` subscript for the paths of the control plane.
+struct MetaIndex {
+    private var entries: [PathKey: ObjectMeta] = [:]
+
+    subscript(key: PathKey) -> ObjectMeta? {
+        get { entries[key] }
+        set { entries[key] = newValue }
+    }
+    subscript(path: String) -> ObjectMeta? {
+        get { entries[PathKey(path)] }
+        set { entries[PathKey(path)] = newValue }
+    }
+    var count: Int { entries.count }
+    var paths: [String] { entries.keys.map(\.path) }
+    func paths(where include: (ObjectMeta) -> Bool) -> [String] {
+        entries.compactMap { include($0.value) ? $0.key.path : nil }
+    }
+
+    /// A request's access to the object: its hit count and last access time move, in place.
+    mutating func touch(_ key: PathKey, nowSeconds: Int64) -> ObjectMeta? {
+        guard let i = entries.index(forKey: key) else { return nil }
+        entries.values[i].hits &+= 1
+        entries.values[i].lastAccessSeconds = nowSeconds
+        return entries.values[i]
+    }
 }
 
 /// A slice's bytes in memory. Written once, front to back, by the worker that fills it; bytes
@@ -127,6 +174,9 @@ struct DiskSlice: Sendable, Equatable {
 /// The cache index shared by all workers: object metadata, RAM and disk slices, fills in
 /// progress, and the two policies (one per tier). One mutex; every critical section is a few
 /// dictionary operations, never I/O.
+/// A slice in the RAM tier: its buffer, and how many of its bytes are the slice.
+typealias RAMSlice = (buffer: SliceBuffer, length: Int)
+
 final class SliceStore: @unchecked Sendable {
     let sliceBytes: Int
     let directory: String
@@ -142,8 +192,8 @@ final class SliceStore: @unchecked Sendable {
     var objectBytesMax: Int { objectBytesMaxValue.load(ordering: .relaxed) }
 
     struct State {
-        var meta: [String: ObjectMeta] = [:]
-        var ram: [SliceKey: (buffer: SliceBuffer, length: Int)] = [:]
+        var meta = MetaIndex()
+        var ram: [SliceKey: RAMSlice] = [:]
         var disk: [SliceKey: DiskSlice] = [:]
         var fills: [SliceKey: Fill] = [:]
         var keys: [UInt64: SliceKey] = [:]
@@ -197,7 +247,7 @@ final class SliceStore: @unchecked Sendable {
     /// when the index knows the object as another one.
     func lookup(_ key: SliceKey, worker: Int, etag: String? = nil) -> Lookup {
         state.withLock { s in
-            if let etag, let current = s.meta[key.path], current.etag != etag { return .changed }
+            if let etag, let current = s.meta[key.pathKey], current.etag != etag { return .changed }
             return lookupLocked(&s, key, worker: worker)
         }
     }
@@ -205,17 +255,20 @@ final class SliceStore: @unchecked Sendable {
     /// `counts`: this is a request for the slice (the policies record it); false when the same
     /// request looks again (a miss answered once its fill's head arrived), so a miss is not
     /// counted twice in the frequency sketches.
-    private func lookupLocked(_ s: inout State, _ key: SliceKey, worker: Int, counts: Bool = true) -> Lookup {
+    /// `ram`: `s.ram[key]`, when the caller has looked it up in this critical section already.
+    private func lookupLocked(
+        _ s: inout State, _ key: SliceKey, worker: Int, counts: Bool = true, ram: RAMSlice?? = nil
+    ) -> Lookup {
         let h = key.hash
         let ramHit = counts ? s.ramPolicy.recordAccess(h) : s.ramPolicy.contains(h)
         let diskHit = counts ? s.diskPolicy.recordAccess(h) : s.diskPolicy.contains(h)
-        if ramHit, let r = s.ram[key] { return .ram(r.buffer, length: r.length) }
+        if ramHit, let r = ram ?? s.ram[key] { return .ram(r.buffer, length: r.length) }
         if let f = s.fills[key] { return .filling(f) }
         if diskHit, let d = s.disk[key] {
             // Hot disk slices move into RAM (read once, through a fill other readers join); a
             // slice read once in a while is served from its file. Promotions count as fills.
             guard s.fills.count < fillsMax, d.length <= s.ramPolicy.capacityBytes, s.ramPolicy.isRequestedOften(h),
-                let meta = s.meta[key.path]
+                let meta = s.meta[key.pathKey]
             else { return .disk(d) }
             let f = Fill(key: key, owner: worker, capacity: d.length, promotedFrom: d)
             f.meta = meta
@@ -254,34 +307,38 @@ final class SliceStore: @unchecked Sendable {
         plan build: (ObjectMeta) -> ResponsePlan,
         stamp: (inout ResponsePlan, _ meta: ObjectMeta, _ partial: Bool) -> Void = { _, _, _ in }
     ) -> (hit: Hit, plan: ResponsePlan)? {
-        state.withLock { s in
+        let pathKey = PathKey(path)   // hashed before the lock is taken
+        return state.withLock { s in
             let meta: ObjectMeta
             if let known {
                 meta = known
             } else {
-                guard let i = s.meta.index(forKey: path) else { return nil }
-                s.meta.values[i].hits &+= 1
-                s.meta.values[i].lastAccessSeconds = nowSeconds
-                meta = s.meta.values[i]
+                guard let m = s.meta.touch(pathKey, nowSeconds: nowSeconds) else { return nil }
+                meta = m
             }
             var plan = build(meta)
-            let pathHash = cacheKeyHash(path)
+            let pathHash = pathKey.hash
             var partial = false
             var firstIndex: Int? = nil
+            // The first slice's RAM entry as the walk below found it, for its lookup after: a second
+            // dictionary lookup of the same key cost about 400 instructions per hit.
+            var firstRAM: RAMSlice?? = nil
             for case .content(let offset, let length) in plan.segments where length > 0 {
                 let first = offset / sliceBytes, last = (offset + length - 1) / sliceBytes
                 if firstIndex == nil { firstIndex = first }
                 var i = first
                 while !partial && i <= last {
                     let k = SliceKey(path: path, pathHash: pathHash, index: i)
-                    partial = s.ram[k] == nil && s.disk[k] == nil
+                    let r = s.ram[k]
+                    if i == firstIndex && firstRAM == nil { firstRAM = .some(r) }
+                    partial = r == nil && s.disk[k] == nil
                     i += 1
                 }
             }
             var firstSlice: (Int, Lookup)? = nil
             if readsBody, let i = firstIndex {
                 let k = SliceKey(path: path, pathHash: pathHash, index: i)
-                firstSlice = (i, lookupLocked(&s, k, worker: worker, counts: known == nil))
+                firstSlice = (i, lookupLocked(&s, k, worker: worker, counts: known == nil, ram: firstRAM))
             }
             stamp(&plan, meta, partial)
             return (Hit(meta: meta, partial: partial, firstSlice: firstSlice), plan)
@@ -427,7 +484,7 @@ final class SliceStore: @unchecked Sendable {
         return state.withLock { s in
             let tickets = f.prewarmTickets
             f.prewarmTickets = []
-            guard s.diskPolicy.contains(key.hash), s.meta[key.path] != nil else { return (false, tickets) }
+            guard s.diskPolicy.contains(key.hash), s.meta[key.pathKey] != nil else { return (false, tickets) }
             s.disk[key] = d
             return (true, tickets)
         }
@@ -482,7 +539,7 @@ final class SliceStore: @unchecked Sendable {
         return state.withLock { s in
             var paths = Set<String>()
             let matches: (String) -> Bool = { p in path.map { p == $0 } ?? p.hasPrefix(prefix!) }
-            for p in s.meta.keys where matches(p) { paths.insert(p) }
+            for p in s.meta.paths where matches(p) { paths.insert(p) }
             for p in s.slicesByPath.keys where matches(p) { paths.insert(p) }
             for k in s.fills.keys where matches(k.path) { paths.insert(k.path) }
             var purged = Purged()
@@ -539,7 +596,7 @@ final class SliceStore: @unchecked Sendable {
             set.remove(k.index)
             s.slicesByPath[k.path] = set.isEmpty ? nil : set
         }
-        if s.slicesByPath[k.path] == nil && s.fillsByPath[k.path] == nil { s.meta[k.path] = nil }
+        if s.slicesByPath[k.path] == nil && s.fillsByPath[k.path] == nil { s.meta[k.pathKey] = nil }
     }
 
     /// What a reload's new cache bounds removed.
@@ -564,7 +621,7 @@ final class SliceStore: @unchecked Sendable {
             objectBytesMaxValue.store(objectBytesMax, ordering: .relaxed)
             pinnedBytesMaxValue.store(pinnedBytesMax, ordering: .relaxed)
             var out = Reconfigured()
-            for p in s.meta.compactMap({ $0.value.size > objectBytesMax ? $0.key : nil }) {
+            for p in s.meta.paths(where: { $0.size > objectBytesMax }) {
                 out.objectsOverMax += 1
                 out.diskSlices += Self.purgeLocked(&s, path: p)
             }
@@ -586,8 +643,8 @@ final class SliceStore: @unchecked Sendable {
     /// Start-up: a verified slice found on disk.
     func adopt(_ key: SliceKey, meta: ObjectMeta, disk: DiskSlice) -> [DiskSlice] {
         state.withLock { s in
-            if let old = s.meta[key.path], old.etag != meta.etag || old.size != meta.size { return [disk] }   // older version: drop
-            s.meta[key.path] = meta
+            if let old = s.meta[key.pathKey], old.etag != meta.etag || old.size != meta.size { return [disk] }   // older version: drop
+            s.meta[key.pathKey] = meta
             let d = s.diskPolicy.insert(key.hash, size: disk.length)
             var dropped: [DiskSlice] = []
             for e in d.evicted {
