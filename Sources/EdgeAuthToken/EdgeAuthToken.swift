@@ -58,18 +58,28 @@ public enum EdgeAuthToken {
         key: EdgeAuthKey, acl: [String]? = nil, url: String? = nil, startTime: Int? = nil,
         expiry: Int, ip: String? = nil, sessionID: String? = nil, data: String? = nil
     ) -> String {
-        var fields: [String] = []
-        if let ip { fields.append("ip=\(ip)") }
-        if let startTime { fields.append("st=\(startTime)") }
-        fields.append("exp=\(expiry)")
-        if let acl { fields.append("acl=\(acl.joined(separator: "!"))") }
-        if let sessionID { fields.append("id=\(sessionID)") }
-        if let data { fields.append("data=\(data)") }
-        var hashSource = fields
-        if acl == nil, let url { hashSource.append("url=\(url)") }
-        let mac = hmacHex(key: key, message: Array(hashSource.joined(separator: "~").utf8))
-        fields.append("hmac=\(mac)")
-        return fields.joined(separator: "~")
+        // Appended to one string: an array of interpolated fields joined twice (the signed part and
+        // the token) was a third of the signing's CPU (`perf record` under `loadtest/auth_bench.py`).
+        var signed = ""
+        signed.reserveCapacity(160)
+        func field(_ name: StaticString, _ value: String) {
+            if !signed.isEmpty { signed += "~" }
+            signed += name.description
+            signed += "="
+            signed += value
+        }
+        if let ip { field("ip", ip) }
+        if let startTime { field("st", String(startTime)) }
+        field("exp", String(expiry))
+        if let acl {
+            field("acl", acl.first ?? "")
+            for pattern in acl.dropFirst() { signed += "!"; signed += pattern }
+        }
+        if let sessionID { field("id", sessionID) }
+        if let data { field("data", data) }
+        var message = Array(signed.utf8)
+        if acl == nil, let url { message += Array("~url=\(url)".utf8) }
+        return signed + "~hmac=" + hmacHex(key: key, message: message)
     }
 
     static func hmacHex(key: EdgeAuthKey, message: [UInt8]) -> String {

@@ -54,6 +54,15 @@ public enum RegionClaim: Sendable, Equatable, CustomStringConvertible {
     /// A claim's value (`*` or a comma-separated list); nil when malformed.
     public init?(value: some StringProtocol) {
         if value == "*" { self = .anywhere; return }
+        // One country, the usual claim, without the split, set and sort below.
+        let utf8 = value.utf8
+        if utf8.count == 2 {
+            guard let c = CountryCode(utf8[utf8.startIndex], utf8[utf8.index(after: utf8.startIndex)]) else {
+                return nil
+            }
+            self = .countries([c])
+            return
+        }
         var codes: [CountryCode] = []
         for part in value.split(separator: ",", omittingEmptySubsequences: false) {
             guard codes.count < Self.countriesMax, let c = CountryCode(part) else { return nil }

@@ -1000,6 +1000,8 @@ public struct PlaybackAuthConfig: Sendable {
     public var grantTTLSeconds = 3600
     public var rateLimitPerMinute = 100
     public var prefetchMax = 5
+    /// Verified bearer tokens remembered (`VerifiedBearers`); when full, it starts afresh.
+    public var bearerTokensMax = 65_536
     public var tokenName = "hdnts"
     public var tokenKeyHex = ""
     public var transitionKeyHex = ""
@@ -1024,7 +1026,7 @@ public struct PlaybackAuthConfig: Sendable {
             [
                 "listen", "catalog", "jwt_hs256_secret", "jwks_file", "edges", "edges_down", "grant_ttl_seconds",
                 "rate_limit_per_minute", "prefetch_max", "jwt_issuer", "jwt_audience", "metrics_token",
-                "metrics_token_file", "worldwide_regions",
+                "metrics_token_file", "worldwide_regions", "bearer_tokens_max",
             ], in: "auth")
         if let l = try r.string(a, "auth.listen") {
             guard let addr = ListenAddress.parse(l) else {
@@ -1058,6 +1060,7 @@ public struct PlaybackAuthConfig: Sendable {
         c.grantTTLSeconds = try r.int(a, "auth.grant_ttl_seconds", 10...86400) ?? 3600
         c.rateLimitPerMinute = try r.int(a, "auth.rate_limit_per_minute", 1...1_000_000) ?? 100
         c.prefetchMax = try r.int(a, "auth.prefetch_max", 0...50) ?? 5
+        c.bearerTokensMax = try r.int(a, "auth.bearer_tokens_max", 1...10_000_000) ?? 65_536
         switch try r.string(a, "auth.worldwide_regions") ?? "anywhere" {
         case "anywhere": c.worldwideBoundToCountry = false
         case "country": c.worldwideBoundToCountry = true

@@ -6,8 +6,15 @@ public enum JSONText {
     public static func quoted(_ s: String) -> String {
         var s = s
         return s.withUTF8 { bytes in
-            String(unsafeUninitializedCapacity: quotedCount(bytes)) { out in
-                writeQuoted(bytes, into: UnsafeMutableRawPointer(out.baseAddress!))
+            let count = quotedCount(bytes)
+            return String(unsafeUninitializedCapacity: count) { out in
+                let o = UnsafeMutableRawPointer(out.baseAddress!)
+                // Nothing to escape (tokens, URLs, ids): the bytes between the quotes as they are.
+                guard count == bytes.count + 2 else { return writeQuoted(bytes, into: o) }
+                o.storeBytes(of: 0x22, as: UInt8.self)
+                if let b = bytes.baseAddress { (o + 1).copyMemory(from: b, byteCount: bytes.count) }
+                o.storeBytes(of: 0x22, toByteOffset: count - 1, as: UInt8.self)
+                return count
             }
         }
     }

@@ -41,6 +41,8 @@ struct UserClaims: JWTPayload {
 struct IdentityMiddleware: RouterMiddleware {
     typealias Context = AuthContext
     let keys: JWTKeyCollection
+    /// Tokens that passed every check below, found again without decoding or verifying them.
+    let bearers: VerifiedBearers
     /// When set, the token's `iss` must equal it, and `aud` must include `audience`.
     var issuer = ""
     var audience = ""
@@ -51,8 +53,14 @@ struct IdentityMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer "), header.count > 7 else {
             return errorResponse(401, "missing bearer token", extra: [.wwwAuthenticate: "Bearer"])
         }
+        let token = String(header.dropFirst(7))
+        var context = context
+        if let known = bearers.identity(token, now: Date().timeIntervalSince1970) {
+            context.identity = known
+            return try await next(request, context)
+        }
         let claims: UserClaims
-        do { claims = try await keys.verify(String(header.dropFirst(7)), as: UserClaims.self) } catch {
+        do { claims = try await keys.verify(token, as: UserClaims.self) } catch {
             return errorResponse(
                 401, "invalid or expired bearer token", extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
         }
@@ -72,10 +80,15 @@ struct IdentityMiddleware: RouterMiddleware {
                     extra: [.wwwAuthenticate: "Bearer error=\"invalid_token\""])
             }
         }
-        var context = context
-        context.identity = Identity(
+        let identity = Identity(
             subject: claims.sub.value, tier: Identity.Tier(rawValue: claims.tier)!, country: claims.country.uppercased()
         )
+        bearers.remember(
+            token,
+            .init(
+                identity: identity, expiresAt: claims.exp.value.timeIntervalSince1970,
+                notBefore: claims.nbf?.value.timeIntervalSince1970))
+        context.identity = identity
         return try await next(request, context)
     }
 }
@@ -100,6 +113,8 @@ func jsonResponse<T: Encodable>(_ value: T) -> Response {
 public final class AuthState: Sendable {
     public let grants: GrantService
     public let limiter: RateLimiter
+    /// Bearer tokens that verified (`VerifiedBearers`, at most `auth.bearer_tokens_max`).
+    public let bearers: VerifiedBearers
     let registry: PrometheusCollectorRegistry
     let granted: Counter
     let refused: [Int: Counter]
@@ -117,6 +132,7 @@ public final class AuthState: Sendable {
             ttlSeconds: config.grantTTLSeconds, tokenName: config.tokenName, prefetchMax: config.prefetchMax,
             worldwideBoundToCountry: config.worldwideBoundToCountry)
         limiter = RateLimiter(perMinute: config.rateLimitPerMinute)
+        bearers = VerifiedBearers(entriesMax: config.bearerTokensMax)
         registry = PrometheusCollectorRegistry()
         granted = registry.makeCounter(name: "playback_grants_total", labels: [("result", "granted")])
         var r: [Int: Counter] = [:]
@@ -156,7 +172,8 @@ public func buildRouter(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
             body: .init(byteBuffer: ByteBuffer(bytes: out)))
     }
-    let v1 = router.group("v1").add(middleware: IdentityMiddleware(keys: keys, issuer: issuer, audience: audience))
+    let v1 = router.group("v1").add(
+        middleware: IdentityMiddleware(keys: keys, bearers: state.bearers, issuer: issuer, audience: audience))
     v1.post("playback") { request, context -> Response in
         let start = ContinuousClock.now
         let user = context.identity!

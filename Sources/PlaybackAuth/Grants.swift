@@ -146,9 +146,11 @@ public struct GrantService: Sendable {
     /// when the operator binds worldwide grants. A licence list that is not country codes (the
     /// catalog predates the check) narrows to the user's country, which the grant was checked for.
     func regionClaim(_ t: Track, _ user: Identity) -> RegionClaim {
-        let own = RegionClaim(value: user.country)
-        if t.regions.contains("*") { return worldwideBoundToCountry ? (own ?? .anywhere) : .anywhere }
-        return RegionClaim(value: t.regions.joined(separator: ",")) ?? own ?? .anywhere
+        // The user's own country is parsed only where it is needed.
+        if t.regions.contains("*") {
+            return worldwideBoundToCountry ? (RegionClaim(value: user.country) ?? .anywhere) : .anywhere
+        }
+        return RegionClaim(value: t.regions.joined(separator: ",")) ?? RegionClaim(value: user.country) ?? .anywhere
     }
 
     /// The track if this user may play it now.

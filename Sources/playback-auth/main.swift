@@ -2,6 +2,8 @@ import ArgumentParser
 import EdgeConfig
 import Foundation
 import Hummingbird
+import NIOCore
+import NIOPosix
 import PlaybackAuth
 
 @main
@@ -14,6 +16,25 @@ struct PlaybackAuthCommand: AsyncParsableCommand {
     var config: String = "edge.conf"
     @Flag(name: .long, help: "Validate the configuration and exit.")
     var check = false
+
+    /// The NIO event loops become Swift Concurrency's global executor before anything runs: each
+    /// grant's handler then runs on the loop threads instead of hopping to the concurrency pool's
+    /// threads and back (two thread switches per request; `perf record` under
+    /// `loadtest/auth_bench.py` showed a third of the process in the hops and the pool's queues).
+    /// Nothing here blocks a loop thread on a future (`.wait()`), which this would deadlock.
+    static func main() async {
+        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 
     func run() async throws {
         let c: PlaybackAuthConfig

@@ -15,7 +15,10 @@ final class RegionClaimTests: XCTestCase {
     func testClaimValues() {
         XCTAssertEqual(RegionClaim(value: "*"), .anywhere)
         XCTAssertEqual(RegionClaim(value: "US,ca,US"), .countries([ca, us]), "sorted, upper case, no duplicates")
-        for bad in ["", ",", "US,", ",US", "US,,CA", "USA", "US CA", "**", "*,US"] {
+        // One country (parsed without a split): either case.
+        XCTAssertEqual(RegionClaim(value: "us"), .countries([us]))
+        XCTAssertEqual(RegionClaim(value: "US"[...]), .countries([us]))
+        for bad in ["", ",", "US,", ",US", "US,,CA", "USA", "US CA", "**", "*,US", "U,", "1S", "U"] {
             XCTAssertNil(RegionClaim(value: bad), bad)
         }
         let many = (0..<RegionClaim.countriesMax).map { (i: Int) -> String in

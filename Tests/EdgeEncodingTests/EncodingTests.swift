@@ -1,3 +1,4 @@
+import Foundation
 import EdgeEncoding
 import XCTest
 
@@ -14,6 +15,14 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(Hex.encode(0xab, width: 2), "ab")
         XCTAssertEqual(Hex.encode(5, width: 4), "0005")
         XCTAssertEqual(Hex.encode(0x1ff, width: 2), "ff", "higher digits dropped")
+        // Every byte value, from contiguous storage and from a sequence without it (both paths).
+        let all = (0...255).map { UInt8($0) }
+        let expected = all.map { String(format: "%02x", $0) }.joined()
+        XCTAssertEqual(Hex.encode(all), expected)
+        XCTAssertEqual(Hex.encode(all[...]), expected)
+        XCTAssertEqual(Hex.encode(all.lazy.map { $0 }), expected)
+        XCTAssertEqual(Hex.encode([UInt8]()), "")
+        XCTAssertEqual(Hex.decode(expected), all)
     }
 
     func testDecimalTextAgainstLiterals() {
@@ -62,6 +71,9 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(JSONText.quoted("a\"b\\c"), "\"a\\\"b\\\\c\"")
         XCTAssertEqual(JSONText.quoted("\n\u{1}\u{7f}"), "\"\\u000a\\u0001\\u007f\"")
         XCTAssertEqual(JSONText.quoted("é♪"), "\"é♪\"")
+        // Nothing to escape: the bytes as they are, between quotes.
+        XCTAssertEqual(JSONText.quoted(""), "\"\"")
+        XCTAssertEqual(JSONText.quoted("exp=1~acl=/audio/*~hmac=ab"), "\"exp=1~acl=/audio/*~hmac=ab\"")
     }
 
     func testFNV1aPublishedValues() {

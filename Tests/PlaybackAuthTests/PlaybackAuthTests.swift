@@ -162,6 +162,11 @@ final class PlaybackAuthTests: XCTestCase {
         XCTAssertThrowsError(try PlaybackAuthConfig.parse(text("worldwide_regions = \"eu\""))) {
             XCTAssertTrue("\($0)".contains("auth.worldwide_regions"), "\($0)")
         }
+        XCTAssertEqual(try PlaybackAuthConfig.parse(text("")).bearerTokensMax, 65_536)
+        XCTAssertEqual(try PlaybackAuthConfig.parse(text("bearer_tokens_max = 10")).bearerTokensMax, 10)
+        XCTAssertThrowsError(try PlaybackAuthConfig.parse(text("bearer_tokens_max = 0"))) {
+            XCTAssertTrue("\($0)".contains("auth.bearer_tokens_max"), "\($0)")
+        }
     }
 
     func testFreeTierDowngradedAndScoped() async throws {
@@ -195,6 +200,59 @@ final class PlaybackAuthTests: XCTestCase {
                 XCTAssertNotNil(headers[.wwwAuthenticate])
             }
         }
+    }
+
+    /// A bearer token is verified once and remembered, but time is checked on every request: the
+    /// remembered token is refused once it expires.
+    func testRememberedBearerExpires() async throws {
+        let shortLived = try await jwt(expiresIn: 2)
+        config.rateLimitPerMinute = 1000
+        try await withApp { c in
+            for _ in 0..<3 {
+                let (status, body, _) = try await self.post(c, #"{"track_id":"t1"}"#, token: shortLived)
+                XCTAssertEqual(status, 200, "\(body)")
+            }
+            try await Task.sleep(for: .seconds(3))
+            let (status, _, headers) = try await self.post(c, #"{"track_id":"t1"}"#, token: shortLived)
+            XCTAssertEqual(status, 401, "expired since it was remembered")
+            XCTAssertNotNil(headers[.wwwAuthenticate])
+        }
+    }
+
+    /// The configured bound: with room for one token, a second user's grant starts the table
+    /// afresh, and both users are still served (each token verified again when needed).
+    func testBearerTokensBoundFromConfig() async throws {
+        config.bearerTokensMax = 1
+        config.rateLimitPerMinute = 1000
+        XCTAssertEqual(try AuthState(config: config).bearers.entriesMax, 1)
+        let first = try await jwt("u1"), second = try await jwt("u2")
+        let app = try await buildApplication(config: config)
+        try await app.test(.router) { c in
+            for token in [first, second, first, second] {
+                let (status, body, _) = try await self.post(c, #"{"track_id":"t1"}"#, token: token)
+                XCTAssertEqual(status, 200, "\(body)")
+            }
+        }
+    }
+
+    func testVerifiedBearersTimeAndBound() {
+        let b = VerifiedBearers(entriesMax: 3)
+        let who = Identity(subject: "u1", tier: .premium, country: "US")
+        XCTAssertNil(b.identity("a", now: 100))
+        b.remember("a", .init(identity: who, expiresAt: 200, notBefore: 150))
+        XCTAssertNil(b.identity("a", now: 149), "before nbf")
+        XCTAssertEqual(b.identity("a", now: 150), who, "valid from nbf itself")
+        XCTAssertEqual(b.identity("a", now: 199.5), who)
+        XCTAssertNil(b.identity("a", now: 200), "expired at exp itself")
+        XCTAssertEqual(b.count, 0, "an expired token is forgotten")
+        for t in ["a", "b", "c"] { b.remember(t, .init(identity: who, expiresAt: 200, notBefore: nil)) }
+        XCTAssertEqual(b.count, 3)
+        b.remember("c", .init(identity: who, expiresAt: 300, notBefore: nil))
+        XCTAssertEqual(b.count, 3, "a token remembered again replaces its entry")
+        b.remember("d", .init(identity: who, expiresAt: 200, notBefore: nil))
+        XCTAssertEqual(b.count, 1, "full: started afresh")
+        XCTAssertNil(b.identity("a", now: 100))
+        XCTAssertEqual(b.identity("d", now: 100), who)
     }
 
     struct FullClaims: JWTPayload {
