@@ -41,14 +41,27 @@ final class H2Session {
         var bodyBytes = 0
         /// When the stream's HEADERS began: the request must end (END_STREAM) within
         /// `h2_stream_request_timeout_milliseconds`.
-        let startMicroseconds: Int64
+        private(set) var startMicroseconds: Int64
         init(startMicroseconds: Int64) {
             self.startMicroseconds = startMicroseconds
             // One allocation for a usual request's fields, host among them, not one per doubling
             // (loadtest/allocs.py).
             fields.reserveCapacity(bytes: 256)
         }
+
+        /// The builder as new, for the next stream's request (its fields went with the last one).
+        func reset(startMicroseconds: Int64) {
+            method = ""; path = ""; hostFromAuthority = false; cookies = 0; listBytes = 0; tooLarge = false
+            bodyBytes = 0
+            self.startMicroseconds = startMicroseconds
+            fields = HeaderBlock()
+            fields.reserveCapacity(bytes: 256)
+        }
     }
+
+    /// The builder of the last request completed, kept for the next stream: a builder per request
+    /// cost an object's allocation and teardown (`loadtest/instructions.py`). At most one is kept.
+    private var spareBuilder: RequestBuilder?
 
     init?(host: any ExchangeHost, connection: Connection, limits: LimitsConfig) {
         self.host = host
@@ -196,7 +209,14 @@ final class H2Session {
     private var currentStreamID: Int32 = 0
 
     fileprivate func beginHeaders(streamID: Int32) {
-        let b = RequestBuilder(startMicroseconds: host.nowMicroseconds)
+        let b: RequestBuilder
+        if let spare = spareBuilder {
+            spareBuilder = nil
+            spare.reset(startMicroseconds: host.nowMicroseconds)
+            b = spare
+        } else {
+            b = RequestBuilder(startMicroseconds: host.nowMicroseconds)
+        }
         building[streamID] = b
         current = b
         currentStreamID = streamID
@@ -262,7 +282,7 @@ final class H2Session {
         // nghttp2 has already refused a request with an unknown or repeated pseudo-header.
         if name.count > 0 && name[0] == UInt8(ascii: ":") {
             if Self.bytes(name, equal: ":path") { b.path = String(decoding: value, as: UTF8.self) }
-            if Self.bytes(name, equal: ":method") { b.method = String(decoding: value, as: UTF8.self) }
+            if Self.bytes(name, equal: ":method") { b.method = Self.method(value) }
             if Self.bytes(name, equal: ":authority") && value.count > 0 {
                 // Handlers read the authority as Host, as an HTTP/1.1 request carries it.
                 b.fields.append(name: Self.hostName, value: value)
@@ -273,6 +293,14 @@ final class H2Session {
         guard b.fields.count - (b.hostFromAuthority ? 1 : 0) < limits.headerCountMax else { b.tooLarge = true; return }
         if Self.bytes(name, equal: "cookie") { b.cookies += 1 }
         b.fields.append(name: name, value: value)
+    }
+
+    /// The usual methods as literals: a String made from the bytes cost its UTF-8 validation on
+    /// every request.
+    private static func method(_ value: UnsafeRawBufferPointer) -> String {
+        if bytes(value, equal: "GET") { return "GET" }
+        if bytes(value, equal: "HEAD") { return "HEAD" }
+        return String(decoding: value, as: UTF8.self)
     }
 
     @inline(__always) private static var hostName: UnsafeRawBufferPointer {
@@ -304,6 +332,7 @@ final class H2Session {
         } else {
             host.start(ex, on: connection)
         }
+        spareBuilder = b   // read no more: the next stream's HEADERS reset it
     }
 
     fileprivate func dataChunk(streamID: Int32, length: Int) {

@@ -7,7 +7,7 @@ import struct
 import time
 
 import pytest
-from hpack import Encoder
+from hpack import Decoder, Encoder
 
 from conftest import read_until_close, sign
 
@@ -177,6 +177,35 @@ def test_5_1_1_decreasing_stream_id(peer):
     peer.request(5)
     peer.request(3)
     peer.expect_error(PROTOCOL_ERROR, connection_only=True)
+
+
+def test_each_request_on_a_connection_starts_clean(make_edge):
+    """Requests refused for their header list (431) and for a body (413), each followed on the
+    same connection by a plain one: nothing of a refused request carries over to the next stream's
+    (the session reuses one request builder from stream to stream)."""
+    e = make_edge(limits={"h2_header_list_bytes_max": 1024, "request_body_bytes_max": 10})
+    p = Peer(e.port)
+    p.send(frame(SETTINGS, ACK, 0))
+    dec = Decoder()
+
+    def status(stream):
+        block = p.expect_response(stream)
+        assert block is not None, f"no HEADERS on stream {stream}"
+        return dict(dec.decode(block))[":status"]
+
+    p.request(1, extra=[("x-big", "v" * 2000)])
+    assert status(1) == "431"
+    p.request(3)
+    assert status(3) == "200"
+    p.send(frame(HEADERS, END_HEADERS, 5, p.headers_block()) + frame(DATA, END_STREAM, 5, b"x" * 100))
+    assert status(5) == "413"
+    p.request(7)
+    assert status(7) == "200"
+    p.request(9, extra=[("cookie", "a=1"), ("cookie", "b=2")])
+    assert status(9) == "200"
+    p.request(11)
+    assert status(11) == "200"
+    p.close()
 
 
 def test_5_1_2_concurrent_streams_over_limit_refused(make_edge):
