@@ -269,28 +269,39 @@ public final class EdgeAuthVerifier {
         guard var token, !token.isEmpty else { return (.missing, nil, nil) }
         let t = token
         return token.withUTF8 {
-            check(t, receivedAs: UnsafeRawBufferPointer($0), path: path, clientIP: clientIP, now: now)
+            check(
+                t, receivedAs: UnsafeRawBufferPointer($0), percentEncoded: false, path: path, clientIP: clientIP,
+                now: now)
         }
     }
 
     /// The check of a token this verifier remembers, found by the bytes the request carried it as
-    /// (`received`, still percent-encoded): no decoding, parsing or copy of its fields. nil when it
-    /// is not remembered: the caller decodes it and calls `check(_:receivedAs:...)`.
-    public func remembered(_ received: UnsafeRawBufferPointer, path: String, clientIP: String, now: Int) -> Check? {
-        guard let entry = remembered.find(received) else { return nil }
+    /// (`received`): no decoding, parsing or copy of its fields. nil when it is not remembered: the
+    /// caller decodes it and calls `check(_:receivedAs:...)`. `percentEncoded`: the bytes are a
+    /// query's, to be percent-decoded, not a cookie's or a header's text; the same bytes in the
+    /// other form are another token (a cookie's `%3D` is not `=`).
+    public func remembered(
+        _ received: UnsafeRawBufferPointer, percentEncoded: Bool, path: String, clientIP: String, now: Int
+    ) -> Check? {
+        guard let entry = remembered.find(received, percentEncoded: percentEncoded) else { return nil }
         return (
             entry.claims(path: path, clientIP: clientIP, now: now, policy: policy), entry.fields.expiry,
             entry.fields.regions
         )
     }
 
-    /// Checks `token`, decoded from `received`: it is remembered by the bytes it was received as,
-    /// which decode to it alone.
+    /// Checks `token`, decoded from `received`: it is remembered by the bytes it was received as
+    /// and their form, which decode to it alone.
     public func check(
-        _ token: String, receivedAs received: UnsafeRawBufferPointer, path: String, clientIP: String, now: Int
+        _ token: String, receivedAs received: UnsafeRawBufferPointer, percentEncoded: Bool, path: String,
+        clientIP: String, now: Int
     ) -> Check {
         guard !token.isEmpty else { return (.missing, nil, nil) }
-        if let known = remembered(received, path: path, clientIP: clientIP, now: now) { return known }
+        if let known = remembered(
+            received, percentEncoded: percentEncoded, path: path, clientIP: clientIP, now: now)
+        {
+            return known
+        }
         guard let (f, signed, mac) = EdgeAuthToken.parse(token) else { return (.malformed, nil, nil) }
         hmacCount += 1
         guard EdgeAuthToken.signatureValid(f, signed: signed, mac: mac, path: path, keys: policy.keys) else {
@@ -298,7 +309,7 @@ public final class EdgeAuthVerifier {
         }
         // URL tokens sign the path outside the token: only ACL tokens are path-independent.
         if f.acl != nil {
-            let entry = RememberedTokens.Entry(received: received, fields: f)
+            let entry = RememberedTokens.Entry(received: received, percentEncoded: percentEncoded, fields: f)
             remembered.insert(entry)
             return (entry.claims(path: path, clientIP: clientIP, now: now, policy: policy), f.expiry, f.regions)
         }
@@ -352,13 +363,15 @@ enum ACLPattern {
 struct RememberedTokens {
     final class Entry {
         let bytes: [UInt8]
+        let percentEncoded: Bool
         let hash: UInt64
         let fields: EdgeAuthFields
         let acl: [ACLPattern]
 
-        init(received: UnsafeRawBufferPointer, fields: EdgeAuthFields) {
+        init(received: UnsafeRawBufferPointer, percentEncoded: Bool, fields: EdgeAuthFields) {
             bytes = Array(received)
-            hash = RememberedTokens.hash(received)
+            self.percentEncoded = percentEncoded
+            hash = RememberedTokens.hash(received, percentEncoded: percentEncoded)
             self.fields = fields
             acl = (fields.acl ?? []).map(ACLPattern.init)
         }
@@ -386,9 +399,10 @@ struct RememberedTokens {
         slots = Array(repeating: nil, count: capacity)
     }
 
-    /// The last 16 bytes as two words (fewer: FNV-1a over them), with the length, mixed.
-    static func hash(_ b: UnsafeRawBufferPointer) -> UInt64 {
-        var h = UInt64(truncatingIfNeeded: b.count) &* 0x9E37_79B9_7F4A_7C15
+    /// The last 16 bytes as two words (fewer: FNV-1a over them), with the length and the form,
+    /// mixed.
+    static func hash(_ b: UnsafeRawBufferPointer, percentEncoded: Bool) -> UInt64 {
+        var h = (UInt64(truncatingIfNeeded: b.count) << 1 | (percentEncoded ? 1 : 0)) &* 0x9E37_79B9_7F4A_7C15
         if b.count >= hashedBytes {
             h ^= b.loadUnaligned(fromByteOffset: b.count - 16, as: UInt64.self)
             h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
@@ -402,13 +416,13 @@ struct RememberedTokens {
         return h ^ (h >> 29)
     }
 
-    func find(_ received: UnsafeRawBufferPointer) -> Entry? {
+    func find(_ received: UnsafeRawBufferPointer, percentEncoded: Bool) -> Entry? {
         guard count > 0, received.count > 0 else { return nil }
-        let h = Self.hash(received)
+        let h = Self.hash(received, percentEncoded: percentEncoded)
         let mask = slots.count - 1
         var i = Int(truncatingIfNeeded: h) & mask
         while let e = slots[i] {
-            if e.hash == h && e.bytes.count == received.count
+            if e.hash == h && e.bytes.count == received.count && e.percentEncoded == percentEncoded
                 && e.bytes.withUnsafeBytes({ memcmp($0.baseAddress!, received.baseAddress!, received.count) }) == 0
             {
                 return e
@@ -426,7 +440,10 @@ struct RememberedTokens {
         let mask = slots.count - 1
         var i = Int(truncatingIfNeeded: entry.hash) & mask
         while let e = slots[i] {
-            if e.hash == entry.hash && e.bytes == entry.bytes { slots[i] = entry; return }
+            if e.hash == entry.hash && e.percentEncoded == entry.percentEncoded && e.bytes == entry.bytes {
+                slots[i] = entry
+                return
+            }
             i = (i + 1) & mask
         }
         slots[i] = entry

@@ -102,11 +102,14 @@ final class Router: Sendable {
             tokenNameBytes.withUnsafeBufferPointer { name -> EdgeAuthVerifier.Check? in
                 guard let raw = PathRules.rawQueryValue(q, name: name) else { return nil }
                 let received = UnsafeRawBufferPointer(raw)
-                if let known = verifier.remembered(received, path: path, clientIP: clientIP, now: nowSeconds) {
+                if let known = verifier.remembered(
+                    received, percentEncoded: true, path: path, clientIP: clientIP, now: nowSeconds)
+                {
                     return known
                 }
                 guard let token = PathRules.percentDecode(bytes: raw) else { return (.malformed, nil, nil) }
-                return verifier.check(token, receivedAs: received, path: path, clientIP: clientIP, now: nowSeconds)
+                return verifier.check(
+                    token, receivedAs: received, percentEncoded: true, path: path, clientIP: clientIP, now: nowSeconds)
             }
         }
     }

@@ -142,17 +142,22 @@ final class EdgeAuthTokenTests: XCTestCase {
         let v = EdgeAuthVerifier(policy: policy)
         let t = EdgeAuthToken.sign(key: key, acl: ["/audio/t1/*"], expiry: now + 60)
         let encoded = t.replacingOccurrences(of: "=", with: "%3D")
-        func remembered(_ received: String, _ path: String = "/audio/t1/a", now: Int? = nil) -> EdgeAuthVerifier.Check?
-        {
+        func remembered(
+            _ received: String, _ path: String = "/audio/t1/a", now: Int? = nil, percentEncoded: Bool = true
+        ) -> EdgeAuthVerifier.Check? {
             var r = received
             return r.withUTF8 {
-                v.remembered(UnsafeRawBufferPointer($0), path: path, clientIP: "x", now: now ?? self.now)
+                v.remembered(
+                    UnsafeRawBufferPointer($0), percentEncoded: percentEncoded, path: path, clientIP: "x",
+                    now: now ?? self.now)
             }
         }
         XCTAssertNil(remembered(encoded), "nothing checked yet")
         var e = encoded
         let first = e.withUTF8 {
-            v.check(t, receivedAs: UnsafeRawBufferPointer($0), path: "/audio/t1/a", clientIP: "x", now: now)
+            v.check(
+                t, receivedAs: UnsafeRawBufferPointer($0), percentEncoded: true, path: "/audio/t1/a", clientIP: "x",
+                now: now)
         }
         XCTAssertEqual(first.verdict, .ok)
         XCTAssertEqual(first.expiry, now + 60)
@@ -168,6 +173,15 @@ final class EdgeAuthTokenTests: XCTestCase {
         XCTAssertNil(remembered(lastFlipped), "one byte off (in the hashed suffix)")
         XCTAssertNil(remembered("x" + encoded.dropFirst()), "one byte off (outside the hashed suffix)")
         XCTAssertEqual(v.hmacCount, 1)
+        // The same bytes as a cookie's or a header's text are another token ("%3D" is not "="): not
+        // found by the query's entry, and refused as they would be had the query never come.
+        XCTAssertNil(remembered(encoded, percentEncoded: false))
+        XCTAssertEqual(v.verify(encoded, path: "/audio/t1/a", clientIP: "x", now: now), .malformed)
+        // The decoded text, as a cookie, is the token itself: checked (one HMAC), then remembered.
+        XCTAssertEqual(v.verify(t, path: "/audio/t1/a", clientIP: "x", now: now), .ok)
+        XCTAssertEqual(v.hmacCount, 2)
+        XCTAssertEqual(remembered(t, percentEncoded: false)?.verdict, .ok)
+        XCTAssertNil(remembered(t, percentEncoded: true), "the query form of those bytes is not checked yet")
     }
 
     /// Many remembered tokens share the table's slots (linear probing): each is found, and the
