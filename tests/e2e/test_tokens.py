@@ -53,7 +53,7 @@ def test_edgectl_matches_independent_signer():
     assert ours_with_start == theirs
 
 
-@pytest.mark.parametrize("case", ["tampered", "expired", "not_yet_valid", "wrong_scope", "wrong_key", "too_long", "malformed", "missing"])
+@pytest.mark.parametrize("case", ["tampered", "expired", "not_yet_valid", "wrong_scope", "wrong_key", "too_long", "malformed", "bad_escape", "missing"])
 def test_refused(make_edge, case):
     e = make_edge(token={"max_lifetime_seconds": 3600})
     good = akamai(acl="/audio/t0001/*")
@@ -65,6 +65,7 @@ def test_refused(make_edge, case):
         "wrong_key": akamai(acl="/audio/t0001/*", key="aa" * 32),
         "too_long": akamai(acl="/audio/t0001/*", window=7200),
         "malformed": "exp=1~acl=/audio/*~hmac=zz",
+        "bad_escape": good[:-2] + "%zz",   # not a percent-escape: refused before any HMAC
         "missing": None,
     }[case]
     url = f"{e.base}{TRACK}" + (f"?hdnts={token}" if token else "")
@@ -73,7 +74,8 @@ def test_refused(make_edge, case):
     assert body == b"forbidden\n"   # the reason goes to the log, not to the client
     verdict = e.log_lines()[-1]["token"]
     assert verdict == {"tampered": "signature", "expired": "expired", "not_yet_valid": "early", "wrong_scope": "scope",
-                       "wrong_key": "signature", "too_long": "lifetime", "malformed": "malformed", "missing": "missing"}[case]
+                       "wrong_key": "signature", "too_long": "lifetime", "malformed": "malformed", "bad_escape": "malformed",
+                       "missing": "missing"}[case]
 
 
 def test_leeway(make_edge):
@@ -86,6 +88,20 @@ def test_leeway(make_edge):
 
 def test_transition_key_accepted(edge):
     assert get(edge, akamai(acl="/audio/*", key=TRANSITION_KEY_HEX)) == 200
+
+
+def test_percent_encoded_token_is_a_query_token(make_edge):
+    """A token percent-encoded in the query is decoded (and, once verified, found again by those
+    bytes); the same encoded text as a cookie is not the token: refused, before and after. One
+    worker, so every request meets the same verifier."""
+    edge = make_edge(server={"workers": 1})
+    t = akamai(acl="/audio/*")
+    encoded = t.replace("=", "%3D").replace("~", "%7E")
+    assert curl(edge.base + TRACK, "-H", f"Cookie: hdnts={encoded}")[0] == 403
+    assert curl(f"{edge.base}{TRACK}?hdnts={encoded}")[0] == 200
+    assert curl(f"{edge.base}{TRACK}?hdnts={encoded}")[0] == 200
+    assert curl(edge.base + TRACK, "-H", f"Cookie: hdnts={encoded}")[0] == 403
+    assert edge.log_lines()[-1]["token"] == "malformed"
 
 
 def test_token_in_cookie_and_header(edge):
