@@ -94,12 +94,14 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
+        // mimalloc in place of glibc's malloc for the whole process (the Swift runtime's objects and
+        // nghttp2's among them): about 1,700 fewer instructions per 4 KiB range (docs/ARCHITECTURE.md).
         .executableTarget(
             name: "edge",
             dependencies: [
                 "EdgeServer", "EdgeConfig", "EdgeAdmin",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ], linkerSettings: [.linkedLibrary("mimalloc")]),
         .executableTarget(
             name: "edgectl",
             dependencies: [

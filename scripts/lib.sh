@@ -1,7 +1,7 @@
 # Shared by setup.sh and test.sh: install what is missing, build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libssl-dev libsqlite3-dev libmaxminddb-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv prometheus)
+SYSTEM_PACKAGES=(pkg-config liburing-dev libnghttp2-dev libmimalloc-dev libssl-dev libsqlite3-dev libmaxminddb-dev openssl curl nginx h2o nghttp2-client ffmpeg python3 python3-venv prometheus)
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
