@@ -7,7 +7,7 @@ this one splits the server's own, which is what tells an io_uring server's kerne
 calls, many requests per call) from its user-space cost.
 
 usage: loadtest/cpu_split.py [--servers edge,edge-cache,h2o] [--scenario hit-4k-h2c] [--rounds 3]
-                             [--requests 60000] [--perf-dir DIR] [--edge-bin PATH]
+                             [--requests 60000] [--perf-dir DIR] [--workers N] [--edge-bin PATH]
 Needs: perf (linux-perf) for the system call count and the profile; h2load, nginx, h2o;
 a release build of edge and edgectl."""
 import argparse
@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=60000)
     ap.add_argument("--perf-dir", help="write perf-<server>.data of the last round here")
+    ap.add_argument("--workers", type=int, help="the edge's worker count, when not its configuration's")
     bench.add_build_arguments(ap)
     a = ap.parse_args()
     scenario = [s for s in bench.SCENARIOS if s[0] == a.scenario]
@@ -81,6 +82,7 @@ def main():
         for port in (bench.H2C, bench.TLS, bench.ORIGIN):
             bench.require_free(port)
         srv = classes[name](name, a.run, paths)
+        srv.workers = a.workers
         try:
             srv.start(content, a.edge_bin, a.edgectl_bin)
             bench.warm(srv, a.run)

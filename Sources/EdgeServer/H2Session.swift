@@ -204,9 +204,19 @@ final class H2Session {
     // MARK: callbacks (called from inside mem_recv / mem_send)
 
     /// The request whose header block is arriving. A header block is never interleaved with
-    /// another stream's frames (RFC 9113 §4.3), so each field finds it without a lookup.
-    private var current: RequestBuilder?
+    /// another stream's frames (RFC 9113 §4.3), so each field finds it without a lookup. Held
+    /// unretained: `building` holds it, and it is cleared whenever it leaves `building` (`forget`,
+    /// `requestComplete`, `shutdown`). A strong reference cost a retain and a release per field.
+    private var current: Unmanaged<RequestBuilder>?
     private var currentStreamID: Int32 = 0
+
+    /// Runs `body` with the builder of `streamID`'s request, lent without a retain when it is
+    /// `current`; nil when the stream has none.
+    @inline(__always) private func withBuilder<R>(_ streamID: Int32, _ body: (RequestBuilder) -> R) -> R? {
+        if streamID == currentStreamID, let current { return current._withUnsafeGuaranteedRef(body) }
+        guard let b = building[streamID] else { return nil }
+        return body(b)
+    }
 
     fileprivate func beginHeaders(streamID: Int32) {
         let b: RequestBuilder
@@ -217,8 +227,8 @@ final class H2Session {
         } else {
             b = RequestBuilder(startMicroseconds: host.nowMicroseconds)
         }
-        building[streamID] = b
-        current = b
+        current = Unmanaged.passUnretained(b)
+        building.insert(streamID, b)
         currentStreamID = streamID
     }
 
@@ -273,8 +283,10 @@ final class H2Session {
         streamID: Int32, category: nghttp2_headers_category, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer
     ) {
         guard category == NGHTTP2_HCAT_REQUEST else { return }
-        let found = streamID == currentStreamID ? current : building[streamID]
-        guard let b = found else { return }
+        _ = withBuilder(streamID) { b in header(b, name: name, value: value) }
+    }
+
+    private func header(_ b: RequestBuilder, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         b.listBytes += name.count + value.count + 32   // RFC 9113 §6.5.2 accounting
         if b.listBytes > limits.h2HeaderListBytesMax { b.tooLarge = true; b.fields.removeAll(); return }
         if b.tooLarge { return }
@@ -324,7 +336,7 @@ final class H2Session {
         let request = EdgeRequest(
             method: b.method, target: b.path.isEmpty ? "-" : b.path, version: .http2, fields: fields)
         let ex = Exchange(request: request, streamID: streamID, startMicroseconds: host.clockMicroseconds())
-        exchanges[streamID] = ex
+        exchanges.insert(streamID, ex)
         if b.tooLarge {
             host.refuse(ex, on: connection, status: 431, text: "request header fields too large\n")
         } else if b.bodyBytes > limits.requestBodyBytesMax {
@@ -338,8 +350,7 @@ final class H2Session {
     fileprivate func dataChunk(streamID: Int32, length: Int) {
         // DATA reaches only a stream whose request has not ended (nghttp2 refuses it after
         // END_STREAM), so its builder is found unless the stream was forgotten (then it is reset).
-        guard let b = streamID == currentStreamID ? current : building[streamID] else { return }
-        b.bodyBytes += length   // a frame carries at most 16 MiB: a 64-bit count does not overflow
+        _ = withBuilder(streamID) { b in b.bodyBytes += length }   // a frame carries at most 16 MiB: a 64-bit count does not overflow
     }
 
     fileprivate func streamClosed(streamID: Int32) {

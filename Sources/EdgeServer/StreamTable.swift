@@ -76,8 +76,10 @@ final class StreamTable<Value> {
         }
     }
 
-    /// Only streams nghttp2 has accepted are inserted, and their ids are 1 or more.
-    private func insert(_ key: Int32, _ value: consuming Value) {
+    /// Only streams nghttp2 has accepted are inserted, and their ids are 1 or more. Called
+    /// directly, the value moves in: through the subscript's setter it was retained twice and
+    /// released twice more (`loadtest/instructions.py`).
+    func insert(_ key: Int32, _ value: consuming Value) {
         precondition(key != 0, "stream 0 is the connection")
         let mask = capacity - 1
         var i = home(key)
