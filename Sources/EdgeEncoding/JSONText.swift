@@ -36,22 +36,50 @@ public enum JSONText {
     /// returns the bytes written. Over UTF-8: a multi-byte character never contains a byte below
     /// 0x80, so only ASCII bytes are escaped. (Appending scalar by scalar to a String took a
     /// quarter of playback-auth's CPU per grant.) The access log writes its lines with it too.
+    /// Runs of bytes that need no escape are copied whole: a byte-by-byte copy cost about 27
+    /// instructions a byte of the access log's quoted fields (`loadtest/instructions.py`).
     @discardableResult
     public static func writeQuoted(_ bytes: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableRawPointer) -> Int {
         let hex: StaticString = "0123456789abcdef"
-        var n = 0
-        func put(_ b: UInt8) { out.storeBytes(of: b, toByteOffset: n, as: UInt8.self); n += 1 }
-        put(0x22)
-        for b in bytes {
-            switch b {
-            case 0x22, 0x5C: put(0x5C); put(b)
-            case 0..<0x20, 0x7F:
-                put(0x5C); put(0x75); put(0x30); put(0x30)
-                put(hex.utf8Start[Int(b >> 4)]); put(hex.utf8Start[Int(b & 15)])
-            default: put(b)
-            }
+        out.storeBytes(of: 0x22, as: UInt8.self)
+        var n = 1
+        guard let base = bytes.baseAddress else {
+            out.storeBytes(of: 0x22, toByteOffset: 1, as: UInt8.self)
+            return 2
         }
-        put(0x22)
-        return n
+        let count = bytes.count
+        var runStart = 0
+        var i = 0
+        while i < count {
+            let b = base[i]
+            if b >= 0x20 && b != 0x22 && b != 0x5C && b != 0x7F {
+                i += 1
+                continue
+            }
+            if i > runStart {
+                (out + n).copyMemory(from: base + runStart, byteCount: i - runStart)
+                n += i - runStart
+            }
+            out.storeBytes(of: 0x5C, toByteOffset: n, as: UInt8.self)
+            if b == 0x22 || b == 0x5C {
+                out.storeBytes(of: b, toByteOffset: n + 1, as: UInt8.self)
+                n += 2
+            } else {
+                out.storeBytes(of: 0x75, toByteOffset: n + 1, as: UInt8.self)
+                out.storeBytes(of: 0x30, toByteOffset: n + 2, as: UInt8.self)
+                out.storeBytes(of: 0x30, toByteOffset: n + 3, as: UInt8.self)
+                out.storeBytes(of: hex.utf8Start[Int(b >> 4)], toByteOffset: n + 4, as: UInt8.self)
+                out.storeBytes(of: hex.utf8Start[Int(b & 15)], toByteOffset: n + 5, as: UInt8.self)
+                n += 6
+            }
+            i += 1
+            runStart = i
+        }
+        if count > runStart {
+            (out + n).copyMemory(from: base + runStart, byteCount: count - runStart)
+            n += count - runStart
+        }
+        out.storeBytes(of: 0x22, toByteOffset: n, as: UInt8.self)
+        return n + 1
     }
 }

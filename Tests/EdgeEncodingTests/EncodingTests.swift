@@ -74,6 +74,38 @@ final class EncodingTests: XCTestCase {
         // Nothing to escape: the bytes as they are, between quotes.
         XCTAssertEqual(JSONText.quoted(""), "\"\"")
         XCTAssertEqual(JSONText.quoted("exp=1~acl=/audio/*~hmac=ab"), "\"exp=1~acl=/audio/*~hmac=ab\"")
+        // Escapes at the start, the end, side by side and between runs of plain bytes.
+        XCTAssertEqual(JSONText.quoted("\"ab\\\\c\n"), "\"\\\"ab\\\\\\\\c\\u000a\"")
+        XCTAssertEqual(JSONText.quoted("\u{1}"), "\"\\u0001\"")
+        // Seeded byte strings against a byte-at-a-time rendering of the escaping rules: the
+        // writer copies runs of plain bytes whole, and every boundary between a run and an escape
+        // is met here.
+        var rng = SplitMix64(seed: 12)
+        for _ in 0..<2000 {
+            let length = Int(rng.next() % 40)
+            let alphabet: [UInt8] = [0x00, 0x09, 0x0A, 0x1F, 0x20, 0x22, 0x41, 0x5C, 0x61, 0x7E, 0x7F, 0xC3, 0xA9]
+            let bytes = (0..<length).map { _ in alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            var want: [UInt8] = [0x22]
+            for b in bytes {
+                if b == 0x22 || b == 0x5C {
+                    want += [0x5C, b]
+                } else if b < 0x20 || b == 0x7F {
+                    want += Array(String(format: "\\u%04x", Int(b)).utf8)
+                } else {
+                    want.append(b)
+                }
+            }
+            want.append(0x22)
+            let got = bytes.withUnsafeBufferPointer { src -> [UInt8] in
+                let count = JSONText.quotedCount(src)
+                let out = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 1)
+                defer { out.deallocate() }
+                let n = JSONText.writeQuoted(src, into: out)
+                XCTAssertEqual(n, count)
+                return Array(UnsafeRawBufferPointer(start: out, count: n))
+            }
+            XCTAssertEqual(got, want, "\(bytes)")
+        }
     }
 
     func testFNV1aPublishedValues() {

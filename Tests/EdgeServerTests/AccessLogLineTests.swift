@@ -3,12 +3,16 @@ import XCTest
 
 @testable import EdgeServer
 
-/// The access log's byte writers: JSON quoting against literal expectations, decimals against `String(Int)`.
+/// The access log's line writer: JSON quoting against literal expectations, decimals against `String(Int)`.
 final class AccessLogLineTests: XCTestCase {
-    func text(_ fill: (ByteBuffer) -> Void) -> String {
-        let b = ByteBuffer(capacity: 64)
-        fill(b)
-        return String(decoding: b.readable, as: UTF8.self)
+    /// What `fill` writes, in memory of exactly `room` bytes (the writer must stay inside it).
+    func text(room: Int = 64, _ fill: (inout AccessLog.LineWriter) -> Void) -> String {
+        let base = UnsafeMutableRawPointer.allocate(byteCount: room, alignment: 1)
+        defer { base.deallocate() }
+        var w = AccessLog.LineWriter(base: base)
+        fill(&w)
+        XCTAssertLessThanOrEqual(w.count, room)
+        return String(decoding: UnsafeRawBufferPointer(start: base, count: w.count), as: UTF8.self)
     }
 
     func testJSONQuotingEscapesQuotesBackslashesAndControlCharacters() {
@@ -22,17 +26,20 @@ final class AccessLogLineTests: XCTestCase {
             ("é✓🎵", "\"é✓🎵\""),
         ]
         for (s, want) in cases {
-            XCTAssertEqual(text { $0.append(jsonQuoted: s) }, want, s)
+            XCTAssertEqual(text { $0.quoted(s) }, want, s)
+            XCTAssertEqual(AccessLog.quotedCount(s), want.utf8.count, s)
             XCTAssertEqual(JSONText.quoted(s), want, s)
         }
-        // Growth past the buffer's initial capacity: every byte escaped to six.
+        // Every byte escaped to six, in memory of exactly the size `quotedCount` gives.
         let long = String(repeating: "\u{1}", count: 1000)
-        XCTAssertEqual(text { $0.append(jsonQuoted: long) }, "\"" + String(repeating: "\\u0001", count: 1000) + "\"")
+        XCTAssertEqual(
+            text(room: AccessLog.quotedCount(long)) { $0.quoted(long) },
+            "\"" + String(repeating: "\\u0001", count: 1000) + "\"")
     }
 
     func testDecimalsMatchDescription() {
         for v in [0, 7, 10, 99, 100, 65535, -1, -42, Int.max, Int.min] {
-            XCTAssertEqual(text { $0.append(decimal: v) }, String(v), String(v))
+            XCTAssertEqual(text { $0.decimal(v) }, String(v), String(v))
         }
     }
 }
