@@ -5,7 +5,7 @@ front of the same nginx origin) and H2O (static files, no token check), same con
 same h2load load, same run. Each round runs every server through every scenario; the table shows
 the median over rounds of req/s, MB/s and p50/p99 request time, and edge's ratios.
 
-usage: loadtest/bench.py [--rounds 3] [--requests 20000] [--servers edge,nginx,h2o] [--edge-bin PATH]
+usage: loadtest/bench.py [--rounds 3] [--requests 20000] [--servers edge,nginx,h2o] [--edge-bin PATH] [--edge-workers N]
                          [--baseline-bin PATH]
 --baseline-bin: a second edge build (say, the commit before a change) run as edge@base and
 edge-cache@base in the same rounds, interleaved, so a change's before/after shares the machine's
@@ -16,6 +16,10 @@ its server CPU per request over the same server's without it.
 edge+geo, edge-cache+geo: the edge with regional licensing on ([geo] with a MaxMind DB that maps
 127.0.0.0/8 to US, tokens claiming geo=US,CA, so every request runs the whole check), and a line
 per scenario with its cost the same way. Writing the DB needs mmdb-writer (the test venv has it).
+busiest: the share of the server's CPU its busiest thread used in a run (1/n when n threads shared
+the load evenly). On a machine whose cores h2load shares, how many threads a server spreads the
+load over moves its CPU per request: H2O served nearly all of it on one of its two threads.
+--edge-workers N: the edge with N workers instead of the bench configuration's 2.
 Needs: nginx, h2o, h2load (nghttp2-client), openssl; a release build of edge."""
 import argparse
 import os
@@ -238,26 +242,62 @@ def prepare(run, tracks, requests):
     return content, make_content.paths(requests, tracks)
 
 
-def tree_cpu_seconds(roots):
-    """utime + stime of `roots` and every descendant, from /proc (a process's own counters
-    include all its threads)."""
-    stats = {}
+def tree_pids(roots):
+    """`roots` and every descendant still alive."""
+    parents = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 text = open(f"/proc/{d}/stat").read()
             except OSError:
                 continue
-            f = text[text.rindex(")") + 2:].split()
-            stats[int(d)] = (int(f[1]), int(f[11]) + int(f[12]))   # ppid, utime + stime (ticks)
-    todo, seen, ticks = list(roots), set(), 0
+            parents[int(d)] = int(text[text.rindex(")") + 2:].split()[1])
+    todo, seen = [p for p in roots if p in parents], set()
     while todo:
         p = todo.pop()
-        if p in seen or p not in stats:
+        if p not in seen:
+            seen.add(p)
+            todo += [c for c, pp in parents.items() if pp == p]
+    return seen
+
+
+def thread_ticks(pids):
+    """(user, system) clock ticks of every thread of `pids`, by (pid, tid)."""
+    out = {}
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
             continue
-        seen.add(p)
-        ticks += stats[p][1]
-        todo += [c for c, (pp, _) in stats.items() if pp == p]
+        for t in tids:
+            try:
+                text = open(f"/proc/{p}/task/{t}/stat").read()
+            except OSError:
+                continue
+            f = text[text.rindex(")") + 2:].split()
+            out[(p, t)] = (int(f[11]), int(f[12]))
+    return out
+
+
+def busiest_thread_share(before, after):
+    """Of the CPU the server's threads used between two `thread_ticks` readings, the share of the
+    busiest thread: 1.0 when one thread served the whole load, 1/n when n shared it evenly."""
+    used = [sum(after[k]) - sum(before.get(k, (0, 0))) for k in after]
+    total = sum(used)
+    return max(used) / total if total > 0 else 0.0
+
+
+def tree_cpu_seconds(roots):
+    """utime + stime of `roots` and every descendant, from /proc (a process's own counters
+    include all its threads)."""
+    ticks = 0
+    for p in tree_pids(roots):
+        try:
+            text = open(f"/proc/{p}/stat").read()
+        except OSError:
+            continue
+        f = text[text.rindex(")") + 2:].split()
+        ticks += int(f[11]) + int(f[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -302,12 +342,15 @@ def h2load(srv, urls, n, c, m, extra, log):
     import resource
     if os.path.exists(log):
         os.remove(log)
+    pids = tree_pids(srv.root_pids())
+    threads0 = thread_ticks(pids)
     busy0, own0 = machine_busy_seconds(), srv.cpu_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["h2load", "-i", urls, "-n", str(n), "-c", str(c), "-m", str(m), "-t", "1", f"--log-file={log}"] + extra,
                          capture_output=True, text=True, timeout=600).stdout
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy, own = machine_busy_seconds() - busy0, srv.cpu_seconds() - own0
+    share = busiest_thread_share(threads0, thread_ticks(pids))
     client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     rps = float(re.search(r"finished in [^,]+, ([0-9.]+) req/s", out).group(1))
     mbs_m = re.search(r"req/s, ([0-9.]+)([KMG]?)B/s", out)
@@ -318,7 +361,7 @@ def h2load(srv, urls, n, c, m, extra, log):
     q = lambda p: times[min(len(times) - 1, int(p * len(times)))] / 1000.0
     cpu_us = max(0.0, busy - client) / max(1, ok) * 1e6
     return {"rps": rps, "mbs": mbs, "p50": q(0.5), "p99": q(0.99), "ok": ok, "codes": codes, "cpu_us": cpu_us,
-            "gen_us": client / max(1, ok) * 1e6, "own_us": own / max(1, ok) * 1e6}
+            "gen_us": client / max(1, ok) * 1e6, "own_us": own / max(1, ok) * 1e6, "busiest": share}
 
 
 def replay(srv, loadtest_bin, urls, seconds, c, m, extra, out, ca):
@@ -345,7 +388,7 @@ def replay(srv, loadtest_bin, urls, seconds, c, m, extra, out, ca):
     return {"rps": r["requests_per_second"], "mbs": r["bytes"] / 1e6 / max(1e-9, r["duration_seconds"]),
             "p50": ttfb["p50"], "p99": ttfb["p99"], "ok": ok, "codes": codes,
             "cpu_us": max(0.0, busy - client) / max(1, ok) * 1e6, "gen_us": client / max(1, ok) * 1e6,
-            "own_us": own / max(1, ok) * 1e6}
+            "own_us": own / max(1, ok) * 1e6, "busiest": 0.0}
 
 
 def main():
@@ -362,6 +405,9 @@ def main():
     ap.add_argument("--generators", default="h2load",
                     help="h2load, loadtest (loadtest replay, closed loop, as long as h2load's run), or both")
     ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, ".build/release/loadtest"))
+    ap.add_argument("--edge-workers", type=int,
+                    help="the edge's worker count (edge, edge-cache and their variants), when not the bench "
+                         "configuration's 2")
     a = ap.parse_args()
     generators = a.generators.split(",")
     content, paths = prepare(a.run, a.tracks, a.requests)
@@ -377,6 +423,9 @@ def main():
         servers.append(classes[base](s, a.run, paths, **options))
         if a.baseline_bin and base in ("edge", "edge-cache"):
             servers.append(classes[base](s + "@base", a.run, paths, binary=a.baseline_bin, **options))
+    for srv in servers:
+        if isinstance(srv, Edge):
+            srv.workers = a.edge_workers
     edges = [s.name for s in servers if s.name.startswith("edge")]
     scenarios = [s for s in SCENARIOS if s[0] in a.scenarios.split(",")]
     results = {}
@@ -403,7 +452,7 @@ def main():
                         results.setdefault((key, name), []).append(r)
                         print(f"round {rnd + 1} {key:13} {name:12} {r['rps']:10.0f} req/s {r['mbs']:8.1f} MB/s "
                               f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms cpu {r['cpu_us']:6.1f} us/req (own {r['own_us']:6.1f}) "
-                              f"generator {r['gen_us']:5.1f} us/req ok={r['ok']} [{r['codes']}]", flush=True)
+                              f"generator {r['gen_us']:5.1f} us/req busiest thread {r['busiest']:4.0%} ok={r['ok']} [{r['codes']}]", flush=True)
             finally:
                 srv.stop()
     med = lambda k, s, f: statistics.median(x[f] for x in results[(k, s)])
@@ -420,7 +469,7 @@ def main():
                           f"{med(srv.name + '/lt', name, 'gen_us'):.1f} vs {med(srv.name, name, 'gen_us'):.1f} us/req: "
                           f"{med(srv.name + '/lt', name, 'gen_us') / max(0.01, med(srv.name, name, 'gen_us')):.2f}x CPU")
     print(f"{'scenario':12} {'server':10} {'req/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>10} "
-          f"{'own us/req':>10}   "
+          f"{'own us/req':>10} {'busiest':>7}   "
           "ratios (edge variant / this): req/s, server CPU per request")
     for name, _, _ in scenarios:
         for srv in servers:
@@ -437,7 +486,7 @@ def main():
                 ratio = ratios(edges)
             print(f"{name:12} {srv.name:10} {med(srv.name, name, 'rps'):10.0f} {med(srv.name, name, 'mbs'):8.1f} "
                   f"{med(srv.name, name, 'p50'):8.2f} {med(srv.name, name, 'p99'):8.2f} {med(srv.name, name, 'cpu_us'):10.1f} "
-                  f"{med(srv.name, name, 'own_us'):10.1f}   {ratio}")
+                  f"{med(srv.name, name, 'own_us'):10.1f} {med(srv.name, name, 'busiest'):7.0%}   {ratio}")
     for suffix, what in (("+log", "access log"), ("+geo", "geo")):
         variants = [srv.name for srv in servers if srv.name.endswith(suffix)]
         if variants:

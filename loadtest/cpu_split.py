@@ -22,43 +22,6 @@ sys.path.insert(0, HERE)
 import bench  # noqa: E402
 
 
-def process_tree(roots):
-    """`roots` and every descendant (nginx's workers, say)."""
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                text = open(f"/proc/{d}/stat").read()
-            except OSError:
-                continue
-            parents[int(d)] = int(text[text.rindex(")") + 2:].split()[1])
-    tree, todo = set(), list(roots)
-    while todo:
-        p = todo.pop()
-        if p not in tree:
-            tree.add(p)
-            todo += [c for c, pp in parents.items() if pp == p]
-    return tree
-
-
-def thread_ticks(pids):
-    """(user, system) clock ticks of every thread of `pids`, by (pid, tid)."""
-    out = {}
-    for p in pids:
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for t in tids:
-            try:
-                text = open(f"/proc/{p}/task/{t}/stat").read()
-            except OSError:
-                continue
-            f = text[text.rindex(")") + 2:].split()
-            out[(p, t)] = (int(f[11]), int(f[12]))
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--servers", default="edge,edge-cache,h2o")
@@ -87,10 +50,10 @@ def main():
             srv.start(content, a.edge_bin, a.edgectl_bin)
             bench.warm(srv, a.run)
             bench.settle(srv)
-            pids = process_tree(srv.root_pids())
+            pids = bench.tree_pids(srv.root_pids())
             targets = ",".join(map(str, sorted(pids)))
             for rnd in range(a.rounds):
-                before = thread_ticks(pids)
+                before = bench.thread_ticks(pids)
                 record = None
                 if a.perf_dir and rnd == a.rounds - 1:
                     record = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-g", "-o",
@@ -105,7 +68,7 @@ def main():
                 if record:
                     record.send_signal(2)
                     record.wait(timeout=60)
-                after = thread_ticks(pids)
+                after = bench.thread_ticks(pids)
                 ok = max(1, r["ok"])
                 user = sum(u - before.get(k, (0, 0))[0] for k, (u, _) in after.items()) / hz / ok * 1e6
                 system = sum(s - before.get(k, (0, 0))[1] for k, (_, s) in after.items()) / hz / ok * 1e6

@@ -204,3 +204,37 @@ def test_replay_over_tls_1_2_reads_through_openssl(workdir, tmp_path):
         assert r["bytes"] == r["responses"] * len(body), out
     finally:
         listener.close()
+
+
+def test_bench_reads_how_a_server_spreads_its_cpu_over_threads():
+    """bench.py's `busiest` column: the busiest thread's share of a process's CPU, read per thread
+    from /proc. Here one thread of this process spins while the others wait: the spinner's share is
+    most of the process's CPU; two spinners (taking turns on Python's lock) split it."""
+    import bench
+
+    def share_while_spinning(threads, seconds):
+        stop = threading.Event()
+
+        def spin():
+            while not stop.is_set():
+                pass
+
+        pids = bench.tree_pids([os.getpid()])
+        spinners = [threading.Thread(target=spin) for _ in range(threads)]
+        before = bench.thread_ticks(pids)
+        for s in spinners:
+            s.start()
+        time.sleep(seconds)
+        after = bench.thread_ticks(pids)   # read while the spinners live: a finished thread leaves /proc
+        stop.set()
+        for s in spinners:
+            s.join()
+        return bench.busiest_thread_share(before, after)
+
+    assert os.getpid() in bench.tree_pids([os.getpid()])
+    one = share_while_spinning(1, 0.6)
+    assert one > 0.7
+    two = share_while_spinning(2, 1.2)
+    assert two < 0.75
+    assert bench.busiest_thread_share({}, {}) == 0.0
+    assert bench.busiest_thread_share({(1, "1"): (3, 2), (1, "2"): (5, 0)}, {(1, "1"): (9, 6), (1, "2"): (9, 6)}) == 0.5
