@@ -49,52 +49,11 @@ final class AccessLog {
         let second = wallMilliseconds / 1000
         if second != timeSecond { timeSecond = second; timePrefix = HTTPDate.isoSecond(unixSeconds: Int(second)) }
         // Written straight into the buffer: the line built from interpolated Strings made a
-        // dozen allocations per request. Room for the whole line is reserved once, for the worst
-        // case (every quoted byte a six-byte escape): reserving per field was 20 calls per line.
-        let rawBytes =
-            Self.lineFixedBytesMax + timePrefix.utf8.count + r.client.utf8.count + r.protocolName.utf8.count
-            + r.token.utf8.count
-        let quotedBytes = r.method.utf8.count + r.path.utf8.count + r.range.utf8.count + (r.cache?.utf8.count ?? 0)
-        var room = rawBytes + 6 * quotedBytes
-        if room > pending.writableCount {
-            // A long field: its exact escaped size, not a buffer grown for six bytes per byte.
-            room =
-                rawBytes + Self.quotedCount(r.method) + Self.quotedCount(r.path) + Self.quotedCount(r.range)
-                + (r.cache.map(Self.quotedCount) ?? 0)
-        }
+        // dozen allocations per request. Room for the whole line is reserved once (reserving per
+        // field was 20 calls per line).
+        let room = Self.lineRoom(r, timePrefix: timePrefix, writable: pending.writableCount)
         var w = LineWriter(base: pending.reserve(room))
-        w.ascii("{\"time\":\"")
-        w.raw(timePrefix)
-        w.ascii(".")
-        let ms = Int(wallMilliseconds % 1000)
-        if ms < 100 { w.ascii(ms < 10 ? "00" : "0") }
-        w.decimal(ms)
-        w.ascii("Z\",\"client\":\"")
-        w.raw(r.client)
-        w.ascii("\",\"protocol\":\"")
-        w.raw(r.protocolName)
-        w.ascii("\",\"method\":")
-        w.quoted(r.method)
-        w.ascii(",\"path\":")
-        w.quoted(r.path)
-        w.ascii(",\"status\":")
-        w.decimal(r.status)
-        w.ascii(",\"bytes\":")
-        w.decimal(r.bytesSent)
-        w.ascii(",\"range\":")
-        w.quoted(r.range)
-        w.ascii(",\"ttfb_us\":")
-        w.decimal(Int(r.ttfbMicroseconds))
-        w.ascii(",\"total_us\":")
-        w.decimal(Int(r.totalMicroseconds))
-        w.ascii(",\"token\":\"")
-        w.raw(r.token)
-        w.ascii("\"")
-        if let cache = r.cache {
-            w.ascii(",\"cache\":")
-            w.quoted(cache)
-        }
-        w.ascii("}\n")
+        Self.write(r, timePrefix: timePrefix, milliseconds: Int(wallMilliseconds % 1000), into: &w)
         precondition(w.count <= room, "an access-log line outgrew its reservation")
         pending.commit(w.count)
         if pending.count >= 32768 { flush() }
@@ -134,9 +93,59 @@ final class AccessLog {
 }
 
 extension AccessLog {
-    /// The most bytes of a line besides its variable fields: the literals (about 130 bytes) and
-    /// five decimals.
-    static let lineFixedBytesMax = 160 + 5 * DecimalText.bytesMax
+    /// The most bytes of a line besides its variable fields: the literals (131 bytes), the four
+    /// quoted fields' quote marks, and five decimals.
+    static let lineFixedBytesMax = 131 + 4 * 2 + 5 * DecimalText.bytesMax
+
+    /// Room for `r`'s line: for the worst case (every quoted byte a six-byte escape) when
+    /// `writable` has it, one pass over the bytes; else the exact escaped size, so a long field
+    /// does not grow the buffer by six bytes per byte.
+    static func lineRoom(_ r: Record, timePrefix: String, writable: Int) -> Int {
+        let rawBytes =
+            lineFixedBytesMax + timePrefix.utf8.count + r.client.utf8.count + r.protocolName.utf8.count
+            + r.token.utf8.count
+        let quotedBytes = r.method.utf8.count + r.path.utf8.count + r.range.utf8.count + (r.cache?.utf8.count ?? 0)
+        let worst = rawBytes + 6 * quotedBytes
+        if worst <= writable { return worst }
+        // quotedCount counts each field's quote marks, which lineFixedBytesMax counted too.
+        return rawBytes - 4 * 2 + quotedCount(r.method) + quotedCount(r.path) + quotedCount(r.range)
+            + (r.cache.map(quotedCount) ?? 0)
+    }
+
+    /// `r`'s line, into room `lineRoom` gave.
+    static func write(_ r: Record, timePrefix: String, milliseconds ms: Int, into w: inout LineWriter) {
+        w.ascii("{\"time\":\"")
+        w.raw(timePrefix)
+        w.ascii(".")
+        if ms < 100 { w.ascii(ms < 10 ? "00" : "0") }
+        w.decimal(ms)
+        w.ascii("Z\",\"client\":\"")
+        w.raw(r.client)
+        w.ascii("\",\"protocol\":\"")
+        w.raw(r.protocolName)
+        w.ascii("\",\"method\":")
+        w.quoted(r.method)
+        w.ascii(",\"path\":")
+        w.quoted(r.path)
+        w.ascii(",\"status\":")
+        w.decimal(r.status)
+        w.ascii(",\"bytes\":")
+        w.decimal(r.bytesSent)
+        w.ascii(",\"range\":")
+        w.quoted(r.range)
+        w.ascii(",\"ttfb_us\":")
+        w.decimal(Int(r.ttfbMicroseconds))
+        w.ascii(",\"total_us\":")
+        w.decimal(Int(r.totalMicroseconds))
+        w.ascii(",\"token\":\"")
+        w.raw(r.token)
+        w.ascii("\"")
+        if let cache = r.cache {
+            w.ascii(",\"cache\":")
+            w.quoted(cache)
+        }
+        w.ascii("}\n")
+    }
 
     static func quotedCount(_ s: String) -> Int {
         var s = s

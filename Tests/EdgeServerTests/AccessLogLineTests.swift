@@ -1,3 +1,4 @@
+import Foundation
 import EdgeEncoding
 import XCTest
 
@@ -40,6 +41,28 @@ final class AccessLogLineTests: XCTestCase {
     func testDecimalsMatchDescription() {
         for v in [0, 7, 10, 99, 100, 65535, -1, -42, Int.max, Int.min] {
             XCTAssertEqual(text { $0.decimal(v) }, String(v), String(v))
+        }
+    }
+
+    /// A whole line in exactly the room `lineRoom` gives, both when the buffer has room for the
+    /// worst case and when it does not (the exact escaped size): every quoted field all escapes,
+    /// every number at its longest. The line must fit and be the JSON it claims to be.
+    func testAWholeLineFitsTheRoomReservedForIt() throws {
+        let escapes = String(repeating: "\u{1}\"", count: 40)
+        let r = AccessLog.Record(
+            client: "[2001:db8::1]:65535", protocolName: "HTTP/2", method: escapes, path: "/a" + escapes,
+            status: Int.min, bytesSent: Int.min, range: escapes, ttfbMicroseconds: Int64.min,
+            totalMicroseconds: Int64.min, token: String(repeating: "t", count: 300), cache: escapes)
+        let prefix = "2026-11-23T16:40:00"
+        for writable in [0, Int.max] {
+            let room = AccessLog.lineRoom(r, timePrefix: prefix, writable: writable)
+            let line = text(room: room) { AccessLog.write(r, timePrefix: prefix, milliseconds: 999, into: &$0) }
+            XCTAssertEqual(line.last, "\n")
+            let object = try XCTUnwrap(
+                JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "writable \(writable)")
+            XCTAssertEqual(object["path"] as? String, "/a" + escapes)
+            XCTAssertEqual(object["cache"] as? String, escapes)
+            XCTAssertEqual(object["time"] as? String, prefix + ".999Z")
         }
     }
 }
