@@ -221,6 +221,17 @@ class H2O(Server):
         time.sleep(1)
 
 
+def workers_count(text):
+    """--edge-workers: a whole number from 1 to 256 (the bound edge.conf puts on server.workers)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r}: a worker count from 1 to 256")
+    return n
+
+
 def add_build_arguments(ap):
     """--edge-bin, --edgectl-bin and --run, the same for every load-test script."""
     ap.add_argument("--edge-bin", default=os.path.join(ROOT, ".build/release/edge"))
@@ -405,7 +416,7 @@ def main():
     ap.add_argument("--generators", default="h2load",
                     help="h2load, loadtest (loadtest replay, closed loop, as long as h2load's run), or both")
     ap.add_argument("--loadtest-bin", default=os.path.join(ROOT, ".build/release/loadtest"))
-    ap.add_argument("--edge-workers", type=int,
+    ap.add_argument("--edge-workers", type=workers_count,
                     help="the edge's worker count (edge, edge-cache and their variants), when not the bench "
                          "configuration's 2")
     a = ap.parse_args()

@@ -4,12 +4,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from conftest import LOADTEST_BIN, file_bytes, sign, write_files
+from conftest import LOADTEST_BIN, ROOT, file_bytes, sign, write_files
 from fault_origin import Origin
 
 SLICE = 65536
@@ -238,3 +239,14 @@ def test_bench_reads_how_a_server_spreads_its_cpu_over_threads():
     assert two < 0.75
     assert bench.busiest_thread_share({}, {}) == 0.0
     assert bench.busiest_thread_share({(1, "1"): (3, 2), (1, "2"): (5, 0)}, {(1, "1"): (9, 6), (1, "2"): (9, 6)}) == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "257", "two"])
+def test_bench_refuses_a_worker_count_the_edge_would_not_take(value):
+    """bench.py --edge-workers: out of edge.conf's 1..256 (0 would silently mean the bench
+    config's 2, a negative or huge count an edge that never starts), named before anything runs."""
+    r = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "loadtest", "bench.py"), "--edge-workers", value],
+        capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"{value!r}: a worker count from 1 to 256" in r.stderr
